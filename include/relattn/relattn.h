@@ -1,0 +1,271 @@
+/* relattn — attention with relative-position biases for CPUs at the edge.
+ *
+ * One call computes, for every head h and query i of one sequence,
+ *
+ *   o_i = sum_j softmax_j( scale * q_i . k_j + b_h(p_i - p_j) + mask(i, j) ) * v_j
+ *
+ * with a fused, streaming kernel: the n_q x n_kv score matrix is never stored;
+ * working memory is the caller's workspace, whose size depends on the head
+ * dimensions, the tile sizes and the bias table, never on n_q or n_kv.
+ *
+ * Conventions used by every function in this header:
+ *  - Strides are in ELEMENTS of the tensor's dtype, never bytes.
+ *  - Positions are int64 absolute token positions; biases depend only on
+ *    differences, computed exactly in int64.
+ *  - T5 buckets and Shaw tables are indexed by key position - query position
+ *    (the references' convention); ALiBi uses |query - key| (bidirectional)
+ *    or query - key (causal form).
+ *  - Every function returns a relattn_status; on failure the output buffer is
+ *    left untouched and relattn_last_error() names the argument at fault.
+ *  - Nothing here allocates memory in the compute call or throws.
+ */
+#ifndef RELATTN_RELATTN_H_
+#define RELATTN_RELATTN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(RELATTN_SHARED_BUILD)
+#define RELATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define RELATTN_API __attribute__((visibility("default")))
+#else
+#define RELATTN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RELATTN_VERSION_MAJOR 0
+#define RELATTN_VERSION_MINOR 1
+#define RELATTN_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH: what relattn_version() returns. */
+#define RELATTN_VERSION \
+  (RELATTN_VERSION_MAJOR * 10000 + RELATTN_VERSION_MINOR * 100 + RELATTN_VERSION_PATCH)
+
+/* Version of the linked library, encoded as RELATTN_VERSION. */
+RELATTN_API int relattn_version(void);
+/* "MAJOR.MINOR.PATCH" of the linked library; static storage. */
+RELATTN_API const char* relattn_version_string(void);
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum relattn_status {
+  RELATTN_OK = 0,
+  RELATTN_ERR_NULL_ARGUMENT = 1,      /* a required pointer is NULL */
+  RELATTN_ERR_BAD_DIMENSION = 2,      /* n_q, n_kv, heads, head dims out of range */
+  RELATTN_ERR_BAD_GQA_RATIO = 3,      /* n_heads not a multiple of n_kv_heads */
+  RELATTN_ERR_BAD_STRIDE = 4,         /* a stride lets rows overlap or is negative */
+  RELATTN_ERR_BAD_DTYPE = 5,          /* dtype unknown or not allowed for that tensor */
+  RELATTN_ERR_BAD_SCALE = 6,          /* softmax scale not finite */
+  RELATTN_ERR_BAD_BIAS_KIND = 7,      /* unknown position scheme */
+  RELATTN_ERR_BAD_BIAS_PARAMETER = 8, /* slopes, buckets, distances, Shaw k out of range */
+  RELATTN_ERR_BAD_MASK = 9,           /* window or valid key count out of range */
+  RELATTN_ERR_POSITION_OVERFLOW = 10, /* some p_i - p_j does not fit in int64 */
+  RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
+  RELATTN_ERR_BAD_THREADS = 12,       /* thread count < 1 or no parallel_for */
+  RELATTN_ERR_UNSUPPORTED = 13,       /* valid but not implemented (e.g. int8 before it lands) */
+  RELATTN_ERR_BAD_ALIGNMENT = 14      /* workspace not aligned to RELATTN_WORKSPACE_ALIGNMENT */
+} relattn_status;
+
+/* Short fixed text for a status ("workspace too small"); static storage. */
+RELATTN_API const char* relattn_status_string(relattn_status status);
+
+/* The message of the last failed call on this thread, naming the argument and
+ * the expected range ("head_dim = 300: must be in 1..256"); "" if none.
+ * Valid until the next relattn call on the same thread. */
+RELATTN_API const char* relattn_last_error(void);
+
+/* ------------------------------------------------------------------ tensors */
+
+typedef enum relattn_dtype {
+  RELATTN_F32 = 0,
+  RELATTN_F16 = 1, /* IEEE binary16 */
+  RELATTN_I8 = 2   /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
+} relattn_dtype;
+
+/* A [tokens][heads][dim] tensor of one sequence, with element strides, so that
+ * both [tokens][heads][dim] (token_stride = heads * dim, head_stride = dim)
+ * and [heads][tokens][dim] (token_stride = dim, head_stride = tokens * dim)
+ * are described without copies. The innermost (dim) stride is 1.
+ * Element (t, h, e) is at data[t * token_stride + h * head_stride + e].
+ * row_scales (int8 only, reserved): one float per (token, head) row, at
+ * row_scales[t * scale_token_stride + h * scale_head_stride]. */
+typedef struct relattn_tensor {
+  const void* data;
+  relattn_dtype dtype;
+  int64_t token_stride;
+  int64_t head_stride;
+  const float* row_scales;
+  int64_t scale_token_stride;
+  int64_t scale_head_stride;
+} relattn_tensor;
+
+/* The output, [n_q][n_heads][v_head_dim] with the same stride rules; dtype
+ * RELATTN_F32 or RELATTN_F16. */
+typedef struct relattn_output {
+  void* data;
+  relattn_dtype dtype;
+  int64_t token_stride;
+  int64_t head_stride;
+} relattn_output;
+
+/* Token t is at positions[t] if positions is not NULL, else at start + t. */
+typedef struct relattn_positions {
+  const int64_t* positions;
+  int64_t start;
+} relattn_positions;
+
+/* ------------------------------------------------------- position schemes */
+
+typedef enum relattn_bias_kind {
+  RELATTN_BIAS_NONE = 0,
+  RELATTN_BIAS_ALIBI = 1, /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
+  RELATTN_BIAS_T5 = 2,    /* b_h = table[h][t5_bucket(p_k - p_q)] */
+  RELATTN_BIAS_SHAW = 3   /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+} relattn_bias_kind;
+
+typedef struct relattn_alibi {
+  /* [n_heads] caller slopes, or NULL: slopes from max_bias by
+   * relattn_alibi_slopes() (max_bias = 8 is the ALiBi paper's rule). */
+  const float* slopes;
+  float max_bias;
+  /* 0: b = -m * |p_q - p_k| (bidirectional); 1: b = -m * (p_q - p_k). */
+  int causal;
+} relattn_alibi;
+
+typedef struct relattn_t5 {
+  /* [n_heads][num_buckets] learned biases, row stride num_buckets.
+   * dtype F32, F16, or I8 with one float scale per head in table_scales
+   * (bias = scale[h] * table[h][b]). */
+  const void* table;
+  relattn_dtype table_dtype;
+  const float* table_scales;
+  int32_t num_buckets;  /* 2..1024; even when bidirectional */
+  int32_t max_distance; /* 1..16384 */
+  int bidirectional;    /* 1: buckets split by the sign of p_k - p_q */
+} relattn_t5;
+
+typedef struct relattn_shaw {
+  /* [n_heads][2k+1] biases, f32: table[h][clip(p_k - p_q, -k, k) + k]. */
+  const float* table;
+  int32_t k; /* 0..16384 */
+} relattn_shaw;
+
+typedef struct relattn_bias {
+  relattn_bias_kind kind;
+  relattn_alibi alibi;
+  relattn_t5 t5;
+  relattn_shaw shaw;
+} relattn_bias;
+
+/* ------------------------------------------------------------------ masks */
+
+typedef struct relattn_mask {
+  /* 1: key j is hidden from query i when p_k > p_q. */
+  int causal;
+  /* 0: no window. W >= 1: with causal, query i sees keys with
+   * 0 <= p_q - p_k < W (W keys including itself); without causal, keys with
+   * |p_q - p_k| < W (a symmetric local window). */
+  int64_t window;
+  /* Keys j >= n_valid_kv are hidden; -1 means all n_kv keys are valid. */
+  int64_t n_valid_kv;
+} relattn_mask;
+
+/* ------------------------------------------------------------- descriptor */
+
+#define RELATTN_MAX_HEAD_DIM 256
+#define RELATTN_MAX_HEADS 4096
+
+/* One attention call over all heads of one sequence. Zero-initialise, then
+ * fill; relattn_attention_desc_init() sets the defaults named below. */
+typedef struct relattn_attention_desc {
+  int64_t n_q;        /* >= 1 queries */
+  int64_t n_kv;       /* >= 1 keys / values */
+  int32_t n_heads;    /* 1..RELATTN_MAX_HEADS query heads */
+  int32_t n_kv_heads; /* divides n_heads; query head h reads KV head h / (n_heads / n_kv_heads) */
+  int32_t head_dim;   /* 1..256, of Q and K */
+  int32_t v_head_dim; /* 1..256, of V and O; 0 means head_dim */
+  relattn_tensor q, k, v;
+  relattn_output o;
+  relattn_positions q_pos, k_pos;
+  /* Multiplies q . k. 0 means the default 1 / sqrt(head_dim); must be finite. */
+  float scale;
+  relattn_bias bias;
+  relattn_mask mask;
+} relattn_attention_desc;
+
+/* Fills desc with: no bias, no mask (n_valid_kv = -1), default scale, f32
+ * tensors, positions starting at 0, v_head_dim = head_dim. */
+RELATTN_API void relattn_attention_desc_init(relattn_attention_desc* desc);
+
+/* ---------------------------------------------------------------- threads */
+
+/* A parallel-for supplied by the caller: runs task(task_arg, i) once for each
+ * i in [0, n_tasks), possibly concurrently, and returns when all are done.
+ * relattn calls it with n_tasks <= the thread count it was given; each task
+ * uses its own slice of the workspace. */
+typedef void (*relattn_task_fn)(void* task_arg, size_t index);
+typedef void (*relattn_parallel_for_fn)(void* context, size_t n_tasks, relattn_task_fn task,
+                                        void* task_arg);
+
+typedef struct relattn_threads {
+  relattn_parallel_for_fn parallel_for;
+  void* context;
+  int32_t n_threads; /* >= 1: concurrency the workspace is sized for */
+} relattn_threads;
+
+/* Ready default over a pthreadpool_t (from <pthreadpool.h>), which the caller
+ * creates and destroys; n_threads = pthreadpool_get_threads_count(pool). */
+RELATTN_API relattn_status relattn_threads_from_pthreadpool(void* pthreadpool,
+                                                            relattn_threads* threads);
+
+/* -------------------------------------------------------------- workspace */
+
+/* The workspace pointer must be aligned to this many bytes. */
+#define RELATTN_WORKSPACE_ALIGNMENT 64
+
+/* Bytes of workspace relattn_attention needs for desc with n_threads threads
+ * (1 for the calling thread alone). Validates desc as relattn_attention does. */
+RELATTN_API relattn_status relattn_attention_workspace_size(const relattn_attention_desc* desc,
+                                                            int32_t n_threads,
+                                                            size_t* workspace_bytes);
+
+/* ---------------------------------------------------------------- compute */
+
+/* Computes attention for desc into desc->o. threads NULL: the calling thread.
+ * workspace: workspace_bytes >= relattn_attention_workspace_size(desc,
+ * threads ? threads->n_threads : 1), aligned to RELATTN_WORKSPACE_ALIGNMENT.
+ * Queries that see no key get a zero output row. Allocates nothing. */
+RELATTN_API relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
+                                             size_t workspace_bytes,
+                                             const relattn_threads* threads);
+
+/* --------------------------------------------------------- scheme helpers */
+
+/* ALiBi slopes for n_heads heads (1..RELATTN_MAX_HEADS) from max_bias > 0:
+ * with P = the largest power of two <= n_heads, head h < P gets
+ * 2^(-max_bias * (h + 1) / P) and head h >= P gets
+ * 2^(-max_bias * (2 * (h - P) + 1) / (2 * P)). max_bias = 8 is the ALiBi
+ * paper's get_slopes(); other values are the max_bias form of BLOOM / ggml. */
+RELATTN_API relattn_status relattn_alibi_slopes(int32_t n_heads, float max_bias, float* slopes);
+
+/* The T5 bucket of relative_position = key position - query position, exactly
+ * as T5's _relative_position_bucket (fp32 log, truncation), for any int64. */
+RELATTN_API relattn_status relattn_t5_bucket(int64_t relative_position, int32_t num_buckets,
+                                             int32_t max_distance, int bidirectional,
+                                             int32_t* bucket);
+
+/* Symmetric int8 quantisation of a [n_heads][num_buckets] f32 table, one
+ * scale per head: scale = max|row| / 127 (0 for an all-zero row),
+ * q = round(x / scale) clamped to [-127, 127]. */
+RELATTN_API relattn_status relattn_quantize_table_i8(const float* table, int32_t n_heads,
+                                                     int32_t num_buckets, int8_t* table_i8,
+                                                     float* scales);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* RELATTN_RELATTN_H_ */

@@ -1,0 +1,47 @@
+#include "lib/api/error.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace relattn {
+namespace {
+thread_local char last_error[256];
+}  // namespace
+
+relattn_status Fail(relattn_status status, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(last_error, sizeof(last_error), format, args);
+  va_end(args);
+  return status;
+}
+
+relattn_status Succeed() {
+  last_error[0] = '\0';
+  return RELATTN_OK;
+}
+
+}  // namespace relattn
+
+extern "C" const char* relattn_last_error(void) { return relattn::last_error; }
+
+extern "C" const char* relattn_status_string(relattn_status status) {
+  switch (status) {
+    case RELATTN_OK: return "ok";
+    case RELATTN_ERR_NULL_ARGUMENT: return "null argument";
+    case RELATTN_ERR_BAD_DIMENSION: return "dimension out of range";
+    case RELATTN_ERR_BAD_GQA_RATIO: return "n_heads is not a multiple of n_kv_heads";
+    case RELATTN_ERR_BAD_STRIDE: return "bad stride";
+    case RELATTN_ERR_BAD_DTYPE: return "bad dtype";
+    case RELATTN_ERR_BAD_SCALE: return "bad softmax scale";
+    case RELATTN_ERR_BAD_BIAS_KIND: return "unknown position scheme";
+    case RELATTN_ERR_BAD_BIAS_PARAMETER: return "bad position scheme parameter";
+    case RELATTN_ERR_BAD_MASK: return "bad mask";
+    case RELATTN_ERR_POSITION_OVERFLOW: return "position difference overflows int64";
+    case RELATTN_ERR_WORKSPACE_TOO_SMALL: return "workspace too small";
+    case RELATTN_ERR_BAD_THREADS: return "bad threads";
+    case RELATTN_ERR_UNSUPPORTED: return "unsupported";
+    case RELATTN_ERR_BAD_ALIGNMENT: return "misaligned pointer";
+  }
+  return "unknown status";
+}

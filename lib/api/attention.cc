@@ -1,0 +1,109 @@
+// Public entry points: descriptor defaults, workspace size, the compute call.
+#include <atomic>
+#include <cinttypes>
+#include <cstring>
+
+#include "lib/api/error.h"
+#include "lib/api/validate.h"
+#include "lib/kernels/attention.h"
+
+namespace relattn {
+namespace {
+
+relattn_status CheckThreads(const relattn_threads* threads, int32_t* n_threads) {
+  *n_threads = 1;
+  if (!threads) return RELATTN_OK;
+  if (threads->n_threads < 1) {
+    return Fail(RELATTN_ERR_BAD_THREADS, "threads->n_threads = %d: must be >= 1",
+                threads->n_threads);
+  }
+  if (!threads->parallel_for) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT, "threads->parallel_for is NULL");
+  }
+  *n_threads = threads->n_threads;
+  return RELATTN_OK;
+}
+
+size_t WorkspaceBytes(const Plan& plan, int32_t n_threads) {
+  return plan.ws.floats_per_worker * sizeof(float) * static_cast<size_t>(n_threads);
+}
+
+struct Call {
+  const Plan* plan;
+  float* workspace;
+  std::atomic<int64_t> next_item{0};
+};
+
+void RunWorker(void* arg, size_t worker) {
+  Call* call = static_cast<Call*>(arg);
+  float* ws = call->workspace + worker * call->plan->ws.floats_per_worker;
+  AttendWorkItems(*call->plan, ws, &call->next_item);
+}
+
+}  // namespace
+}  // namespace relattn
+
+using relattn::Fail;
+
+extern "C" {
+
+int relattn_version(void) { return RELATTN_VERSION; }
+
+const char* relattn_version_string(void) {
+#define RELATTN_STR2(x) #x
+#define RELATTN_STR(x) RELATTN_STR2(x)
+  return RELATTN_STR(RELATTN_VERSION_MAJOR) "." RELATTN_STR(
+      RELATTN_VERSION_MINOR) "." RELATTN_STR(RELATTN_VERSION_PATCH);
+}
+
+void relattn_attention_desc_init(relattn_attention_desc* desc) {
+  if (!desc) return;
+  std::memset(desc, 0, sizeof(*desc));
+  desc->mask.n_valid_kv = -1;
+}
+
+relattn_status relattn_attention_workspace_size(const relattn_attention_desc* desc,
+                                                int32_t n_threads, size_t* workspace_bytes) {
+  if (!workspace_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace_bytes is NULL");
+  if (n_threads < 1) {
+    return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be >= 1", n_threads);
+  }
+  relattn::Plan plan;
+  if (const relattn_status s = relattn::BuildPlan(desc, &plan)) return s;
+  *workspace_bytes = relattn::WorkspaceBytes(plan, n_threads);
+  return relattn::Succeed();
+}
+
+relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
+                                 size_t workspace_bytes, const relattn_threads* threads) {
+  int32_t n_threads;
+  relattn::Plan plan;
+  relattn_status s;
+  if ((s = relattn::CheckThreads(threads, &n_threads)) || (s = relattn::BuildPlan(desc, &plan))) {
+    return s;
+  }
+  if (!workspace) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace is NULL");
+  if (reinterpret_cast<uintptr_t>(workspace) % RELATTN_WORKSPACE_ALIGNMENT != 0) {
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "workspace = %p: must be aligned to %d bytes",
+                workspace, RELATTN_WORKSPACE_ALIGNMENT);
+  }
+  const size_t needed = relattn::WorkspaceBytes(plan, n_threads);
+  if (workspace_bytes < needed) {
+    return Fail(RELATTN_ERR_WORKSPACE_TOO_SMALL,
+                "workspace_bytes = %zu: must be >= %zu for this desc and n_threads = %d",
+                workspace_bytes, needed, n_threads);
+  }
+  relattn::Call call;
+  call.plan = &plan;
+  call.workspace = static_cast<float*>(workspace);
+  const int64_t n_tasks = plan.n_work_items < n_threads ? plan.n_work_items : n_threads;
+  if (n_tasks <= 1) {
+    relattn::RunWorker(&call, 0);
+  } else {
+    threads->parallel_for(threads->context, static_cast<size_t>(n_tasks), relattn::RunWorker,
+                          &call);
+  }
+  return relattn::Succeed();
+}
+
+}  // extern "C"

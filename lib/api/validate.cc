@@ -1,0 +1,322 @@
+#include "lib/api/validate.h"
+
+#include <cinttypes>
+#include <cmath>
+
+#include "lib/api/error.h"
+#include "lib/bias/t5.h"
+
+namespace relattn {
+namespace {
+
+const char* DtypeName(relattn_dtype dtype) {
+  switch (dtype) {
+    case RELATTN_F32: return "F32";
+    case RELATTN_F16: return "F16";
+    case RELATTN_I8: return "I8";
+  }
+  return "unknown";
+}
+
+relattn_status CheckRange(const char* name, int64_t value, int64_t lo, int64_t hi,
+                          relattn_status status) {
+  if (value >= lo && value <= hi) return RELATTN_OK;
+  return Fail(status, "%s = %" PRId64 ": must be in %" PRId64 "..%" PRId64, name, value, lo, hi);
+}
+
+// Rows (t, h) of `dim` elements at t * token_stride + h * head_stride must not
+// overlap: strides >= 0, and the larger stride spans all rows of the smaller.
+relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_stride,
+                            int32_t n_heads, int64_t head_stride, int64_t dim) {
+  if (token_stride < 0 || head_stride < 0) {
+    return Fail(RELATTN_ERR_BAD_STRIDE,
+                "%s strides (token %" PRId64 ", head %" PRId64 "): must be >= 0", name,
+                token_stride, head_stride);
+  }
+  struct Axis { int64_t count, stride; const char* name; };
+  Axis inner{n_tokens, token_stride, "token_stride"}, outer{n_heads, head_stride, "head_stride"};
+  if (inner.count == 1 || (outer.count > 1 && outer.stride < inner.stride)) {
+    const Axis t = inner;
+    inner = outer;
+    outer = t;
+  }
+  if (inner.count > 1 && inner.stride < dim) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "%s.%s = %" PRId64 ": rows overlap, must be >= %" PRId64,
+                name, inner.name, inner.stride, dim);
+  }
+  const __int128 inner_span = inner.count > 1 ? (__int128)inner.stride * inner.count : dim;
+  if (outer.count > 1 && (__int128)outer.stride < inner_span) {
+    return Fail(RELATTN_ERR_BAD_STRIDE,
+                "%s.%s = %" PRId64 ": rows overlap, must be >= %" PRId64 " (or 0 < %s)", name,
+                outer.name, outer.stride, (int64_t)inner_span, inner.name);
+  }
+  // The last element's index must fit in int64.
+  const __int128 last = (__int128)(n_tokens - 1) * token_stride +
+                        (__int128)(n_heads - 1) * head_stride + dim - 1;
+  if (last > INT64_MAX) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: last element index overflows int64", name);
+  }
+  return RELATTN_OK;
+}
+
+relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_tokens,
+                           int32_t n_heads, int64_t dim) {
+  if (!t.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.data is NULL", name);
+  if (t.dtype == RELATTN_I8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: int8 inputs are not supported yet",
+                name);
+  }
+  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16) {
+    return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32 or RELATTN_F16", name,
+                (int)t.dtype);
+  }
+  return CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
+}
+
+// Range [min, max] of the positions of n tokens; fails if start + n - 1 overflows.
+relattn_status PositionRange(const char* name, const relattn_positions& pos, int64_t n,
+                             int64_t* min, int64_t* max) {
+  if (!pos.positions) {
+    if (__builtin_add_overflow(pos.start, n - 1, max)) {
+      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                  "%s.start = %" PRId64 ": start + %" PRId64 " overflows int64", name, pos.start,
+                  n - 1);
+    }
+    *min = pos.start;
+    return RELATTN_OK;
+  }
+  *min = *max = pos.positions[0];
+  for (int64_t t = 1; t < n; ++t) {
+    if (pos.positions[t] < *min) *min = pos.positions[t];
+    if (pos.positions[t] > *max) *max = pos.positions[t];
+  }
+  return RELATTN_OK;
+}
+
+// Every p_q - p_k and p_k - p_q must fit in int64.
+// Stores the range of key positions in [*k_min, *k_max].
+relattn_status CheckPositions(const relattn_attention_desc& d, int64_t* k_min_out,
+                              int64_t* k_max_out) {
+  int64_t q_min, q_max, k_min, k_max;
+  relattn_status s = PositionRange("q_pos", d.q_pos, d.n_q, &q_min, &q_max);
+  if (s == RELATTN_OK) s = PositionRange("k_pos", d.k_pos, d.n_kv, &k_min, &k_max);
+  if (s != RELATTN_OK) return s;
+  const __int128 a = (__int128)q_max - k_min, b = (__int128)k_max - q_min;
+  if (a > INT64_MAX || b > INT64_MAX) {
+    return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                "positions: query [%" PRId64 ", %" PRId64 "] and key [%" PRId64 ", %" PRId64
+                "] differ by more than INT64_MAX",
+                q_min, q_max, k_min, k_max);
+  }
+  *k_min_out = k_min;
+  *k_max_out = k_max;
+  return RELATTN_OK;
+}
+
+relattn_status CheckFinite(const char* name, const float* values, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) {
+      return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER, "%s[%" PRId64 "] = %g: must be finite", name, i,
+                  (double)values[i]);
+    }
+  }
+  return RELATTN_OK;
+}
+
+relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
+  if (a.slopes) return CheckFinite("bias.alibi.slopes", a.slopes, n_heads);
+  if (!(std::isfinite(a.max_bias) && a.max_bias > 0.0f)) {
+    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
+                "bias.alibi.max_bias = %g: must be finite and > 0 when slopes is NULL",
+                (double)a.max_bias);
+  }
+  return RELATTN_OK;
+}
+
+relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
+  if (!t.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.t5.table is NULL");
+  if (const relattn_status s = CheckT5Params(t.num_buckets, t.max_distance, t.bidirectional != 0,
+                                             "bias.t5.")) {
+    return s;
+  }
+  const int64_t n = (int64_t)n_heads * t.num_buckets;
+  switch (t.table_dtype) {
+    case RELATTN_F32: return CheckFinite("bias.t5.table", (const float*)t.table, n);
+    case RELATTN_F16: {
+      const uint16_t* bits = (const uint16_t*)t.table;
+      for (int64_t i = 0; i < n; ++i) {
+        if ((bits[i] & 0x7c00) == 0x7c00) {
+          return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
+                      "bias.t5.table[%" PRId64 "]: f16 inf or nan, must be finite", i);
+        }
+      }
+      return RELATTN_OK;
+    }
+    case RELATTN_I8:
+      if (!t.table_scales) {
+        return Fail(RELATTN_ERR_NULL_ARGUMENT,
+                    "bias.t5.table_scales is NULL: required for an I8 table");
+      }
+      return CheckFinite("bias.t5.table_scales", t.table_scales, n_heads);
+  }
+  return Fail(RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = %d: must be F32, F16 or I8",
+              (int)t.table_dtype);
+}
+
+relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
+  if (!sh.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.shaw.table is NULL");
+  relattn_status s = CheckRange("bias.shaw.k", sh.k, 0, 16384, RELATTN_ERR_BAD_BIAS_PARAMETER);
+  if (s != RELATTN_OK) return s;
+  return CheckFinite("bias.shaw.table", sh.table, (int64_t)n_heads * (2 * sh.k + 1));
+}
+
+relattn_status CheckBias(const relattn_bias& b, int32_t n_heads) {
+  switch (b.kind) {
+    case RELATTN_BIAS_NONE: return RELATTN_OK;
+    case RELATTN_BIAS_ALIBI: return CheckAlibi(b.alibi, n_heads);
+    case RELATTN_BIAS_T5: return CheckT5(b.t5, n_heads);
+    case RELATTN_BIAS_SHAW: return CheckShaw(b.shaw, n_heads);
+  }
+  return Fail(RELATTN_ERR_BAD_BIAS_KIND, "bias.kind = %d: must be NONE, ALIBI, T5 or SHAW",
+              (int)b.kind);
+}
+
+relattn_status CheckShape(const relattn_attention_desc& d) {
+  relattn_status s = RELATTN_OK;
+  if (d.n_q < 1) return Fail(RELATTN_ERR_BAD_DIMENSION, "n_q = %" PRId64 ": must be >= 1", d.n_q);
+  if (d.n_kv < 1) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_kv = %" PRId64 ": must be >= 1", d.n_kv);
+  }
+  if ((s = CheckRange("n_heads", d.n_heads, 1, RELATTN_MAX_HEADS, RELATTN_ERR_BAD_DIMENSION)) ||
+      (s = CheckRange("n_kv_heads", d.n_kv_heads, 1, d.n_heads, RELATTN_ERR_BAD_DIMENSION)) ||
+      (s = CheckRange("head_dim", d.head_dim, 1, RELATTN_MAX_HEAD_DIM,
+                      RELATTN_ERR_BAD_DIMENSION)) ||
+      (s = CheckRange("v_head_dim", d.v_head_dim, 0, RELATTN_MAX_HEAD_DIM,
+                      RELATTN_ERR_BAD_DIMENSION))) {
+    return s;
+  }
+  if (d.n_heads % d.n_kv_heads != 0) {
+    return Fail(RELATTN_ERR_BAD_GQA_RATIO, "n_heads = %d: must be a multiple of n_kv_heads = %d",
+                d.n_heads, d.n_kv_heads);
+  }
+  return RELATTN_OK;
+}
+
+relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
+  relattn_status s;
+  if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim)) ||
+      (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim)) ||
+      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv))) {
+    return s;
+  }
+  if (!d.o.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL");
+  if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16) {
+    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %s: must be RELATTN_F32 or RELATTN_F16",
+                DtypeName(d.o.dtype));
+  }
+  return CheckStrides("o", d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv);
+}
+
+relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
+  if (m.window < 0) {
+    return Fail(RELATTN_ERR_BAD_MASK, "mask.window = %" PRId64 ": must be >= 0 (0 = no window)",
+                m.window);
+  }
+  if (m.n_valid_kv < -1 || m.n_valid_kv > n_kv) {
+    return Fail(RELATTN_ERR_BAD_MASK,
+                "mask.n_valid_kv = %" PRId64 ": must be in 0..n_kv = %" PRId64 " or -1 (all)",
+                m.n_valid_kv, n_kv);
+  }
+  return RELATTN_OK;
+}
+
+// Region sizes in floats, each rounded to 16 floats (64 bytes).
+WorkspaceLayout LayoutOf(const Plan& p) {
+  WorkspaceLayout l{};
+  size_t at = 0;
+  auto take = [&at](int64_t floats) {
+    const size_t start = at;
+    at += static_cast<size_t>(RoundUp(floats, 16));
+    return start;
+  };
+  l.q_tile = take(kBlockQueries * p.d_pad);
+  l.kt_tile = take(p.d * kBlockKeys);
+  l.v_tile = take(kBlockKeys * p.dv_pad);
+  l.s_tile = take(kBlockQueries * kBlockKeys);
+  l.o_acc = take(kBlockQueries * p.dv_pad);
+  l.row_max = take(kBlockQueries);
+  l.row_sum = take(kBlockQueries);
+  l.bias_table = take(p.table_len);
+  l.k_row = take(p.d_pad);
+  l.floats_per_worker = at;
+  return l;
+}
+
+void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
+  *p = Plan{};
+  p->desc = &d;
+  p->n_q = d.n_q;
+  p->n_kv = d.n_kv;
+  p->n_valid_kv = d.mask.n_valid_kv < 0 ? d.n_kv : d.mask.n_valid_kv;
+  p->n_heads = d.n_heads;
+  p->n_kv_heads = d.n_kv_heads;
+  p->group = d.n_heads / d.n_kv_heads;
+  p->d = d.head_dim;
+  p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
+  p->d_pad = RoundUp(p->d, kMaxLanes);
+  p->dv_pad = RoundUp(p->dv, kMaxLanes);
+  p->q = {d.q.data, d.q.dtype, d.q.token_stride, d.q.head_stride};
+  p->k = {d.k.data, d.k.dtype, d.k.token_stride, d.k.head_stride};
+  p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride};
+  p->o = d.o.data;
+  p->o_dtype = d.o.dtype;
+  p->o_token_stride = d.o.token_stride;
+  p->o_head_stride = d.o.head_stride;
+  p->q_pos = {d.q_pos.positions, d.q_pos.start};
+  p->k_pos = {d.k_pos.positions, d.k_pos.start};
+  const double scale = d.scale != 0.0f ? d.scale : 1.0 / std::sqrt((double)d.head_dim);
+  p->scale_log2 = static_cast<float>(scale * M_LOG2E);
+  p->causal = d.mask.causal != 0;
+  p->window = d.mask.window;
+  switch (d.bias.kind) {
+    case RELATTN_BIAS_ALIBI: p->bias_kind = BiasKind::kAlibi; break;
+    case RELATTN_BIAS_T5:
+      p->bias_kind = BiasKind::kTable;
+      p->table_radius = T5SaturationDistance(d.bias.t5.num_buckets, d.bias.t5.max_distance,
+                                             d.bias.t5.bidirectional != 0);
+      break;
+    case RELATTN_BIAS_SHAW:
+      p->bias_kind = BiasKind::kTable;
+      p->table_radius = d.bias.shaw.k;
+      break;
+    default: p->bias_kind = BiasKind::kNone;
+  }
+  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kBlockKeys : 0;
+  p->n_q_blocks = (d.n_q + kBlockQueries - 1) / kBlockQueries;
+  p->n_work_items = p->n_q_blocks * d.n_heads;
+  p->ws = LayoutOf(*p);
+}
+
+}  // namespace
+
+relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
+  if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
+  const relattn_attention_desc& d = *desc;
+  relattn_status s;
+  if ((s = CheckShape(d)) || (s = CheckIo(d, d.v_head_dim ? d.v_head_dim : d.head_dim))) return s;
+  if (!std::isfinite(d.scale)) {
+    return Fail(RELATTN_ERR_BAD_SCALE, "scale = %g: must be finite (0 = 1/sqrt(head_dim))",
+                (double)d.scale);
+  }
+  int64_t k_min = 0, k_max = 0;
+  if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads)) ||
+      (s = CheckMask(d.mask, d.n_kv))) {
+    return s;
+  }
+  ResolvePlan(d, plan);
+  plan->k_min = k_min;
+  plan->k_max = k_max;
+  return RELATTN_OK;
+}
+
+}  // namespace relattn

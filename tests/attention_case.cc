@@ -1,0 +1,233 @@
+#include "tests/attention_case.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "hwy/targets.h"
+#include "lib/bias/f16.h"
+#include "lib/kernels/attention.h"
+#include "lib/reference/reference.h"
+
+namespace relattn_test {
+namespace {
+
+size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+
+// Fills a [tokens][heads][dim] tensor (or [heads][tokens][dim]) with uniform
+// values in [-1, 1], stored as dtype; returns the strides through t.
+std::vector<uint8_t> RandomTensor(std::mt19937_64& rng, int64_t tokens, int32_t heads,
+                                  int32_t dim, relattn_dtype dtype, bool heads_major,
+                                  relattn_tensor* t) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const size_t n = size_t(tokens) * heads * dim;
+  std::vector<uint8_t> bytes(n * DtypeBytes(dtype));
+  for (size_t i = 0; i < n; ++i) {
+    const float x = uniform(rng);
+    if (dtype == RELATTN_F16) {
+      const uint16_t h = relattn::F32ToF16(x);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(bytes.data() + 4 * i, &x, 4);
+    }
+  }
+  t->data = bytes.data();
+  t->dtype = dtype;
+  t->token_stride = heads_major ? dim : int64_t(heads) * dim;
+  t->head_stride = heads_major ? tokens * dim : dim;
+  return bytes;
+}
+
+std::vector<int64_t> Positions(std::mt19937_64& rng, int64_t n, int64_t start, int mode) {
+  std::vector<int64_t> pos(n);
+  int64_t p = start;
+  for (int64_t t = 0; t < n; ++t) {
+    pos[t] = p;
+    p += 1 + int64_t(rng() % 3);  // gaps of 0..2 positions
+  }
+  if (mode == 2) std::shuffle(pos.begin(), pos.end(), rng);
+  return pos;
+}
+
+}  // namespace
+
+std::string CaseSpec::Name() const {
+  static const char* kSchemes[] = {"none", "alibi", "t5", "shaw"};
+  char buf[320];
+  std::snprintf(buf, sizeof(buf),
+                "nq=%lld nkv=%lld heads=%d/%d d=%d dv=%d %s in=%s out=%s scheme=%s(slopes=%d "
+                "acausal=%d t5bi=%d t5dt=%d) causal=%d window=%lld valid=%lld qs=%lld ks=%lld "
+                "posarr=%d",
+                (long long)n_q, (long long)n_kv, n_heads, n_kv_heads, head_dim, v_head_dim,
+                heads_major ? "HTD" : "THD", in_dtype == RELATTN_F16 ? "f16" : "f32",
+                out_dtype == RELATTN_F16 ? "f16" : "f32", kSchemes[scheme], alibi_slopes,
+                alibi_causal, t5_bidirectional, int(t5_dtype), causal, (long long)window,
+                (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays);
+  return buf;
+}
+
+Case::Case(const CaseSpec& spec) : spec_(spec) {
+  std::mt19937_64 rng(spec.seed);
+  relattn_attention_desc_init(&desc_);
+  desc_.n_q = spec.n_q;
+  desc_.n_kv = spec.n_kv;
+  desc_.n_heads = spec.n_heads;
+  desc_.n_kv_heads = spec.n_kv_heads;
+  desc_.head_dim = spec.head_dim;
+  desc_.v_head_dim = spec.v_head_dim;
+  desc_.scale = spec.scale;
+  q_ = RandomTensor(rng, spec.n_q, spec.n_heads, spec.head_dim, spec.in_dtype, spec.heads_major,
+                    &desc_.q);
+  k_ = RandomTensor(rng, spec.n_kv, spec.n_kv_heads, spec.head_dim, spec.in_dtype,
+                    spec.heads_major, &desc_.k);
+  v_ = RandomTensor(rng, spec.n_kv, spec.n_kv_heads, dv(), spec.in_dtype, spec.heads_major,
+                    &desc_.v);
+  desc_.o.dtype = spec.out_dtype;
+  desc_.o.token_stride = spec.heads_major ? dv() : int64_t(spec.n_heads) * dv();
+  desc_.o.head_stride = spec.heads_major ? spec.n_q * dv() : dv();
+  desc_.q_pos.start = spec.q_start;
+  desc_.k_pos.start = spec.k_start;
+  if (spec.position_arrays) {
+    q_pos_ = Positions(rng, spec.n_q, spec.q_start, spec.position_arrays);
+    k_pos_ = Positions(rng, spec.n_kv, spec.k_start, spec.position_arrays);
+    desc_.q_pos.positions = q_pos_.data();
+    desc_.k_pos.positions = k_pos_.data();
+  }
+  std::uniform_real_distribution<float> table_value(-2.0f, 2.0f);
+  relattn_bias& bias = desc_.bias;
+  bias.kind = spec.scheme;
+  if (spec.scheme == RELATTN_BIAS_ALIBI) {
+    bias.alibi.causal = spec.alibi_causal;
+    bias.alibi.max_bias = spec.alibi_slopes == 1 ? 4.0f : 8.0f;
+    if (spec.alibi_slopes == 2) {
+      std::uniform_real_distribution<float> slope(0.0f, 0.5f);
+      for (int h = 0; h < spec.n_heads; ++h) slopes_.push_back(slope(rng));
+      bias.alibi.slopes = slopes_.data();
+    }
+  } else if (spec.scheme == RELATTN_BIAS_T5) {
+    const size_t n = size_t(spec.n_heads) * spec.t5_buckets;
+    for (size_t i = 0; i < n; ++i) table_f32_.push_back(table_value(rng));
+    bias.t5.num_buckets = spec.t5_buckets;
+    bias.t5.max_distance = spec.t5_max_distance;
+    bias.t5.bidirectional = spec.t5_bidirectional;
+    bias.t5.table_dtype = spec.t5_dtype;
+    if (spec.t5_dtype == RELATTN_F16) {
+      for (float x : table_f32_) table_f16_.push_back(relattn::F32ToF16(x));
+      bias.t5.table = table_f16_.data();
+    } else if (spec.t5_dtype == RELATTN_I8) {
+      table_i8_.resize(n);
+      table_scales_.resize(spec.n_heads);
+      REQUIRE(relattn_quantize_table_i8(table_f32_.data(), spec.n_heads, spec.t5_buckets,
+                                        table_i8_.data(), table_scales_.data()) == RELATTN_OK);
+      bias.t5.table = table_i8_.data();
+      bias.t5.table_scales = table_scales_.data();
+    } else {
+      bias.t5.table = table_f32_.data();
+    }
+  } else if (spec.scheme == RELATTN_BIAS_SHAW) {
+    for (int64_t i = 0; i < int64_t(spec.n_heads) * (2 * spec.shaw_k + 1); ++i) {
+      table_f32_.push_back(table_value(rng));
+    }
+    bias.shaw.table = table_f32_.data();
+    bias.shaw.k = spec.shaw_k;
+  }
+  desc_.mask.causal = spec.causal;
+  desc_.mask.window = spec.window;
+  desc_.mask.n_valid_kv = spec.n_valid_kv;
+}
+
+void Case::ShiftPositions(int64_t delta) {
+  desc_.q_pos.start += delta;
+  desc_.k_pos.start += delta;
+  for (int64_t& p : q_pos_) p += delta;
+  for (int64_t& p : k_pos_) p += delta;
+}
+
+relattn_status Case::Run(std::vector<uint8_t>* out, const relattn_threads* threads) {
+  out->assign(out_elems() * DtypeBytes(spec_.out_dtype), 0xff);  // NaN in f32 and f16
+  desc_.o.data = out->data();
+  const int32_t n_threads = threads ? threads->n_threads : 1;
+  size_t bytes = 0;
+  relattn_status s = relattn_attention_workspace_size(&desc_, n_threads, &bytes);
+  if (s != RELATTN_OK) return s;
+  std::vector<float> ws(bytes / sizeof(float) + 16);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~63ull);
+  return relattn_attention(&desc_, aligned, bytes, threads);
+}
+
+std::vector<double> Case::Decode(const std::vector<uint8_t>& out) const {
+  const int32_t dv = this->dv();
+  std::vector<double> result(out_elems());
+  for (int64_t i = 0; i < spec_.n_q; ++i) {
+    for (int32_t h = 0; h < spec_.n_heads; ++h) {
+      for (int32_t e = 0; e < dv; ++e) {
+        const int64_t at = i * desc_.o.token_stride + h * desc_.o.head_stride + e;
+        double x;
+        if (spec_.out_dtype == RELATTN_F16) {
+          uint16_t bits;
+          std::memcpy(&bits, out.data() + 2 * at, 2);
+          x = relattn::F16ToF32(bits);
+        } else {
+          float f;
+          std::memcpy(&f, out.data() + 4 * at, 4);
+          x = f;
+        }
+        result[(size_t(i) * spec_.n_heads + h) * dv + e] = x;
+      }
+    }
+  }
+  return result;
+}
+
+std::vector<double> Case::Reference() {
+  std::vector<double> out(out_elems());
+  relattn::reference::Attention(desc_, out.data());
+  return out;
+}
+
+std::vector<int64_t> TargetsUnderTest() {
+  hwy::SetSupportedTargetsForTest(0);
+  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  REQUIRE_MESSAGE(!targets.empty(), "no SIMD target is both compiled and supported: nothing tested");
+  static bool printed = false;
+  if (!printed) {
+    std::string names;
+    for (int64_t t : targets) names += std::string(" ") + hwy::TargetName(t);
+    std::printf("SIMD targets under test:%s\n", names.c_str());
+    printed = true;
+  }
+  return targets;
+}
+
+void UseTarget(int64_t target) {
+  hwy::SetSupportedTargetsForTest(target);
+  if (target != 0) REQUIRE(std::string(relattn::ActiveTargetName()) == hwy::TargetName(target));
+}
+
+const char* TargetNameOf(int64_t target) { return hwy::TargetName(target); }
+
+// The kernel computes in f32 from exactly converted inputs (f16 -> f32 is
+// exact), and the reference reads the same stored values, so the bound
+// covers only the kernel's arithmetic: f32 dot products of up to 256 terms
+// (|q|,|k| <= 1), fp32 bias tables, exp2 within 2 ulp, sums over up to 1000
+// keys; outputs are convex combinations of V rows, |o| <= 1.
+//  - f32 output: 5e-6 absolute (measured worst 1.2e-6 over the whole suite).
+//  - f16 output: half an f16 ulp at |o| < 1 (2^-12 = 2.44e-4) on top: 2.5e-4.
+double ErrorBound(relattn_dtype out_dtype) {
+  return out_dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
+}
+
+double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double diff = std::fabs(a[i] - b[i]);
+    if (!(diff <= worst)) worst = std::isnan(diff) ? INFINITY : diff;
+  }
+  return worst;
+}
+
+}  // namespace relattn_test

@@ -1,0 +1,81 @@
+// Test fixture: one attention problem with random inputs, run through the
+// library on every SIMD target and through the fp64 reference.
+#ifndef RELATTN_TESTS_ATTENTION_CASE_H_
+#define RELATTN_TESTS_ATTENTION_CASE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "relattn/relattn.h"
+
+namespace relattn_test {
+
+struct CaseSpec {
+  int64_t n_q = 8, n_kv = 8;
+  int32_t n_heads = 1, n_kv_heads = 1, head_dim = 8, v_head_dim = 0;
+  bool heads_major = false;  // [heads][tokens][dim] instead of [tokens][heads][dim]
+  relattn_dtype in_dtype = RELATTN_F32, out_dtype = RELATTN_F32;
+  relattn_bias_kind scheme = RELATTN_BIAS_NONE;
+  int alibi_slopes = 0;  // 0: paper (max_bias 8), 1: max_bias 4, 2: caller array
+  bool alibi_causal = false;
+  bool t5_bidirectional = true;
+  relattn_dtype t5_dtype = RELATTN_F32;
+  int32_t t5_buckets = 32, t5_max_distance = 128, shaw_k = 16;
+  bool causal = false;
+  int64_t window = 0, n_valid_kv = -1;
+  int64_t q_start = 0, k_start = 0;
+  // 0: start-based; 1: arrays with gaps (sorted); 2: arrays, shuffled.
+  int position_arrays = 0;
+  float scale = 0.0f;
+  uint64_t seed = 1;
+  std::string Name() const;
+};
+
+// Owns the buffers a descriptor points into.
+class Case {
+ public:
+  explicit Case(const CaseSpec& spec);
+  Case(const Case&) = delete;
+  Case& operator=(const Case&) = delete;
+
+  const CaseSpec& spec() const { return spec_; }
+  relattn_attention_desc& desc() { return desc_; }
+  int32_t dv() const { return spec_.v_head_dim ? spec_.v_head_dim : spec_.head_dim; }
+  size_t out_elems() const { return size_t(spec_.n_q) * spec_.n_heads * dv(); }
+
+  // Moves every position by delta (arrays and starts).
+  void ShiftPositions(int64_t delta);
+  // Runs the library with the current SIMD target into out (byte image of
+  // desc.o, initially poisoned with NaN); returns the status.
+  relattn_status Run(std::vector<uint8_t>* out, const relattn_threads* threads = nullptr);
+  // Output of the last Run as [n_q][n_heads][dv] doubles.
+  std::vector<double> Decode(const std::vector<uint8_t>& out) const;
+  std::vector<double> Reference();
+
+ private:
+  CaseSpec spec_;
+  std::vector<uint8_t> q_, k_, v_;
+  std::vector<float> slopes_, table_f32_, table_scales_;
+  std::vector<uint16_t> table_f16_;
+  std::vector<int8_t> table_i8_;
+  std::vector<int64_t> q_pos_, k_pos_;
+  relattn_attention_desc desc_;
+};
+
+// The SIMD targets compiled into the library that this CPU supports; fails
+// the test if there are none.
+std::vector<int64_t> TargetsUnderTest();
+// Forces the library onto one target (0: back to the best).
+void UseTarget(int64_t target);
+const char* TargetNameOf(int64_t target);
+
+// Error bound, in absolute terms for inputs in [-1, 1], per output dtype:
+// see the comment in attention_case.cc.
+double ErrorBound(relattn_dtype out_dtype);
+
+double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b);
+
+}  // namespace relattn_test
+
+#endif  // RELATTN_TESTS_ATTENTION_CASE_H_

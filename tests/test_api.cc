@@ -1,0 +1,218 @@
+// The public API's contract: every bad field gets its own status and a message
+// naming it, and a failed call leaves the output untouched.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tests/attention_case.h"
+
+namespace relattn_test {
+namespace {
+
+struct BadInput {
+  const char* what;
+  std::function<void(relattn_attention_desc&)> mutate;
+  relattn_status status;
+  const char* message;  // must appear in relattn_last_error()
+};
+
+const int64_t kNegativePositions[] = {INT64_MIN, 0, 1, 2, 3, 4, 5, 6};
+const int64_t kPositivePositions[] = {INT64_MAX, 1, 2, 3, 4, 5, 6, 7};
+const float kNanSlopes[] = {0.5f, NAN, 0.1f, 0.1f};
+uint16_t kF16InfTable[4 * 32];
+
+std::vector<BadInput> BadInputs() {
+  using D = relattn_attention_desc;
+  std::fill(std::begin(kF16InfTable), std::end(kF16InfTable), uint16_t(0x7c00));
+  return {
+      {"n_q", [](D& d) { d.n_q = 0; }, RELATTN_ERR_BAD_DIMENSION, "n_q = 0: must be >= 1"},
+      {"n_kv", [](D& d) { d.n_kv = -3; }, RELATTN_ERR_BAD_DIMENSION, "n_kv = -3"},
+      {"n_heads", [](D& d) { d.n_heads = 5000; }, RELATTN_ERR_BAD_DIMENSION,
+       "n_heads = 5000: must be in 1..4096"},
+      {"n_kv_heads", [](D& d) { d.n_kv_heads = 0; }, RELATTN_ERR_BAD_DIMENSION,
+       "n_kv_heads = 0: must be in 1..4"},
+      {"gqa ratio", [](D& d) { d.n_kv_heads = 3; }, RELATTN_ERR_BAD_GQA_RATIO,
+       "n_heads = 4: must be a multiple of n_kv_heads = 3"},
+      {"head_dim", [](D& d) { d.head_dim = 300; }, RELATTN_ERR_BAD_DIMENSION,
+       "head_dim = 300: must be in 1..256"},
+      {"v_head_dim", [](D& d) { d.v_head_dim = -1; }, RELATTN_ERR_BAD_DIMENSION,
+       "v_head_dim = -1: must be in 0..256"},
+      {"q.data", [](D& d) { d.q.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "q.data is NULL"},
+      {"k.data", [](D& d) { d.k.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "k.data is NULL"},
+      {"v.data", [](D& d) { d.v.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "v.data is NULL"},
+      {"o.data", [](D& d) { d.o.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL"},
+      {"q.dtype", [](D& d) { d.q.dtype = relattn_dtype(9); }, RELATTN_ERR_BAD_DTYPE,
+       "q.dtype = 9"},
+      {"k.dtype int8", [](D& d) { d.k.dtype = RELATTN_I8; }, RELATTN_ERR_UNSUPPORTED,
+       "k.dtype = I8"},
+      {"o.dtype", [](D& d) { d.o.dtype = RELATTN_I8; }, RELATTN_ERR_BAD_DTYPE, "o.dtype = I8"},
+      {"q.token_stride", [](D& d) { d.q.token_stride = -1; }, RELATTN_ERR_BAD_STRIDE,
+       "q strides (token -1, head 16): must be >= 0"},
+      {"k.head_stride < head_dim", [](D& d) { d.k.head_stride = 8; }, RELATTN_ERR_BAD_STRIDE,
+       "k.head_stride = 8: rows overlap, must be >= 16"},
+      {"v.token_stride overlaps heads", [](D& d) { d.v.token_stride = 16; },
+       RELATTN_ERR_BAD_STRIDE, "v.head_stride = 16: rows overlap"},
+      {"o.head_stride", [](D& d) { d.o.head_stride = 3; }, RELATTN_ERR_BAD_STRIDE,
+       "o.head_stride = 3: rows overlap"},
+      {"scale", [](D& d) { d.scale = INFINITY; }, RELATTN_ERR_BAD_SCALE, "scale = inf"},
+      {"q_pos.start", [](D& d) { d.q_pos.start = INT64_MAX - 2; },
+       RELATTN_ERR_POSITION_OVERFLOW, "q_pos.start = 9223372036854775805"},
+      {"positions differ by > INT64_MAX",
+       [](D& d) {
+         d.q_pos.positions = kNegativePositions;
+         d.k_pos.positions = kPositivePositions;
+       },
+       RELATTN_ERR_POSITION_OVERFLOW, "differ by more than INT64_MAX"},
+      {"bias.kind", [](D& d) { d.bias.kind = relattn_bias_kind(7); }, RELATTN_ERR_BAD_BIAS_KIND,
+       "bias.kind = 7"},
+      {"alibi max_bias",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_ALIBI;
+         d.bias.alibi.max_bias = 0.0f;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.max_bias = 0"},
+      {"alibi slopes nan",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_ALIBI;
+         d.bias.alibi.slopes = kNanSlopes;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.slopes[1] = nan"},
+      {"t5 table", [](D& d) { d.bias.kind = RELATTN_BIAS_T5; }, RELATTN_ERR_NULL_ARGUMENT,
+       "bias.t5.table is NULL"},
+      {"t5 num_buckets",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.num_buckets = 2000;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.num_buckets = 2000"},
+      {"t5 max_distance",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 0;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.max_distance = 0"},
+      {"t5 f16 inf entry",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.table_dtype = RELATTN_F16;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.table[0]"},
+      {"t5 i8 without scales",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.table_dtype = RELATTN_I8;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_NULL_ARGUMENT, "bias.t5.table_scales is NULL"},
+      {"t5 table dtype",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.table_dtype = relattn_dtype(5);
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = 5"},
+      {"shaw table", [](D& d) { d.bias.kind = RELATTN_BIAS_SHAW; }, RELATTN_ERR_NULL_ARGUMENT,
+       "bias.shaw.table is NULL"},
+      {"shaw k",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_SHAW;
+         d.bias.shaw.table = kNanSlopes;
+         d.bias.shaw.k = -1;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.shaw.k = -1: must be in 0..16384"},
+      {"mask.window", [](D& d) { d.mask.window = -2; }, RELATTN_ERR_BAD_MASK,
+       "mask.window = -2"},
+      {"mask.n_valid_kv", [](D& d) { d.mask.n_valid_kv = 9; }, RELATTN_ERR_BAD_MASK,
+       "mask.n_valid_kv = 9: must be in 0..n_kv = 8"},
+  };
+}
+
+CaseSpec ValidSpec() {
+  CaseSpec spec;
+  spec.n_q = 8;
+  spec.n_kv = 8;
+  spec.n_heads = 4;
+  spec.n_kv_heads = 2;
+  spec.head_dim = 16;
+  return spec;
+}
+
+TEST_CASE("every bad descriptor field: its own status and message, output untouched") {
+  for (const BadInput& bad : BadInputs()) {
+    Case c(ValidSpec());
+    std::vector<uint8_t> out;
+    REQUIRE(c.Run(&out) == RELATTN_OK);  // valid as built
+    const std::vector<uint8_t> poison(out.size(), 0xa5);
+    out = poison;
+    relattn_attention_desc desc = c.desc();
+    desc.o.data = out.data();
+    bad.mutate(desc);
+    alignas(64) static float workspace[1 << 18];
+    const relattn_status status = relattn_attention(&desc, workspace, sizeof(workspace), nullptr);
+    INFO(bad.what, ": ", relattn_last_error());
+    CHECK(status == bad.status);
+    CHECK(std::string(relattn_last_error()).find(bad.message) != std::string::npos);
+    CHECK(out == poison);
+    size_t bytes = 0;
+    CHECK(relattn_attention_workspace_size(&desc, 1, &bytes) == bad.status);
+    CHECK(std::string(relattn_status_string(status)) != "unknown status");
+  }
+}
+
+TEST_CASE("workspace, threads and NULL arguments") {
+  Case c(ValidSpec());
+  std::vector<uint8_t> out;
+  REQUIRE(c.Run(&out) == RELATTN_OK);
+  const std::vector<uint8_t> poison(out.size(), 0xa5);
+  out = poison;
+  relattn_attention_desc desc = c.desc();
+  desc.o.data = out.data();
+  size_t bytes = 0;
+  REQUIRE(relattn_attention_workspace_size(&desc, 1, &bytes) == RELATTN_OK);
+  alignas(64) static uint8_t workspace[1 << 20];
+  REQUIRE(bytes <= sizeof(workspace));
+
+  CHECK(relattn_attention(nullptr, workspace, bytes, nullptr) == RELATTN_ERR_NULL_ARGUMENT);
+  CHECK(std::string(relattn_last_error()) == "desc is NULL");
+  CHECK(relattn_attention(&desc, nullptr, bytes, nullptr) == RELATTN_ERR_NULL_ARGUMENT);
+  CHECK(relattn_attention(&desc, workspace + 4, bytes, nullptr) == RELATTN_ERR_BAD_ALIGNMENT);
+  CHECK(relattn_attention(&desc, workspace, bytes - 1, nullptr) ==
+        RELATTN_ERR_WORKSPACE_TOO_SMALL);
+  CHECK(std::string(relattn_last_error()).find("workspace_bytes = " + std::to_string(bytes - 1)) !=
+        std::string::npos);
+  const relattn_threads no_fn{nullptr, nullptr, 2};
+  CHECK(relattn_attention(&desc, workspace, bytes, &no_fn) == RELATTN_ERR_NULL_ARGUMENT);
+  const relattn_threads zero{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 0};
+  CHECK(relattn_attention(&desc, workspace, bytes, &zero) == RELATTN_ERR_BAD_THREADS);
+  CHECK(relattn_attention_workspace_size(&desc, 0, &bytes) == RELATTN_ERR_BAD_THREADS);
+  CHECK(relattn_attention_workspace_size(&desc, 1, nullptr) == RELATTN_ERR_NULL_ARGUMENT);
+  // Two threads need twice the workspace.
+  const relattn_threads two{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 2};
+  CHECK(relattn_attention(&desc, workspace, bytes, &two) == RELATTN_ERR_WORKSPACE_TOO_SMALL);
+  CHECK(out == poison);
+  CHECK(relattn_attention(&desc, workspace, bytes, nullptr) == RELATTN_OK);
+  CHECK(std::string(relattn_last_error()).empty());
+  CHECK(out != poison);
+}
+
+TEST_CASE("version") {
+  CHECK(relattn_version() == RELATTN_VERSION);
+  CHECK(std::string(relattn_version_string()) == "0.1.0");
+}
+
+}  // namespace
+}  // namespace relattn_test

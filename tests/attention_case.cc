@@ -23,21 +23,26 @@ std::vector<uint8_t> RandomTensor(std::mt19937_64& rng, int64_t tokens, int32_t 
                                   int32_t dim, relattn_dtype dtype, bool heads_major,
                                   relattn_tensor* t) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  const size_t n = size_t(tokens) * heads * dim;
-  std::vector<uint8_t> bytes(n * DtypeBytes(dtype));
-  for (size_t i = 0; i < n; ++i) {
-    const float x = uniform(rng);
-    if (dtype == RELATTN_F16) {
-      const uint16_t h = relattn::F32ToF16(x);
-      std::memcpy(bytes.data() + 2 * i, &h, 2);
-    } else {
-      std::memcpy(bytes.data() + 4 * i, &x, 4);
-    }
-  }
-  t->data = bytes.data();
   t->dtype = dtype;
   t->token_stride = heads_major ? dim : int64_t(heads) * dim;
   t->head_stride = heads_major ? tokens * dim : dim;
+  // Values are drawn in logical (token, head, dim) order whatever the layout.
+  std::vector<uint8_t> bytes(size_t(tokens) * heads * dim * DtypeBytes(dtype));
+  for (int64_t i = 0; i < tokens; ++i) {
+    for (int32_t h = 0; h < heads; ++h) {
+      for (int32_t e = 0; e < dim; ++e) {
+        const float x = uniform(rng);
+        const size_t at = size_t(i * t->token_stride + h * t->head_stride + e);
+        if (dtype == RELATTN_F16) {
+          const uint16_t bits = relattn::F32ToF16(x);
+          std::memcpy(bytes.data() + 2 * at, &bits, 2);
+        } else {
+          std::memcpy(bytes.data() + 4 * at, &x, 4);
+        }
+      }
+    }
+  }
+  t->data = bytes.data();
   return bytes;
 }
 

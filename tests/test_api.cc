@@ -2,6 +2,7 @@
 // naming it, and a failed call leaves the output untouched.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>

@@ -146,7 +146,7 @@ TEST_CASE("workspace size does not depend on n_q or n_kv") {
     Case c(spec);
     size_t sizes[3];
     int i = 0;
-    for (int64_t n : {1000, 1'000'000, 1'000'000'000'000}) {
+    for (int64_t n : {int64_t(1000), int64_t(1'000'000), int64_t(1'000'000'000'000)}) {
       c.desc().n_kv = n;  // the size query reads no tensor data
       c.desc().n_q = n;
       c.desc().o.data = &sizes;  // any non-NULL pointer: not written

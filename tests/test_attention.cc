@@ -150,6 +150,23 @@ TEST_CASE("position arrays: gaps and shuffled order, every scheme and mask") {
   }
 }
 
+TEST_CASE("ALiBi keeps precision when the row's largest bias is far from the query") {
+  // Causal-form ALiBi without a causal mask: the dominant keys are the latest,
+  // up to 500 positions after the query, with biases ~ +250 (natural units).
+  for (int64_t window : {int64_t(0), int64_t(200)}) {
+    CaseSpec spec;
+    spec.n_q = 100;
+    spec.n_kv = 512;
+    spec.n_heads = 8;
+    spec.n_kv_heads = 8;
+    spec.head_dim = 16;
+    spec.scheme = RELATTN_BIAS_ALIBI;
+    spec.alibi_causal = true;
+    spec.window = window;
+    CheckAgainstReference(spec);
+  }
+}
+
 TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0") {
   CaseSpec spec;
   spec.n_q = 20;

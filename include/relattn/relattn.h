@@ -62,7 +62,7 @@ typedef enum relattn_status {
   RELATTN_ERR_BAD_BIAS_KIND = 7,      /* unknown position scheme */
   RELATTN_ERR_BAD_BIAS_PARAMETER = 8, /* slopes, buckets, distances, Shaw k out of range */
   RELATTN_ERR_BAD_MASK = 9,           /* window or valid key count out of range */
-  RELATTN_ERR_POSITION_OVERFLOW = 10, /* some p_i - p_j does not fit in int64 */
+  RELATTN_ERR_POSITION_OVERFLOW = 10, /* a difference of two positions (either order) overflows int64 */
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
   RELATTN_ERR_BAD_THREADS = 12,       /* thread count < 1 or no parallel_for */
   RELATTN_ERR_UNSUPPORTED = 13,       /* valid but not implemented (e.g. int8 before it lands) */
@@ -142,8 +142,10 @@ typedef struct relattn_t5 {
   const void* table;
   relattn_dtype table_dtype;
   const float* table_scales;
-  int32_t num_buckets;  /* 2..1024; even when bidirectional */
-  int32_t max_distance; /* 1..16384 */
+  int32_t num_buckets;  /* 2..1024; even and >= 4 when bidirectional */
+  /* 1..16384 and > max_exact, the exact buckets per direction
+   * (num_buckets / 4 bidirectional, num_buckets / 2 causal). */
+  int32_t max_distance;
   int bidirectional;    /* 1: buckets split by the sign of p_k - p_q */
 } relattn_t5;
 
@@ -252,14 +254,19 @@ RELATTN_API relattn_status relattn_attention(const relattn_attention_desc* desc,
 RELATTN_API relattn_status relattn_alibi_slopes(int32_t n_heads, float max_bias, float* slopes);
 
 /* The T5 bucket of relative_position = key position - query position, exactly
- * as T5's _relative_position_bucket (fp32 log, truncation), for any int64. */
+ * as T5's _relative_position_bucket (fp32 log, truncation), for any int64:
+ * distances T5's own arithmetic would overflow on (INT64_MIN) get the last
+ * bucket of their direction, as every distance >= max_distance does.
+ * Parameters as in relattn_t5. */
 RELATTN_API relattn_status relattn_t5_bucket(int64_t relative_position, int32_t num_buckets,
                                              int32_t max_distance, int bidirectional,
                                              int32_t* bucket);
 
 /* Symmetric int8 quantisation of a [n_heads][num_buckets] f32 table, one
  * scale per head: scale = max|row| / 127 (0 for an all-zero row),
- * q = round(x / scale) clamped to [-127, 127]. */
+ * q = round-half-away-from-zero(x / scale), in [-127, 127]. num_buckets in
+ * 2..1024 (RELATTN_ERR_BAD_DIMENSION); a non-finite entry is rejected
+ * (RELATTN_ERR_BAD_BIAS_PARAMETER) and nothing is written. */
 RELATTN_API relattn_status relattn_quantize_table_i8(const float* table, int32_t n_heads,
                                                      int32_t num_buckets, int8_t* table_i8,
                                                      float* scales);

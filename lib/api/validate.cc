@@ -93,16 +93,17 @@ relattn_status PositionRange(const char* name, const relattn_positions& pos, int
   return RELATTN_OK;
 }
 
-// Every p_q - p_k and p_k - p_q must fit in int64.
+// Every difference of two positions (query or key) must fit in int64.
 // Stores the range of key positions in [*k_min, *k_max].
 relattn_status CheckPositions(const relattn_attention_desc& d, int64_t* k_min_out,
                               int64_t* k_max_out) {
-  int64_t q_min, q_max, k_min, k_max;
+  int64_t q_min = 0, q_max = 0, k_min = 0, k_max = 0;
   relattn_status s = PositionRange("q_pos", d.q_pos, d.n_q, &q_min, &q_max);
   if (s == RELATTN_OK) s = PositionRange("k_pos", d.k_pos, d.n_kv, &k_min, &k_max);
   if (s != RELATTN_OK) return s;
   const __int128 a = (__int128)q_max - k_min, b = (__int128)k_max - q_min;
-  if (a > INT64_MAX || b > INT64_MAX) {
+  const __int128 key_span = (__int128)k_max - k_min, query_span = (__int128)q_max - q_min;
+  if (a > INT64_MAX || b > INT64_MAX || key_span > INT64_MAX || query_span > INT64_MAX) {
     return Fail(RELATTN_ERR_POSITION_OVERFLOW,
                 "positions: query [%" PRId64 ", %" PRId64 "] and key [%" PRId64 ", %" PRId64
                 "] differ by more than INT64_MAX",

@@ -62,8 +62,8 @@ HWY_INLINE WorkerTiles TilesOf(const Plan& plan, float* ws) {
 }
 
 HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t h, WorkerTiles& tiles) {
-  HeadBias bias{plan.bias_kind, false,           0.0f,       plan.k_min,
-                plan.k_max,      tiles.table, plan.table_radius, plan.table_len};
+  HeadBias bias{plan.bias_kind, false,       0.0f,        plan.k_min,       plan.k_max,
+                plan.causal,     plan.window, tiles.table, plan.table_radius, plan.table_len};
   if (plan.bias_kind == BiasKind::kAlibi) {
     bias.alibi_causal = plan.desc->bias.alibi.causal != 0;
     bias.alibi_slope_log2 = AlibiSlopeLog2(plan, h);

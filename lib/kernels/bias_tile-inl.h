@@ -35,6 +35,8 @@ struct HeadBias {
   bool alibi_causal;
   float alibi_slope_log2;     // ALiBi: m * log2(e)
   int64_t k_min, k_max;       // range of all key positions
+  bool mask_causal;           // the masks, for the ALiBi anchor
+  int64_t window;
   const float* table;         // table schemes: the padded table (FillBiasTable)
   int64_t table_radius;
   int64_t table_len;
@@ -47,18 +49,31 @@ HWY_INLINE int64_t TableIndex(const HeadBias& bias, int64_t r) {
   return std::clamp<int64_t>(r, -edge, edge) + bias.table_radius + kBlockKeys;
 }
 
-// ALiBi distance of key p_k from query p_q, minus the per-row constant
-// anchor (softmax is invariant to it): bidirectional |r| - dist(p_q, keys),
-// causal form r - (p_q - k_max) = k_max - p_k. Exact int64, small (<= the key
-// span), so its float is exact below 2^24 whatever the absolute offsets.
-HWY_INLINE int64_t AlibiAnchor(const HeadBias& bias, int64_t p_q) {
-  return p_q < bias.k_min ? bias.k_min - p_q : (p_q > bias.k_max ? p_q - bias.k_max : 0);
+// ALiBi distance of key p_k from query p_q, minus a per-row anchor that the
+// softmax ignores, chosen so that the distance is 0 where the row's bias is
+// largest and the float bias keeps full precision near the row's dominant
+// terms whatever the absolute offsets (10^12 behaves as 10):
+//  - bidirectional, -m|r|: |r| - dist(p_q, [k_min, k_max]);
+//  - causal form, -m r: anchor_key - p_k, anchor_key = the latest key position
+//    the masks can let p_q see (p_q when causal, p_q + W - 1 with a window),
+//    clamped into [k_min, k_max].
+// Exact in int64: validation bounds every position difference and the key span.
+HWY_INLINE int64_t ClampToKeys(const HeadBias& bias, int64_t p) {
+  return std::clamp(p, bias.k_min, bias.k_max);
+}
+
+HWY_INLINE int64_t AlibiAnchorKey(const HeadBias& bias, int64_t p_q) {
+  if (bias.mask_causal) return ClampToKeys(bias, p_q);
+  if (bias.window > 0 && p_q <= bias.k_max - (bias.window - 1)) {
+    return ClampToKeys(bias, p_q + (bias.window - 1));
+  }
+  return bias.k_max;
 }
 
 HWY_INLINE int64_t AlibiAnchoredDistance(const HeadBias& bias, int64_t p_q, int64_t p_k) {
-  if (bias.alibi_causal) return bias.k_max - p_k;
-  const int64_t r = p_q - p_k;
-  return (r < 0 ? -r : r) - AlibiAnchor(bias, p_q);
+  if (bias.alibi_causal) return AlibiAnchorKey(bias, p_q) - p_k;
+  const int64_t r = p_q - p_k, nearest = p_q - ClampToKeys(bias, p_q);
+  return (r < 0 ? -r : r) - (nearest < 0 ? -nearest : nearest);
 }
 
 // s[j] += bias(p_q, key j) for j < kBlockKeys; keys past n_keys are masked later.
@@ -81,14 +96,15 @@ HWY_INLINE void AddBiasRow(const HeadBias& bias, const PositionsRef& k_pos, cons
   }
   if (bias.kind == BiasKind::kAlibi) {
     // Along the block the anchored distance is d0 - j (keys before or at the
-    // query), d0 + j (keys after it), or |r0 - j| - anchor when the block
-    // spans p_q (then 0 < r0 < kBlockKeys - 1 and the anchor <= r0).
+    // query, and the causal form), d0 + j (keys after it), or |r0 - j| - anchor
+    // when the block spans p_q (0 < r0 < kBlockKeys - 1, so all terms are small).
     const int64_t r0 = p_q - kb.k_first;
     const auto iota = hn::Iota(df, 0.0f);
     const auto slope = hn::Set(df, bias.alibi_slope_log2);
     const bool straddles = !bias.alibi_causal && r0 > 0 && r0 < kBlockKeys - 1;
     const float d0 = static_cast<float>(AlibiAnchoredDistance(bias, p_q, kb.k_first));
-    const auto anchor = hn::Set(df, static_cast<float>(straddles ? AlibiAnchor(bias, p_q) : 0));
+    const int64_t nearest = p_q - ClampToKeys(bias, p_q);
+    const auto anchor = hn::Set(df, static_cast<float>(nearest < 0 ? -nearest : nearest));
     const float step = bias.alibi_causal || r0 >= kBlockKeys - 1 ? -1.0f : 1.0f;
     for (int64_t j = 0; j < kBlockKeys; j += lanes) {
       const auto jj = hn::Add(iota, hn::Set(df, static_cast<float>(j)));

@@ -1,0 +1,210 @@
+#include "lib/reference/reference.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace relattn::reference {
+namespace {
+
+constexpr double kMasked = -std::numeric_limits<double>::infinity();
+
+int64_t Position(const relattn_positions& p, int64_t t) {
+  return p.positions != nullptr ? p.positions[t] : p.start + t;
+}
+
+// a - b; a valid desc guarantees it fits in int64.
+int64_t Difference(int64_t a, int64_t b) {
+  int64_t d;
+  const bool overflow = __builtin_sub_overflow(a, b, &d);
+  assert(!overflow);
+  (void)overflow;
+  return d;
+}
+
+double Element(const relattn_tensor& t, int64_t token, int64_t head, int64_t e) {
+  const int64_t i = token * t.token_stride + head * t.head_stride + e;
+  switch (t.dtype) {
+    case RELATTN_F32: return static_cast<const float*>(t.data)[i];
+    case RELATTN_F16: return F16ToDouble(static_cast<const uint16_t*>(t.data)[i]);
+    case RELATTN_I8: {
+      const double scale = t.row_scales[token * t.scale_token_stride + head * t.scale_head_stride];
+      return scale * static_cast<const int8_t*>(t.data)[i];
+    }
+  }
+  assert(false && "unknown dtype");
+  return 0;
+}
+
+int32_t PowerOfTwoAtMost(int32_t n) { return 1 << static_cast<int>(std::floor(std::log2(n))); }
+
+// ALiBi paper: get_slopes_power_of_2(n)[i] = start * ratio**i,
+// start = ratio = 2**(-2**-(log2(n) - 3)).
+double PaperSlopePowerOf2(int32_t n, int32_t i) {
+  const double start = std::pow(2.0, -std::pow(2.0, -(std::log2(n) - 3)));
+  return start * std::pow(start, i);
+}
+
+// ALiBi paper, get_slopes(n)[h]: get_slopes_power_of_2(P) for the closest power of two P <= n,
+// then get_slopes(2 * P)[0::2] for the remaining heads.
+double PaperSlope(int32_t n, int32_t h) {
+  const int32_t p = PowerOfTwoAtMost(n);
+  if (p == n || h < p) return PaperSlopePowerOf2(p, h);
+  return PaperSlope(2 * p, 2 * (h - p));
+}
+
+// ggml (soft_max / flash_attn_ext): n_head_log2 = 2^floor(log2(n_head)),
+// m0 = 2^(-max_bias / n_head_log2), m1 = 2^(-(max_bias / 2) / n_head_log2),
+// slope = h < n_head_log2 ? m0^(h + 1) : m1^(2 * (h - n_head_log2) + 1).
+double GgmlSlope(int32_t n_head, int32_t h, double max_bias) {
+  const int32_t n_head_log2 = PowerOfTwoAtMost(n_head);
+  const double m0 = std::pow(2.0, -max_bias / n_head_log2);
+  const double m1 = std::pow(2.0, -(max_bias / 2) / n_head_log2);
+  return h < n_head_log2 ? std::pow(m0, h + 1) : std::pow(m1, 2 * (h - n_head_log2) + 1);
+}
+
+double T5TableEntry(const relattn_t5& t5, int32_t head, int32_t bucket) {
+  const int64_t i = int64_t{head} * t5.num_buckets + bucket;
+  switch (t5.table_dtype) {
+    case RELATTN_F32: return static_cast<const float*>(t5.table)[i];
+    case RELATTN_F16: return F16ToDouble(static_cast<const uint16_t*>(t5.table)[i]);
+    case RELATTN_I8: return double{t5.table_scales[head]} * static_cast<const int8_t*>(t5.table)[i];
+  }
+  assert(false && "unknown table dtype");
+  return 0;
+}
+
+// b_h(p_q, p_k) of desc's scheme.
+double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t pk) {
+  const relattn_bias& bias = desc.bias;
+  switch (bias.kind) {
+    case RELATTN_BIAS_NONE: return 0;
+    case RELATTN_BIAS_ALIBI: {
+      const relattn_alibi& alibi = bias.alibi;
+      const double m =
+          alibi.slopes != nullptr ? alibi.slopes[h] : AlibiSlope(h, desc.n_heads, alibi.max_bias);
+      const double r = static_cast<double>(Difference(pq, pk));
+      return alibi.causal ? -m * r : -m * std::fabs(r);
+    }
+    case RELATTN_BIAS_T5: {
+      const relattn_t5& t5 = bias.t5;
+      return T5TableEntry(
+          t5, h,
+          T5Bucket(Difference(pk, pq), t5.num_buckets, t5.max_distance, t5.bidirectional != 0));
+    }
+    case RELATTN_BIAS_SHAW: {
+      const int64_t k = bias.shaw.k;
+      const int64_t column = std::clamp(Difference(pk, pq), -k, k) + k;
+      return bias.shaw.table[h * (2 * k + 1) + column];
+    }
+  }
+  assert(false && "unknown bias kind");
+  return 0;
+}
+
+// Whether key j (at pk) is visible to a query at pq.
+bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
+  if (mask.n_valid_kv >= 0 && j >= mask.n_valid_kv) return false;
+  if (mask.causal && pk > pq) return false;
+  if (mask.window > 0) {
+    const int64_t d = Difference(pq, pk);
+    return mask.causal ? d < mask.window : (d < mask.window && d > -mask.window);
+  }
+  return true;
+}
+
+// out[0..dv) = sum_j softmax(scores)_j * v[j][kv_head][.]; zeros if every score is masked.
+void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, int32_t kv_head,
+                   int32_t dv, double* out) {
+  std::fill(out, out + dv, 0.0);
+  const double max = *std::max_element(scores, scores + desc.n_kv);
+  if (max == kMasked) return;
+  double sum = 0;
+  for (int64_t j = 0; j < desc.n_kv; ++j) {
+    if (scores[j] == kMasked) continue;
+    const double w = std::exp(scores[j] - max);
+    sum += w;
+    for (int32_t e = 0; e < dv; ++e) out[e] += w * Element(desc.v, j, kv_head, e);
+  }
+  for (int32_t e = 0; e < dv; ++e) out[e] /= sum;
+}
+
+}  // namespace
+
+double F16ToDouble(uint16_t bits) {
+  const double sign = (bits & 0x8000) != 0 ? -1.0 : 1.0;
+  const int exponent = (bits >> 10) & 0x1f;
+  const int fraction = bits & 0x3ff;
+  if (exponent == 0x1f) {
+    return fraction != 0 ? std::numeric_limits<double>::quiet_NaN()
+                         : sign * std::numeric_limits<double>::infinity();
+  }
+  if (exponent == 0) return sign * std::ldexp(fraction, -24);  // 0.fraction * 2^-14
+  return sign * std::ldexp(1024 + fraction, exponent - 25);    // 1.fraction * 2^(exponent - 15)
+}
+
+float AlibiSlope(int32_t head, int32_t n_heads, float max_bias) {
+  const double slope =
+      max_bias == 8 ? PaperSlope(n_heads, head) : GgmlSlope(n_heads, head, max_bias);
+  return static_cast<float>(slope);
+}
+
+// HF transformers, T5Attention._relative_position_bucket, one element at a time; torch's float32
+// tensor arithmetic becomes float arithmetic, math.log stays double.
+int32_t T5Bucket(int64_t relative_position, int32_t num_buckets, int32_t max_distance,
+                 bool bidirectional) {
+  int32_t relative_buckets = 0;
+  uint64_t n;  // relative_position made non-negative, exactly
+  const uint64_t magnitude = relative_position < 0 ? 0 - static_cast<uint64_t>(relative_position)
+                                                   : static_cast<uint64_t>(relative_position);
+  if (bidirectional) {
+    num_buckets /= 2;
+    relative_buckets += relative_position > 0 ? num_buckets : 0;
+    n = magnitude;
+  } else {
+    n = relative_position < 0 ? magnitude : 0;
+  }
+  const int32_t max_exact = num_buckets / 2;
+  if (n < static_cast<uint64_t>(max_exact)) return relative_buckets + static_cast<int32_t>(n);
+  const float log_ratio = std::log(static_cast<float>(n) / static_cast<float>(max_exact));
+  const float log_max = static_cast<float>(std::log(static_cast<double>(max_distance) / max_exact));
+  const float scaled = log_ratio / log_max * static_cast<float>(num_buckets - max_exact);
+  const int64_t if_large = max_exact + static_cast<int64_t>(scaled);
+  return relative_buckets + static_cast<int32_t>(std::min<int64_t>(if_large, num_buckets - 1));
+}
+
+void Attention(const relattn_attention_desc& desc, double* out) {
+  assert(desc.n_q >= 1 && desc.n_kv >= 1 && desc.n_kv_heads >= 1);
+  assert(desc.n_heads % desc.n_kv_heads == 0);
+  const int32_t dv = desc.v_head_dim != 0 ? desc.v_head_dim : desc.head_dim;
+  const double scale =
+      desc.scale != 0 ? desc.scale : 1 / std::sqrt(static_cast<double>(desc.head_dim));
+  const int32_t group = desc.n_heads / desc.n_kv_heads;
+  std::vector<double> scores(desc.n_q * desc.n_kv);
+  for (int32_t h = 0; h < desc.n_heads; ++h) {
+    const int32_t kv_head = h / group;
+    for (int64_t i = 0; i < desc.n_q; ++i) {
+      const int64_t pq = Position(desc.q_pos, i);
+      for (int64_t j = 0; j < desc.n_kv; ++j) {
+        const int64_t pk = Position(desc.k_pos, j);
+        double& s = scores[i * desc.n_kv + j];
+        if (!Visible(desc.mask, j, pq, pk)) {
+          s = kMasked;
+          continue;
+        }
+        double dot = 0;
+        for (int32_t e = 0; e < desc.head_dim; ++e) {
+          dot += Element(desc.q, i, h, e) * Element(desc.k, j, kv_head, e);
+        }
+        s = scale * dot + Bias(desc, h, pq, pk);
+      }
+    }
+    for (int64_t i = 0; i < desc.n_q; ++i) {
+      SoftmaxTimesV(desc, &scores[i * desc.n_kv], kv_head, dv, out + (i * desc.n_heads + h) * dv);
+    }
+  }
+}
+
+}  // namespace relattn::reference

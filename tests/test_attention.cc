@@ -152,8 +152,9 @@ TEST_CASE("position arrays: gaps and shuffled order, every scheme and mask") {
 
 TEST_CASE("ALiBi keeps precision when the row's largest bias is far from the query") {
   // Causal-form ALiBi without a causal mask: the dominant keys are the latest,
-  // up to 500 positions after the query, with biases ~ +250 (natural units).
-  for (int64_t window : {int64_t(0), int64_t(200)}) {
+  // up to 500 positions after the query, with biases ~ +250 (natural units);
+  // with a causal mask: the nearest keys, 400 positions after the first key.
+  for (int variant = 0; variant < 3; ++variant) {
     CaseSpec spec;
     spec.n_q = 100;
     spec.n_kv = 512;
@@ -162,7 +163,9 @@ TEST_CASE("ALiBi keeps precision when the row's largest bias is far from the que
     spec.head_dim = 16;
     spec.scheme = RELATTN_BIAS_ALIBI;
     spec.alibi_causal = true;
-    spec.window = window;
+    spec.window = variant == 1 ? 200 : 0;
+    spec.causal = variant == 2;
+    spec.q_start = variant == 2 ? 412 : 0;
     CheckAgainstReference(spec);
   }
 }

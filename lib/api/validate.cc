@@ -240,15 +240,16 @@ WorkspaceLayout LayoutOf(const Plan& p) {
     at += static_cast<size_t>(RoundUp(floats, 16));
     return start;
   };
-  l.q_tile = take(kBlockQueries * p.d_pad);
-  l.kt_tile = take(p.d * kBlockKeys);
-  l.v_tile = take(kBlockKeys * p.dv_pad);
-  l.s_tile = take(kBlockQueries * kBlockKeys);
-  l.o_acc = take(kBlockQueries * p.dv_pad);
-  l.row_max = take(kBlockQueries);
-  l.row_sum = take(kBlockQueries);
-  l.bias_table = take(p.table_len);
-  l.k_row = take(p.d_pad);
+  const int64_t chunk_rows = int64_t{p.heads_per_item} * kQueryChunk;
+  l.q_t = take(chunk_rows * p.d);
+  l.o_t = take(chunk_rows * p.dv);
+  l.row_max = take(chunk_rows);
+  l.row_sum = take(chunk_rows);
+  l.s_tile = take(kBlockKeys * kMaxSubTile);
+  l.k_block = take(kBlockKeys * p.d);
+  l.v_block = take(kBlockKeys * p.dv);
+  l.row = take(p.d > p.dv ? p.d : p.dv);
+  l.bias_tables = take(int64_t{p.heads_per_item} * p.table_len);
   l.floats_per_worker = at;
   return l;
 }
@@ -264,8 +265,6 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
   p->group = d.n_heads / d.n_kv_heads;
   p->d = d.head_dim;
   p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
-  p->d_pad = RoundUp(p->d, kMaxLanes);
-  p->dv_pad = RoundUp(p->dv, kMaxLanes);
   p->q = {d.q.data, d.q.dtype, d.q.token_stride, d.q.head_stride};
   p->k = {d.k.data, d.k.dtype, d.k.token_stride, d.k.head_stride};
   p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride};
@@ -292,9 +291,11 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
       break;
     default: p->bias_kind = BiasKind::kNone;
   }
-  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kBlockKeys : 0;
-  p->n_q_blocks = (d.n_q + kBlockQueries - 1) / kBlockQueries;
-  p->n_work_items = p->n_q_blocks * d.n_heads;
+  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kMaxSubTile : 0;
+  p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
+  p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
+  p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;
+  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches * p->n_chunks;
   p->ws = LayoutOf(*p);
 }
 

@@ -10,13 +10,17 @@
 
 namespace relattn {
 
-// Tile shape shared by every target. kBlockKeys keys per key block (a multiple
-// of every vector width used: the kernels cap vectors at kMaxLanes floats);
-// kBlockQueries queries per work item. Head dims are padded to kMaxLanes so
-// rows are whole vectors.
+// Tile shape. Prefill work is split into work items of one KV head, up to
+// kMaxHeadsPerItem of its query heads, and kQueryChunk consecutive queries.
+// Inside, queries lie in vector lanes: a sub-tile is 2 vectors of queries
+// (2 * lanes, at most kMaxSubTile: the kernels cap vectors at kMaxLanes
+// floats); keys stream through in blocks of kBlockKeys, converted to f32 once
+// per block for all sub-tiles of the item.
 inline constexpr int64_t kMaxLanes = 16;
+inline constexpr int64_t kMaxSubTile = 2 * kMaxLanes;
 inline constexpr int64_t kBlockKeys = 64;
-inline constexpr int64_t kBlockQueries = 16;
+inline constexpr int64_t kQueryChunk = 64;
+inline constexpr int32_t kMaxHeadsPerItem = 8;
 
 inline constexpr int64_t RoundUp(int64_t x, int64_t multiple) {
   return (x + multiple - 1) / multiple * multiple;
@@ -38,18 +42,21 @@ struct PositionsRef {
 
 enum class BiasKind { kNone, kAlibi, kTable };
 
-// Per-work-item scratch, in floats, each region 64-byte aligned. Sizes depend on
-// head dims and the bias table only, never on n_q or n_kv.
+// Per-worker scratch, in floats, each region 64-byte aligned. Sizes depend on
+// head dims, the GQA group and the bias table only, never on n_q or n_kv.
+// Sub-tile s (queries [s * W, s * W + W) of the chunk, W lanes) of head slot g
+// owns the W-column slices starting at (g * kQueryChunk + s * W) of q_t, o_t,
+// row_max and row_sum.
 struct WorkspaceLayout {
-  size_t q_tile;      // kBlockQueries x d_pad: queries pre-scaled to the log2 domain
-  size_t kt_tile;     // d x kBlockKeys: keys transposed
-  size_t v_tile;      // kBlockKeys x dv_pad
-  size_t s_tile;      // kBlockQueries x kBlockKeys: scores, then probabilities
-  size_t o_acc;       // kBlockQueries x dv_pad: unnormalised output
-  size_t row_max;     // kBlockQueries: running max (log2 domain)
-  size_t row_sum;     // kBlockQueries: running sum of probabilities
-  size_t bias_table;  // table_len: the padded bias table of one head
-  size_t k_row;       // d_pad: one key row being transposed
+  size_t q_t;         // heads_per_item x kQueryChunk x d: queries transposed, [d][W] per sub-tile, pre-scaled to log2 units
+  size_t o_t;         // heads_per_item x kQueryChunk x dv: unnormalised output, [dv][W] per sub-tile
+  size_t row_max;     // heads_per_item x kQueryChunk: running max (log2 units)
+  size_t row_sum;     // heads_per_item x kQueryChunk: running sum of probabilities
+  size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
+  size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
+  size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
+  size_t row;         // max(d, dv): one query or output row in transit
+  size_t bias_tables; // heads_per_item x table_len: padded reversed bias tables
   size_t floats_per_worker;
 };
 
@@ -58,7 +65,6 @@ struct Plan {
   int64_t n_valid_kv;  // keys j >= n_valid_kv are hidden; 0..n_kv
   int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
   int32_t d, dv;
-  int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes
   TensorRef q, k, v;
   void* o;
   relattn_dtype o_dtype;
@@ -75,21 +81,25 @@ struct Plan {
   BiasKind bias_kind;
   const relattn_attention_desc* desc;  // for per-head bias parameters
   // Table schemes: bias(r) for r = key - query is constant for r <= -table_radius
-  // and for r >= table_radius; the padded table stores r in
-  // [-table_radius, table_radius] with kBlockKeys edge copies on each side.
+  // and for r >= table_radius. The padded table of a head stores, at index x,
+  // bias(clamp(table_radius + kMaxSubTile - x, -table_radius, table_radius)):
+  // r decreasing along x, so that a row of queries (r falling by one per
+  // lane) reads consecutive entries; kMaxSubTile edge copies on each side.
   int64_t table_radius;
-  int64_t table_len;
+  int64_t table_len;  // 2 * table_radius + 1 + 2 * kMaxSubTile, or 0
 
-  int64_t n_q_blocks;
-  int64_t n_work_items;  // n_heads * n_q_blocks
+  int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
+  int32_t head_batches;    // ceil(group / heads_per_item)
+  int64_t n_chunks;        // ceil(n_q / kQueryChunk)
+  int64_t n_work_items;    // n_kv_heads * head_batches * n_chunks
   WorkspaceLayout ws;
 };
 
 // Fills out the per-head ALiBi slope in log2 units (multiplied by log2(e)).
 float AlibiSlopeLog2(const Plan& plan, int32_t head);
 
-// Fills table[0, table_len) for head: table[x] = log2(e) * bias(r) with
-// r = clamp(x - kBlockKeys - table_radius, -table_radius, table_radius).
+// Fills table[0, table_len) for head with log2(e) * bias, laid out as the Plan
+// comment on table_radius says.
 void FillBiasTable(const Plan& plan, int32_t head, float* table);
 
 }  // namespace relattn

@@ -1,5 +1,6 @@
-// The fused attention pipeline for one work item (one head x one block of
-// queries), per target: pack Q -> for each visible key block: pack K, V ->
+// The fused attention pipeline for one work item (one KV head, up to
+// kMaxHeadsPerItem of its query heads, kQueryChunk queries), per target:
+// pack Q^T -> for each visible key block: K, V as f32 -> for each sub-tile:
 // scores -> + bias -> mask -> online softmax -> P.V -> finalize.
 #if defined(RELATTN_LIB_KERNELS_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_ATTENTION_INL_H_
@@ -26,13 +27,6 @@ HWY_BEFORE_NAMESPACE();
 namespace relattn {
 namespace HWY_NAMESPACE {
 
-// Positions of tokens [t0, t0 + n): their range, and whether they are
-// consecutive (t0 + t at first + t).
-struct PositionSpan {
-  int64_t min, max, first;
-  bool contiguous;
-};
-
 HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
   if (!pos.positions) return {pos.start + t0, pos.start + t0 + n - 1, pos.start + t0, true};
   PositionSpan span{pos.positions[t0], pos.positions[t0], pos.positions[t0], true};
@@ -49,86 +43,142 @@ HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
   return span;
 }
 
-// The worker's scratch regions (WorkspaceLayout offsets applied).
-struct WorkerTiles {
-  float *q, *kt, *v, *s, *o, *max, *sum, *table, *k_row;
-  int32_t table_head;  // head whose bias table `table` holds; -1: none
+// One sub-tile: W queries of one head and their state in the workspace.
+struct SubTile {
+  int32_t head;
+  SubTileQueries queries;
+  float *q_t, *o_t, *max, *sum;
+  const HeadBias* bias;
 };
 
-HWY_INLINE WorkerTiles TilesOf(const Plan& plan, float* ws) {
-  const WorkspaceLayout& l = plan.ws;
-  return {ws + l.q_tile,  ws + l.kt_tile,    ws + l.v_tile, ws + l.s_tile, ws + l.o_acc,
-          ws + l.row_max, ws + l.row_sum, ws + l.bias_table, ws + l.k_row, -1};
-}
+// A worker's workspace and what it caches between work items.
+struct Worker {
+  float* ws;
+  int32_t table_head[kMaxHeadsPerItem];  // head whose table each slot holds; -1: none
+};
 
-HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t h, WorkerTiles& tiles) {
-  HeadBias bias{plan.bias_kind, false,       0.0f,        plan.k_min,       plan.k_max,
-                plan.causal,     plan.window, tiles.table, plan.table_radius, plan.table_len};
+HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t head, int32_t slot, Worker& worker) {
+  float* table = worker.ws + plan.ws.bias_tables + slot * plan.table_len;
+  HeadBias bias{plan.bias_kind, false,       0.0f,  plan.k_min,        plan.k_max,
+                plan.causal,    plan.window, table, plan.table_radius, plan.table_len};
   if (plan.bias_kind == BiasKind::kAlibi) {
     bias.alibi_causal = plan.desc->bias.alibi.causal != 0;
-    bias.alibi_slope_log2 = AlibiSlopeLog2(plan, h);
-  } else if (plan.bias_kind == BiasKind::kTable && tiles.table_head != h) {
-    FillBiasTable(plan, h, tiles.table);
-    tiles.table_head = h;
+    bias.alibi_slope_log2 = AlibiSlopeLog2(plan, head);
+  } else if (plan.bias_kind == BiasKind::kTable && worker.table_head[slot] != head) {
+    FillBiasTable(plan, head, table);
+    worker.table_head[slot] = head;
   }
   return bias;
 }
 
-HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, WorkerTiles& tiles) {
-  const int32_t h = static_cast<int32_t>(item % plan.n_heads);
-  // Latest query blocks first: under a causal mask they see the most keys.
-  const int64_t i0 = (plan.n_q_blocks - 1 - item / plan.n_heads) * kBlockQueries;
-  const int64_t rows = std::min(kBlockQueries, plan.n_q - i0);
-  const int32_t kv_head = h / plan.group;
-  const HeadBias bias = BiasOfHead(plan, h, tiles);
-
-  PackQueries(plan, h, i0, rows, tiles.q);
-  const PositionSpan q_span = SpanOf(plan.q_pos, i0, rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    tiles.max[r] = -HUGE_VALF;
-    tiles.sum[r] = 0.0f;
+// Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
+HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
+                               TileVisibility visibility, RowsF32 k, RowsF32 v,
+                               float* HWY_RESTRICT s) {
+  const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
+  SubTileScores(tile.q_t, plan.d, k, n_keys, s);
+  const bool partial = visibility == TileVisibility::kPartial;
+  if (tile.bias->kind != BiasKind::kNone || partial) {
+    for (int64_t j = 0; j < n_keys; ++j) {
+      BiasMaskRow(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
+    }
   }
-  std::memset(tiles.o, 0, sizeof(float) * kBlockQueries * plan.dv_pad);
+  SoftmaxUpdate(s, n_keys, tile.max, tile.sum, tile.o_t, plan.dv);
+  AccumulatePV(s, n_keys, v, plan.dv, tile.o_t);
+}
 
+// The query heads and queries of one work item.
+struct WorkItem {
+  int32_t kv_head, head0, n_heads;
+  int64_t i0, rows, n_sub, w;  // queries [i0, i0 + rows) in n_sub sub-tiles of w lanes
+};
+
+HWY_INLINE WorkItem WorkItemOf(const Plan& plan, int64_t item) {
+  WorkItem it;
+  const int64_t per_chunk = int64_t{plan.n_kv_heads} * plan.head_batches;
+  // Latest query chunks first: under a causal mask they see the most keys.
+  it.i0 = (plan.n_chunks - 1 - item / per_chunk) * kQueryChunk;
+  it.kv_head = static_cast<int32_t>(item % per_chunk / plan.head_batches);
+  const int32_t batch = static_cast<int32_t>(item % per_chunk % plan.head_batches);
+  it.head0 = it.kv_head * plan.group + batch * plan.heads_per_item;
+  it.n_heads = std::min(plan.heads_per_item, (it.kv_head + 1) * plan.group - it.head0);
+  it.rows = std::min(kQueryChunk, plan.n_q - it.i0);
+  it.w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
+  it.n_sub = (it.rows + it.w - 1) / it.w;
+  return it;
+}
+
+// Sub-tile `sub` of head slot g: its queries and its slices of the workspace.
+HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBias* biases,
+                             int32_t g, int64_t sub, float* ws) {
+  const WorkspaceLayout& l = plan.ws;
+  const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
+  const int64_t at = g * kQueryChunk + sub * it.w;
+  return {it.head0 + g,
+          MakeSubTileQueries(biases[g], first, rows, SpanOf(plan.q_pos, first, rows)),
+          ws + l.q_t + at * plan.d,
+          ws + l.o_t + at * plan.dv,
+          ws + l.row_max + at,
+          ws + l.row_sum + at,
+          &biases[g]};
+}
+
+HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
+  const WorkspaceLayout& l = plan.ws;
+  float* ws = worker.ws;
+  const WorkItem it = WorkItemOf(plan, item);
+  HeadBias biases[kMaxHeadsPerItem];
+  for (int32_t g = 0; g < it.n_heads; ++g) {
+    biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
+    for (int64_t sub = 0; sub < it.n_sub; ++sub) {
+      const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
+      PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t);
+      std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
+      std::fill(t.max, t.max + it.w, -HUGE_VALF);
+      std::fill(t.sum, t.sum + it.w, 0.0f);
+    }
+  }
+
+  const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
   for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
     const PositionSpan k_span = SpanOf(plan.k_pos, j0, n_keys);
-    const KeyBlock kb{j0, n_keys, k_span.first, k_span.contiguous,
-                      ClassifyTile(plan, q_span.min, q_span.max, k_span.min, k_span.max)};
-    if (kb.visibility == TileVisibility::kHidden) {
+    if (ClassifyTile(plan, chunk_span.min, chunk_span.max, k_span.min, k_span.max) ==
+        TileVisibility::kHidden) {
       // Keys at start + j only move away once they pass the last query.
-      if (!plan.k_pos.positions && plan.causal && k_span.min > q_span.max) break;
+      if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
       continue;
     }
-    PackKeysTransposed(plan, kv_head, j0, n_keys, tiles.k_row, tiles.kt);
-    PackValues(plan, kv_head, j0, n_keys, tiles.v);
-    TileScores(tiles.q, plan.d_pad, tiles.kt, plan.d, RoundUp(rows, 4), tiles.s);
-    for (int64_t r = 0; r < rows; ++r) {
-      float* s_row = tiles.s + r * kBlockKeys;
-      const int64_t p_q = plan.q_pos.At(i0 + r);
-      AddBiasRow(bias, plan.k_pos, kb, p_q, s_row);
-      MaskRow(plan, plan.k_pos, kb, p_q, s_row);
-      float* o_row = tiles.o + r * plan.dv_pad;
-      if (SoftmaxRowUpdate(s_row, &tiles.max[r], &tiles.sum[r], o_row, plan.dv_pad)) {
-        AccumulatePV(s_row, tiles.v, n_keys, plan.dv_pad, o_row);
+    const RowsF32 k = RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    const RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
+    for (int32_t g = 0; g < it.n_heads; ++g) {
+      for (int64_t sub = 0; sub < it.n_sub; ++sub) {
+        const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
+        const TileVisibility visibility = ClassifyTile(plan, t.queries.span.min,
+                                                       t.queries.span.max, k_span.min, k_span.max);
+        if (visibility == TileVisibility::kHidden) continue;
+        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, v, ws + l.s_tile);
       }
     }
   }
 
-  for (int64_t r = 0; r < rows; ++r) {
-    const float inv_sum = tiles.sum[r] > 0.0f ? 1.0f / tiles.sum[r] : 0.0f;
-    const int64_t offset = (i0 + r) * plan.o_token_stride + h * plan.o_head_stride;
-    StoreRow(tiles.o + r * plan.dv_pad, plan.dv, inv_sum, plan.o, plan.o_dtype, offset);
+  for (int32_t g = 0; g < it.n_heads; ++g) {
+    for (int64_t sub = 0; sub < it.n_sub; ++sub) {
+      const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
+      StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.sum,
+                            ws + l.row);
+    }
   }
 }
 
 HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* worker_ws,
                                     std::atomic<int64_t>* next_item) {
-  WorkerTiles tiles = TilesOf(plan, worker_ws);
+  Worker worker{worker_ws, {}};
+  std::fill(worker.table_head, worker.table_head + kMaxHeadsPerItem, -1);
   for (;;) {
     const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);
     if (item >= plan.n_work_items) return;
-    AttendWorkItem(plan, item, tiles);
+    AttendWorkItem(plan, item, worker);
   }
 }
 

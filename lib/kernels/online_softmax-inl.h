@@ -1,7 +1,7 @@
-// Online softmax over streamed key blocks, and P.V accumulation (per-target
-// code). All state of a query row lives here: running max m (log2 domain),
-// running sum l, unnormalised output o. A row that has seen no visible key has
-// m = -inf, l = 0, o = 0 and finalizes to zeros.
+// Online softmax over streamed key blocks and P.V accumulation, for a sub-tile
+// whose lanes are queries (per-target code). A query's state: running max m
+// (log2 units), running sum l, unnormalised output o. A query that has seen no
+// visible key has m = -inf, l = 0, o = 0, and finalizes to zeros.
 #if defined(RELATTN_LIB_KERNELS_ONLINE_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_ONLINE_SOFTMAX_INL_H_
 #undef RELATTN_LIB_KERNELS_ONLINE_SOFTMAX_INL_H_
@@ -13,80 +13,111 @@
 #include <cstdint>
 
 #include "hwy/highway.h"
-#include "lib/driver/plan.h"
 #include "lib/kernels/exp2-inl.h"
+#include "lib/kernels/pack-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Turns the scores s[0, kBlockKeys) of one row (log2 domain, -inf = hidden)
-// into probabilities relative to the updated running max, rescaling o_row
-// and *sum when the max grows. Returns false if every key of the block is
-// hidden and the row has seen no key yet (nothing to accumulate).
-HWY_INLINE bool SoftmaxRowUpdate(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
-                                 float* HWY_RESTRICT sum, float* HWY_RESTRICT o_row,
-                                 int64_t dv_pad) {
-  using DF = hn::CappedTag<float, kMaxLanes>;
+// Folds the scores s[n_keys][W] (log2 units, -inf = hidden) into the state
+// of the W lanes: updates max and sum, rescales o_t[dv][W] where the max grew
+// (skipped when no lane's max changed), and turns s into probabilities
+// relative to the new max.
+HWY_INLINE void SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, float* HWY_RESTRICT max,
+                              float* HWY_RESTRICT sum, float* HWY_RESTRICT o_t, int64_t dv) {
   const DF df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  auto vmax = hn::Set(df, -HUGE_VALF);
-  for (int64_t j = 0; j < kBlockKeys; j += lanes) vmax = hn::Max(vmax, hn::LoadU(df, s + j));
-  const float block_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-  const float new_max = block_max > *max ? block_max : *max;
-  if (new_max == -HUGE_VALF) return false;
-  if (new_max > *max) {
-    // Rescale only when the max grows; exp2(-inf) = 0 clears an empty row.
-    const float alpha = std::exp2(*max - new_max);
-    *sum *= alpha;
-    const auto valpha = hn::Set(df, alpha);
-    for (int64_t e = 0; e < dv_pad; e += lanes) {
-      hn::StoreU(hn::Mul(hn::LoadU(df, o_row + e), valpha), df, o_row + e);
-    }
-    *max = new_max;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t w = 2 * n;
+  const auto neg_inf = hn::Set(df, -HUGE_VALF);
+  const auto old0 = hn::Load(df, max), old1 = hn::Load(df, max + n);
+  auto new0 = old0, new1 = old1;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    new0 = hn::Max(new0, hn::Load(df, s + j * w));
+    new1 = hn::Max(new1, hn::Load(df, s + j * w + n));
   }
-  const auto vnew_max = hn::Set(df, new_max);
-  auto vsum = hn::Zero(df);
-  for (int64_t j = 0; j < kBlockKeys; j += lanes) {
-    const auto p = Exp2NonPositive(df, hn::Sub(hn::LoadU(df, s + j), vnew_max));
-    vsum = hn::Add(vsum, p);
-    hn::StoreU(p, df, s + j);
+  // A lane that has seen no key keeps max -inf; subtracting 0 instead keeps
+  // its probabilities 0 (exp2(-inf)) rather than NaN (-inf - -inf).
+  const auto ref0 = hn::IfThenZeroElse(hn::Eq(new0, neg_inf), new0);
+  const auto ref1 = hn::IfThenZeroElse(hn::Eq(new1, neg_inf), new1);
+  auto sum0 = hn::Zero(df), sum1 = hn::Zero(df);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto p0 = Exp2NonPositive(df, hn::Sub(hn::Load(df, s + j * w), ref0));
+    const auto p1 = Exp2NonPositive(df, hn::Sub(hn::Load(df, s + j * w + n), ref1));
+    hn::Store(p0, df, s + j * w);
+    hn::Store(p1, df, s + j * w + n);
+    sum0 = hn::Add(sum0, p0);
+    sum1 = hn::Add(sum1, p1);
   }
-  *sum += hn::GetLane(hn::SumOfLanes(df, vsum));
-  return true;
+  hn::Store(new0, df, max);
+  hn::Store(new1, df, max + n);
+  if (hn::AllTrue(df, hn::Eq(new0, old0)) && hn::AllTrue(df, hn::Eq(new1, old1))) {
+    hn::Store(hn::Add(hn::Load(df, sum), sum0), df, sum);
+    hn::Store(hn::Add(hn::Load(df, sum + n), sum1), df, sum + n);
+    return;
+  }
+  // exp2(old - new): 1 where unchanged, 0 where old = -inf.
+  const auto alpha0 = Exp2NonPositive(df, hn::Sub(old0, ref0));
+  const auto alpha1 = Exp2NonPositive(df, hn::Sub(old1, ref1));
+  hn::Store(hn::MulAdd(hn::Load(df, sum), alpha0, sum0), df, sum);
+  hn::Store(hn::MulAdd(hn::Load(df, sum + n), alpha1, sum1), df, sum + n);
+  for (int64_t e = 0; e < dv; ++e) {
+    hn::Store(hn::Mul(hn::Load(df, o_t + e * w), alpha0), df, o_t + e * w);
+    hn::Store(hn::Mul(hn::Load(df, o_t + e * w + n), alpha1), df, o_t + e * w + n);
+  }
 }
 
-// o_row[e] += sum_{j < n_keys} p[j] * v_tile[j][e] for e < dv_pad.
-// Register block: up to 4 output vectors held across the key loop.
-HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_tile,
-                             int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o_row) {
-  using DF = hn::CappedTag<float, kMaxLanes>;
+// o_t[e][0, W) += sum_{j < n_keys} v[j][e] * p[j][0, W) for e < dv.
+// Register block: 4 output rows x 2 query vectors = 8 accumulators held
+// across the key loop; per key, 2 loads of p and 4 broadcasts of v feed 8 FMAs.
+HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, int64_t n_keys, RowsF32 v, int64_t dv,
+                             float* HWY_RESTRICT o_t) {
   const DF df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t w = 2 * n;
   int64_t e = 0;
-  for (; e + 4 * lanes <= dv_pad; e += 4 * lanes) {
-    auto o0 = hn::LoadU(df, o_row + e), o1 = hn::LoadU(df, o_row + e + lanes);
-    auto o2 = hn::LoadU(df, o_row + e + 2 * lanes), o3 = hn::LoadU(df, o_row + e + 3 * lanes);
+  for (; e + 4 <= dv; e += 4) {
+    float* o = o_t + e * w;
+    auto a00 = hn::Load(df, o), a01 = hn::Load(df, o + n);
+    auto a10 = hn::Load(df, o + w), a11 = hn::Load(df, o + w + n);
+    auto a20 = hn::Load(df, o + 2 * w), a21 = hn::Load(df, o + 2 * w + n);
+    auto a30 = hn::Load(df, o + 3 * w), a31 = hn::Load(df, o + 3 * w + n);
     for (int64_t j = 0; j < n_keys; ++j) {
-      const float* v = v_tile + j * dv_pad + e;
-      const auto pj = hn::Set(df, p[j]);
-      o0 = hn::MulAdd(pj, hn::LoadU(df, v), o0);
-      o1 = hn::MulAdd(pj, hn::LoadU(df, v + lanes), o1);
-      o2 = hn::MulAdd(pj, hn::LoadU(df, v + 2 * lanes), o2);
-      o3 = hn::MulAdd(pj, hn::LoadU(df, v + 3 * lanes), o3);
+      const auto p0 = hn::Load(df, p + j * w), p1 = hn::Load(df, p + j * w + n);
+      const float* vj = v.rows + j * v.stride + e;
+      const auto b0 = hn::Set(df, vj[0]);
+      a00 = hn::MulAdd(b0, p0, a00);
+      a01 = hn::MulAdd(b0, p1, a01);
+      const auto b1 = hn::Set(df, vj[1]);
+      a10 = hn::MulAdd(b1, p0, a10);
+      a11 = hn::MulAdd(b1, p1, a11);
+      const auto b2 = hn::Set(df, vj[2]);
+      a20 = hn::MulAdd(b2, p0, a20);
+      a21 = hn::MulAdd(b2, p1, a21);
+      const auto b3 = hn::Set(df, vj[3]);
+      a30 = hn::MulAdd(b3, p0, a30);
+      a31 = hn::MulAdd(b3, p1, a31);
     }
-    hn::StoreU(o0, df, o_row + e);
-    hn::StoreU(o1, df, o_row + e + lanes);
-    hn::StoreU(o2, df, o_row + e + 2 * lanes);
-    hn::StoreU(o3, df, o_row + e + 3 * lanes);
+    hn::Store(a00, df, o);
+    hn::Store(a01, df, o + n);
+    hn::Store(a10, df, o + w);
+    hn::Store(a11, df, o + w + n);
+    hn::Store(a20, df, o + 2 * w);
+    hn::Store(a21, df, o + 2 * w + n);
+    hn::Store(a30, df, o + 3 * w);
+    hn::Store(a31, df, o + 3 * w + n);
   }
-  for (; e < dv_pad; e += lanes) {
-    auto o0 = hn::LoadU(df, o_row + e);
+  for (; e < dv; ++e) {
+    float* o = o_t + e * w;
+    auto a0 = hn::Load(df, o), a1 = hn::Load(df, o + n);
     for (int64_t j = 0; j < n_keys; ++j) {
-      o0 = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v_tile + j * dv_pad + e), o0);
+      const auto b = hn::Set(df, v.rows[j * v.stride + e]);
+      a0 = hn::MulAdd(b, hn::Load(df, p + j * w), a0);
+      a1 = hn::MulAdd(b, hn::Load(df, p + j * w + n), a1);
     }
-    hn::StoreU(o0, df, o_row + e);
+    hn::Store(a0, df, o);
+    hn::Store(a1, df, o + n);
   }
 }
 

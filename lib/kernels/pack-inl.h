@@ -70,42 +70,47 @@ HWY_INLINE void StoreRow(const float* HWY_RESTRICT src, int64_t n, float mul, vo
   for (; e < n; ++e) dst[e] = mul * src[e];
 }
 
-// Query tile: rows [i0, i0 + rows) of head h, pre-multiplied by scale_log2,
-// into q_tile[kBlockQueries][d_pad]; rows >= rows are zero.
-HWY_INLINE void PackQueries(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
-                            float* HWY_RESTRICT q_tile) {
-  std::memset(q_tile, 0, sizeof(float) * kBlockQueries * plan.d_pad);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t offset = (i0 + r) * plan.q.token_stride + h * plan.q.head_stride;
-    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2,
-               q_tile + r * plan.d_pad);
+// A block of rows in f32: row j at rows + j * stride (elements).
+struct RowsF32 {
+  const float* rows;
+  int64_t stride;
+};
+
+// Rows [t0, t0 + n) of head `head` of tensor t as f32: the tensor itself when
+// it is f32, else converted into `scratch` ([n][dim]).
+HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim,
+                             float* HWY_RESTRICT scratch) {
+  const int64_t first = t0 * t.token_stride + head * t.head_stride;
+  if (t.dtype == RELATTN_F32) return {static_cast<const float*>(t.data) + first, t.token_stride};
+  for (int64_t j = 0; j < n; ++j) {
+    ConvertRow(t.data, t.dtype, first + j * t.token_stride, dim, 1.0f, scratch + j * dim);
+  }
+  return {scratch, dim};
+}
+
+// Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
+// multiplied by scale_log2; lanes [rows, width) are zero. row: d floats.
+HWY_INLINE void PackQueriesTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
+                                      int64_t width, float* HWY_RESTRICT row,
+                                      float* HWY_RESTRICT q_t) {
+  std::memset(q_t, 0, sizeof(float) * plan.d * width);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t offset = (i0 + i) * plan.q.token_stride + h * plan.q.head_stride;
+    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, row);
+    for (int64_t e = 0; e < plan.d; ++e) q_t[e * width + i] = row[e];
   }
 }
 
-// Key tile, transposed: kt[e][j] = k(j0 + j, kv_head, e) for j < n_keys; columns
-// j >= n_keys are zero. row_buf: d_pad floats of scratch.
-HWY_INLINE void PackKeysTransposed(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
-                                   float* HWY_RESTRICT row_buf, float* HWY_RESTRICT kt) {
-  for (int64_t j = 0; j < kBlockKeys; ++j) {
-    if (j < n_keys) {
-      const int64_t offset = (j0 + j) * plan.k.token_stride + kv_head * plan.k.head_stride;
-      ConvertRow(plan.k.data, plan.k.dtype, offset, plan.d, 1.0f, row_buf);
-      for (int64_t e = 0; e < plan.d; ++e) kt[e * kBlockKeys + j] = row_buf[e];
-    } else {
-      for (int64_t e = 0; e < plan.d; ++e) kt[e * kBlockKeys + j] = 0.0f;
-    }
-  }
-}
-
-// Value tile: v_tile[j][e] = v(j0 + j, kv_head, e) for j < n_keys, e < dv; the
-// padding columns e in [dv, dv_pad) are zero.
-HWY_INLINE void PackValues(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
-                           float* HWY_RESTRICT v_tile) {
-  for (int64_t j = 0; j < n_keys; ++j) {
-    float* row = v_tile + j * plan.dv_pad;
-    const int64_t offset = (j0 + j) * plan.v.token_stride + kv_head * plan.v.head_stride;
-    ConvertRow(plan.v.data, plan.v.dtype, offset, plan.dv, 1.0f, row);
-    for (int64_t e = plan.dv; e < plan.dv_pad; ++e) row[e] = 0.0f;
+// Writes output rows [i0, i0 + rows) of head h from o_t[dv][width], each lane
+// divided by its softmax sum (0 for a row that saw no key). row: dv floats.
+HWY_INLINE void StoreOutputTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
+                                      int64_t width, const float* HWY_RESTRICT o_t,
+                                      const float* HWY_RESTRICT sum, float* HWY_RESTRICT row) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t e = 0; e < plan.dv; ++e) row[e] = o_t[e * width + i];
+    const float inv_sum = sum[i] > 0.0f ? 1.0f / sum[i] : 0.0f;
+    const int64_t offset = (i0 + i) * plan.o_token_stride + h * plan.o_head_stride;
+    StoreRow(row, plan.dv, inv_sum, plan.o, plan.o_dtype, offset);
   }
 }
 

@@ -25,7 +25,7 @@ relattn_status CheckThreads(const relattn_threads* threads, int32_t* n_threads) 
 }
 
 size_t WorkspaceBytes(const Plan& plan, int32_t n_threads) {
-  return plan.ws.floats_per_worker * sizeof(float) * static_cast<size_t>(n_threads);
+  return plan.floats_per_worker * sizeof(float) * static_cast<size_t>(n_threads);
 }
 
 struct Call {
@@ -36,7 +36,7 @@ struct Call {
 
 void RunWorker(void* arg, size_t worker) {
   Call* call = static_cast<Call*>(arg);
-  float* ws = call->workspace + worker * call->plan->ws.floats_per_worker;
+  float* ws = call->workspace + worker * call->plan->floats_per_worker;
   AttendWorkItems(*call->plan, ws, &call->next_item);
 }
 

@@ -231,27 +231,47 @@ relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   return RELATTN_OK;
 }
 
-// Region sizes in floats, each rounded to 16 floats (64 bytes).
-WorkspaceLayout LayoutOf(const Plan& p) {
-  WorkspaceLayout l{};
-  size_t at = 0;
-  auto take = [&at](int64_t floats) {
-    const size_t start = at;
-    at += static_cast<size_t>(RoundUp(floats, 16));
+// Hands out consecutive regions of floats, each rounded to 16 floats (64 bytes).
+class RegionAllocator {
+ public:
+  size_t Take(int64_t floats) {
+    const size_t start = at_;
+    at_ += static_cast<size_t>(RoundUp(floats, 16));
     return start;
-  };
-  const int64_t chunk_rows = int64_t{p.heads_per_item} * kQueryChunk;
-  l.q_t = take(chunk_rows * p.d);
-  l.o_t = take(chunk_rows * p.dv);
-  l.row_max = take(chunk_rows);
-  l.row_sum = take(chunk_rows);
-  l.s_tile = take(kBlockKeys * kMaxSubTile);
-  l.k_block = take(kBlockKeys * p.d);
-  l.v_block = take(kBlockKeys * p.dv);
-  l.row = take(p.d > p.dv ? p.d : p.dv);
-  l.bias_tables = take(int64_t{p.heads_per_item} * p.table_len);
-  l.floats_per_worker = at;
-  return l;
+  }
+  size_t total() const { return at_; }
+
+ private:
+  size_t at_ = 0;
+};
+
+// Lays out the worker scratch of the pipeline plan uses, then the bias tables.
+void LayOut(Plan* p) {
+  RegionAllocator a;
+  if (p->decode) {
+    const int64_t rows = int64_t{p->heads_per_item} * p->n_q;
+    DecodeLayout& l = p->decode_ws;
+    l.q_rows = a.Take(rows * p->d_pad);
+    l.o_rows = a.Take(rows * p->dv_pad);
+    l.row_max = a.Take(rows);
+    l.row_sum = a.Take(rows);
+    l.s_rows = a.Take(rows * kBlockKeys);
+    l.k_row = a.Take(p->d_pad);
+    l.v_row = a.Take(p->dv_pad);
+  } else {
+    const int64_t chunk_rows = int64_t{p->heads_per_item} * kQueryChunk;
+    WorkspaceLayout& l = p->ws;
+    l.q_t = a.Take(chunk_rows * p->d);
+    l.o_t = a.Take(chunk_rows * p->dv);
+    l.row_max = a.Take(chunk_rows);
+    l.row_sum = a.Take(chunk_rows);
+    l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
+    l.k_block = a.Take(kBlockKeys * p->d);
+    l.v_block = a.Take(kBlockKeys * p->dv);
+    l.row = a.Take(p->d > p->dv ? p->d : p->dv);
+  }
+  p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
+  p->floats_per_worker = a.total();
 }
 
 void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
@@ -265,6 +285,8 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
   p->group = d.n_heads / d.n_kv_heads;
   p->d = d.head_dim;
   p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
+  p->d_pad = RoundUp(p->d, kMaxLanes);
+  p->dv_pad = RoundUp(p->dv, kMaxLanes);
   p->q = {d.q.data, d.q.dtype, d.q.token_stride, d.q.head_stride};
   p->k = {d.k.data, d.k.dtype, d.k.token_stride, d.k.head_stride};
   p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride};
@@ -295,8 +317,9 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
   p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
   p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;
-  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches * p->n_chunks;
-  p->ws = LayoutOf(*p);
+  p->decode = d.n_q <= kDecodeMaxQueries;
+  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches * (p->decode ? 1 : p->n_chunks);
+  LayOut(p);
 }
 
 }  // namespace

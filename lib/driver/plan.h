@@ -21,6 +21,10 @@ inline constexpr int64_t kMaxSubTile = 2 * kMaxLanes;
 inline constexpr int64_t kBlockKeys = 64;
 inline constexpr int64_t kQueryChunk = 64;
 inline constexpr int32_t kMaxHeadsPerItem = 8;
+// Up to this many queries take the decode pipeline: keys stream one row at a
+// time against every query row (dot products along the head dim), since
+// queries in lanes would leave most lanes idle.
+inline constexpr int64_t kDecodeMaxQueries = 7;
 
 inline constexpr int64_t RoundUp(int64_t x, int64_t multiple) {
   return (x + multiple - 1) / multiple * multiple;
@@ -56,7 +60,19 @@ struct WorkspaceLayout {
   size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
   size_t row;         // max(d, dv): one query or output row in transit
-  size_t bias_tables; // heads_per_item x table_len: padded reversed bias tables
+  size_t floats_per_worker;
+};
+
+// The decode pipeline's view of the worker scratch (floats, 64-byte aligned).
+// rows = heads_per_item x n_q query rows.
+struct DecodeLayout {
+  size_t q_rows;   // rows x d_pad: queries pre-scaled to log2 units, zero-padded
+  size_t o_rows;   // rows x dv_pad: unnormalised output
+  size_t row_max;  // rows
+  size_t row_sum;  // rows
+  size_t s_rows;   // rows x kBlockKeys: scores, then probabilities
+  size_t k_row;    // d_pad: one converted key row, zero-padded
+  size_t v_row;    // dv_pad: one converted value row, zero-padded
   size_t floats_per_worker;
 };
 
@@ -65,6 +81,7 @@ struct Plan {
   int64_t n_valid_kv;  // keys j >= n_valid_kv are hidden; 0..n_kv
   int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
   int32_t d, dv;
+  int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
   TensorRef q, k, v;
   void* o;
   relattn_dtype o_dtype;
@@ -91,8 +108,13 @@ struct Plan {
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)
   int64_t n_chunks;        // ceil(n_q / kQueryChunk)
-  int64_t n_work_items;    // n_kv_heads * head_batches * n_chunks
-  WorkspaceLayout ws;
+  bool decode;             // n_q <= kDecodeMaxQueries: the decode pipeline
+  int64_t n_work_items;    // prefill: n_kv_heads * head_batches * n_chunks;
+                           // decode: n_kv_heads * head_batches
+  WorkspaceLayout ws;      // prefill regions
+  DecodeLayout decode_ws;  // decode regions
+  size_t bias_tables;      // heads_per_item x table_len: padded reversed bias tables
+  size_t floats_per_worker;
 };
 
 // Fills out the per-head ALiBi slope in log2 units (multiplied by log2(e)).

@@ -1,7 +1,8 @@
-// The fused attention pipeline for one work item (one KV head, up to
+// The fused attention pipeline for prefill work items (one KV head, up to
 // kMaxHeadsPerItem of its query heads, kQueryChunk queries), per target:
 // pack Q^T -> for each visible key block: K, V as f32 -> for each sub-tile:
-// scores -> + bias -> mask -> online softmax -> P.V -> finalize.
+// scores -> + bias -> mask -> online softmax -> P.V -> finalize. Few queries
+// take the decode pipeline (decode-inl.h) instead.
 #if defined(RELATTN_LIB_KERNELS_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_ATTENTION_INL_H_
 #undef RELATTN_LIB_KERNELS_ATTENTION_INL_H_
@@ -19,29 +20,15 @@
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"
+#include "lib/kernels/decode-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/scores-inl.h"
+#include "lib/kernels/worker-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
 namespace HWY_NAMESPACE {
-
-HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
-  if (!pos.positions) return {pos.start + t0, pos.start + t0 + n - 1, pos.start + t0, true};
-  PositionSpan span{pos.positions[t0], pos.positions[t0], pos.positions[t0], true};
-  for (int64_t t = 1; t < n; ++t) {
-    const int64_t p = pos.positions[t0 + t];
-    span.min = std::min(span.min, p);
-    span.max = std::max(span.max, p);
-    // p > first, so the unsigned difference is exact even where p - first
-    // would overflow int64.
-    span.contiguous = span.contiguous && p > span.first &&
-                      static_cast<uint64_t>(p) - static_cast<uint64_t>(span.first) ==
-                          static_cast<uint64_t>(t);
-  }
-  return span;
-}
 
 // One sub-tile: W queries of one head and their state in the workspace.
 struct SubTile {
@@ -50,26 +37,6 @@ struct SubTile {
   float *q_t, *o_t, *max, *sum;
   const HeadBias* bias;
 };
-
-// A worker's workspace and what it caches between work items.
-struct Worker {
-  float* ws;
-  int32_t table_head[kMaxHeadsPerItem];  // head whose table each slot holds; -1: none
-};
-
-HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t head, int32_t slot, Worker& worker) {
-  float* table = worker.ws + plan.ws.bias_tables + slot * plan.table_len;
-  HeadBias bias{plan.bias_kind, false,       0.0f,  plan.k_min,        plan.k_max,
-                plan.causal,    plan.window, table, plan.table_radius, plan.table_len};
-  if (plan.bias_kind == BiasKind::kAlibi) {
-    bias.alibi_causal = plan.desc->bias.alibi.causal != 0;
-    bias.alibi_slope_log2 = AlibiSlopeLog2(plan, head);
-  } else if (plan.bias_kind == BiasKind::kTable && worker.table_head[slot] != head) {
-    FillBiasTable(plan, head, table);
-    worker.table_head[slot] = head;
-  }
-  return bias;
-}
 
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
@@ -178,7 +145,11 @@ HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* worker_ws,
   for (;;) {
     const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);
     if (item >= plan.n_work_items) return;
-    AttendWorkItem(plan, item, worker);
+    if (plan.decode) {
+      DecodeWorkItem(plan, item, worker);
+    } else {
+      AttendWorkItem(plan, item, worker);
+    }
   }
 }
 

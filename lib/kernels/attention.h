@@ -10,9 +10,10 @@
 
 namespace relattn {
 
-// Claims work items from *next_item (each = one head x one block of
-// kBlockQueries queries) until none are left, and writes their output rows.
-// worker_ws: plan.ws.floats_per_worker floats, 64-byte aligned, this
+// Claims work items from *next_item (Plan::n_work_items of them: see
+// attention-inl.h and decode-inl.h) until none are left, and writes their
+// output rows.
+// worker_ws: plan.floats_per_worker floats, 64-byte aligned, this
 // worker's alone. Work items are independent, so the output does not depend on
 // how they are shared among workers.
 void AttendWorkItems(const Plan& plan, float* worker_ws, std::atomic<int64_t>* next_item);

@@ -256,8 +256,8 @@ void LayOut(Plan* p) {
     l.row_max = a.Take(rows);
     l.row_sum = a.Take(rows);
     l.s_rows = a.Take(rows * kBlockKeys);
-    l.k_row = a.Take(p->d_pad);
-    l.v_row = a.Take(p->dv_pad);
+    l.k_block = a.Take(kBlockKeys * p->d_pad);
+    l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
     const int64_t chunk_rows = int64_t{p->heads_per_item} * kQueryChunk;
     WorkspaceLayout& l = p->ws;
@@ -313,7 +313,7 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
       break;
     default: p->bias_kind = BiasKind::kNone;
   }
-  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kMaxSubTile : 0;
+  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kTablePad : 0;
   p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
   p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;

@@ -33,7 +33,7 @@ float AlibiSlopeLog2(const Plan& plan, int32_t head) {
 void FillBiasTable(const Plan& plan, int32_t head, float* table) {
   const int64_t radius = plan.table_radius;
   for (int64_t x = 0; x < plan.table_len; ++x) {
-    const int64_t r = std::clamp<int64_t>(radius + kMaxSubTile - x, -radius, radius);
+    const int64_t r = std::clamp<int64_t>(radius + kTablePad - x, -radius, radius);
     table[x] = static_cast<float>(TableBias(plan.desc->bias, head, r) * M_LOG2E);
   }
 }

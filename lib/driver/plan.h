@@ -25,6 +25,9 @@ inline constexpr int32_t kMaxHeadsPerItem = 8;
 // time against every query row (dot products along the head dim), since
 // queries in lanes would leave most lanes idle.
 inline constexpr int64_t kDecodeMaxQueries = 7;
+// Edge copies on each side of a padded bias table: a window of up to
+// kTablePad consecutive offsets reads inside the table wherever it starts.
+inline constexpr int64_t kTablePad = kBlockKeys > kMaxSubTile ? kBlockKeys : kMaxSubTile;
 
 inline constexpr int64_t RoundUp(int64_t x, int64_t multiple) {
   return (x + multiple - 1) / multiple * multiple;
@@ -71,8 +74,8 @@ struct DecodeLayout {
   size_t row_max;  // rows
   size_t row_sum;  // rows
   size_t s_rows;   // rows x kBlockKeys: scores, then probabilities
-  size_t k_row;    // d_pad: one converted key row, zero-padded
-  size_t v_row;    // dv_pad: one converted value row, zero-padded
+  size_t k_block;  // kBlockKeys x d_pad: converted keys, zero-padded
+  size_t v_block;  // kBlockKeys x dv_pad: converted values, zero-padded
   size_t floats_per_worker;
 };
 
@@ -99,11 +102,11 @@ struct Plan {
   const relattn_attention_desc* desc;  // for per-head bias parameters
   // Table schemes: bias(r) for r = key - query is constant for r <= -table_radius
   // and for r >= table_radius. The padded table of a head stores, at index x,
-  // bias(clamp(table_radius + kMaxSubTile - x, -table_radius, table_radius)):
+  // bias(clamp(table_radius + kTablePad - x, -table_radius, table_radius)):
   // r decreasing along x, so that a row of queries (r falling by one per
-  // lane) reads consecutive entries; kMaxSubTile edge copies on each side.
+  // lane) reads consecutive entries; kTablePad edge copies on each side.
   int64_t table_radius;
-  int64_t table_len;  // 2 * table_radius + 1 + 2 * kMaxSubTile, or 0
+  int64_t table_len;  // 2 * table_radius + 1 + 2 * kTablePad, or 0
 
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)

@@ -78,7 +78,7 @@ HWY_INLINE int64_t AlibiAnchoredDistance(const HeadBias& bias, int64_t p_q, int6
 
 // Index of offset r = p_k - p_q in the padded reversed table.
 HWY_INLINE int64_t TableIndex(const HeadBias& bias, int64_t r) {
-  return bias.table_radius + kMaxSubTile - std::clamp(r, -bias.table_radius, bias.table_radius);
+  return bias.table_radius + kTablePad - std::clamp(r, -bias.table_radius, bias.table_radius);
 }
 
 // The queries of one sub-tile: tokens [i0, i0 + rows), positions span.
@@ -147,8 +147,8 @@ HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, const SubTil
   } else if (bias.kind == BiasKind::kTable) {
     // Lane i has r = (p_k - first) - i, at index x0 + i; outside the table's
     // range the clamped window reads its constant edges.
-    const int64_t edge = bias.table_radius + kMaxSubTile + 1;
-    const int64_t x0 = bias.table_radius + kMaxSubTile - std::clamp(-t, -edge, edge);
+    const int64_t edge = bias.table_radius + kTablePad + 1;
+    const int64_t x0 = bias.table_radius + kTablePad - std::clamp(-t, -edge, edge);
     const float* row = bias.table + std::clamp<int64_t>(x0, 0, bias.table_len - w);
     s0 = hn::Add(s0, hn::LoadU(df, row));
     s1 = hn::Add(s1, hn::LoadU(df, row + n));

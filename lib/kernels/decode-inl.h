@@ -36,33 +36,53 @@ struct DecodeRows {
   float *q, *o, *max, *sum, *s;  // q [rows][d_pad], o [rows][dv_pad], s [rows][kBlockKeys]
 };
 
-// s[r][j] for keys j < n_keys: one converted key row at a time, a dot product
-// per query row (vectors along the head dim, padded with zeros to d_pad).
-HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
-                             int64_t j0, int64_t n_keys, float* HWY_RESTRICT k_row) {
+// Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
+// zero beyond dim (the block's rows past n_keys are left as they are).
+HWY_INLINE void ConvertBlock(const TensorRef& t, int32_t kv_head, int64_t j0, int64_t n_keys,
+                             int64_t dim, int64_t pad, float* HWY_RESTRICT block) {
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const int64_t offset = (j0 + j) * t.token_stride + kv_head * t.head_stride;
+    ConvertRow(t.data, t.dtype, offset, dim, 1.0f, block + j * pad);
+  }
+}
+
+// s[r][j] = q_r . k_j for keys j < n_keys: 4 keys per step share each load
+// of q_r, one horizontal sum per score.
+HWY_INLINE void DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k_block,
+                             int64_t n_keys, int64_t d_pad) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const int64_t offset = (j0 + j) * plan.k.token_stride + kv_head * plan.k.head_stride;
-    ConvertRow(plan.k.data, plan.k.dtype, offset, plan.d, 1.0f, k_row);
-    for (int64_t r = 0; r < rows.n_rows; ++r) {
-      const float* q = rows.q + r * plan.d_pad;
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df);
-      int64_t e = 0;
-      for (; e + 2 * n <= plan.d_pad; e += 2 * n) {
-        a0 = hn::MulAdd(hn::Load(df, q + e), hn::Load(df, k_row + e), a0);
-        a1 = hn::MulAdd(hn::Load(df, q + e + n), hn::Load(df, k_row + e + n), a1);
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    const float* q = rows.q + r * d_pad;
+    float* s = rows.s + r * kBlockKeys;
+    int64_t j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+      const float* k0 = k_block + j * d_pad;
+      auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+      for (int64_t e = 0; e < d_pad; e += n) {
+        const auto qe = hn::Load(df, q + e);
+        a0 = hn::MulAdd(qe, hn::Load(df, k0 + e), a0);
+        a1 = hn::MulAdd(qe, hn::Load(df, k0 + d_pad + e), a1);
+        a2 = hn::MulAdd(qe, hn::Load(df, k0 + 2 * d_pad + e), a2);
+        a3 = hn::MulAdd(qe, hn::Load(df, k0 + 3 * d_pad + e), a3);
       }
-      for (; e < plan.d_pad; e += n) {
-        a0 = hn::MulAdd(hn::Load(df, q + e), hn::Load(df, k_row + e), a0);
+      s[j] = hn::GetLane(hn::SumOfLanes(df, a0));
+      s[j + 1] = hn::GetLane(hn::SumOfLanes(df, a1));
+      s[j + 2] = hn::GetLane(hn::SumOfLanes(df, a2));
+      s[j + 3] = hn::GetLane(hn::SumOfLanes(df, a3));
+    }
+    for (; j < n_keys; ++j) {
+      auto a0 = hn::Zero(df);
+      for (int64_t e = 0; e < d_pad; e += n) {
+        a0 = hn::MulAdd(hn::Load(df, q + e), hn::Load(df, k_block + j * d_pad + e), a0);
       }
-      rows.s[r * kBlockKeys + j] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
+      s[j] = hn::GetLane(hn::SumOfLanes(df, a0));
     }
   }
 }
 
-// Bias and masks of row r's scores, one key at a time.
-HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t j0,
+// Scalar form of DecodeBiasMask for keys at arbitrary positions.
+HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t j0,
                                int64_t n_keys, bool partial, float* HWY_RESTRICT s) {
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t p_k = plan.k_pos.At(j0 + j);
@@ -72,6 +92,48 @@ HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p
       s[j] += bias.table[TableIndex(bias, p_k - p_q)];
     }
     if (partial && !PairVisible(plan, p_q, p_k)) s[j] = -HUGE_VALF;
+  }
+}
+
+// Bias and masks of one row's scores s[0, kBlockKeys); keys past n_keys are
+// hidden. Contiguous keys (k_first + j) take a vector form, others a scalar one.
+HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t j0,
+                               int64_t n_keys, const PositionSpan& k_span, bool partial,
+                               float* HWY_RESTRICT s) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  if (!k_span.contiguous) {
+    BiasMaskScalar(plan, bias, p_q, j0, n_keys, partial, s);
+  } else {
+    const int64_t r0 = p_q - k_span.first;  // p_q - p_k of key 0
+    if (bias.kind == BiasKind::kAlibi) {
+      // Anchored distance along the keys: base - j, base + j, or |r0 - j| - nearest.
+      const auto slope = hn::Set(df, bias.alibi_slope_log2);
+      const bool one_side = bias.alibi_causal || r0 >= kBlockKeys - 1 || r0 <= 0;
+      const float base = static_cast<float>(AlibiAnchoredDistance(bias, p_q, k_span.first));
+      const float step = bias.alibi_causal || r0 > 0 ? -1.0f : 1.0f;
+      const auto vr0 = hn::Set(df, static_cast<float>(r0));
+      const auto nearest = hn::Set(df, static_cast<float>(AlibiNearest(bias, p_q)));
+      for (int64_t j = 0; j < kBlockKeys; j += n) {
+        const auto jj = hn::Iota(df, static_cast<float>(j));
+        const auto dist = one_side ? hn::MulAdd(hn::Set(df, step), jj, hn::Set(df, base))
+                                   : hn::Sub(hn::Abs(hn::Sub(vr0, jj)), nearest);
+        hn::Store(hn::NegMulAdd(slope, dist, hn::Load(df, s + j)), df, s + j);
+      }
+    } else if (bias.kind == BiasKind::kTable) {
+      // Key j has r = (k_first - p_q) + j: index x0 - j in the reversed table,
+      // whose kBlockKeys edge copies keep the whole window inside it.
+      const int64_t edge = bias.table_radius + kTablePad + 1;
+      const int64_t x0 = std::clamp(bias.table_radius + kTablePad + std::clamp(r0, -edge, edge),
+                                    int64_t{kBlockKeys - 1}, bias.table_len - 1);
+      const float* row = bias.table + x0;
+      for (int64_t j = 0; j < n_keys; ++j) s[j] += row[-j];
+    }
+    if (partial) {
+      for (int64_t j = 0; j < n_keys; ++j) {
+        if (!PairVisible(plan, p_q, k_span.first + j)) s[j] = -HUGE_VALF;
+      }
+    }
   }
   for (int64_t j = n_keys; j < kBlockKeys; ++j) s[j] = -HUGE_VALF;
 }
@@ -85,8 +147,7 @@ HWY_INLINE bool DecodeSoftmaxRow(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   auto vmax = hn::Set(df, -HUGE_VALF);
   for (int64_t j = 0; j < kBlockKeys; j += n) vmax = hn::Max(vmax, hn::Load(df, s + j));
-  const float block_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-  const float new_max = std::max(block_max, *max);
+  const float new_max = std::max(hn::GetLane(hn::MaxOfLanes(df, vmax)), *max);
   if (new_max == -HUGE_VALF) return false;
   if (new_max > *max) {
     const float alpha = std::exp2(*max - new_max);  // 0 when *max = -inf
@@ -108,23 +169,35 @@ HWY_INLINE bool DecodeSoftmaxRow(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
   return true;
 }
 
-// o[r] += sum_j p[r][j] * v_j over the rows that saw keys, one converted
-// value row at a time.
-HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, const bool* active,
-                         int32_t kv_head, int64_t j0, int64_t n_keys, float* HWY_RESTRICT v_row) {
+// o_row += sum_{j < n_keys} p[j] * v_block[j], 4 output vectors held in
+// registers across the keys.
+HWY_INLINE void DecodePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                         int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o_row) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const int64_t offset = (j0 + j) * plan.v.token_stride + kv_head * plan.v.head_stride;
-    ConvertRow(plan.v.data, plan.v.dtype, offset, plan.dv, 1.0f, v_row);
-    for (int64_t r = 0; r < rows.n_rows; ++r) {
-      if (!active[r]) continue;
-      const auto p = hn::Set(df, rows.s[r * kBlockKeys + j]);
-      float* o = rows.o + r * plan.dv_pad;
-      for (int64_t e = 0; e < plan.dv_pad; e += n) {
-        hn::Store(hn::MulAdd(p, hn::Load(df, v_row + e), hn::Load(df, o + e)), df, o + e);
-      }
+  int64_t e = 0;
+  for (; e + 4 * n <= dv_pad; e += 4 * n) {
+    auto o0 = hn::Load(df, o_row + e), o1 = hn::Load(df, o_row + e + n);
+    auto o2 = hn::Load(df, o_row + e + 2 * n), o3 = hn::Load(df, o_row + e + 3 * n);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const float* v = v_block + j * dv_pad + e;
+      const auto pj = hn::Set(df, p[j]);
+      o0 = hn::MulAdd(pj, hn::Load(df, v), o0);
+      o1 = hn::MulAdd(pj, hn::Load(df, v + n), o1);
+      o2 = hn::MulAdd(pj, hn::Load(df, v + 2 * n), o2);
+      o3 = hn::MulAdd(pj, hn::Load(df, v + 3 * n), o3);
     }
+    hn::Store(o0, df, o_row + e);
+    hn::Store(o1, df, o_row + e + n);
+    hn::Store(o2, df, o_row + e + 2 * n);
+    hn::Store(o3, df, o_row + e + 3 * n);
+  }
+  for (; e < dv_pad; e += n) {
+    auto o0 = hn::Load(df, o_row + e);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      o0 = hn::MulAdd(hn::Set(df, p[j]), hn::Load(df, v_block + j * dv_pad + e), o0);
+    }
+    hn::Store(o0, df, o_row + e);
   }
 }
 
@@ -150,14 +223,13 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     rows.max[r] = -HUGE_VALF;
     rows.sum[r] = 0.0f;
   }
-  // The row buffers hold converted key / value rows, zero beyond d / dv.
-  float* k_row = ws + l.k_row;
-  float* v_row = ws + l.v_row;
-  std::memset(k_row, 0, sizeof(float) * plan.d_pad);
-  std::memset(v_row, 0, sizeof(float) * plan.dv_pad);
+  // The blocks hold converted key / value rows, zero beyond d / dv.
+  float* k_block = ws + l.k_block;
+  float* v_block = ws + l.v_block;
+  if (plan.d_pad > plan.d) std::memset(k_block, 0, sizeof(float) * kBlockKeys * plan.d_pad);
+  if (plan.dv_pad > plan.dv) std::memset(v_block, 0, sizeof(float) * kBlockKeys * plan.dv_pad);
 
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
-  bool active[kMaxHeadsPerItem * kDecodeMaxQueries];
   for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
     const PositionSpan k_span = SpanOf(plan.k_pos, j0, n_keys);
@@ -167,15 +239,18 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > q_span.max) break;
       continue;
     }
-    DecodeScores(plan, rows, kv_head, j0, n_keys, k_row);
+    ConvertBlock(plan.k, kv_head, j0, n_keys, plan.d, plan.d_pad, k_block);
+    ConvertBlock(plan.v, kv_head, j0, n_keys, plan.dv, plan.dv_pad, v_block);
+    DecodeScores(rows, k_block, n_keys, plan.d_pad);
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
-      DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), j0, n_keys,
+      float* o_row = rows.o + r * plan.dv_pad;
+      DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), j0, n_keys, k_span,
                      visibility == TileVisibility::kPartial, s);
-      active[r] = DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], rows.o + r * plan.dv_pad,
-                                   plan.dv_pad);
+      if (DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {
+        DecodePV(s, v_block, n_keys, plan.dv_pad, o_row);
+      }
     }
-    DecodePV(plan, rows, active, kv_head, j0, n_keys, v_row);
   }
 
   for (int64_t r = 0; r < rows.n_rows; ++r) {

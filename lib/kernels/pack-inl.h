@@ -31,7 +31,15 @@ HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const auto vmul = hn::Set(df, mul);
   int64_t e = 0;
-  if (dtype == RELATTN_F16) {
+  if (dtype == RELATTN_F16 && mul == 1.0f) {
+    const hn::Rebind<hwy::float16_t, DF> dh;
+    const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
+    for (; e + lanes <= n; e += lanes) {
+      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, src + e)), df, dst + e);
+    }
+    const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;
+    for (; e < n; ++e) dst[e] = F16ToF32(bits[e]);
+  } else if (dtype == RELATTN_F16) {
     const hn::Rebind<hwy::float16_t, DF> dh;
     const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
     for (; e + lanes <= n; e += lanes) {

@@ -46,7 +46,7 @@ struct MaskVariant {
   int64_t window;
   int valid_percent;
 };
-const MaskVariant kMasks[] = {{false, 0, -1}, {true, 0, -1}, {true, 5, -1},
+const MaskVariant kMasks[] = {{false, 0, -1}, {true, 0, -1},  {true, 5, -1},
                               {false, 9, -1}, {false, 0, 60}, {true, 40, 80}};
 
 CaseSpec WithMask(CaseSpec spec, const MaskVariant& m) {
@@ -89,39 +89,41 @@ TEST_CASE("grid: head_dim x n_q x n_kv, other parameters rotating") {
   }
 }
 
-TEST_CASE("every scheme x mask x dtype") {
-  CaseSpec base;
-  base.n_q = 70;
-  base.n_kv = 150;
-  base.q_start = 80;
-  base.n_heads = 4;
-  base.n_kv_heads = 2;
-  base.head_dim = 40;
-  int index = 0;
-  for (const MaskVariant& mask : kMasks) {
-    for (relattn_dtype in : {RELATTN_F32, RELATTN_F16}) {
-      for (int variant = 0; variant < 8; ++variant) {
-        CaseSpec spec = WithMask(base, mask);
-        spec.seed = 1000 + index++;
-        spec.in_dtype = in;
-        spec.out_dtype = variant % 2 ? RELATTN_F16 : RELATTN_F32;
-        spec.heads_major = variant % 3 == 0;
-        spec.scheme = RELATTN_BIAS_NONE;
-        if (variant < 3) {
-          spec.scheme = RELATTN_BIAS_ALIBI;
-          spec.alibi_slopes = variant;
-          spec.alibi_causal = mask.causal;
-        } else if (variant < 6) {
-          spec.scheme = RELATTN_BIAS_T5;
-          spec.t5_dtype = relattn_dtype(variant - 3);
-          spec.t5_bidirectional = !mask.causal;
-          spec.t5_buckets = variant == 4 ? 16 : 32;
-          spec.t5_max_distance = variant == 4 ? 20 : 128;
-        } else if (variant == 6) {
-          spec.scheme = RELATTN_BIAS_SHAW;
-          spec.shaw_k = 7;
+TEST_CASE("every scheme x mask x dtype, prefill and decode") {
+  for (int64_t n_q : {70, 5}) {
+    CaseSpec base;
+    base.n_q = n_q;
+    base.n_kv = 150;
+    base.q_start = 80;
+    base.n_heads = 4;
+    base.n_kv_heads = 2;
+    base.head_dim = 40;
+    int index = 0;
+    for (const MaskVariant& mask : kMasks) {
+      for (relattn_dtype in : {RELATTN_F32, RELATTN_F16}) {
+        for (int variant = 0; variant < 8; ++variant) {
+          CaseSpec spec = WithMask(base, mask);
+          spec.seed = 1000 + index++;
+          spec.in_dtype = in;
+          spec.out_dtype = variant % 2 ? RELATTN_F16 : RELATTN_F32;
+          spec.heads_major = variant % 3 == 0;
+          spec.scheme = RELATTN_BIAS_NONE;
+          if (variant < 3) {
+            spec.scheme = RELATTN_BIAS_ALIBI;
+            spec.alibi_slopes = variant;
+            spec.alibi_causal = mask.causal;
+          } else if (variant < 6) {
+            spec.scheme = RELATTN_BIAS_T5;
+            spec.t5_dtype = relattn_dtype(variant - 3);
+            spec.t5_bidirectional = !mask.causal;
+            spec.t5_buckets = variant == 4 ? 16 : 32;
+            spec.t5_max_distance = variant == 4 ? 20 : 128;
+          } else if (variant == 6) {
+            spec.scheme = RELATTN_BIAS_SHAW;
+            spec.shaw_k = 7;
+          }
+          CheckAgainstReference(spec);
         }
-        CheckAgainstReference(spec);
       }
     }
   }
@@ -129,17 +131,17 @@ TEST_CASE("every scheme x mask x dtype") {
 
 TEST_CASE("position arrays: gaps and shuffled order, every scheme and mask") {
   int index = 0;
-  for (int arrays : {1, 2}) {
+  for (int arrays : {1, 2, 3}) {  // 3: shuffled, few queries (the decode pipeline)
     for (int scheme = 0; scheme < 4; ++scheme) {
       for (const MaskVariant& mask : kMasks) {
         CaseSpec spec;
         spec.seed = 5000 + index++;
-        spec.n_q = 37;
+        spec.n_q = arrays == 3 ? 3 : 37;
         spec.n_kv = 130;
         spec.q_start = 60;
         spec.n_heads = 2;
         spec.head_dim = 24;
-        spec.position_arrays = arrays;
+        spec.position_arrays = arrays == 3 ? 2 : arrays;
         spec.scheme = relattn_bias_kind(scheme);
         spec.shaw_k = 5;
         spec.t5_buckets = 16;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <thread>
+#include <vector>
 
 #include "tests/attention_case.h"
 
@@ -188,6 +190,53 @@ TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0") {
   CheckAgainstReference(spec);
   spec.n_valid_kv = 0;  // every key hidden: zero rows
   CheckAgainstReference(spec);
+}
+
+}  // namespace
+}  // namespace relattn_test
+
+namespace relattn_test {
+namespace {
+
+void StdThreads(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
+  std::vector<std::thread> workers;
+  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, arg, i);
+  for (std::thread& w : workers) w.join();
+}
+
+TEST_CASE("decode over long caches: key splits merge exactly, for any thread count") {
+  // n_kv > 2048 splits the keys of each KV head (up to 8 splits); windows
+  // leave some splits without a visible key.
+  const MaskVariant masks[] = {{true, 0, -1}, {true, 3000, -1}, {false, 700, 90}};
+  int index = 0;
+  for (int64_t n_kv : {int64_t(5000), int64_t(20000)}) {
+    for (const MaskVariant& mask : masks) {
+      for (int scheme = 0; scheme < 4; ++scheme) {
+        CaseSpec spec;
+        spec.seed = 9000 + index++;
+        spec.n_q = 1 + index % 3;
+        spec.n_kv = n_kv;
+        spec.q_start = n_kv - spec.n_q - (mask.causal ? 0 : n_kv / 2);
+        spec.n_heads = 4;
+        spec.n_kv_heads = 1;
+        spec.head_dim = 32;
+        spec.scheme = relattn_bias_kind(scheme);
+        spec.alibi_causal = mask.causal;
+        spec.t5_bidirectional = !mask.causal;
+        spec.out_dtype = index % 2 ? RELATTN_F16 : RELATTN_F32;
+        spec = WithMask(spec, mask);
+        CheckAgainstReference(spec);
+        Case c(spec);
+        std::vector<uint8_t> serial, parallel;
+        REQUIRE(c.Run(&serial) == RELATTN_OK);
+        for (int32_t n : {2, 3, 7}) {
+          const relattn_threads threads{StdThreads, nullptr, n};
+          REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
+          CHECK(serial == parallel);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

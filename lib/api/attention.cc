@@ -5,6 +5,7 @@
 
 #include "lib/api/error.h"
 #include "lib/api/validate.h"
+#include "lib/driver/merge_splits.h"
 #include "lib/kernels/attention.h"
 
 namespace relattn {
@@ -25,7 +26,8 @@ relattn_status CheckThreads(const relattn_threads* threads, int32_t* n_threads) 
 }
 
 size_t WorkspaceBytes(const Plan& plan, int32_t n_threads) {
-  return plan.floats_per_worker * sizeof(float) * static_cast<size_t>(n_threads);
+  return (plan.shared_floats + plan.floats_per_worker * static_cast<size_t>(n_threads)) *
+         sizeof(float);
 }
 
 struct Call {
@@ -36,8 +38,9 @@ struct Call {
 
 void RunWorker(void* arg, size_t worker) {
   Call* call = static_cast<Call*>(arg);
-  float* ws = call->workspace + worker * call->plan->floats_per_worker;
-  AttendWorkItems(*call->plan, ws, &call->next_item);
+  const Plan& plan = *call->plan;
+  float* ws = call->workspace + plan.shared_floats + worker * plan.floats_per_worker;
+  AttendWorkItems(plan, call->workspace, ws, &call->next_item);
 }
 
 }  // namespace
@@ -103,6 +106,7 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
     threads->parallel_for(threads->context, static_cast<size_t>(n_tasks), relattn::RunWorker,
                           &call);
   }
+  if (plan.n_splits > 1) relattn::MergeSplits(plan, call.workspace);
   return relattn::Succeed();
 }
 

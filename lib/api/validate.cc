@@ -1,5 +1,6 @@
 #include "lib/api/validate.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 
@@ -318,7 +319,17 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
   p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;
   p->decode = d.n_q <= kDecodeMaxQueries;
-  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches * (p->decode ? 1 : p->n_chunks);
+  const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
+  p->n_splits = p->decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
+  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches *
+                    (p->decode ? p->n_splits : p->n_chunks);
+  // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
+  p->partial_floats_per_item =
+      p->decode ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 2), 16))
+                : 0;
+  p->shared_floats = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
+                                     static_cast<size_t>(p->head_batches)
+                               : 0;
   LayOut(p);
 }
 

@@ -25,6 +25,12 @@ inline constexpr int32_t kMaxHeadsPerItem = 8;
 // time against every query row (dot products along the head dim), since
 // queries in lanes would leave most lanes idle.
 inline constexpr int64_t kDecodeMaxQueries = 7;
+// Decode splits the keys of a long cache among up to kMaxSplits work items
+// (about kSplitKeys keys each) whose partial softmax states are merged after:
+// threads get work even with one KV head. The split depends only on n_kv, so
+// the output does not depend on the thread count.
+inline constexpr int64_t kSplitKeys = 2048;
+inline constexpr int32_t kMaxSplits = 8;
 // Edge copies on each side of a padded bias table: a window of up to
 // kTablePad consecutive offsets reads inside the table wherever it starts.
 inline constexpr int64_t kTablePad = kBlockKeys > kMaxSubTile ? kBlockKeys : kMaxSubTile;
@@ -112,8 +118,15 @@ struct Plan {
   int32_t head_batches;    // ceil(group / heads_per_item)
   int64_t n_chunks;        // ceil(n_q / kQueryChunk)
   bool decode;             // n_q <= kDecodeMaxQueries: the decode pipeline
+  int32_t n_splits;        // decode: key splits per (KV head, head batch); 1: no merge
   int64_t n_work_items;    // prefill: n_kv_heads * head_batches * n_chunks;
-                           // decode: n_kv_heads * head_batches
+                           // decode: n_kv_heads * head_batches * n_splits
+  // Decode with n_splits > 1: partial states, shared by all workers, before
+  // the per-worker scratch. Work item i owns [rows][dv_pad] of o, then [rows]
+  // max, [rows] sum, at i * partial_floats_per_item; rows = the item's query
+  // heads * n_q (<= heads_per_item * n_q).
+  size_t partial_floats_per_item;
+  size_t shared_floats;
   WorkspaceLayout ws;      // prefill regions
   DecodeLayout decode_ws;  // decode regions
   size_t bias_tables;      // heads_per_item x table_len: padded reversed bias tables

@@ -138,9 +138,9 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   }
 }
 
-HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* worker_ws,
+HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* shared_ws, float* worker_ws,
                                     std::atomic<int64_t>* next_item) {
-  Worker worker{worker_ws, {}};
+  Worker worker{worker_ws, shared_ws, {}};
   std::fill(worker.table_head, worker.table_head + kMaxHeadsPerItem, -1);
   for (;;) {
     const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);

@@ -11,8 +11,9 @@ HWY_BEFORE_NAMESPACE();
 namespace relattn {
 namespace HWY_NAMESPACE {
 
-void AttendWorkItemsT(const Plan& plan, float* worker_ws, std::atomic<int64_t>* next_item) {
-  AttendWorkItemsImpl(plan, worker_ws, next_item);
+void AttendWorkItemsT(const Plan& plan, float* shared_ws, float* worker_ws,
+                      std::atomic<int64_t>* next_item) {
+  AttendWorkItemsImpl(plan, shared_ws, worker_ws, next_item);
 }
 
 const char* TargetNameT() { return hwy::TargetName(HWY_TARGET); }
@@ -28,8 +29,9 @@ namespace relattn {
 HWY_EXPORT(AttendWorkItemsT);
 HWY_EXPORT(TargetNameT);
 
-void AttendWorkItems(const Plan& plan, float* worker_ws, std::atomic<int64_t>* next_item) {
-  HWY_DYNAMIC_DISPATCH(AttendWorkItemsT)(plan, worker_ws, next_item);
+void AttendWorkItems(const Plan& plan, float* shared_ws, float* worker_ws,
+                     std::atomic<int64_t>* next_item) {
+  HWY_DYNAMIC_DISPATCH(AttendWorkItemsT)(plan, shared_ws, worker_ws, next_item);
 }
 
 const char* ActiveTargetName() { return HWY_DYNAMIC_DISPATCH(TargetNameT)(); }

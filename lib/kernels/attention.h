@@ -13,10 +13,12 @@ namespace relattn {
 // Claims work items from *next_item (Plan::n_work_items of them: see
 // attention-inl.h and decode-inl.h) until none are left, and writes their
 // output rows.
-// worker_ws: plan.floats_per_worker floats, 64-byte aligned, this
-// worker's alone. Work items are independent, so the output does not depend on
+// shared_ws: plan.shared_floats floats that all workers write disjoint parts
+// of (decode partial states); worker_ws: plan.floats_per_worker floats,
+// 64-byte aligned, this worker's alone. Work items are independent, so the output does not depend on
 // how they are shared among workers.
-void AttendWorkItems(const Plan& plan, float* worker_ws, std::atomic<int64_t>* next_item);
+void AttendWorkItems(const Plan& plan, float* shared_ws, float* worker_ws,
+                     std::atomic<int64_t>* next_item);
 
 // Name of the SIMD target AttendWorkItems dispatches to now ("AVX3", "NEON").
 const char* ActiveTargetName();

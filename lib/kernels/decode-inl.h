@@ -204,9 +204,11 @@ HWY_INLINE void DecodePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT 
 HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const DecodeLayout& l = plan.decode_ws;
   float* ws = worker.ws;
-  const int32_t kv_head = static_cast<int32_t>(item / plan.head_batches);
-  const int32_t head0 = kv_head * plan.group + static_cast<int32_t>(item % plan.head_batches) *
-                                                   plan.heads_per_item;
+  const int64_t group_item = item / plan.n_splits;
+  const int64_t split = item % plan.n_splits;
+  const int32_t kv_head = static_cast<int32_t>(group_item / plan.head_batches);
+  const int32_t head0 = kv_head * plan.group +
+                        static_cast<int32_t>(group_item % plan.head_batches) * plan.heads_per_item;
   const int32_t n_slots = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
   const DecodeRows rows{head0,         n_slots,         n_slots * plan.n_q,
                         ws + l.q_rows, ws + l.o_rows,   ws + l.row_max,
@@ -230,7 +232,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   if (plan.dv_pad > plan.dv) std::memset(v_block, 0, sizeof(float) * kBlockKeys * plan.dv_pad);
 
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
-  for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
+  // This split's key blocks: [block_begin, block_end) of n_blocks.
+  const int64_t n_blocks = (plan.n_valid_kv + kBlockKeys - 1) / kBlockKeys;
+  const int64_t block_begin = split * n_blocks / plan.n_splits;
+  const int64_t block_end = (split + 1) * n_blocks / plan.n_splits;
+  for (int64_t j0 = block_begin * kBlockKeys; j0 < block_end * kBlockKeys; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
     const PositionSpan k_span = SpanOf(plan.k_pos, j0, n_keys);
     const TileVisibility visibility =
@@ -253,6 +259,15 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     }
   }
 
+  if (plan.n_splits > 1) {
+    // Partial state for MergeSplits: unnormalised o, max, sum per row.
+    float* partial = worker.shared_ws + item * plan.partial_floats_per_item;
+    const int64_t o_floats = rows.n_rows * plan.dv_pad;
+    std::memcpy(partial, rows.o, sizeof(float) * o_floats);
+    std::memcpy(partial + o_floats, rows.max, sizeof(float) * rows.n_rows);
+    std::memcpy(partial + o_floats + rows.n_rows, rows.sum, sizeof(float) * rows.n_rows);
+    return;
+  }
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     const float inv_sum = rows.sum[r] > 0.0f ? 1.0f / rows.sum[r] : 0.0f;
     const int64_t offset = (r % plan.n_q) * plan.o_token_stride +

@@ -36,7 +36,8 @@ HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
 
 // A worker's workspace and what it caches between work items.
 struct Worker {
-  float* ws;
+  float* ws;         // this worker's scratch
+  float* shared_ws;  // decode partial states, disjoint per work item
   int32_t table_head[kMaxHeadsPerItem];  // head whose table each slot holds; -1: none
 };
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
@@ -38,9 +39,21 @@ struct DecodeRows {
 
 // Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
 // zero beyond dim (the block's rows past n_keys are left as they are).
+// Rows up to kPrefetchRows ahead (below `limit`) are prefetched: decode
+// streams K and V once, and rows of one head are strided (by n_kv_heads * dim
+// in [tokens][heads][dim]), which hardware prefetchers follow poorly.
+inline constexpr int64_t kPrefetchRows = 8;
+
 HWY_INLINE void ConvertBlock(const TensorRef& t, int32_t kv_head, int64_t j0, int64_t n_keys,
-                             int64_t dim, int64_t pad, float* HWY_RESTRICT block) {
+                             int64_t limit, int64_t dim, int64_t pad, float* HWY_RESTRICT block) {
+  const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : 4;
+  const char* base = static_cast<const char*>(t.data);
   for (int64_t j = 0; j < n_keys; ++j) {
+    const int64_t ahead = j0 + j + kPrefetchRows;
+    if (ahead < limit) {
+      const char* row = base + (ahead * t.token_stride + kv_head * t.head_stride) * elem_bytes;
+      for (int64_t b = 0; b < dim * elem_bytes; b += 64) hwy::Prefetch(row + b);
+    }
     const int64_t offset = (j0 + j) * t.token_stride + kv_head * t.head_stride;
     ConvertRow(t.data, t.dtype, offset, dim, 1.0f, block + j * pad);
   }
@@ -245,8 +258,9 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > q_span.max) break;
       continue;
     }
-    ConvertBlock(plan.k, kv_head, j0, n_keys, plan.d, plan.d_pad, k_block);
-    ConvertBlock(plan.v, kv_head, j0, n_keys, plan.dv, plan.dv_pad, v_block);
+    const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // this split's keys
+    ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
+    ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
     DecodeScores(rows, k_block, n_keys, plan.d_pad);
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -193,15 +194,63 @@ std::vector<double> Case::Reference() {
   return out;
 }
 
+namespace {
+
+// The compiled targets this CPU supports, as Highway reports them.
+std::vector<int64_t> AvailableTargets() {
+  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+#if HWY_ARCH_ARM_V7
+  // Highway 1.0.3 looks for HWCAP_NEON, which armhf glibc names
+  // HWCAP_ARM_NEON, so it never reports NEON on armv7. The armv7 build has
+  // NEON in its compile-time baseline (toolchains/arm-linux-gnueabihf.cmake):
+  // then NEON is the only target compiled, the library calls it directly, and
+  // this process could not have started on a CPU without it.
+  if (targets.empty() && HWY_TARGETS == HWY_STATIC_TARGET && HWY_STATIC_TARGET == HWY_NEON) {
+    targets.push_back(HWY_NEON);
+  }
+#endif
+  return targets;
+}
+
+std::string Names(const std::vector<int64_t>& targets) {
+  std::string names;
+  for (int64_t t : targets) names += std::string(names.empty() ? "" : " ") + hwy::TargetName(t);
+  return names;
+}
+
+// RELATTN_TEST_TARGETS="SVE2,SVE" (set by the cross builds' ctest entries, one
+// per emulated CPU model) picks the targets to test; each one must be
+// available, so a CPU model that does not provide its target fails.
+std::vector<int64_t> Requested(const std::vector<int64_t>& available, const char* list) {
+  std::vector<int64_t> targets;
+  std::string names = std::string(list) + ",";
+  for (size_t begin = 0, end; (end = names.find(',', begin)) != std::string::npos;
+       begin = end + 1) {
+    const std::string name = names.substr(begin, end - begin);
+    if (name.empty()) continue;
+    const auto it = std::find_if(available.begin(), available.end(),
+                                 [&](int64_t t) { return name == hwy::TargetName(t); });
+    REQUIRE_MESSAGE(it != available.end(), "RELATTN_TEST_TARGETS names ", name,
+                    ", which is not among the available targets: ", Names(available));
+    targets.push_back(*it);
+  }
+  return targets;
+}
+
+}  // namespace
+
 std::vector<int64_t> TargetsUnderTest() {
   hwy::SetSupportedTargetsForTest(0);
-  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  const std::vector<int64_t> available = AvailableTargets();
+  const char* requested = std::getenv("RELATTN_TEST_TARGETS");
+  const std::vector<int64_t> targets =
+      requested && *requested ? Requested(available, requested) : available;
   REQUIRE_MESSAGE(!targets.empty(), "no SIMD target is both compiled and supported: nothing tested");
   static bool printed = false;
   if (!printed) {
-    std::string names;
-    for (int64_t t : targets) names += std::string(" ") + hwy::TargetName(t);
-    std::printf("SIMD targets under test:%s\n", names.c_str());
+    std::printf("SIMD targets under test: %s", Names(targets).c_str());
+    if (targets != available) std::printf(" (available: %s)", Names(available).c_str());
+    std::printf("\n");
     printed = true;
   }
   return targets;

@@ -66,7 +66,8 @@ typedef enum relattn_status {
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
   RELATTN_ERR_BAD_THREADS = 12,       /* thread count < 1 or no parallel_for */
   RELATTN_ERR_UNSUPPORTED = 13,       /* valid but not implemented (e.g. int8 before it lands) */
-  RELATTN_ERR_BAD_ALIGNMENT = 14      /* workspace not aligned to RELATTN_WORKSPACE_ALIGNMENT */
+  RELATTN_ERR_BAD_ALIGNMENT = 14,     /* workspace or cache memory misaligned */
+  RELATTN_ERR_CACHE_FULL = 15         /* append past the capacity of a non-ring KV cache */
 } relattn_status;
 
 /* Short fixed text for a status ("workspace too small"); static storage. */
@@ -175,6 +176,58 @@ typedef struct relattn_mask {
   int64_t n_valid_kv;
 } relattn_mask;
 
+/* --------------------------------------------------------------- KV cache */
+
+/* A KV cache in caller memory for streaming decode: tokens are appended as
+ * they are generated, converted once to the storage dtype and stored per KV
+ * head ([n_kv_heads][capacity][dim]: the rows a decode step streams are
+ * contiguous), each with its int64 position. In ring mode a full cache
+ * overwrites its oldest token: a sliding window of `capacity` tokens in
+ * constant memory, positions counting on (never wrapping or resetting). */
+typedef struct relattn_kv_cache_desc {
+  int32_t n_kv_heads;        /* 1..RELATTN_MAX_HEADS */
+  int32_t head_dim;          /* 1..256, of K */
+  int32_t v_head_dim;        /* 1..256, of V; 0 means head_dim */
+  int64_t capacity;          /* 1..2^40 tokens */
+  relattn_dtype k_dtype;     /* storage: F32 or F16 (I8 reserved) */
+  relattn_dtype v_dtype;     /* storage: F32 or F16 */
+  int ring;                  /* 0: append past capacity fails; 1: ring buffer */
+} relattn_kv_cache_desc;
+
+typedef struct relattn_kv_cache relattn_kv_cache; /* opaque; lives in caller memory */
+
+/* The memory alignment a cache needs. */
+#define RELATTN_KV_CACHE_ALIGNMENT 64
+
+/* Bytes of memory a cache for desc needs. */
+RELATTN_API relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* desc,
+                                                 size_t* cache_bytes);
+
+/* Lays out an empty cache in memory (cache_bytes >= relattn_kv_cache_size,
+ * aligned to RELATTN_KV_CACHE_ALIGNMENT); *cache points into memory, which
+ * the caller owns and keeps alive. Allocates nothing. */
+RELATTN_API relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
+                                                 size_t cache_bytes, relattn_kv_cache** cache);
+
+/* Appends n_tokens tokens: k [n_tokens][n_kv_heads][head_dim] and v
+ * [n_tokens][n_kv_heads][v_head_dim] (f32 or f16, any valid strides), at
+ * positions (NULL: continuing from the last appended position + 1, or 0 for
+ * the first token). Non-ring: fails with RELATTN_ERR_CACHE_FULL and changes
+ * nothing if the tokens do not fit. */
+RELATTN_API relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens,
+                                                   const relattn_tensor* k,
+                                                   const relattn_tensor* v,
+                                                   const relattn_positions* positions);
+
+/* Tokens the cache holds now (<= capacity). */
+RELATTN_API int64_t relattn_kv_cache_length(const relattn_kv_cache* cache);
+
+/* Position the next append continues from when given no positions. */
+RELATTN_API int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache);
+
+/* Empties the cache (positions restart at 0). */
+RELATTN_API void relattn_kv_cache_clear(relattn_kv_cache* cache);
+
 /* ------------------------------------------------------------- descriptor */
 
 #define RELATTN_MAX_HEAD_DIM 256
@@ -196,6 +249,11 @@ typedef struct relattn_attention_desc {
   float scale;
   relattn_bias bias;
   relattn_mask mask;
+  /* Optional: attend over the tokens of a KV cache instead of k, v. Then
+   * n_kv, n_kv_heads, head_dim, v_head_dim, k, v and k_pos come from the
+   * cache and must be left 0 / NULL (n_kv_heads may also equal the cache's).
+   * n_kv = the cache's length; mask.n_valid_kv counts its slots. */
+  const relattn_kv_cache* kv_cache;
 } relattn_attention_desc;
 
 /* Fills desc with: no bias, no mask (n_valid_kv = -1), default scale, f32

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "lib/api/error.h"
+#include "lib/api/kv_cache.h"
 #include "lib/api/validate.h"
 #include "lib/driver/merge_splits.h"
 #include "lib/kernels/attention.h"
@@ -71,8 +72,12 @@ relattn_status relattn_attention_workspace_size(const relattn_attention_desc* de
   if (n_threads < 1) {
     return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be >= 1", n_threads);
   }
+  relattn_attention_desc resolved;
   relattn::Plan plan;
-  if (const relattn_status s = relattn::BuildPlan(desc, &plan)) return s;
+  relattn_status s;
+  if ((s = relattn::ResolveKvCache(desc, &resolved)) || (s = relattn::BuildPlan(&resolved, &plan))) {
+    return s;
+  }
   *workspace_bytes = relattn::WorkspaceBytes(plan, n_threads);
   return relattn::Succeed();
 }
@@ -80,9 +85,11 @@ relattn_status relattn_attention_workspace_size(const relattn_attention_desc* de
 relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
                                  size_t workspace_bytes, const relattn_threads* threads) {
   int32_t n_threads;
+  relattn_attention_desc resolved;
   relattn::Plan plan;
   relattn_status s;
-  if ((s = relattn::CheckThreads(threads, &n_threads)) || (s = relattn::BuildPlan(desc, &plan))) {
+  if ((s = relattn::CheckThreads(threads, &n_threads)) ||
+      (s = relattn::ResolveKvCache(desc, &resolved)) || (s = relattn::BuildPlan(&resolved, &plan))) {
     return s;
   }
   if (!workspace) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace is NULL");

@@ -42,6 +42,7 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_BAD_THREADS: return "bad threads";
     case RELATTN_ERR_UNSUPPORTED: return "unsupported";
     case RELATTN_ERR_BAD_ALIGNMENT: return "misaligned pointer";
+    case RELATTN_ERR_CACHE_FULL: return "KV cache full";
   }
   return "unknown status";
 }

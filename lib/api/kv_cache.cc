@@ -1,0 +1,254 @@
+// The KV cache: sizing, layout in caller memory, append (convert + store).
+#include "lib/api/kv_cache.h"
+
+#include <cinttypes>
+#include <cstring>
+
+#include "lib/api/error.h"
+#include "lib/bias/f16.h"
+
+namespace relattn {
+namespace {
+
+constexpr int64_t kMaxCapacity = int64_t{1} << 40;
+
+size_t Align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+
+relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype) {
+  if (dtype == RELATTN_F32 || dtype == RELATTN_F16) return RELATTN_OK;
+  if (dtype == RELATTN_I8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s = I8: int8 cache storage is not supported yet", name);
+  }
+  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32 or RELATTN_F16", name,
+              (int)dtype);
+}
+
+relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
+  if (!d) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
+  if (d->n_kv_heads < 1 || d->n_kv_heads > RELATTN_MAX_HEADS) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_kv_heads = %d: must be in 1..%d", d->n_kv_heads,
+                RELATTN_MAX_HEADS);
+  }
+  if (d->head_dim < 1 || d->head_dim > RELATTN_MAX_HEAD_DIM) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "head_dim = %d: must be in 1..%d", d->head_dim,
+                RELATTN_MAX_HEAD_DIM);
+  }
+  if (d->v_head_dim < 0 || d->v_head_dim > RELATTN_MAX_HEAD_DIM) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "v_head_dim = %d: must be in 0..%d", d->v_head_dim,
+                RELATTN_MAX_HEAD_DIM);
+  }
+  if (d->capacity < 1 || d->capacity > kMaxCapacity) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..%" PRId64,
+                d->capacity, kMaxCapacity);
+  }
+  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype);
+  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype);
+  return s;
+}
+
+// Byte offsets of the regions after the header.
+struct Regions {
+  size_t positions, k, v, total;
+};
+
+Regions RegionsOf(const relattn_kv_cache_desc& d) {
+  const int32_t dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
+  Regions r;
+  r.positions = Align64(sizeof(relattn_kv_cache));
+  r.k = r.positions + Align64(sizeof(int64_t) * d.capacity);
+  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * d.n_kv_heads * d.capacity * d.head_dim);
+  r.total = r.v + Align64(DtypeBytes(d.v_dtype) * d.n_kv_heads * d.capacity * dv);
+  return r;
+}
+
+// Element e of a source row as float.
+float Element(const void* data, relattn_dtype dtype, int64_t index) {
+  if (dtype == RELATTN_F16) return F16ToF32(static_cast<const uint16_t*>(data)[index]);
+  return static_cast<const float*>(data)[index];
+}
+
+// Copies token t of src (all heads, dim elements each) into cache slot `slot`.
+void StoreToken(const relattn_tensor& src, int64_t t, int32_t n_heads, int64_t dim,
+                int64_t capacity, int64_t slot, void* dst, relattn_dtype dst_dtype) {
+  for (int32_t h = 0; h < n_heads; ++h) {
+    const int64_t from = t * src.token_stride + h * src.head_stride;
+    const int64_t to = (h * capacity + slot) * dim;
+    if (dst_dtype == src.dtype) {
+      const size_t bytes = DtypeBytes(src.dtype);
+      std::memcpy(static_cast<char*>(dst) + to * bytes,
+                  static_cast<const char*>(src.data) + from * bytes, dim * bytes);
+    } else if (dst_dtype == RELATTN_F16) {
+      uint16_t* out = static_cast<uint16_t*>(dst) + to;
+      for (int64_t e = 0; e < dim; ++e) out[e] = F32ToF16(Element(src.data, src.dtype, from + e));
+    } else {
+      float* out = static_cast<float*>(dst) + to;
+      for (int64_t e = 0; e < dim; ++e) out[e] = Element(src.data, src.dtype, from + e);
+    }
+  }
+}
+
+relattn_status CheckInput(const char* name, const relattn_tensor* t, int64_t n_tokens,
+                          int32_t n_heads, int64_t dim) {
+  if (!t || !t->data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", name);
+  if (t->dtype != RELATTN_F32 && t->dtype != RELATTN_F16) {
+    return Fail(RELATTN_ERR_BAD_DTYPE, "%s->dtype = %d: must be RELATTN_F32 or RELATTN_F16", name,
+                (int)t->dtype);
+  }
+  if (t->token_stride < 0 || t->head_stride < 0) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: must be >= 0", name);
+  }
+  if (n_heads > 1 && t->head_stride < dim && t->token_stride < dim) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "%s->head_stride = %" PRId64 ": rows overlap", name,
+                t->head_stride);
+  }
+  (void)n_tokens;
+  return RELATTN_OK;
+}
+
+}  // namespace
+
+relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
+  if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", what);
+  if (cache->magic != kKvCacheMagic) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s: not initialised by relattn_kv_cache_init", what);
+  }
+  return RELATTN_OK;
+}
+
+}  // namespace relattn
+
+using relattn::Fail;
+
+extern "C" {
+
+relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* desc, size_t* cache_bytes) {
+  if (!cache_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache_bytes is NULL");
+  if (const relattn_status s = relattn::CheckDesc(desc)) return s;
+  *cache_bytes = relattn::RegionsOf(*desc).total;
+  return relattn::Succeed();
+}
+
+relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
+                                     size_t cache_bytes, relattn_kv_cache** cache) {
+  if (const relattn_status s = relattn::CheckDesc(desc)) return s;
+  if (!memory) return Fail(RELATTN_ERR_NULL_ARGUMENT, "memory is NULL");
+  if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache is NULL");
+  if (reinterpret_cast<uintptr_t>(memory) % RELATTN_KV_CACHE_ALIGNMENT != 0) {
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "memory = %p: must be aligned to %d bytes", memory,
+                RELATTN_KV_CACHE_ALIGNMENT);
+  }
+  const relattn::Regions r = relattn::RegionsOf(*desc);
+  if (cache_bytes < r.total) {
+    return Fail(RELATTN_ERR_WORKSPACE_TOO_SMALL, "cache_bytes = %zu: must be >= %zu", cache_bytes,
+                r.total);
+  }
+  char* base = static_cast<char*>(memory);
+  relattn_kv_cache* c = reinterpret_cast<relattn_kv_cache*>(base);
+  *c = relattn_kv_cache{};
+  c->desc = *desc;
+  if (!c->desc.v_head_dim) c->desc.v_head_dim = desc->head_dim;
+  c->positions = reinterpret_cast<int64_t*>(base + r.positions);
+  c->k = base + r.k;
+  c->v = base + r.v;
+  c->magic = relattn::kKvCacheMagic;
+  *cache = c;
+  return relattn::Succeed();
+}
+
+relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens,
+                                       const relattn_tensor* k, const relattn_tensor* v,
+                                       const relattn_positions* positions) {
+  if (const relattn_status s = relattn::CheckKvCache(cache, "cache")) return s;
+  const relattn_kv_cache_desc& d = cache->desc;
+  if (n_tokens < 1) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_tokens = %" PRId64 ": must be >= 1", n_tokens);
+  }
+  relattn_status s = relattn::CheckInput("k", k, n_tokens, d.n_kv_heads, d.head_dim);
+  if (s == RELATTN_OK) s = relattn::CheckInput("v", v, n_tokens, d.n_kv_heads, d.v_head_dim);
+  if (s != RELATTN_OK) return s;
+  if (!d.ring && n_tokens > d.capacity - cache->length) {
+    return Fail(RELATTN_ERR_CACHE_FULL,
+                "n_tokens = %" PRId64 ": the cache holds %" PRId64 " of %" PRId64
+                " tokens and is not a ring",
+                n_tokens, cache->length, d.capacity);
+  }
+  const bool given = positions && positions->positions;
+  const int64_t start = positions && !given ? positions->start : cache->next_position;
+  if (!given && start > INT64_MAX - n_tokens) {
+    return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                "positions: start %" PRId64 " + n_tokens overflows int64", start);
+  }
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const int64_t slot = cache->next_slot;
+    relattn::StoreToken(*k, t, d.n_kv_heads, d.head_dim, d.capacity, slot, cache->k, d.k_dtype);
+    relattn::StoreToken(*v, t, d.n_kv_heads, d.v_head_dim, d.capacity, slot, cache->v, d.v_dtype);
+    const int64_t p = given ? positions->positions[t] : start + t;
+    cache->positions[slot] = p;
+    cache->next_position = p == INT64_MAX ? p : p + 1;
+    cache->next_slot = slot + 1 == d.capacity ? 0 : slot + 1;
+    if (cache->length < d.capacity) ++cache->length;
+  }
+  return relattn::Succeed();
+}
+
+int64_t relattn_kv_cache_length(const relattn_kv_cache* cache) {
+  return cache && cache->magic == relattn::kKvCacheMagic ? cache->length : 0;
+}
+
+int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache) {
+  return cache && cache->magic == relattn::kKvCacheMagic ? cache->next_position : 0;
+}
+
+void relattn_kv_cache_clear(relattn_kv_cache* cache) {
+  if (!cache || cache->magic != relattn::kKvCacheMagic) return;
+  cache->length = 0;
+  cache->next_slot = 0;
+  cache->next_position = 0;
+}
+
+}  // extern "C"
+
+namespace relattn {
+
+relattn_status ResolveKvCache(const relattn_attention_desc* desc,
+                              relattn_attention_desc* resolved) {
+  if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
+  *resolved = *desc;
+  const relattn_kv_cache* cache = desc->kv_cache;
+  if (!cache) return RELATTN_OK;
+  if (const relattn_status s = CheckKvCache(cache, "kv_cache")) return s;
+  const relattn_kv_cache_desc& c = cache->desc;
+  if (cache->length == 0) return Fail(RELATTN_ERR_BAD_DIMENSION, "kv_cache holds no token");
+  struct Field {
+    const char* name;
+    int64_t given, cache;
+  } fields[] = {{"n_kv", desc->n_kv, cache->length},
+                {"n_kv_heads", desc->n_kv_heads, c.n_kv_heads},
+                {"head_dim", desc->head_dim, c.head_dim},
+                {"v_head_dim", desc->v_head_dim, c.v_head_dim}};
+  for (const Field& f : fields) {
+    if (f.given != 0 && f.given != f.cache) {
+      return Fail(RELATTN_ERR_BAD_DIMENSION,
+                  "%s = %" PRId64 ": must be 0 or the kv_cache's %" PRId64, f.name, f.given,
+                  f.cache);
+    }
+  }
+  if (desc->k.data || desc->v.data || desc->k_pos.positions || desc->k_pos.start) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION,
+                "k, v and k_pos must be left empty when kv_cache is given");
+  }
+  resolved->n_kv = cache->length;
+  resolved->n_kv_heads = c.n_kv_heads;
+  resolved->head_dim = c.head_dim;
+  resolved->v_head_dim = c.v_head_dim;
+  resolved->k = relattn_tensor{cache->k, c.k_dtype, c.head_dim, c.capacity * c.head_dim,
+                               nullptr, 0, 0};
+  resolved->v = relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim,
+                               nullptr, 0, 0};
+  resolved->k_pos = relattn_positions{cache->positions, 0};
+  resolved->kv_cache = nullptr;
+  return RELATTN_OK;
+}
+
+}  // namespace relattn

@@ -1,0 +1,233 @@
+// The KV cache: decode over the cache equals attention over the same tokens,
+// the ring keeps exactly the last W tokens at their true positions, and a
+// full non-ring cache refuses appends without changing.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <random>
+#include <vector>
+
+#include "lib/bias/f16.h"
+#include "lib/reference/reference.h"
+#include "relattn/relattn.hpp"
+
+namespace {
+
+constexpr int32_t kKvHeads = 2, kHeads = 6, kDim = 24;
+
+struct Tokens {
+  std::vector<float> k, v;  // [n][kKvHeads][kDim]
+};
+
+Tokens RandomTokens(std::mt19937& rng, int64_t n, bool round_to_f16) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Tokens t{std::vector<float>(size_t(n) * kKvHeads * kDim),
+           std::vector<float>(size_t(n) * kKvHeads * kDim)};
+  for (auto* values : {&t.k, &t.v}) {
+    for (float& x : *values) {
+      x = uniform(rng);
+      if (round_to_f16) x = relattn::F16ToF32(relattn::F32ToF16(x));
+    }
+  }
+  return t;
+}
+
+class Cache {
+ public:
+  Cache(int64_t capacity, relattn_dtype dtype, bool ring) {
+    relattn_kv_cache_desc d{kKvHeads, kDim, 0, capacity, dtype, dtype, ring};
+    size_t bytes = 0;
+    REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
+    memory_.resize(bytes / 8 + 16);
+    void* aligned =
+        reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory_.data()) + 63) & ~uintptr_t{63});
+    REQUIRE(relattn_kv_cache_init(&d, aligned, bytes, &cache_) == RELATTN_OK);
+  }
+  relattn_kv_cache* get() { return cache_; }
+  // Appends tokens [t0, t0 + n) of all.
+  relattn_status Append(const Tokens& all, int64_t t0, int64_t n,
+                        const relattn_positions* pos = nullptr) {
+    const relattn_tensor k = relattn::TokensHeadsDim(all.k.data() + t0 * kKvHeads * kDim,
+                                                     RELATTN_F32, kKvHeads, kDim);
+    const relattn_tensor v = relattn::TokensHeadsDim(all.v.data() + t0 * kKvHeads * kDim,
+                                                     RELATTN_F32, kKvHeads, kDim);
+    return relattn_kv_cache_append(cache_, n, &k, &v, pos);
+  }
+
+ private:
+  std::vector<uint64_t> memory_;
+  relattn_kv_cache* cache_ = nullptr;
+};
+
+struct Run {
+  std::vector<float> q, t5_table;
+  relattn_attention_desc desc;
+};
+
+// Queries and a scheme for n_q queries at q_start (causal by default).
+Run MakeRun(std::mt19937& rng, int64_t n_q, int64_t q_start, int scheme) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Run run;
+  run.q.resize(size_t(n_q) * kHeads * kDim);
+  for (float& x : run.q) x = uniform(rng);
+  run.t5_table.resize(size_t(kHeads) * 32);
+  for (float& x : run.t5_table) x = uniform(rng);
+  relattn_attention_desc& d = run.desc;
+  relattn_attention_desc_init(&d);
+  d.n_q = n_q;
+  d.n_heads = kHeads;
+  d.q = relattn::TokensHeadsDim(run.q.data(), RELATTN_F32, kHeads, kDim);
+  d.q_pos.start = q_start;
+  d.mask.causal = 1;
+  d.bias.kind = relattn_bias_kind(scheme);
+  d.bias.alibi = {nullptr, 8.0f, 1};
+  d.bias.t5 = {run.t5_table.data(), RELATTN_F32, nullptr, 32, 128, 0};
+  d.bias.shaw = {run.t5_table.data(), 15};  // 31 entries of the same table rows
+  return run;
+}
+
+std::vector<float> Attend(relattn_attention_desc desc, const relattn_threads* threads = nullptr) {
+  std::vector<float> out(size_t(desc.n_q) * kHeads * kDim, NAN);
+  desc.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, kHeads, kDim);
+  relattn::Workspace ws;
+  const relattn::Status s = relattn::Attention(desc, ws, threads);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  return out;
+}
+
+// The same attention over plain [tokens][heads][dim] tensors of `tokens`
+// [t0, t0 + n) at positions p0 + t.
+relattn_attention_desc PlainKeys(relattn_attention_desc desc, const Tokens& tokens, int64_t t0,
+                                 int64_t n, int64_t p0) {
+  desc.kv_cache = nullptr;
+  desc.n_kv = n;
+  desc.n_kv_heads = kKvHeads;
+  desc.head_dim = kDim;
+  desc.k = relattn::TokensHeadsDim(tokens.k.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads,
+                                   kDim);
+  desc.v = relattn::TokensHeadsDim(tokens.v.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads,
+                                   kDim);
+  desc.k_pos = {nullptr, p0};
+  return desc;
+}
+
+double MaxDiff(const std::vector<float>& a, const std::vector<double>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  return worst;
+}
+
+std::vector<double> ReferenceOf(relattn_attention_desc desc) {
+  std::vector<float> unused(size_t(desc.n_q) * kHeads * kDim);
+  desc.o = relattn::OutputTokensHeadsDim(unused.data(), RELATTN_F32, kHeads, kDim);
+  std::vector<double> out(unused.size());
+  relattn::reference::Attention(desc, out.data());
+  return out;
+}
+
+TEST_CASE("decode over the cache equals attention over the same tokens, every scheme") {
+  std::mt19937 rng(7);
+  for (relattn_dtype storage : {RELATTN_F32, RELATTN_F16}) {
+    const Tokens tokens = RandomTokens(rng, 300, storage == RELATTN_F16);
+    Cache cache(512, storage, false);
+    int64_t appended = 0;
+    for (int64_t chunk : {1, 7, 100, 1, 91, 100}) {  // 300 tokens in uneven appends
+      REQUIRE(cache.Append(tokens, appended, chunk) == RELATTN_OK);
+      appended += chunk;
+    }
+    REQUIRE(relattn_kv_cache_length(cache.get()) == 300);
+    REQUIRE(relattn_kv_cache_next_position(cache.get()) == 300);
+    for (int scheme = 0; scheme < 4; ++scheme) {
+      for (int64_t n_q : {1, 4, 20}) {
+        Run run = MakeRun(rng, n_q, 300 - n_q, scheme);
+        run.desc.kv_cache = cache.get();
+        const std::vector<float> from_cache = Attend(run.desc);
+        const relattn_attention_desc plain = PlainKeys(run.desc, tokens, 0, 300, 0);
+        INFO("storage ", int(storage), " scheme ", scheme, " n_q ", n_q);
+        CHECK(MaxDiff(from_cache, ReferenceOf(plain)) <= 5e-6);
+        const std::vector<float> direct = Attend(plain);
+        CHECK(MaxDiff(from_cache, std::vector<double>(direct.begin(), direct.end())) <= 5e-6);
+      }
+    }
+  }
+}
+
+TEST_CASE("ring buffer: after wrap-around, exactly the last W tokens at their true positions") {
+  std::mt19937 rng(11);
+  constexpr int64_t kWindow = 50;
+  for (int64_t start : {int64_t(0), (int64_t(1) << 31) - 1000}) {
+    const Tokens tokens = RandomTokens(rng, 1180, false);
+    Cache cache(kWindow, RELATTN_F32, true);
+    const relattn_positions first{nullptr, start};
+    REQUIRE(cache.Append(tokens, 0, 3, &first) == RELATTN_OK);
+    for (int64_t t = 3; t < 1180; t += 1 + t % 5) {
+      REQUIRE(cache.Append(tokens, t, std::min<int64_t>(1 + t % 5, 1180 - t)) == RELATTN_OK);
+    }
+    REQUIRE(relattn_kv_cache_length(cache.get()) == kWindow);
+    REQUIRE(relattn_kv_cache_next_position(cache.get()) == start + 1180);
+    for (int scheme = 0; scheme < 4; ++scheme) {
+      Run run = MakeRun(rng, 2, start + 1178, scheme);
+      run.desc.mask.window = 40;  // sees 40 of the 50 cached tokens
+      run.desc.kv_cache = cache.get();
+      const std::vector<float> from_ring = Attend(run.desc);
+      const relattn_attention_desc last_w =
+          PlainKeys(run.desc, tokens, 1180 - kWindow, kWindow, start + 1180 - kWindow);
+      INFO("start ", start, " scheme ", scheme);
+      CHECK(MaxDiff(from_ring, ReferenceOf(last_w)) <= 5e-6);
+    }
+  }
+}
+
+TEST_CASE("a full non-ring cache refuses an append and does not change") {
+  std::mt19937 rng(3);
+  const Tokens tokens = RandomTokens(rng, 12, false);
+  Cache cache(10, RELATTN_F32, false);
+  REQUIRE(cache.Append(tokens, 0, 8) == RELATTN_OK);
+  Run run = MakeRun(rng, 1, 7, 1);
+  run.desc.kv_cache = cache.get();
+  const std::vector<float> before = Attend(run.desc);
+  CHECK(cache.Append(tokens, 8, 3) == RELATTN_ERR_CACHE_FULL);
+  CHECK(std::string(relattn_last_error()).find("holds 8 of 10 tokens") != std::string::npos);
+  CHECK(relattn_kv_cache_length(cache.get()) == 8);
+  CHECK(relattn_kv_cache_next_position(cache.get()) == 8);
+  CHECK(Attend(run.desc) == before);
+  CHECK(cache.Append(tokens, 8, 2) == RELATTN_OK);
+  CHECK(relattn_kv_cache_length(cache.get()) == 10);
+}
+
+TEST_CASE("cache misuse gets a status and a message") {
+  std::mt19937 rng(5);
+  const Tokens tokens = RandomTokens(rng, 4, false);
+  Cache cache(8, RELATTN_F16, false);
+  Run run = MakeRun(rng, 1, 3, 0);
+  run.desc.kv_cache = cache.get();
+  std::vector<float> out(kHeads * kDim);
+  run.desc.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, kHeads, kDim);
+  size_t bytes = 0;
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_DIMENSION);
+  CHECK(std::string(relattn_last_error()) == "kv_cache holds no token");
+  REQUIRE(cache.Append(tokens, 0, 4) == RELATTN_OK);
+  run.desc.k.data = tokens.k.data();
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_DIMENSION);
+  run.desc.k.data = nullptr;
+  run.desc.head_dim = 7;
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_DIMENSION);
+  CHECK(std::string(relattn_last_error()) == "head_dim = 7: must be 0 or the kv_cache's 24");
+  run.desc.head_dim = kDim;
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_OK);
+  alignas(64) uint64_t junk[64] = {};
+  run.desc.kv_cache = reinterpret_cast<const relattn_kv_cache*>(junk);
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_NULL_ARGUMENT);
+  relattn_kv_cache_desc bad{kKvHeads, kDim, 0, 0, RELATTN_F16, RELATTN_F16, 0};
+  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
+  CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
+  bad.capacity = 4;
+  bad.k_dtype = RELATTN_I8;
+  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_UNSUPPORTED);
+}
+
+}  // namespace

@@ -182,36 +182,58 @@ HWY_INLINE bool DecodeSoftmaxRow(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
   return true;
 }
 
-// o_row += sum_{j < n_keys} p[j] * v_block[j], 4 output vectors held in
-// registers across the keys.
-HWY_INLINE void DecodePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
-                         int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o_row) {
+// o[r] += sum_{j < n_keys} p[r][j] * v_block[j] for every row r, as a small
+// GEMM: blocks of up to 4 rows x 4 output vectors (16 accumulators) are held
+// in registers across the keys, so each loaded value vector feeds up to 4
+// independent FMA chains. p: [rows][kBlockKeys]; o: [rows][dv_pad].
+template <int kRows>
+HWY_INLINE void DecodePVRows(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                             int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  using V = hn::Vec<DF>;
   int64_t e = 0;
   for (; e + 4 * n <= dv_pad; e += 4 * n) {
-    auto o0 = hn::Load(df, o_row + e), o1 = hn::Load(df, o_row + e + n);
-    auto o2 = hn::Load(df, o_row + e + 2 * n), o3 = hn::Load(df, o_row + e + 3 * n);
+    V acc[kRows][4];
+    for (int r = 0; r < kRows; ++r) {
+      for (int c = 0; c < 4; ++c) acc[r][c] = hn::Load(df, o + r * dv_pad + e + c * n);
+    }
     for (int64_t j = 0; j < n_keys; ++j) {
       const float* v = v_block + j * dv_pad + e;
-      const auto pj = hn::Set(df, p[j]);
-      o0 = hn::MulAdd(pj, hn::Load(df, v), o0);
-      o1 = hn::MulAdd(pj, hn::Load(df, v + n), o1);
-      o2 = hn::MulAdd(pj, hn::Load(df, v + 2 * n), o2);
-      o3 = hn::MulAdd(pj, hn::Load(df, v + 3 * n), o3);
+      const V v0 = hn::Load(df, v), v1 = hn::Load(df, v + n);
+      const V v2 = hn::Load(df, v + 2 * n), v3 = hn::Load(df, v + 3 * n);
+      for (int r = 0; r < kRows; ++r) {
+        const V pj = hn::Set(df, p[r * kBlockKeys + j]);
+        acc[r][0] = hn::MulAdd(pj, v0, acc[r][0]);
+        acc[r][1] = hn::MulAdd(pj, v1, acc[r][1]);
+        acc[r][2] = hn::MulAdd(pj, v2, acc[r][2]);
+        acc[r][3] = hn::MulAdd(pj, v3, acc[r][3]);
+      }
     }
-    hn::Store(o0, df, o_row + e);
-    hn::Store(o1, df, o_row + e + n);
-    hn::Store(o2, df, o_row + e + 2 * n);
-    hn::Store(o3, df, o_row + e + 3 * n);
+    for (int r = 0; r < kRows; ++r) {
+      for (int c = 0; c < 4; ++c) hn::Store(acc[r][c], df, o + r * dv_pad + e + c * n);
+    }
   }
   for (; e < dv_pad; e += n) {
-    auto o0 = hn::Load(df, o_row + e);
+    V acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = hn::Load(df, o + r * dv_pad + e);
     for (int64_t j = 0; j < n_keys; ++j) {
-      o0 = hn::MulAdd(hn::Set(df, p[j]), hn::Load(df, v_block + j * dv_pad + e), o0);
+      const V v = hn::Load(df, v_block + j * dv_pad + e);
+      for (int r = 0; r < kRows; ++r) {
+        acc[r] = hn::MulAdd(hn::Set(df, p[r * kBlockKeys + j]), v, acc[r]);
+      }
     }
-    hn::Store(o0, df, o_row + e);
+    for (int r = 0; r < kRows; ++r) hn::Store(acc[r], df, o + r * dv_pad + e);
   }
+}
+
+HWY_INLINE void DecodePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                         int64_t n_keys, int64_t rows, int64_t dv_pad, float* HWY_RESTRICT o) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    DecodePVRows<4>(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
+  }
+  for (; r < rows; ++r) DecodePVRows<1>(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
 }
 
 HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
@@ -267,10 +289,12 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       float* o_row = rows.o + r * plan.dv_pad;
       DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), j0, n_keys, k_span,
                      visibility == TileVisibility::kPartial, s);
-      if (DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {
-        DecodePV(s, v_block, n_keys, plan.dv_pad, o_row);
+      // A row that has seen no key yet adds nothing.
+      if (!DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {
+        std::fill(s, s + kBlockKeys, 0.0f);
       }
     }
+    DecodePV(rows.s, v_block, n_keys, rows.n_rows, plan.dv_pad, rows.o);
   }
 
   if (plan.n_splits > 1) {

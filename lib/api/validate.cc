@@ -256,6 +256,7 @@ void LayOut(Plan* p) {
     l.o_rows = a.Take(rows * p->dv_pad);
     l.row_max = a.Take(rows);
     l.row_sum = a.Take(rows);
+    l.row_poison = a.Take(rows);
     l.s_rows = a.Take(rows * kBlockKeys);
     l.k_block = a.Take(kBlockKeys * p->d_pad);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
@@ -266,6 +267,7 @@ void LayOut(Plan* p) {
     l.o_t = a.Take(chunk_rows * p->dv);
     l.row_max = a.Take(chunk_rows);
     l.row_sum = a.Take(chunk_rows);
+    l.row_poison = a.Take(chunk_rows);
     l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
     l.k_block = a.Take(kBlockKeys * p->d);
     l.v_block = a.Take(kBlockKeys * p->dv);
@@ -325,7 +327,7 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
                     (p->decode ? p->n_splits : p->n_chunks);
   // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
   p->partial_floats_per_item =
-      p->decode ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 2), 16))
+      p->decode ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 3), 16))
                 : 0;
   p->shared_floats = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
                                      static_cast<size_t>(p->head_batches)

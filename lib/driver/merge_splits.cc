@@ -34,14 +34,18 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
     const float* first = shared_ws + group_item * plan.n_splits * plan.partial_floats_per_item;
     for (int64_t r = 0; r < rows; ++r) {
       // Split s: o at partial + r * dv_pad, max at partial + rows * dv_pad + r,
-      // sum after the maxes.
+      // then the sums, then the poison flags.
       auto partial = [&](int32_t s) { return first + s * plan.partial_floats_per_item; };
       float max = -HUGE_VALF;
       for (int32_t s = 0; s < plan.n_splits; ++s) {
         max = std::max(max, partial(s)[rows * plan.dv_pad + r]);
       }
       float sum = 0.0f;
-      std::fill(merged, merged + plan.dv, 0.0f);
+      bool poisoned = false;
+      for (int32_t s = 0; s < plan.n_splits; ++s) {
+        poisoned = poisoned || partial(s)[rows * plan.dv_pad + 2 * rows + r] != 0.0f;
+      }
+      std::fill(merged, merged + plan.dv, poisoned ? NAN : 0.0f);
       if (max != -HUGE_VALF) {
         for (int32_t s = 0; s < plan.n_splits; ++s) {
           const float* p = partial(s);
@@ -49,6 +53,7 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
           if (split_max == -HUGE_VALF) continue;
           const float weight = std::exp2(split_max - max);
           sum += weight * p[rows * plan.dv_pad + rows + r];
+          if (poisoned) continue;
           for (int64_t e = 0; e < plan.dv; ++e) merged[e] += weight * p[r * plan.dv_pad + e];
         }
       }

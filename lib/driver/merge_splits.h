@@ -7,7 +7,8 @@
 namespace relattn {
 
 // For every query row: m = max_s m_s, l = sum_s l_s 2^(m_s - m),
-// o = sum_s o_s 2^(m_s - m) / l (zeros where no split saw a key), written to
+// o = sum_s o_s 2^(m_s - m) / l (zeros where no split saw a key; NaN where a
+// split saw a non-finite value), written to
 // plan.o. Exact up to rounding: the same sums one pass would form, grouped by
 // split. shared_ws: the partial states the decode work items left
 // (Plan::partial_floats_per_item).

@@ -59,12 +59,13 @@ enum class BiasKind { kNone, kAlibi, kTable };
 // head dims, the GQA group and the bias table only, never on n_q or n_kv.
 // Sub-tile s (queries [s * W, s * W + W) of the chunk, W lanes) of head slot g
 // owns the W-column slices starting at (g * kQueryChunk + s * W) of q_t, o_t,
-// row_max and row_sum.
+// row_max, row_sum and row_poison.
 struct WorkspaceLayout {
   size_t q_t;         // heads_per_item x kQueryChunk x d: queries transposed, [d][W] per sub-tile, pre-scaled to log2 units
   size_t o_t;         // heads_per_item x kQueryChunk x dv: unnormalised output, [dv][W] per sub-tile
   size_t row_max;     // heads_per_item x kQueryChunk: running max (log2 units)
   size_t row_sum;     // heads_per_item x kQueryChunk: running sum of probabilities
+  size_t row_poison;  // heads_per_item x kQueryChunk: 1 where the query saw a non-finite value
   size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
   size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
@@ -79,6 +80,7 @@ struct DecodeLayout {
   size_t o_rows;   // rows x dv_pad: unnormalised output
   size_t row_max;  // rows
   size_t row_sum;  // rows
+  size_t row_poison;  // rows: 1 where the query saw a non-finite value
   size_t s_rows;   // rows x kBlockKeys: scores, then probabilities
   size_t k_block;  // kBlockKeys x d_pad: converted keys, zero-padded
   size_t v_block;  // kBlockKeys x dv_pad: converted values, zero-padded
@@ -123,8 +125,8 @@ struct Plan {
                            // decode: n_kv_heads * head_batches * n_splits
   // Decode with n_splits > 1: partial states, shared by all workers, before
   // the per-worker scratch. Work item i owns [rows][dv_pad] of o, then [rows]
-  // max, [rows] sum, at i * partial_floats_per_item; rows = the item's query
-  // heads * n_q (<= heads_per_item * n_q).
+  // max, [rows] sum, [rows] poison, at i * partial_floats_per_item; rows = the
+  // item's query heads * n_q (<= heads_per_item * n_q).
   size_t partial_floats_per_item;
   size_t shared_floats;
   WorkspaceLayout ws;      // prefill regions

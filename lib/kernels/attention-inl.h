@@ -34,14 +34,16 @@ namespace HWY_NAMESPACE {
 struct SubTile {
   int32_t head;
   SubTileQueries queries;
-  float *q_t, *o_t, *max, *sum;
+  float *q_t, *o_t, *max, *sum, *poison;
   const HeadBias* bias;
 };
 
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
+// bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
+// rows are zero in k, v).
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
                                TileVisibility visibility, RowsF32 k, RowsF32 v,
-                               float* HWY_RESTRICT s) {
+                               uint64_t bad_keys, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   SubTileScores(tile.q_t, plan.d, k, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
@@ -50,7 +52,7 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
       BiasMaskRow(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
     }
   }
-  SoftmaxUpdate(s, n_keys, tile.max, tile.sum, tile.o_t, plan.dv);
+  SoftmaxUpdate(s, n_keys, bad_keys, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
   AccumulatePV(s, n_keys, v, plan.dv, tile.o_t);
 }
 
@@ -87,6 +89,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
           ws + l.o_t + at * plan.dv,
           ws + l.row_max + at,
           ws + l.row_sum + at,
+          ws + l.row_poison + at,
           &biases[g]};
 }
 
@@ -99,7 +102,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-      PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t);
+      PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t,
+                            t.poison);
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
       std::fill(t.max, t.max + it.w, -HUGE_VALF);
       std::fill(t.sum, t.sum + it.w, 0.0f);
@@ -116,15 +120,23 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
       continue;
     }
-    const RowsF32 k = RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
-    const RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
+    RowsF32 k = RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
+    // Non-finite K or V rows poison the queries that see them, and are zeroed
+    // so that they cannot reach the queries that do not.
+    const uint64_t bad_keys =
+        NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
+    if (bad_keys) {
+      k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
+      v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
+    }
     for (int32_t g = 0; g < it.n_heads; ++g) {
       for (int64_t sub = 0; sub < it.n_sub; ++sub) {
         const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
         const TileVisibility visibility = ClassifyTile(plan, t.queries.span.min,
                                                        t.queries.span.max, k_span.min, k_span.max);
         if (visibility == TileVisibility::kHidden) continue;
-        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, v, ws + l.s_tile);
+        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, v, bad_keys, ws + l.s_tile);
       }
     }
   }
@@ -133,7 +145,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
       StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.sum,
-                            ws + l.row);
+                            t.poison, ws + l.row);
     }
   }
 }

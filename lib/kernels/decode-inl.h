@@ -21,6 +21,7 @@
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"
 #include "lib/kernels/exp2-inl.h"
+#include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/worker-inl.h"
 
@@ -35,6 +36,7 @@ struct DecodeRows {
   int32_t head0, n_slots;
   int64_t n_rows;
   float *q, *o, *max, *sum, *s;  // q [rows][d_pad], o [rows][dv_pad], s [rows][kBlockKeys]
+  float* poison;                  // [rows]: 1 where the query saw a non-finite value
 };
 
 // Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
@@ -151,6 +153,27 @@ HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p
   for (int64_t j = n_keys; j < kBlockKeys; ++j) s[j] = -HUGE_VALF;
 }
 
+// Marks the row poisoned if a score is NaN or +inf (non-finite inputs or
+// overflow) or a visible score (> -inf) belongs to a key with a non-finite K
+// or V row (bad_keys bit j); those scores then count as hidden.
+HWY_INLINE void DecodePoison(float* HWY_RESTRICT s, int64_t n_keys, uint64_t bad_keys,
+                             float* HWY_RESTRICT poison) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  bool any = bad_keys != 0;
+  for (int64_t j = 0; j < kBlockKeys && !any; j += n) {
+    any = !hn::AllFalse(df, PoisonedLanes(hn::Load(df, s + j), false));
+  }
+  if (!any) return;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const bool bad_key = (bad_keys >> j) & 1;
+    if (std::isnan(s[j]) || s[j] == HUGE_VALF || (bad_key && s[j] != -HUGE_VALF)) {
+      *poison = 1.0f;
+      s[j] = -HUGE_VALF;
+    }
+  }
+}
+
 // Online softmax of one row over the block (keys in lanes); rescales o_row
 // when the max grows. Returns false if the row has still seen no key.
 HWY_INLINE bool DecodeSoftmaxRow(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
@@ -247,7 +270,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const int32_t n_slots = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
   const DecodeRows rows{head0,         n_slots,         n_slots * plan.n_q,
                         ws + l.q_rows, ws + l.o_rows,   ws + l.row_max,
-                        ws + l.row_sum, ws + l.s_rows};
+                        ws + l.row_sum, ws + l.s_rows,  ws + l.row_poison};
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < n_slots; ++g) biases[g] = BiasOfHead(plan, head0 + g, g, worker);
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
@@ -257,6 +280,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                            (head0 + r / plan.n_q) * plan.q.head_stride;
     ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2,
                rows.q + r * plan.d_pad);
+    rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
     rows.max[r] = -HUGE_VALF;
     rows.sum[r] = 0.0f;
   }
@@ -283,12 +307,23 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // this split's keys
     ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
     ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
+    // Non-finite K or V rows poison the queries that see them, and are zeroed
+    // so that they cannot reach the queries that do not.
+    const uint64_t bad_keys = NonFiniteRows({k_block, plan.d_pad}, n_keys, plan.d) |
+                              NonFiniteRows({v_block, plan.dv_pad}, n_keys, plan.dv);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      if ((bad_keys >> j) & 1) {
+        std::fill(k_block + j * plan.d_pad, k_block + (j + 1) * plan.d_pad, 0.0f);
+        std::fill(v_block + j * plan.dv_pad, v_block + (j + 1) * plan.dv_pad, 0.0f);
+      }
+    }
     DecodeScores(rows, k_block, n_keys, plan.d_pad);
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;
       DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), j0, n_keys, k_span,
                      visibility == TileVisibility::kPartial, s);
+      DecodePoison(s, n_keys, bad_keys, &rows.poison[r]);
       // A row that has seen no key yet adds nothing.
       if (!DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {
         std::fill(s, s + kBlockKeys, 0.0f);
@@ -304,9 +339,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     std::memcpy(partial, rows.o, sizeof(float) * o_floats);
     std::memcpy(partial + o_floats, rows.max, sizeof(float) * rows.n_rows);
     std::memcpy(partial + o_floats + rows.n_rows, rows.sum, sizeof(float) * rows.n_rows);
+    std::memcpy(partial + o_floats + 2 * rows.n_rows, rows.poison, sizeof(float) * rows.n_rows);
     return;
   }
   for (int64_t r = 0; r < rows.n_rows; ++r) {
+    if (rows.poison[r] != 0.0f) std::fill(rows.o + r * plan.dv_pad, rows.o + (r + 1) * plan.dv_pad, NAN);
     const float inv_sum = rows.sum[r] > 0.0f ? 1.0f / rows.sum[r] : 0.0f;
     const int64_t offset = (r % plan.n_q) * plan.o_token_stride +
                            (head0 + r / plan.n_q) * plan.o_head_stride;

@@ -21,22 +21,51 @@ namespace relattn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Lanes of a score vector that poison their query: NaN or +inf (from
+// non-finite inputs or overflow), or any visible score (> -inf) of a key whose
+// K or V row is non-finite (bad_key).
+template <class V>
+HWY_INLINE auto PoisonedLanes(V scores, bool bad_key) {
+  const DF df;
+  auto bad = hn::Or(hn::IsNaN(scores), hn::Eq(scores, hn::Set(df, HUGE_VALF)));
+  if (bad_key) bad = hn::Or(bad, hn::Not(hn::Eq(scores, hn::Set(df, -HUGE_VALF))));
+  return bad;
+}
+
 // Folds the scores s[n_keys][W] (log2 units, -inf = hidden) into the state
 // of the W lanes: updates max and sum, rescales o_t[dv][W] where the max grew
 // (skipped when no lane's max changed), and turns s into probabilities
-// relative to the new max.
-HWY_INLINE void SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, float* HWY_RESTRICT max,
-                              float* HWY_RESTRICT sum, float* HWY_RESTRICT o_t, int64_t dv) {
+// relative to the new max. Lanes that see a non-finite value (PoisonedLanes;
+// bad_keys bit j marks key j) get poison = 1 and that score counts as hidden,
+// so the arithmetic of every lane stays finite.
+HWY_INLINE void SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, uint64_t bad_keys,
+                              float* HWY_RESTRICT max, float* HWY_RESTRICT sum,
+                              float* HWY_RESTRICT poison, float* HWY_RESTRICT o_t, int64_t dv) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;
   const auto neg_inf = hn::Set(df, -HUGE_VALF);
   const auto old0 = hn::Load(df, max), old1 = hn::Load(df, max + n);
   auto new0 = old0, new1 = old1;
+  auto poison0 = hn::Lt(hn::Zero(df), hn::Load(df, poison));
+  auto poison1 = hn::Lt(hn::Zero(df), hn::Load(df, poison + n));
   for (int64_t j = 0; j < n_keys; ++j) {
-    new0 = hn::Max(new0, hn::Load(df, s + j * w));
-    new1 = hn::Max(new1, hn::Load(df, s + j * w + n));
+    auto s0 = hn::Load(df, s + j * w), s1 = hn::Load(df, s + j * w + n);
+    const bool bad_key = (bad_keys >> j) & 1;
+    const auto bad0 = PoisonedLanes(s0, bad_key), bad1 = PoisonedLanes(s1, bad_key);
+    if (!hn::AllFalse(df, hn::Or(bad0, bad1))) {
+      poison0 = hn::Or(poison0, bad0);
+      poison1 = hn::Or(poison1, bad1);
+      s0 = hn::IfThenElse(bad0, neg_inf, s0);
+      s1 = hn::IfThenElse(bad1, neg_inf, s1);
+      hn::Store(s0, df, s + j * w);
+      hn::Store(s1, df, s + j * w + n);
+    }
+    new0 = hn::Max(new0, s0);
+    new1 = hn::Max(new1, s1);
   }
+  hn::Store(hn::IfThenElseZero(poison0, hn::Set(df, 1.0f)), df, poison);
+  hn::Store(hn::IfThenElseZero(poison1, hn::Set(df, 1.0f)), df, poison + n);
   // A lane that has seen no key keeps max -inf; subtracting 0 instead keeps
   // its probabilities 0 (exp2(-inf)) rather than NaN (-inf - -inf).
   const auto ref0 = hn::IfThenZeroElse(hn::Eq(new0, neg_inf), new0);

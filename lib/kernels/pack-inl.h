@@ -8,6 +8,8 @@
 #endif
 
 #include <cstdint>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "hwy/highway.h"
@@ -84,6 +86,42 @@ struct RowsF32 {
   int64_t stride;
 };
 
+// True if row[0, n) holds no NaN or infinity.
+HWY_INLINE bool RowFinite(const float* HWY_RESTRICT row, int64_t n) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  auto all = hn::Eq(hn::Zero(df), hn::Zero(df));
+  int64_t e = 0;
+  for (; e + lanes <= n; e += lanes) all = hn::And(all, hn::IsFinite(hn::LoadU(df, row + e)));
+  bool finite = hn::AllTrue(df, all);
+  for (; e < n; ++e) finite = finite && std::isfinite(row[e]);
+  return finite;
+}
+
+// Bit j set where row j (< n_rows <= 64) of `rows` holds a NaN or infinity.
+HWY_INLINE uint64_t NonFiniteRows(RowsF32 rows, int64_t n_rows, int64_t dim) {
+  uint64_t bad = 0;
+  for (int64_t j = 0; j < n_rows; ++j) {
+    if (!RowFinite(rows.rows + j * rows.stride, dim)) bad |= uint64_t{1} << j;
+  }
+  return bad;
+}
+
+// The rows with the `bad` ones replaced by zeros, in scratch ([n_rows][dim],
+// copied there first unless rows already live in it).
+HWY_INLINE RowsF32 ZeroBadRows(RowsF32 rows, int64_t n_rows, int64_t dim, uint64_t bad,
+                               float* HWY_RESTRICT scratch) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    float* dst = scratch + j * dim;
+    if ((bad >> j) & 1) {
+      std::fill(dst, dst + dim, 0.0f);
+    } else if (rows.rows != scratch) {
+      std::copy(rows.rows + j * rows.stride, rows.rows + j * rows.stride + dim, dst);
+    }
+  }
+  return {scratch, dim};
+}
+
 // Rows [t0, t0 + n) of head `head` of tensor t as f32: the tensor itself when
 // it is f32, else converted into `scratch` ([n][dim]).
 HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim,
@@ -97,25 +135,30 @@ HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64
 }
 
 // Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
-// multiplied by scale_log2; lanes [rows, width) are zero. row: d floats.
+// multiplied by scale_log2; lanes [rows, width) are zero. poison[i] = 1 where
+// the query holds a NaN or infinity, else 0. row: d floats.
 HWY_INLINE void PackQueriesTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
                                       int64_t width, float* HWY_RESTRICT row,
-                                      float* HWY_RESTRICT q_t) {
+                                      float* HWY_RESTRICT q_t, float* HWY_RESTRICT poison) {
   std::memset(q_t, 0, sizeof(float) * plan.d * width);
+  std::fill(poison, poison + width, 0.0f);
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t offset = (i0 + i) * plan.q.token_stride + h * plan.q.head_stride;
     ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, row);
+    if (!RowFinite(row, plan.d)) poison[i] = 1.0f;
     for (int64_t e = 0; e < plan.d; ++e) q_t[e * width + i] = row[e];
   }
 }
 
 // Writes output rows [i0, i0 + rows) of head h from o_t[dv][width], each lane
-// divided by its softmax sum (0 for a row that saw no key). row: dv floats.
+// divided by its softmax sum (0 for a row that saw no key); a poisoned lane
+// (it saw a non-finite value) writes NaN. row: dv floats.
 HWY_INLINE void StoreOutputTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
                                       int64_t width, const float* HWY_RESTRICT o_t,
-                                      const float* HWY_RESTRICT sum, float* HWY_RESTRICT row) {
+                                      const float* HWY_RESTRICT sum,
+                                      const float* HWY_RESTRICT poison, float* HWY_RESTRICT row) {
   for (int64_t i = 0; i < rows; ++i) {
-    for (int64_t e = 0; e < plan.dv; ++e) row[e] = o_t[e * width + i];
+    for (int64_t e = 0; e < plan.dv; ++e) row[e] = poison[i] != 0.0f ? NAN : o_t[e * width + i];
     const float inv_sum = sum[i] > 0.0f ? 1.0f / sum[i] : 0.0f;
     const int64_t offset = (i0 + i) * plan.o_token_stride + h * plan.o_head_stride;
     StoreRow(row, plan.dv, inv_sum, plan.o, plan.o_dtype, offset);

@@ -152,6 +152,18 @@ void Case::ShiftPositions(int64_t delta) {
   for (int64_t& p : k_pos_) p += delta;
 }
 
+void Case::SetInput(char tensor, int64_t token, int32_t head, int32_t e, float value) {
+  relattn_tensor& t = tensor == 'q' ? desc_.q : tensor == 'k' ? desc_.k : desc_.v;
+  std::vector<uint8_t>& bytes = tensor == 'q' ? q_ : tensor == 'k' ? k_ : v_;
+  const size_t at = size_t(token * t.token_stride + head * t.head_stride + e);
+  if (spec_.in_dtype == RELATTN_F16) {
+    const uint16_t bits = relattn::F32ToF16(value);
+    std::memcpy(bytes.data() + 2 * at, &bits, 2);
+  } else {
+    std::memcpy(bytes.data() + 4 * at, &value, 4);
+  }
+}
+
 relattn_status Case::Run(std::vector<uint8_t>* out, const relattn_threads* threads) {
   out->assign(out_elems() * DtypeBytes(spec_.out_dtype), 0xff);  // NaN in f32 and f16
   desc_.o.data = out->data();

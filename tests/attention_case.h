@@ -46,6 +46,9 @@ class Case {
 
   // Moves every position by delta (arrays and starts).
   void ShiftPositions(int64_t delta);
+  // Overwrites element (token, head, e) of input 'q', 'k' or 'v' (stored in
+  // the input dtype: rounded to f16 there).
+  void SetInput(char tensor, int64_t token, int32_t head, int32_t e, float value);
   // Runs the library with the current SIMD target into out (byte image of
   // desc.o, initially poisoned with NaN); returns the status.
   relattn_status Run(std::vector<uint8_t>* out, const relattn_threads* threads = nullptr);

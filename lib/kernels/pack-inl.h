@@ -25,6 +25,33 @@ namespace hn = hwy::HWY_NAMESPACE;
 // kBlockKeys is a multiple of 2 * kMaxLanes.
 using DF = hn::CappedTag<float, kMaxLanes>;
 
+// Highway 1.0.3 converts f16 by emulation on x86 below AVX2 and on the scalar
+// target, and that emulation turns inf and NaN (exponent 31) into finite
+// values in [65536, 131072): no correct f16 converts to |x| >= 65536 (the
+// largest finite is 65504), so vectors holding such values are redone exactly.
+#if (HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4) || HWY_TARGET == HWY_SCALAR || \
+    HWY_TARGET == HWY_EMU128
+#define RELATTN_F16_PROMOTE_EMULATED 1
+#else
+#define RELATTN_F16_PROMOTE_EMULATED 0
+#endif
+
+// The Lanes(DF) f16 values at src as f32, exact for every value.
+HWY_INLINE hn::Vec<DF> PromoteF16(const hwy::float16_t* HWY_RESTRICT src) {
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  auto v = hn::PromoteTo(df, hn::LoadU(dh, src));
+#if RELATTN_F16_PROMOTE_EMULATED
+  if (!hn::AllFalse(df, hn::Ge(hn::Abs(v), hn::Set(df, 65536.0f)))) {
+    HWY_ALIGN float exact[kMaxLanes];
+    const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
+    for (size_t i = 0; i < hn::Lanes(df); ++i) exact[i] = F16ToF32(bits[i]);
+    v = hn::Load(df, exact);
+  }
+#endif
+  return v;
+}
+
 // dst[e] = mul * row[e] for e < n; row = element `offset` of a tensor of dtype
 // F32 or F16 (validated before the call).
 HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset, int64_t n,
@@ -34,18 +61,14 @@ HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset
   const auto vmul = hn::Set(df, mul);
   int64_t e = 0;
   if (dtype == RELATTN_F16 && mul == 1.0f) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
     const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
-    for (; e + lanes <= n; e += lanes) {
-      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, src + e)), df, dst + e);
-    }
+    for (; e + lanes <= n; e += lanes) hn::StoreU(PromoteF16(src + e), df, dst + e);
     const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;
     for (; e < n; ++e) dst[e] = F16ToF32(bits[e]);
   } else if (dtype == RELATTN_F16) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
     const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
     for (; e + lanes <= n; e += lanes) {
-      hn::StoreU(hn::Mul(hn::PromoteTo(df, hn::LoadU(dh, src + e)), vmul), df, dst + e);
+      hn::StoreU(hn::Mul(PromoteF16(src + e), vmul), df, dst + e);
     }
     const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;
     for (; e < n; ++e) dst[e] = mul * F16ToF32(bits[e]);

@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash toolchains/install-deps.sh
 cmake --preset release
-cmake --build --preset release --target relattn-demo
+cmake --build --preset release --target relattn-demo relattn-stream
 ./build/release/examples/relattn-demo "$@"
+./build/release/examples/relattn-stream --steps 1000000

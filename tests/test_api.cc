@@ -139,6 +139,27 @@ std::vector<BadInput> BadInputs() {
        "mask.window = -2"},
       {"mask.n_valid_kv", [](D& d) { d.mask.n_valid_kv = 9; }, RELATTN_ERR_BAD_MASK,
        "mask.n_valid_kv = 9: must be in 0..n_kv = 8"},
+      {"misaligned q", [](D& d) { d.q.data = static_cast<const char*>(d.q.data) + 2; },
+       RELATTN_ERR_BAD_ALIGNMENT, "must be aligned to 4 bytes"},
+      {"misaligned positions",
+       [](D& d) {
+         d.k_pos.positions =
+             reinterpret_cast<const int64_t*>(reinterpret_cast<const char*>(kPositivePositions) + 4);
+       },
+       RELATTN_ERR_BAD_ALIGNMENT, "k_pos.positions"},
+      {"misaligned alibi slopes",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_ALIBI;
+         d.bias.alibi.slopes =
+             reinterpret_cast<const float*>(reinterpret_cast<const char*>(kNanSlopes) + 1);
+       },
+       RELATTN_ERR_BAD_ALIGNMENT, "bias.alibi.slopes"},
+      {"output overlaps v",
+       [](D& d) { d.o.data = const_cast<void*>(d.v.data); },
+       RELATTN_ERR_OVERLAP, "o overlaps v"},
+      {"output overlaps q partially",
+       [](D& d) { d.o.data = static_cast<float*>(const_cast<void*>(d.q.data)) + 100; },
+       RELATTN_ERR_OVERLAP, "o overlaps q"},
   };
 }
 

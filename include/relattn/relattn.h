@@ -67,7 +67,8 @@ typedef enum relattn_status {
   RELATTN_ERR_BAD_THREADS = 12,       /* thread count < 1 or no parallel_for */
   RELATTN_ERR_UNSUPPORTED = 13,       /* valid but not implemented (e.g. int8 before it lands) */
   RELATTN_ERR_BAD_ALIGNMENT = 14,     /* workspace or cache memory misaligned */
-  RELATTN_ERR_CACHE_FULL = 15         /* append past the capacity of a non-ring KV cache */
+  RELATTN_ERR_CACHE_FULL = 15,        /* append past the capacity of a non-ring KV cache */
+  RELATTN_ERR_OVERLAP = 16            /* the output's memory overlaps an input's */
 } relattn_status;
 
 /* Short fixed text for a status ("workspace too small"); static storage. */
@@ -104,7 +105,9 @@ typedef struct relattn_tensor {
 } relattn_tensor;
 
 /* The output, [n_q][n_heads][v_head_dim] with the same stride rules; dtype
- * RELATTN_F32 or RELATTN_F16. */
+ * RELATTN_F32 or RELATTN_F16. Its address range (first to last element) must
+ * not overlap that of any input (RELATTN_ERR_OVERLAP). Every data pointer is
+ * aligned to its element size (RELATTN_ERR_BAD_ALIGNMENT). */
 typedef struct relattn_output {
   void* data;
   relattn_dtype dtype;

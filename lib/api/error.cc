@@ -43,6 +43,7 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_UNSUPPORTED: return "unsupported";
     case RELATTN_ERR_BAD_ALIGNMENT: return "misaligned pointer";
     case RELATTN_ERR_CACHE_FULL: return "KV cache full";
+    case RELATTN_ERR_OVERLAP: return "output overlaps an input";
   }
   return "unknown status";
 }

@@ -19,6 +19,27 @@ const char* DtypeName(relattn_dtype dtype) {
   return "unknown";
 }
 
+size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+
+// Byte range [first, last] of the elements of a strided [tokens][heads][dim] tensor.
+struct ByteRange {
+  uintptr_t first, last;
+  bool Overlaps(const ByteRange& o) const { return first <= o.last && o.first <= last; }
+};
+
+ByteRange RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
+                  int32_t n_heads, int64_t head_stride, int64_t dim) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(data);
+  const int64_t last_elem = (n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1;
+  return {first, first + static_cast<uintptr_t>(last_elem + 1) * DtypeBytes(dtype) - 1};
+}
+
+relattn_status CheckAligned(const char* name, const void* data, size_t alignment) {
+  if (reinterpret_cast<uintptr_t>(data) % alignment == 0) return RELATTN_OK;
+  return Fail(RELATTN_ERR_BAD_ALIGNMENT, "%s = %p: must be aligned to %zu bytes", name, data,
+              alignment);
+}
+
 relattn_status CheckRange(const char* name, int64_t value, int64_t lo, int64_t hi,
                           relattn_status status) {
   if (value >= lo && value <= hi) return RELATTN_OK;
@@ -34,7 +55,10 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
                 "%s strides (token %" PRId64 ", head %" PRId64 "): must be >= 0", name,
                 token_stride, head_stride);
   }
-  struct Axis { int64_t count, stride; const char* name; };
+  struct Axis {
+    int64_t count, stride;
+    const char* name;
+  };
   Axis inner{n_tokens, token_stride, "token_stride"}, outer{n_heads, head_stride, "head_stride"};
   if (inner.count == 1 || (outer.count > 1 && outer.stride < inner.stride)) {
     const Axis t = inner;
@@ -52,8 +76,8 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
                 outer.name, outer.stride, (int64_t)inner_span, inner.name);
   }
   // The last element's index must fit in int64.
-  const __int128 last = (__int128)(n_tokens - 1) * token_stride +
-                        (__int128)(n_heads - 1) * head_stride + dim - 1;
+  const __int128 last =
+      (__int128)(n_tokens - 1) * token_stride + (__int128)(n_heads - 1) * head_stride + dim - 1;
   if (last > INT64_MAX) {
     return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: last element index overflows int64", name);
   }
@@ -64,8 +88,7 @@ relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_
                            int32_t n_heads, int64_t dim) {
   if (!t.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.data is NULL", name);
   if (t.dtype == RELATTN_I8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: int8 inputs are not supported yet",
-                name);
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: int8 inputs are not supported yet", name);
   }
   if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16) {
     return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32 or RELATTN_F16", name,
@@ -126,7 +149,12 @@ relattn_status CheckFinite(const char* name, const float* values, int64_t n) {
 }
 
 relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
-  if (a.slopes) return CheckFinite("bias.alibi.slopes", a.slopes, n_heads);
+  if (a.slopes) {
+    if (const relattn_status s = CheckAligned("bias.alibi.slopes", a.slopes, sizeof(float))) {
+      return s;
+    }
+    return CheckFinite("bias.alibi.slopes", a.slopes, n_heads);
+  }
   if (!(std::isfinite(a.max_bias) && a.max_bias > 0.0f)) {
     return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
                 "bias.alibi.max_bias = %g: must be finite and > 0 when slopes is NULL",
@@ -137,11 +165,17 @@ relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
 
 relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
   if (!t.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.t5.table is NULL");
-  if (const relattn_status s = CheckT5Params(t.num_buckets, t.max_distance, t.bidirectional != 0,
-                                             "bias.t5.")) {
+  if (const relattn_status s =
+          CheckT5Params(t.num_buckets, t.max_distance, t.bidirectional != 0, "bias.t5.")) {
     return s;
   }
   const int64_t n = (int64_t)n_heads * t.num_buckets;
+  if (const relattn_status s = CheckAligned("bias.t5.table", t.table,
+                                            t.table_dtype == RELATTN_F32   ? 4
+                                            : t.table_dtype == RELATTN_F16 ? 2
+                                                                           : 1)) {
+    return s;
+  }
   switch (t.table_dtype) {
     case RELATTN_F32: return CheckFinite("bias.t5.table", (const float*)t.table, n);
     case RELATTN_F16: {
@@ -168,6 +202,7 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
 relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
   if (!sh.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.shaw.table is NULL");
   relattn_status s = CheckRange("bias.shaw.k", sh.k, 0, 16384, RELATTN_ERR_BAD_BIAS_PARAMETER);
+  if (s == RELATTN_OK) s = CheckAligned("bias.shaw.table", sh.table, sizeof(float));
   if (s != RELATTN_OK) return s;
   return CheckFinite("bias.shaw.table", sh.table, (int64_t)n_heads * (2 * sh.k + 1));
 }
@@ -204,6 +239,44 @@ relattn_status CheckShape(const relattn_attention_desc& d) {
   return RELATTN_OK;
 }
 
+// The output must not share memory with an input, and every pointer must be
+// aligned to its element size.
+relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
+  relattn_status s;
+  if ((s = CheckAligned("q.data", d.q.data, DtypeBytes(d.q.dtype))) ||
+      (s = CheckAligned("k.data", d.k.data, DtypeBytes(d.k.dtype))) ||
+      (s = CheckAligned("v.data", d.v.data, DtypeBytes(d.v.dtype))) ||
+      (s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) {
+    return s;
+  }
+  const ByteRange o =
+      RangeOf(d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv);
+  const struct {
+    const char* name;
+    ByteRange range;
+  } inputs[] = {
+      {"q", RangeOf(d.q.data, d.q.dtype, d.n_q, d.q.token_stride, d.n_heads, d.q.head_stride,
+                    d.head_dim)},
+      {"k", RangeOf(d.k.data, d.k.dtype, d.n_kv, d.k.token_stride, d.n_kv_heads, d.k.head_stride,
+                    d.head_dim)},
+      {"v",
+       RangeOf(d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv)},
+  };
+  for (const auto& input : inputs) {
+    if (o.Overlaps(input.range)) {
+      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
+                  input.name);
+    }
+  }
+  for (const auto* pos : {&d.q_pos, &d.k_pos}) {
+    if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
+                                            pos->positions, sizeof(int64_t)))) {
+      return s;
+    }
+  }
+  return RELATTN_OK;
+}
+
 relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
   if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim)) ||
@@ -216,7 +289,8 @@ relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
     return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %s: must be RELATTN_F32 or RELATTN_F16",
                 DtypeName(d.o.dtype));
   }
-  return CheckStrides("o", d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv);
+  if ((s = CheckStrides("o", d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv))) return s;
+  return CheckMemory(d, dv);
 }
 
 relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
@@ -322,13 +396,15 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
   p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;
   p->decode = d.n_q <= kDecodeMaxQueries;
   const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
-  p->n_splits = p->decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
-  p->n_work_items = int64_t{d.n_kv_heads} * p->head_batches *
-                    (p->decode ? p->n_splits : p->n_chunks);
+  p->n_splits =
+      p->decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
+  p->n_work_items =
+      int64_t{d.n_kv_heads} * p->head_batches * (p->decode ? p->n_splits : p->n_chunks);
   // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
   p->partial_floats_per_item =
-      p->decode ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 3), 16))
-                : 0;
+      p->decode
+          ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 3), 16))
+          : 0;
   p->shared_floats = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
                                      static_cast<size_t>(p->head_batches)
                                : 0;

@@ -84,7 +84,8 @@ RELATTN_API const char* relattn_last_error(void);
 typedef enum relattn_dtype {
   RELATTN_F32 = 0,
   RELATTN_F16 = 1, /* IEEE binary16 */
-  RELATTN_I8 = 2   /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
+  RELATTN_I8 = 2,  /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
+  RELATTN_DTYPE_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_dtype;
 
 /* A [tokens][heads][dim] tensor of one sequence, with element strides, so that
@@ -127,7 +128,8 @@ typedef enum relattn_bias_kind {
   RELATTN_BIAS_NONE = 0,
   RELATTN_BIAS_ALIBI = 1, /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
   RELATTN_BIAS_T5 = 2,    /* b_h = table[h][t5_bucket(p_k - p_q)] */
-  RELATTN_BIAS_SHAW = 3   /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_SHAW = 3,  /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_KIND_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_bias_kind;
 
 typedef struct relattn_alibi {

@@ -15,6 +15,7 @@ const char* DtypeName(relattn_dtype dtype) {
     case RELATTN_F32: return "F32";
     case RELATTN_F16: return "F16";
     case RELATTN_I8: return "I8";
+    default: break;  // out-of-range values: handled below
   }
   return "unknown";
 }
@@ -194,6 +195,7 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
                     "bias.t5.table_scales is NULL: required for an I8 table");
       }
       return CheckFinite("bias.t5.table_scales", t.table_scales, n_heads);
+    default: break;  // out-of-range values: handled below
   }
   return Fail(RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = %d: must be F32, F16 or I8",
               (int)t.table_dtype);
@@ -213,6 +215,7 @@ relattn_status CheckBias(const relattn_bias& b, int32_t n_heads) {
     case RELATTN_BIAS_ALIBI: return CheckAlibi(b.alibi, n_heads);
     case RELATTN_BIAS_T5: return CheckT5(b.t5, n_heads);
     case RELATTN_BIAS_SHAW: return CheckShaw(b.shaw, n_heads);
+    default: break;  // out-of-range values: handled below
   }
   return Fail(RELATTN_ERR_BAD_BIAS_KIND, "bias.kind = %d: must be NONE, ALIBI, T5 or SHAW",
               (int)b.kind);

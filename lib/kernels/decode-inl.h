@@ -206,47 +206,79 @@ HWY_INLINE bool DecodeSoftmaxRow(float* HWY_RESTRICT s, float* HWY_RESTRICT max,
 }
 
 // o[r] += sum_{j < n_keys} p[r][j] * v_block[j] for every row r, as a small
-// GEMM: blocks of up to 4 rows x 4 output vectors (16 accumulators) are held
-// in registers across the keys, so each loaded value vector feeds up to 4
-// independent FMA chains. p: [rows][kBlockKeys]; o: [rows][dv_pad].
-template <int kRows>
-HWY_INLINE void DecodePVRows(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+// GEMM: blocks of 4 rows x 2 output vectors (8 accumulators) are held in
+// registers across the keys, so each loaded value vector feeds 4 independent
+// FMA chains. p: [rows][kBlockKeys]; o: [rows][dv_pad]. (Named accumulators,
+// not arrays: SVE vectors are sizeless.)
+HWY_INLINE void DecodePV4Rows(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                              int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const float *p0 = p, *p1 = p + kBlockKeys, *p2 = p + 2 * kBlockKeys, *p3 = p + 3 * kBlockKeys;
+  float *o0 = o, *o1 = o + dv_pad, *o2 = o + 2 * dv_pad, *o3 = o + 3 * dv_pad;
+  int64_t e = 0;
+  for (; e + 2 * n <= dv_pad; e += 2 * n) {
+    auto a00 = hn::Load(df, o0 + e), a01 = hn::Load(df, o0 + e + n);
+    auto a10 = hn::Load(df, o1 + e), a11 = hn::Load(df, o1 + e + n);
+    auto a20 = hn::Load(df, o2 + e), a21 = hn::Load(df, o2 + e + n);
+    auto a30 = hn::Load(df, o3 + e), a31 = hn::Load(df, o3 + e + n);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const float* v = v_block + j * dv_pad + e;
+      const auto v0 = hn::Load(df, v), v1 = hn::Load(df, v + n);
+      const auto b0 = hn::Set(df, p0[j]);
+      a00 = hn::MulAdd(b0, v0, a00);
+      a01 = hn::MulAdd(b0, v1, a01);
+      const auto b1 = hn::Set(df, p1[j]);
+      a10 = hn::MulAdd(b1, v0, a10);
+      a11 = hn::MulAdd(b1, v1, a11);
+      const auto b2 = hn::Set(df, p2[j]);
+      a20 = hn::MulAdd(b2, v0, a20);
+      a21 = hn::MulAdd(b2, v1, a21);
+      const auto b3 = hn::Set(df, p3[j]);
+      a30 = hn::MulAdd(b3, v0, a30);
+      a31 = hn::MulAdd(b3, v1, a31);
+    }
+    hn::Store(a00, df, o0 + e);
+    hn::Store(a01, df, o0 + e + n);
+    hn::Store(a10, df, o1 + e);
+    hn::Store(a11, df, o1 + e + n);
+    hn::Store(a20, df, o2 + e);
+    hn::Store(a21, df, o2 + e + n);
+    hn::Store(a30, df, o3 + e);
+    hn::Store(a31, df, o3 + e + n);
+  }
+  for (; e < dv_pad; e += n) {
+    auto a0 = hn::Load(df, o0 + e), a1 = hn::Load(df, o1 + e);
+    auto a2 = hn::Load(df, o2 + e), a3 = hn::Load(df, o3 + e);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const auto v = hn::Load(df, v_block + j * dv_pad + e);
+      a0 = hn::MulAdd(hn::Set(df, p0[j]), v, a0);
+      a1 = hn::MulAdd(hn::Set(df, p1[j]), v, a1);
+      a2 = hn::MulAdd(hn::Set(df, p2[j]), v, a2);
+      a3 = hn::MulAdd(hn::Set(df, p3[j]), v, a3);
+    }
+    hn::Store(a0, df, o0 + e);
+    hn::Store(a1, df, o1 + e);
+    hn::Store(a2, df, o2 + e);
+    hn::Store(a3, df, o3 + e);
+  }
+}
+
+// One row: 4 output vectors at a time, two keys per step into separate
+// accumulators so that the FMA chains are 8 deep.
+HWY_INLINE void DecodePV1Row(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
                              int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  using V = hn::Vec<DF>;
-  int64_t e = 0;
-  for (; e + 4 * n <= dv_pad; e += 4 * n) {
-    V acc[kRows][4];
-    for (int r = 0; r < kRows; ++r) {
-      for (int c = 0; c < 4; ++c) acc[r][c] = hn::Load(df, o + r * dv_pad + e + c * n);
+  for (int64_t e = 0; e < dv_pad; e += n) {
+    auto a0 = hn::Load(df, o + e), a1 = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + 2 <= n_keys; j += 2) {
+      a0 = hn::MulAdd(hn::Set(df, p[j]), hn::Load(df, v_block + j * dv_pad + e), a0);
+      a1 = hn::MulAdd(hn::Set(df, p[j + 1]), hn::Load(df, v_block + (j + 1) * dv_pad + e), a1);
     }
-    for (int64_t j = 0; j < n_keys; ++j) {
-      const float* v = v_block + j * dv_pad + e;
-      const V v0 = hn::Load(df, v), v1 = hn::Load(df, v + n);
-      const V v2 = hn::Load(df, v + 2 * n), v3 = hn::Load(df, v + 3 * n);
-      for (int r = 0; r < kRows; ++r) {
-        const V pj = hn::Set(df, p[r * kBlockKeys + j]);
-        acc[r][0] = hn::MulAdd(pj, v0, acc[r][0]);
-        acc[r][1] = hn::MulAdd(pj, v1, acc[r][1]);
-        acc[r][2] = hn::MulAdd(pj, v2, acc[r][2]);
-        acc[r][3] = hn::MulAdd(pj, v3, acc[r][3]);
-      }
-    }
-    for (int r = 0; r < kRows; ++r) {
-      for (int c = 0; c < 4; ++c) hn::Store(acc[r][c], df, o + r * dv_pad + e + c * n);
-    }
-  }
-  for (; e < dv_pad; e += n) {
-    V acc[kRows];
-    for (int r = 0; r < kRows; ++r) acc[r] = hn::Load(df, o + r * dv_pad + e);
-    for (int64_t j = 0; j < n_keys; ++j) {
-      const V v = hn::Load(df, v_block + j * dv_pad + e);
-      for (int r = 0; r < kRows; ++r) {
-        acc[r] = hn::MulAdd(hn::Set(df, p[r * kBlockKeys + j]), v, acc[r]);
-      }
-    }
-    for (int r = 0; r < kRows; ++r) hn::Store(acc[r], df, o + r * dv_pad + e);
+    if (j < n_keys) a0 = hn::MulAdd(hn::Set(df, p[j]), hn::Load(df, v_block + j * dv_pad + e), a0);
+    hn::Store(hn::Add(a0, a1), df, o + e);
   }
 }
 
@@ -254,9 +286,9 @@ HWY_INLINE void DecodePV(const float* HWY_RESTRICT p, const float* HWY_RESTRICT 
                          int64_t n_keys, int64_t rows, int64_t dv_pad, float* HWY_RESTRICT o) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    DecodePVRows<4>(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
+    DecodePV4Rows(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
   }
-  for (; r < rows; ++r) DecodePVRows<1>(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
+  for (; r < rows; ++r) DecodePV1Row(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
 }
 
 HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {

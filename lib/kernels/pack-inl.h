@@ -29,6 +29,7 @@ using DF = hn::CappedTag<float, kMaxLanes>;
 // target, and that emulation turns inf and NaN (exponent 31) into finite
 // values in [65536, 131072): no correct f16 converts to |x| >= 65536 (the
 // largest finite is 65504), so vectors holding such values are redone exactly.
+#undef RELATTN_F16_PROMOTE_EMULATED
 #if (HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4) || HWY_TARGET == HWY_SCALAR || \
     HWY_TARGET == HWY_EMU128
 #define RELATTN_F16_PROMOTE_EMULATED 1

@@ -33,6 +33,7 @@ double Element(const relattn_tensor& t, int64_t token, int64_t head, int64_t e) 
       const double scale = t.row_scales[token * t.scale_token_stride + head * t.scale_head_stride];
       return scale * static_cast<const int8_t*>(t.data)[i];
     }
+    default: break;  // out-of-range values: handled below
   }
   assert(false && "unknown dtype");
   return 0;
@@ -71,6 +72,7 @@ double T5TableEntry(const relattn_t5& t5, int32_t head, int32_t bucket) {
     case RELATTN_F32: return static_cast<const float*>(t5.table)[i];
     case RELATTN_F16: return F16ToDouble(static_cast<const uint16_t*>(t5.table)[i]);
     case RELATTN_I8: return double{t5.table_scales[head]} * static_cast<const int8_t*>(t5.table)[i];
+    default: break;  // out-of-range values: handled below
   }
   assert(false && "unknown table dtype");
   return 0;
@@ -99,6 +101,7 @@ double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t p
       const int64_t column = std::clamp(Difference(pk, pq), -k, k) + k;
       return bias.shaw.table[h * (2 * k + 1) + column];
     }
+    default: break;  // out-of-range values: handled below
   }
   assert(false && "unknown bias kind");
   return 0;

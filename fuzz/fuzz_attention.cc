@@ -1,0 +1,158 @@
+// libFuzzer target: random bytes become an attention descriptor (dims,
+// strides, dtypes, scheme, tables, masks, positions with extreme int64 values,
+// workspace sizes including too small) with real buffers sized from it. Every
+// call must either fail with a status and a message, leaving the output
+// untouched, or match the fp64 reference within the tested bounds. Any
+// crash, sanitizer report or mismatch aborts.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "lib/bias/f16.h"
+#include "lib/reference/reference.h"
+#include "relattn/relattn.h"
+
+namespace {
+
+// Reads the fuzz input as a stream of choices; past its end every read is 0.
+class Bytes {
+ public:
+  Bytes(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  uint32_t Next() { return at_ < size_ ? data_[at_++] : 0; }
+  uint32_t Below(uint32_t n) { return n ? (Next() | Next() << 8) % n : 0; }
+  bool Flag() { return Next() & 1; }
+  float Unit() { return (float(Below(2001)) - 1000.0f) / 1000.0f; }  // [-1, 1]
+
+ private:
+  const uint8_t* data_;
+  size_t size_, at_ = 0;
+};
+
+const int64_t kEdges[] = {0, 1, -1, 1000, -1000, INT64_MAX, INT64_MIN, INT64_MAX - 100,
+                          INT64_MIN + 100, int64_t(1) << 40, -(int64_t(1) << 40), int64_t(1) << 31};
+
+int64_t Position(Bytes& b) {
+  return b.Flag() ? kEdges[b.Below(sizeof(kEdges) / sizeof(kEdges[0]))] : int64_t(b.Below(3000)) - 1500;
+}
+
+size_t Bytes_(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+
+// A tensor of tokens x heads x dim with strides that are valid unless the
+// input asks otherwise; fills `storage` with finite values.
+relattn_tensor Tensor(Bytes& b, int64_t tokens, int32_t heads, int32_t dim,
+                      std::vector<uint8_t>& storage) {
+  relattn_tensor t{};
+  t.dtype = b.Flag() ? RELATTN_F16 : RELATTN_F32;
+  const bool heads_major = b.Flag();
+  t.token_stride = heads_major ? dim : int64_t(heads) * dim;
+  t.head_stride = heads_major ? tokens * dim : dim;
+  if (b.Below(16) == 0) t.token_stride = int64_t(b.Below(2 * dim + 1)) - 1;  // maybe overlapping
+  const size_t elems = size_t(tokens) * heads * dim + 64;
+  storage.assign(elems * Bytes_(t.dtype), 0);
+  for (size_t i = 0; i < elems; ++i) {
+    const float x = b.Unit();
+    if (t.dtype == RELATTN_F16) {
+      const uint16_t h = relattn::F32ToF16(x);
+      std::memcpy(&storage[2 * i], &h, 2);
+    } else {
+      std::memcpy(&storage[4 * i], &x, 4);
+    }
+  }
+  t.data = storage.data();
+  return t;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Bytes b(data, size);
+  relattn_attention_desc d;
+  relattn_attention_desc_init(&d);
+  d.n_q = 1 + b.Below(40);
+  d.n_kv = 1 + b.Below(80);
+  d.n_kv_heads = 1 + b.Below(3);
+  d.n_heads = d.n_kv_heads * (1 + b.Below(3));
+  if (b.Below(32) == 0) d.n_heads += 1;  // GQA ratio that may not divide
+  d.head_dim = 1 + b.Below(40);
+  d.v_head_dim = b.Flag() ? 0 : 1 + b.Below(40);
+  if (b.Below(64) == 0) d.head_dim = 257;
+  const int32_t dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
+  std::vector<uint8_t> q, k, v;
+  d.q = Tensor(b, d.n_q, d.n_heads, d.head_dim, q);
+  d.k = Tensor(b, d.n_kv, d.n_kv_heads, d.head_dim, k);
+  d.v = Tensor(b, d.n_kv, d.n_kv_heads, dv, v);
+  std::vector<int64_t> q_pos(d.n_q), k_pos(d.n_kv);
+  d.q_pos.start = Position(b);
+  d.k_pos.start = Position(b);
+  if (b.Flag()) {
+    for (int64_t& p : q_pos) p = Position(b);
+    d.q_pos.positions = q_pos.data();
+  }
+  if (b.Flag()) {
+    for (int64_t& p : k_pos) p = Position(b);
+    d.k_pos.positions = k_pos.data();
+  }
+  // Scores stay within the range the tested error bounds assume: |scale q.k|
+  // <= 2 sqrt(head_dim).
+  d.scale = b.Flag() ? 0.0f : (0.5f + 1.5f * float(b.Below(1001)) / 1000.0f) / std::sqrt(float(d.head_dim));
+  std::vector<float> table(size_t(d.n_heads) * 2 * 64 + 64), scales(d.n_heads + 1);
+  for (float& x : table) x = 4.0f * b.Unit();
+  for (float& x : scales) x = 0.05f * std::fabs(b.Unit());
+  std::vector<float> slopes(d.n_heads + 1);
+  for (float& x : slopes) x = std::fabs(b.Unit());
+  switch (b.Below(5)) {
+    case 1:
+      d.bias.kind = RELATTN_BIAS_ALIBI;
+      d.bias.alibi = {b.Flag() ? slopes.data() : nullptr, float(b.Below(10)), int(b.Flag())};
+      break;
+    case 2:
+      d.bias.kind = RELATTN_BIAS_T5;
+      d.bias.t5 = {table.data(), relattn_dtype(b.Below(3)), b.Flag() ? scales.data() : nullptr,
+                   int32_t(b.Below(70)), int32_t(b.Below(300)), int(b.Flag())};
+      break;
+    case 3:
+      d.bias.kind = RELATTN_BIAS_SHAW;
+      d.bias.shaw = {table.data(), int32_t(b.Below(64)) - 1};
+      break;
+    case 4: d.bias.kind = relattn_bias_kind(b.Below(8)); break;
+  }
+  d.mask.causal = b.Flag();
+  d.mask.window = b.Flag() ? int64_t(b.Below(100)) - 2 : 0;
+  d.mask.n_valid_kv = b.Flag() ? int64_t(b.Below(d.n_kv + 3)) - 1 : -1;
+  d.o.dtype = b.Flag() ? RELATTN_F16 : RELATTN_F32;
+  d.o.token_stride = int64_t(d.n_heads) * dv;
+  d.o.head_stride = dv;
+  const size_t out_bytes = size_t(d.n_q) * d.n_heads * dv * Bytes_(d.o.dtype);
+  std::vector<uint8_t> out(out_bytes, 0xa5);
+  d.o.data = out.data();
+
+  size_t ws_bytes = 0;
+  const relattn_status size_status = relattn_attention_workspace_size(&d, 1, &ws_bytes);
+  if (size_status == RELATTN_OK && b.Below(8) == 0) ws_bytes = b.Below(ws_bytes + 1);
+  void* ws = std::aligned_alloc(64, (ws_bytes + 64) / 64 * 64);
+  const relattn_status status = relattn_attention(&d, ws, ws_bytes, nullptr);
+  std::free(ws);
+  if (status != RELATTN_OK) {
+    for (uint8_t byte : out) {
+      if (byte != 0xa5) std::abort();  // a failed call wrote to the output
+    }
+    if (relattn_last_error()[0] == '\0') std::abort();  // no message
+    return 0;
+  }
+  std::vector<double> expected(size_t(d.n_q) * d.n_heads * dv);
+  relattn::reference::Attention(d, expected.data());
+  const double bound = d.o.dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double got = d.o.dtype == RELATTN_F16
+                           ? relattn::F16ToF32(reinterpret_cast<const uint16_t*>(out.data())[i])
+                           : reinterpret_cast<const float*>(out.data())[i];
+    if (!(std::fabs(got - expected[i]) <= bound)) {
+      std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
+      std::abort();
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,14 @@
+// The relattn tool's subcommands. Each takes the whole argv and the index of its first argument
+// and returns the process exit status; errors end the process through Die() (ports/cli/args.h).
+#ifndef RELATTN_PORTS_CLI_COMMANDS_H_
+#define RELATTN_PORTS_CLI_COMMANDS_H_
+
+namespace relattn_cli {
+
+int SlopesCommand(int argc, char** argv, int first);   // tables.cc
+int BucketsCommand(int argc, char** argv, int first);  // tables.cc
+int RunCommand(int argc, char** argv, int first);      // run.cc
+
+}  // namespace relattn_cli
+
+#endif  // RELATTN_PORTS_CLI_COMMANDS_H_

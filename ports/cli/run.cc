@@ -1,0 +1,240 @@
+// relattn run: one attention call on .npy arrays, output written as a float32 .npy.
+#include <pthreadpool.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "ports/cli/args.h"
+#include "ports/cli/commands.h"
+#include "ports/cli/npy.h"
+#include "relattn/relattn.hpp"
+
+namespace relattn_cli {
+namespace {
+
+constexpr char kUsage[] = R"(usage: relattn run --q Q.npy --k K.npy --v V.npy --out O.npy [options]
+Runs one attention call. Q is [tokens][heads][head_dim], K [kv_tokens][kv_heads][head_dim], V
+[kv_tokens][kv_heads][v_head_dim], each float32 or float16 in C order; heads must be a multiple
+of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing is written.
+  --scheme none|alibi|t5|shaw  position scheme (default none)
+  --max-bias B          ALiBi slopes from max_bias (default 8: the ALiBi paper's slopes)
+  --slopes FILE.npy     ALiBi: caller slopes instead, float32 [heads]
+  --table FILE.npy      t5: [heads][num_buckets] float32 or float16;
+                        shaw: [heads][2k+1] float32, indexed by clip(key - query, -k, k) + k
+  --num-buckets NB      t5: checked against the table (default: the table's width)
+  --max-distance MD     t5: default 128
+  --shaw-k K            shaw: checked against the table (default: (width - 1) / 2)
+  --bidirectional       bidirectional bias form (ALiBi -m|q - k|, T5 buckets split by sign)
+                        with --causal too; without --causal it is the default (none and
+                        shaw have one form)
+  --causal              causal mask; also selects the causal bias form unless --bidirectional
+  --window W            sliding window: 0 <= q - k < W with --causal, |q - k| < W without
+  --valid-kv N          keys N.. are hidden
+  --q-start P           int64 position of the first query (default 0)
+  --k-start P           int64 position of the first key (default 0)
+  --scale S             multiplies q.k (default 1/sqrt(head_dim))
+  --threads T           threads (default 1; 0: one per core)
+Exit status: 0 on success, 2 for bad arguments, 1 for unreadable or mismatched files and
+errors from the library.
+)";
+
+const std::vector<OptionSpec> kOptions = {{"--q", 1},           {"--k", 1},
+                                          {"--v", 1},           {"--out", 1},
+                                          {"--scheme", 1},      {"--max-bias", 1},
+                                          {"--slopes", 1},      {"--table", 1},
+                                          {"--num-buckets", 1}, {"--max-distance", 1},
+                                          {"--shaw-k", 1},      {"--bidirectional", 0},
+                                          {"--causal", 0},      {"--window", 1},
+                                          {"--valid-kv", 1},    {"--q-start", 1},
+                                          {"--k-start", 1},     {"--scale", 1},
+                                          {"--threads", 1}};
+
+// The options each scheme reads; any other scheme option given is an error.
+struct SchemeSpec {
+  const char* name;
+  relattn_bias_kind kind;
+  std::vector<std::string> options;
+};
+const std::vector<std::string> kSchemeOptions = {"--max-bias",    "--slopes",       "--table",
+                                                 "--num-buckets", "--max-distance", "--shaw-k"};
+const SchemeSpec kSchemes[] = {
+    {"none", RELATTN_BIAS_NONE, {}},
+    {"alibi", RELATTN_BIAS_ALIBI, {"--max-bias", "--slopes"}},
+    {"t5", RELATTN_BIAS_T5, {"--table", "--num-buckets", "--max-distance"}},
+    {"shaw", RELATTN_BIAS_SHAW, {"--table", "--shaw-k"}}};
+
+// The arrays a call reads; they outlive the descriptor that points into them.
+struct Arrays {
+  NpyArray q, k, v, slopes, table;
+};
+
+[[noreturn]] void Fail(const std::string& message) { Die("run", message, 1); }
+
+NpyArray Load(const Args& args, const std::string& flag) {
+  NpyArray a;
+  std::string error;
+  if (!ReadNpy(args.String(flag), &a, &error)) Fail(flag + " " + args.String(flag) + ": " + error);
+  return a;
+}
+
+// "--q q.npy (float32 (2, 3, 4))", for messages about one array.
+std::string Describe(const Args& args, const std::string& flag, const NpyArray& a) {
+  return flag + " " + args.String(flag) + " (" + NpyDtypeName(a.dtype) + " " +
+         ShapeString(a.shape) + ")";
+}
+
+relattn_tensor Tensor(const Args& args, const std::string& flag, const NpyArray& a) {
+  if (a.shape.size() != 3 || a.shape[0] < 1 || a.shape[1] < 1 || a.shape[2] < 1) {
+    Fail(Describe(args, flag, a) + ": must be [tokens][heads][head_dim], each >= 1");
+  }
+  if (a.shape[1] > INT32_MAX || a.shape[2] > INT32_MAX) {
+    Fail(Describe(args, flag, a) + ": heads and head_dim must fit in int32");
+  }
+  if (a.dtype == NpyDtype::kI64) Fail(Describe(args, flag, a) + ": must be float32 or float16");
+  const relattn_dtype dtype = a.dtype == NpyDtype::kF32 ? RELATTN_F32 : RELATTN_F16;
+  return relattn::TokensHeadsDim(a.bytes.data(), dtype, int32_t(a.shape[1]), int32_t(a.shape[2]));
+}
+
+void CheckShapes(const Args& args, const Arrays& in) {
+  const auto mismatch = [&](const char* what, const char* f1, const NpyArray& a1, const char* f2,
+                            const NpyArray& a2) {
+    Fail(Describe(args, f1, a1) + " and " + Describe(args, f2, a2) + ": " + what + " differ");
+  };
+  if (in.q.shape[2] != in.k.shape[2]) mismatch("head_dim", "--q", in.q, "--k", in.k);
+  if (in.k.shape[0] != in.v.shape[0]) mismatch("token counts", "--k", in.k, "--v", in.v);
+  if (in.k.shape[1] != in.v.shape[1]) mismatch("head counts", "--k", in.k, "--v", in.v);
+  if (in.q.shape[1] % in.k.shape[1] != 0) {
+    Fail(Describe(args, "--q", in.q) + ": heads must be a multiple of the heads of " +
+         Describe(args, "--k", in.k));
+  }
+}
+
+// A [heads][width] table (or [heads] when width_out is null) of the call's head count.
+void CheckTable(const Args& args, const std::string& flag, const NpyArray& a, int64_t heads,
+                int64_t* width_out, bool f16_ok) {
+  const size_t rank = width_out ? 2 : 1;
+  if (a.shape.size() != rank || a.shape[0] != heads) {
+    Fail(Describe(args, flag, a) + ": must be [" + std::to_string(heads) + "]" +
+         (width_out ? "[width]" : "") + " (one row per query head)");
+  }
+  if (a.dtype != NpyDtype::kF32 && !(f16_ok && a.dtype == NpyDtype::kF16)) {
+    Fail(Describe(args, flag, a) + ": must be float32" + (f16_ok ? " or float16" : ""));
+  }
+  if (width_out) *width_out = a.shape[1];
+}
+
+// The scheme --scheme names, once the options given fit it (checked before any file is read).
+const SchemeSpec& SchemeOf(const Args& args) {
+  const std::string scheme = args.String("--scheme", "none");
+  const SchemeSpec* spec = nullptr;
+  for (const SchemeSpec& s : kSchemes) {
+    if (scheme == s.name) spec = &s;
+  }
+  if (!spec) args.Usage("--scheme '" + scheme + "': must be none, alibi, t5 or shaw");
+  for (const std::string& option : kSchemeOptions) {
+    bool used = false;
+    for (const std::string& o : spec->options) used = used || o == option;
+    if (args.Has(option) && !used) args.Usage(option + " is not used by --scheme " + scheme);
+  }
+  if (args.Has("--slopes") && args.Has("--max-bias")) {
+    args.Usage("--slopes and --max-bias exclude each other");
+  }
+  if (spec->kind == RELATTN_BIAS_T5 || spec->kind == RELATTN_BIAS_SHAW) args.Require("--table");
+  return *spec;
+}
+
+void SetBias(const Args& args, const SchemeSpec& spec, Arrays* in, relattn_attention_desc* desc) {
+  relattn_bias& bias = desc->bias;
+  bias.kind = spec.kind;
+  const int bidirectional = !args.Has("--causal") || args.Has("--bidirectional");
+  const int64_t heads = desc->n_heads;
+  if (spec.kind == RELATTN_BIAS_ALIBI) {
+    bias.alibi.causal = !bidirectional;
+    bias.alibi.max_bias = float(args.Double("--max-bias", 8.0));
+    if (args.Has("--slopes")) {
+      in->slopes = Load(args, "--slopes");
+      CheckTable(args, "--slopes", in->slopes, heads, nullptr, false);
+      bias.alibi.slopes = reinterpret_cast<const float*>(in->slopes.bytes.data());
+    }
+  } else if (spec.kind != RELATTN_BIAS_NONE) {
+    in->table = Load(args, "--table");
+    int64_t width = 0;
+    CheckTable(args, "--table", in->table, heads, &width, spec.kind == RELATTN_BIAS_T5);
+    const std::string what = Describe(args, "--table", in->table);
+    if (spec.kind == RELATTN_BIAS_T5) {
+      const int64_t nb = args.Int64("--num-buckets", width, 2, 1024);
+      if (nb != width) Fail(what + ": width must equal --num-buckets " + std::to_string(nb));
+      bias.t5.table = in->table.bytes.data();
+      bias.t5.table_dtype = in->table.dtype == NpyDtype::kF32 ? RELATTN_F32 : RELATTN_F16;
+      bias.t5.num_buckets = int32_t(nb);
+      bias.t5.max_distance = int32_t(args.Int64("--max-distance", 128, 1, 16384));
+      bias.t5.bidirectional = bidirectional;
+    } else {
+      const int64_t k = args.Int64("--shaw-k", (width - 1) / 2, 0, 16384);
+      if (width != 2 * k + 1) {
+        Fail(what + ": width must be 2k+1" +
+             (args.Has("--shaw-k") ? " = " + std::to_string(2 * k + 1) : " (odd)"));
+      }
+      bias.shaw.table = reinterpret_cast<const float*>(in->table.bytes.data());
+      bias.shaw.k = int32_t(k);
+    }
+  }
+}
+
+}  // namespace
+
+int RunCommand(int argc, char** argv, int first) {
+  const Args args("run", kOptions, argc, argv, first);
+  if (args.Help()) return std::fputs(kUsage, stdout), 0;
+  for (const Args::Item& item : args.Items()) {
+    if (item.name.empty()) args.Usage("unexpected argument '" + item.values[0] + "'");
+  }
+  for (const char* flag : {"--q", "--k", "--v", "--out"}) args.Require(flag);
+
+  relattn_attention_desc desc;
+  relattn_attention_desc_init(&desc);
+  desc.mask.causal = args.Has("--causal");
+  desc.mask.window = args.Int64("--window", 0, 0, INT64_MAX);
+  desc.mask.n_valid_kv = args.Int64("--valid-kv", -1, 0, INT64_MAX);
+  desc.q_pos.start = args.Int64("--q-start", 0, INT64_MIN, INT64_MAX);
+  desc.k_pos.start = args.Int64("--k-start", 0, INT64_MIN, INT64_MAX);
+  desc.scale = float(args.Double("--scale", 0.0));
+  const int64_t n_threads = args.Int64("--threads", 1, 0, 1024);
+  const SchemeSpec& scheme = SchemeOf(args);
+
+  Arrays in;
+  in.q = Load(args, "--q");
+  in.k = Load(args, "--k");
+  in.v = Load(args, "--v");
+  desc.q = Tensor(args, "--q", in.q);
+  desc.k = Tensor(args, "--k", in.k);
+  desc.v = Tensor(args, "--v", in.v);
+  CheckShapes(args, in);
+  desc.n_q = in.q.shape[0];
+  desc.n_kv = in.k.shape[0];
+  desc.n_heads = int32_t(in.q.shape[1]);
+  desc.n_kv_heads = int32_t(in.k.shape[1]);
+  desc.head_dim = int32_t(in.q.shape[2]);
+  desc.v_head_dim = int32_t(in.v.shape[2]);
+  SetBias(args, scheme, &in, &desc);
+
+  const std::vector<int64_t> out_shape = {desc.n_q, desc.n_heads, desc.v_head_dim};
+  std::vector<float> out(size_t(desc.n_q) * desc.n_heads * desc.v_head_dim);
+  desc.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, desc.n_heads, desc.v_head_dim);
+
+  pthreadpool_t pool = n_threads == 1 ? nullptr : pthreadpool_create(size_t(n_threads));
+  relattn_threads threads{};
+  if (pool && relattn_threads_from_pthreadpool(pool, &threads) != RELATTN_OK) pool = nullptr;
+  relattn::Workspace workspace;
+  const relattn::Status status = relattn::Attention(desc, workspace, pool ? &threads : nullptr);
+  if (pool) pthreadpool_destroy(pool);
+  if (!status) Fail(status.ToString());
+
+  std::string error;
+  if (!WriteNpyF32(args.String("--out"), out_shape, out.data(), &error)) Fail("--out: " + error);
+  return 0;
+}
+
+}  // namespace relattn_cli

@@ -1,0 +1,115 @@
+"""The relattn tool ($RELATTN_CLI) against the library (the Python binding: bit-identical) and
+the plain numpy oracle, on .npy files written here; and its error paths: exit status, one
+line on stderr, no output file."""
+import os
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+
+import numpy_attention as oracle
+import relattn
+from problems import MASKS, SCHEMES, SIZES, TOLERANCE, random_problem
+
+CLI = os.environ.get("RELATTN_CLI", "relattn")
+
+
+def run(*args):
+    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def lines(result):
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_version_and_help():
+    assert run("--version").stdout == "relattn %s\n" % relattn.__version__
+    for command in ["", "slopes", "buckets", "run", "bench", "demo"]:
+        result = run(*([command] if command else []), "--help")
+        assert result.returncode == 0 and result.stdout.startswith("usage: relattn"), command
+    assert run().returncode == 2
+
+
+@pytest.mark.parametrize("heads, max_bias", [(1, None), (5, None), (12, None), (8, 6.0)])
+def test_slopes(heads, max_bias):
+    args = ["slopes", "--heads", heads] + (["--max-bias", max_bias] if max_bias else [])
+    got = np.array([float(x) for x in lines(run(*args))])
+    np.testing.assert_array_equal(got, relattn.alibi_slopes(heads, max_bias or 8.0))
+    np.testing.assert_allclose(got, oracle.alibi_slopes(heads, max_bias or 8.0), rtol=2**-23)
+
+
+def test_buckets_plain_negative_after_dashes_and_ranges():
+    params = ["--num-buckets", 32, "--max-distance", 128]
+    got = lines(run("buckets", *params, -200, -5, 7, "--range", -3, 2, "--", -1, -2**63))
+    offsets = [-200, -5, 7, -3, -2, -1, 0, 1, 2, -1, -2**63]
+    assert [int(x) for x in got] == [relattn.t5_bucket(r) for r in offsets]
+    assert [int(x) for x in got[:-1]] == list(oracle.t5_bucket(offsets[:-1]))
+    causal = lines(run("buckets", *params, "--causal", "--range", -300, 300))
+    expected = oracle.t5_bucket(np.arange(-300, 301), 32, 128, bidirectional=False)
+    assert [int(x) for x in causal] == list(expected)
+    top = lines(run("buckets", *params, "--range", 2**63 - 2, 2**63 - 1))
+    assert top == ["31", "31"]
+
+
+def run_attention(tmp_path, q, k, v, scheme, bias_args, mask_args, extra=()):
+    """Runs `relattn run` on q, k, v with the binding's keyword arguments; returns the output."""
+    paths = {name: tmp_path / (name + ".npy") for name in ["q", "k", "v", "out", "table",
+                                                          "slopes"]}
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        np.save(paths[name], a)
+    args = ["run", "--q", paths["q"], "--k", paths["k"], "--v", paths["v"], "--out",
+            paths["out"], "--scheme", scheme, *extra]
+    for key, value in {**bias_args, **mask_args}.items():
+        flag = "--" + key.replace("_", "-")
+        if key in ("table", "slopes"):
+            np.save(paths[key], value)
+            args += [flag, paths[key]]
+        elif value is True:
+            args.append(flag)
+        elif value is not False:
+            args += [flag, value]
+    result = run(*args)
+    assert result.returncode == 0, result.stderr
+    return np.load(paths["out"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_run_matches_library_and_numpy(tmp_path, scheme, mask, dtype):
+    rng = np.random.default_rng(zlib.crc32(("%s/%s" % (scheme, mask)).encode()))
+    n_q, n_kv, q_start = SIZES["prefill"]
+    q, k, v = random_problem(rng, n_q, n_kv, dtype)
+    kind, bias_args = SCHEMES[scheme](q.shape[1], rng)
+    mask_args = MASKS[mask](n_kv)
+    out = run_attention(tmp_path, q, k, v, kind, bias_args, mask_args)
+    assert out.dtype == np.float32 and out.shape == (n_q, 4, 12)
+    args = dict(scheme=kind, q_start=q_start, **bias_args, **mask_args)
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])
+
+
+def test_run_positions_scale_threads(tmp_path):
+    rng = np.random.default_rng(3)
+    q, k, v = random_problem(rng, 3, 40, np.float16, heads=8, kv_heads=2)
+    table = rng.uniform(-1, 1, (8, 2 * 4 + 1)).astype(np.float32)
+    extra = ["--q-start", 10**12 + 37, "--k-start", 10**12, "--scale", 0.2, "--threads", 2]
+    out = run_attention(tmp_path, q, k, v, "shaw", {"table": table, "shaw_k": 4},
+                        {"causal": True}, extra)
+    expected = relattn.attention(q, k, v, scheme="shaw", table=table, causal=True, scale=0.2,
+                                 q_start=37)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_run_reads_npy_format_2(tmp_path):
+    q, k, v = random_problem(np.random.default_rng(4), 4, 4, np.float32)
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        with open(tmp_path / (name + ".npy"), "wb") as f:
+            np.lib.format.write_array(f, a, version=(2, 0))
+    result = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+                 tmp_path / "v.npy", "--out", tmp_path / "o.npy")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), relattn.attention(q, k, v))

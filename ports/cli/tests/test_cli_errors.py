@@ -1,0 +1,165 @@
+"""Bad arguments and malformed or mismatched .npy files: one line on stderr naming the
+problem, a non-zero exit status (2: arguments, 1: files and the library), no output file, and
+an existing output file left as it was."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+CLI = os.environ.get("RELATTN_CLI", "relattn")
+
+
+def write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def npy_bytes(a):
+    import io
+    f = io.BytesIO()
+    np.save(f, a)
+    return f.getvalue()
+
+
+def raw_npy(header):
+    """A v1.0 .npy file with the given header dict text and 64 bytes of data."""
+    text = header.encode() + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + bytes(64)
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Good q, k, v files, and makers of bad ones, in tmp_path."""
+    q = np.zeros((4, 4, 8), np.float32)
+    kv = np.zeros((5, 2, 8), np.float32)
+    paths = {"q": tmp_path / "q.npy", "k": tmp_path / "k.npy", "v": tmp_path / "v.npy"}
+    for name, a in (("q", q), ("k", kv), ("v", kv)):
+        np.save(paths[name], a)
+    good = npy_bytes(q)
+    bad = {
+        "missing": tmp_path / "missing.npy",
+        "truncated": write(tmp_path / "truncated.npy", good[:-10]),
+        "short_header": write(tmp_path / "short_header.npy", good[:20]),
+        "trailing": write(tmp_path / "trailing.npy", good + b"\0\0\0\0"),
+        "not_npy": write(tmp_path / "not_npy.npy", b"hello, world\n" * 10),
+        "fortran": write(tmp_path / "fortran.npy", npy_bytes(np.asfortranarray(q))),
+        "big_endian": write(tmp_path / "big_endian.npy", npy_bytes(q.astype(">f4"))),
+        "float64": write(tmp_path / "float64.npy", npy_bytes(q.astype(np.float64))),
+        "int64": write(tmp_path / "int64.npy", npy_bytes(q.astype(np.int64))),
+        "rank2": write(tmp_path / "rank2.npy", npy_bytes(q[0])),
+        "dim7": write(tmp_path / "dim7.npy", npy_bytes(np.zeros((5, 2, 7), np.float32))),
+        "tokens6": write(tmp_path / "tokens6.npy", npy_bytes(np.zeros((6, 2, 8), np.float32))),
+        "heads3": write(tmp_path / "heads3.npy", npy_bytes(np.zeros((5, 3, 8), np.float32))),
+        "table3": write(tmp_path / "table3.npy", npy_bytes(np.zeros((3, 32), np.float32))),
+        "table_even": write(tmp_path / "table_even.npy", npy_bytes(np.zeros((4, 8), np.float32))),
+        "bad_shape": write(tmp_path / "bad_shape.npy", raw_npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }")),
+        "unknown_key": write(tmp_path / "unknown_key.npy", raw_npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (16,), 'extra': 1, }")),
+    }
+    return tmp_path, paths, bad
+
+
+def base(paths, out, q=None, k=None, v=None):
+    return ["run", "--q", q or paths["q"], "--k", k or paths["k"], "--v", v or paths["v"],
+            "--out", out]
+
+
+# (name, argument maker given (paths, bad, out), exit status, text stderr must contain)
+CASES = [
+    ("bad flag", lambda p, b, o: base(p, o) + ["--frobnicate"], 2,
+     "relattn run: unknown option --frobnicate"),
+    ("flag without value", lambda p, b, o: base(p, o) + ["--window"], 2, "--window needs 1 value"),
+    ("missing --q", lambda p, b, o: ["run", "--k", p["k"], "--v", p["v"], "--out", o], 2,
+     "--q is required"),
+    ("positional", lambda p, b, o: base(p, o) + ["extra"], 2, "unexpected argument 'extra'"),
+    ("bad int", lambda p, b, o: base(p, o) + ["--window", "5x"], 2,
+     "--window '5x' is not an integer"),
+    ("int64 overflow", lambda p, b, o: base(p, o) + ["--q-start", "9223372036854775808"], 2,
+     "--q-start = 9223372036854775808: must be in"),
+    ("bad float", lambda p, b, o: base(p, o) + ["--scale", "inf"], 2,
+     "--scale 'inf' is not a finite number"),
+    ("negative threads", lambda p, b, o: base(p, o) + ["--threads", "-1"], 2,
+     "--threads = -1: must be in 0..1024"),
+    ("bad scheme", lambda p, b, o: base(p, o, q=b["missing"]) + ["--scheme", "rope"], 2,
+     "--scheme 'rope': must be none, alibi, t5 or shaw"),  # arguments before files
+    ("table unused", lambda p, b, o: base(p, o) + ["--table", p["q"]], 2,
+     "--table is not used by --scheme none"),
+    ("slopes and max-bias", lambda p, b, o: base(p, o) + [
+        "--scheme", "alibi", "--slopes", p["q"], "--max-bias", "8"], 2, "exclude each other"),
+    ("t5 without table", lambda p, b, o: base(p, o) + ["--scheme", "t5"], 2,
+     "--table is required"),
+    ("missing file", lambda p, b, o: base(p, o, q=b["missing"]), 1,
+     "missing.npy: cannot open: No such file or directory"),
+    ("truncated", lambda p, b, o: base(p, o, q=b["truncated"]), 1,
+     "truncated: the header's shape (4, 4, 8) needs 512 data bytes, the file has 502"),
+    ("header cut", lambda p, b, o: base(p, o, k=b["short_header"]), 1,
+     "truncated: the file ends inside its header"),
+    ("trailing data", lambda p, b, o: base(p, o, q=b["trailing"]), 1, "trailing data"),
+    ("not npy", lambda p, b, o: base(p, o, v=b["not_npy"]), 1, "not a .npy file"),
+    ("fortran order", lambda p, b, o: base(p, o, q=b["fortran"]), 1,
+     "fortran_order arrays are not supported"),
+    ("big endian", lambda p, b, o: base(p, o, q=b["big_endian"]), 1,
+     "dtype '>f4' is not supported"),
+    ("float64", lambda p, b, o: base(p, o, q=b["float64"]), 1, "dtype '<f8' is not supported"),
+    ("int64 q", lambda p, b, o: base(p, o, q=b["int64"]), 1,
+     "(int64 (4, 4, 8)): must be float32 or float16"),
+    ("malformed shape", lambda p, b, o: base(p, o, q=b["bad_shape"]), 1,
+     "header value of 'shape' is malformed"),
+    ("unknown key", lambda p, b, o: base(p, o, q=b["unknown_key"]), 1,
+     "header has an unknown key 'extra'"),
+    ("wrong rank", lambda p, b, o: base(p, o, q=b["rank2"]), 1,
+     "(float32 (4, 8)): must be [tokens][heads][head_dim]"),
+    ("head_dim mismatch", lambda p, b, o: base(p, o, k=b["dim7"]), 1, "head_dim differ"),
+    ("token mismatch", lambda p, b, o: base(p, o, v=b["tokens6"]), 1, "token counts differ"),
+    ("heads not multiple", lambda p, b, o: base(p, o, k=b["heads3"], v=b["heads3"]), 1,
+     "heads must be a multiple of the heads of --k"),
+    ("table heads", lambda p, b, o: base(p, o) + ["--scheme", "t5", "--table", b["table3"]], 1,
+     "(float32 (3, 32)): must be [4][width]"),
+    ("shaw width", lambda p, b, o: base(p, o) + ["--scheme", "shaw", "--table", b["table_even"]],
+     1, "width must be 2k+1 (odd)"),
+    ("buckets mismatch", lambda p, b, o: base(p, o) + [
+        "--scheme", "t5", "--table", b["table_even"], "--num-buckets", "16"], 1,
+     "width must equal --num-buckets 16"),
+    ("library: max_distance", lambda p, b, o: base(p, o) + [
+        "--scheme", "t5", "--table", b["table_even"], "--max-distance", "2"], 1,
+     "relattn run: bad position scheme parameter: "),
+    ("library: overflow", lambda p, b, o: base(p, o) + [
+        "--q-start", "-9223372036854775808", "--k-start", "1"], 1, "overflows int64"),
+    ("unwritable output", lambda p, b, o: base(p, str(o) + ".d/none/out.npy"), 1,
+     "cannot create"),
+    ("slopes: heads", lambda p, b, o: ["slopes", "--heads", "0"], 2, "--heads = 0: must be in"),
+    ("buckets: causal odd", lambda p, b, o: [
+        "buckets", "--num-buckets", "1", "--max-distance", "8", "--causal", "3"], 1,
+     "num_buckets = 1"),
+    ("buckets: no offsets", lambda p, b, o: [
+        "buckets", "--num-buckets", "32", "--max-distance", "128"], 2, "no OFFSET or --range"),
+    ("buckets: reversed range", lambda p, b, o: [
+        "buckets", "--num-buckets", "32", "--max-distance", "128", "--range", "3", "-3"], 2,
+     "--range 3 -3: A > B"),
+    ("buckets: bad offset", lambda p, b, o: [
+        "buckets", "--num-buckets", "32", "--max-distance", "128", "--", "-x"], 2,
+     "OFFSET '-x' is not an integer"),
+    ("unknown command", lambda p, b, o: ["frobnicate"], 2, "unknown command 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("name, make, status, text", CASES, ids=[c[0] for c in CASES])
+def test_error(files, name, make, status, text):
+    tmp_path, paths, bad = files
+    out = tmp_path / "out.npy"
+    result = subprocess.run([CLI, *map(str, make(paths, bad, out))], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == status, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_failed_run_leaves_existing_output(files):
+    tmp_path, paths, bad = files
+    out = write(tmp_path / "out.npy", b"previous contents")
+    result = subprocess.run([CLI, *map(str, base(paths, out, q=bad["truncated"]))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and out.read_bytes() == b"previous contents"

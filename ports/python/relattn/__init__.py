@@ -1,0 +1,15 @@
+"""relattn: attention with relative-position biases (ALiBi, T5, Shaw) on the CPU, from numpy.
+
+    import numpy as np, relattn
+    o = relattn.attention(q, k, v, scheme="alibi", causal=True)   # q, k, v: [tokens][heads][d]
+    cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)   # decode
+
+Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this package, else the
+system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are safe.
+"""
+from ._api import alibi_slopes, attention, quantize_table_i8, t5_bucket
+from ._kv_cache import KVCache
+from ._capi import Error, lib as _lib
+
+__version__ = _lib.relattn_version_string().decode()
+__all__ = ["Error", "KVCache", "alibi_slopes", "attention", "quantize_table_i8", "t5_bucket"]

@@ -1,0 +1,211 @@
+"""attention(), alibi_slopes(), t5_bucket() and quantize_table_i8() over the C API."""
+import atexit
+import ctypes
+import threading
+
+import numpy as np
+
+from . import _arrays as arrays
+from . import _capi
+from ._capi import check, lib
+from ._kv_cache import KVCache
+
+
+def _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table, table_scales,
+              num_buckets, max_distance, shaw_k):
+    if scheme not in _capi.BIAS_KINDS:
+        raise ValueError("scheme: %r is not one of %s" % (scheme, ", ".join(_capi.BIAS_KINDS)))
+    used = {"none": (), "alibi": ("slopes",), "t5": ("table", "table_scales", "num_buckets"),
+            "shaw": ("table", "shaw_k")}[scheme]
+    given = {"slopes": slopes, "table": table, "table_scales": table_scales,
+             "num_buckets": num_buckets, "shaw_k": shaw_k}
+    for name, value in given.items():
+        if value is not None and name not in used:
+            raise ValueError("%s: not used by scheme %r" % (name, scheme))
+    f32 = [np.dtype(np.float32)]
+    bias = desc.bias
+    bias.kind = _capi.BIAS_KINDS[scheme]
+    if scheme == "alibi":
+        bias.alibi.max_bias = max_bias
+        bias.alibi.causal = int(not bidirectional)
+        if slopes is not None:
+            keep.append(arrays.table("slopes", slopes, (heads,), f32))
+            bias.alibi.slopes = keep[-1].ctypes.data
+    elif scheme == "t5":
+        if table is None:
+            raise ValueError("table: required by scheme 't5' ([heads][num_buckets])")
+        t = arrays.table("table", table, (heads, num_buckets), list(arrays.TABLE_DTYPES))
+        keep.append(t)
+        bias.t5.table, bias.t5.table_dtype = t.ctypes.data, arrays.TABLE_DTYPES[t.dtype]
+        bias.t5.num_buckets = t.shape[1]
+        bias.t5.max_distance = arrays.to_int("max_distance", max_distance, 0, arrays.INT32_MAX)
+        bias.t5.bidirectional = int(bidirectional)
+        if (table_scales is None) != (t.dtype != np.int8):
+            raise ValueError("table_scales: required with an int8 table, and only then")
+        if table_scales is not None:
+            keep.append(arrays.table("table_scales", table_scales, (heads,), f32))
+            bias.t5.table_scales = keep[-1].ctypes.data
+    elif scheme == "shaw":
+        if table is None:
+            raise ValueError("table: required by scheme 'shaw' ([heads][2k+1])")
+        width = None
+        if shaw_k is not None:
+            width = 2 * arrays.to_int("shaw_k", shaw_k, 0, arrays.INT32_MAX // 2) + 1
+        t = arrays.table("table", table, (heads, width), f32)
+        if t.shape[1] % 2 == 0:
+            raise ValueError("table: width %d is not 2k+1" % t.shape[1])
+        keep.append(t)
+        bias.shaw.table, bias.shaw.k = t.ctypes.data, (t.shape[1] - 1) // 2
+
+
+_pools = {}
+_pools_lock = threading.Lock()
+
+
+@atexit.register
+def _destroy_pools():
+    with _pools_lock:
+        for pool in _pools.values():
+            lib.pthreadpool_destroy(pool)
+        _pools.clear()
+
+
+def _threads(n):
+    """relattn_threads over a pthreadpool of n threads (0: one per core), kept for reuse;
+    None for the calling thread alone. pthreadpool runs one parallel call at a time per pool."""
+    if arrays.to_int("threads", n, 0, 1024) == 1:
+        return None
+    with _pools_lock:
+        if n not in _pools:
+            pool = lib.pthreadpool_create(n)
+            if not pool:
+                raise MemoryError("threads: pthreadpool_create(%d) failed" % n)
+            _pools[n] = pool
+        pool = _pools[n]
+    threads = _capi.Threads()
+    check(lib.relattn_threads_from_pthreadpool(pool, ctypes.byref(threads)))
+    return threads
+
+
+def _set_keys(desc, keep, q, k, v, k_start, k_positions):
+    """Points desc at explicit k, v; returns (kv_heads, v_head_dim)."""
+    k, desc.k = arrays.tensor("k", k)
+    v, desc.v = arrays.tensor("v", v)
+    keep += [k, v]
+    if k.shape[2] != q.shape[2]:
+        raise ValueError("k: head_dim %d differs from q's %d" % (k.shape[2], q.shape[2]))
+    if k.shape[:2] != v.shape[:2]:
+        raise ValueError("v: shape %s: tokens and heads must match k's %s" % (v.shape, k.shape))
+    desc.n_kv, desc.n_kv_heads, desc.head_dim, desc.v_head_dim = k.shape + v.shape[2:]
+    p, desc.k_pos = arrays.positions("k_positions", k_positions, "k_start", k_start, k.shape[0])
+    keep.append(p)
+    return k.shape[1], v.shape[2]
+
+
+def _compute(desc, threads):
+    pool = _threads(threads)
+    workspace_bytes = ctypes.c_size_t()
+    check(lib.relattn_attention_workspace_size(ctypes.byref(desc), pool.n_threads if pool else 1,
+                                               ctypes.byref(workspace_bytes)))
+    buffer = np.empty(workspace_bytes.value + _capi.WORKSPACE_ALIGNMENT, np.uint8)
+    offset = -buffer.ctypes.data % _capi.WORKSPACE_ALIGNMENT
+    check(lib.relattn_attention(ctypes.byref(desc), buffer.ctypes.data + offset,
+                                workspace_bytes.value, ctypes.byref(pool) if pool else None))
+
+
+def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
+              bidirectional=None, max_bias=8.0, slopes=None, table=None, table_scales=None,
+              num_buckets=None, max_distance=128, shaw_k=None, q_start=0, k_start=0,
+              q_positions=None, k_positions=None, scale=None, out_dtype=np.float32, threads=1):
+    """Attention with a relative-position bias over one sequence; returns a new array.
+
+    q: [n_q][heads][head_dim], k: [n_kv][kv_heads][head_dim], v: [n_kv][kv_heads][v_head_dim],
+    float32 or float16 (any strides with contiguous rows are read without a copy); heads a
+    multiple of kv_heads. k may instead be a KVCache, with v None (KVCache.attention).
+    Returns [n_q][heads][v_head_dim] of out_dtype (float32 or float16).
+
+    scheme: "none"; "alibi" (slopes from max_bias, 8 = the ALiBi paper's, or `slopes`
+    float32 [heads]); "t5" (`table` [heads][num_buckets] float32, float16 or int8 with
+    `table_scales` float32 [heads]; `max_distance`); "shaw" (`table` float32 [heads][2k+1],
+    indexed by clip(key - query, -k, k) + k). bidirectional: the bias form; by default
+    bidirectional unless causal. Mask: causal, window (0: none), valid_kv (keys from it on are
+    hidden). Positions: q_start / k_start, or integer arrays q_positions / k_positions.
+    scale: default 1/sqrt(head_dim). threads: 1 = the calling thread, n > 1 a pthreadpool.
+
+    Raises TypeError / ValueError naming the argument, relattn.Error for what the library
+    rejects. The GIL is released during the computation.
+    """
+    q, q_t = arrays.tensor("q", q)
+    desc = _capi.AttentionDesc()
+    lib.relattn_attention_desc_init(ctypes.byref(desc))
+    keep = [q]  # arrays the descriptor points into
+    cache = k if isinstance(k, KVCache) else None
+    if cache is None:
+        kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions)
+    else:
+        if v is not None or k_start or k_positions is not None:
+            raise ValueError("v, k_start, k_positions: not used with a KVCache (it holds them)")
+        kv_heads, v_dim = cache.check_queries(q)
+    (n_q, heads, _) = q.shape
+    if heads % kv_heads:
+        raise ValueError("k: %d heads do not divide q's %d heads" % (kv_heads, heads))
+    out_dtype = np.dtype(out_dtype)
+    if out_dtype not in arrays.TENSOR_DTYPES:
+        raise TypeError("out_dtype: %s is not supported: use float32 or float16" % out_dtype)
+    out = np.empty((n_q, heads, v_dim), out_dtype)
+    desc.n_q, desc.n_heads, desc.q = n_q, heads, q_t
+    desc.o = _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[out_dtype], heads * v_dim, v_dim)
+    p, desc.q_pos = arrays.positions("q_positions", q_positions, "q_start", q_start, n_q)
+    keep.append(p)
+    desc.scale = 0.0 if scale is None else scale
+    desc.mask.causal, desc.mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
+    desc.mask.n_valid_kv = -1 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 0)
+    if bidirectional is None:
+        bidirectional = not causal
+    _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table, table_scales,
+              num_buckets, max_distance, shaw_k)
+    if cache is None:
+        _compute(desc, threads)
+    else:
+        with cache.lock:  # no append while the call reads the cache
+            desc.kv_cache = cache.handle
+            _compute(desc, threads)
+    return out
+
+
+def alibi_slopes(n_heads, max_bias=8.0):
+    """The library's ALiBi slopes of n_heads heads (float32 [n_heads]); max_bias 8 gives the
+    ALiBi paper's, other values the max_bias form of BLOOM / ggml."""
+    n_heads = arrays.to_int("n_heads", n_heads, 1, _capi.MAX_HEADS)
+    slopes = np.empty(n_heads, np.float32)
+    check(lib.relattn_alibi_slopes(n_heads, max_bias, slopes.ctypes.data))
+    return slopes
+
+
+def t5_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional=True):
+    """T5's bucket of relative_position = key position - query position (any int64); an int
+    for an int, an int32 array of the same shape for an array."""
+    r = np.asarray(relative_position)
+    if r.dtype.kind not in "iu":
+        raise TypeError("relative_position: expected integers, got %s" % r.dtype)
+    params = (arrays.to_int("num_buckets", num_buckets, 0, arrays.INT32_MAX),
+              arrays.to_int("max_distance", max_distance, 0, arrays.INT32_MAX),
+              int(bool(bidirectional)))
+    bucket = ctypes.c_int32()
+    out = np.empty(r.shape, np.int32)
+    for index, value in np.ndenumerate(r):
+        check(lib.relattn_t5_bucket(arrays.to_int("relative_position", value), *params,
+                                    ctypes.byref(bucket)))
+        out[index] = bucket.value
+    return int(out) if r.ndim == 0 else out
+
+
+def quantize_table_i8(table):
+    """Symmetric int8 quantisation of a float32 [heads][num_buckets] T5 table, one scale per
+    head: returns (int8 table, float32 scales) for attention(..., table=, table_scales=)."""
+    t = arrays.table("table", table, (None, None), [np.dtype(np.float32)])
+    table_i8 = np.empty(t.shape, np.int8)
+    scales = np.empty(t.shape[0], np.float32)
+    check(lib.relattn_quantize_table_i8(t.ctypes.data, t.shape[0], t.shape[1],
+                                        table_i8.ctypes.data, scales.ctypes.data))
+    return table_i8, scales

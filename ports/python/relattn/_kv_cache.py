@@ -1,0 +1,95 @@
+"""KVCache: the library's KV cache for streaming decode, in memory this object owns."""
+import ctypes
+import threading
+
+import numpy as np
+
+from . import _arrays as arrays
+from . import _capi
+from ._capi import check, lib
+
+
+class KVCache:
+    """Keys and values appended token by token, stored per KV head as `dtype` (float16 or
+    float32), each token with its int64 position. ring=True keeps the last `capacity` tokens in
+    constant memory (positions count on); otherwise an append past capacity raises
+    relattn.Error and changes nothing. A lock makes appends wait for attention calls reading
+    the cache, and the other way round.
+
+        cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)
+        cache.append(k, v)                         # [tokens][kv_heads][head_dim]
+        o = cache.attention(q, scheme="alibi", causal=True, q_start=cache.next_position - 1)
+    """
+
+    def __init__(self, kv_heads, head_dim, capacity, *, v_head_dim=None, dtype=np.float16,
+                 v_dtype=None, ring=False):
+        k_dtype, v_dtype = np.dtype(dtype), np.dtype(dtype if v_dtype is None else v_dtype)
+        for name, d in (("dtype", k_dtype), ("v_dtype", v_dtype)):
+            if d not in arrays.TENSOR_DTYPES:
+                raise TypeError("%s: %s is not supported: use float32 or float16" % (name, d))
+        v_head_dim = head_dim if v_head_dim is None else v_head_dim
+        desc = _capi.KvCacheDesc(
+            arrays.to_int("kv_heads", kv_heads, 0, arrays.INT32_MAX),
+            arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
+            arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
+            arrays.to_int("capacity", capacity, 0), arrays.TENSOR_DTYPES[k_dtype],
+            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)))
+        size = ctypes.c_size_t()
+        check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
+        self._memory = np.empty(size.value + _capi.KV_CACHE_ALIGNMENT, np.uint8)
+        offset = -self._memory.ctypes.data % _capi.KV_CACHE_ALIGNMENT
+        self.handle = ctypes.c_void_p()
+        check(lib.relattn_kv_cache_init(ctypes.byref(desc), self._memory.ctypes.data + offset,
+                                        size.value, ctypes.byref(self.handle)))
+        self.lock = threading.Lock()
+        self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, v_head_dim
+        self.capacity, self.ring = desc.capacity, bool(ring)
+
+    def append(self, k, v, positions=None):
+        """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or
+        float16) at positions: None continues from next_position, an int starts there, an
+        integer array [n] gives each token's."""
+        k, k_t = arrays.tensor("k", k)
+        v, v_t = arrays.tensor("v", v)
+        for name, a, dim in (("k", k, self.head_dim), ("v", v, self.v_head_dim)):
+            if a.shape[1:] != (self.kv_heads, dim):
+                raise ValueError("%s: shape %s: expected [n][%d][%d]"
+                                 % (name, a.shape, self.kv_heads, dim))
+        if v.shape[0] != k.shape[0]:
+            raise ValueError("v: %d tokens, k has %d" % (v.shape[0], k.shape[0]))
+        pos = None  # NULL: the library continues from next_position
+        if positions is not None and np.ndim(positions) == 0:
+            _, pos = arrays.positions("positions", None, "positions", positions, k.shape[0])
+        elif positions is not None:
+            p, pos = arrays.positions("positions", positions, "start", 0, k.shape[0])
+        with self.lock:
+            check(lib.relattn_kv_cache_append(self.handle, k.shape[0], ctypes.byref(k_t),
+                                              ctypes.byref(v_t),
+                                              ctypes.byref(pos) if pos else None))
+
+    def attention(self, q, **options):
+        """relattn.attention(q, self, None, **options): q [n_q][heads][head_dim] over the
+        cached tokens at their positions; the same keyword arguments but k_start and
+        k_positions. mask.valid_kv counts the cache's slots."""
+        from ._api import attention
+        return attention(q, self, None, **options)
+
+    def check_queries(self, q):
+        """(kv_heads, v_head_dim) for q, once its head_dim matches."""
+        if q.shape[2] != self.head_dim:
+            raise ValueError("q: head_dim %d differs from the cache's %d"
+                             % (q.shape[2], self.head_dim))
+        return self.kv_heads, self.v_head_dim
+
+    def __len__(self):
+        return lib.relattn_kv_cache_length(self.handle)
+
+    @property
+    def next_position(self):
+        """The position an append without positions continues from."""
+        return lib.relattn_kv_cache_next_position(self.handle)
+
+    def clear(self):
+        """Empties the cache; positions restart at 0."""
+        with self.lock:
+            lib.relattn_kv_cache_clear(self.handle)

@@ -1,0 +1,89 @@
+"""Plain numpy attention with relative-position biases: the oracle the Python binding and the
+relattn tool are checked against. Written from the papers' definitions (ALiBi's get_slopes,
+ggml's max_bias form, HF T5's _relative_position_bucket, Shaw's clip) in float64, full score
+matrix, sharing nothing with the library.
+"""
+import math
+
+import numpy as np
+
+
+def alibi_slopes(n_heads, max_bias=8.0):
+    """float32 slopes, as the library stores them."""
+    p = 2 ** math.floor(math.log2(n_heads))
+    if max_bias == 8.0:  # the ALiBi paper's get_slopes()
+        def power_of_2(n):
+            start = 2 ** (-2 ** -(math.log2(n) - 3))
+            return [start * start ** i for i in range(n)]
+        slopes = power_of_2(p) + power_of_2(2 * p)[0::2][:n_heads - p]
+    else:  # ggml / BLOOM: m0 = 2^(-max_bias / P), m1 = 2^(-max_bias / 2P)
+        m0, m1 = 2.0 ** (-max_bias / p), 2.0 ** (-max_bias / 2 / p)
+        slopes = [m0 ** (h + 1) if h < p else m1 ** (2 * (h - p) + 1) for h in range(n_heads)]
+    return np.array(slopes, np.float32)
+
+
+def t5_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional=True):
+    """HF T5's bucket of key - query, in float32 as torch computes it."""
+    rel = np.asarray(relative_position, np.int64)
+    bucket = np.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        bucket += (rel > 0) * num_buckets
+        n = np.abs(rel)
+    else:
+        n = -np.minimum(rel, 0)
+    max_exact = num_buckets // 2
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0): small n, unused
+        large = max_exact + (np.log(n.astype(np.float32) / np.float32(max_exact))
+                             / np.float32(math.log(max_distance / max_exact))
+                             * np.float32(num_buckets - max_exact)).astype(np.int64)
+    large = np.minimum(large, num_buckets - 1)
+    return bucket + np.where(n < max_exact, n, large)
+
+
+def bias(scheme, rel, head, heads, bidirectional, max_bias=8.0, slopes=None, table=None,
+         table_scales=None, max_distance=128):
+    """The bias of one head for offsets rel = key - query."""
+    if scheme == "none":
+        return np.zeros(rel.shape)
+    if scheme == "alibi":
+        m = float((alibi_slopes(heads, max_bias) if slopes is None else slopes)[head])
+        return -m * np.abs(rel) if bidirectional else m * rel  # causal form: -m (q - k)
+    row = np.asarray(table[head], np.float64)
+    if table_scales is not None:
+        row = row * float(table_scales[head])
+    if scheme == "t5":
+        return row[t5_bucket(rel, table.shape[1], max_distance, bidirectional)]
+    k = (table.shape[1] - 1) // 2  # shaw
+    return row[np.clip(rel, -k, k) + k]
+
+
+def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bidirectional=None,
+              q_start=0, k_start=0, scale=None, **bias_args):
+    """q [n_q][heads][d], k [n_kv][kv_heads][d], v [n_kv][kv_heads][dv] -> float64
+    [n_q][heads][dv]; a query that sees no key gets zeros."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    bidirectional = (not causal) if bidirectional is None else bidirectional
+    rel = (k_start + np.arange(n_kv, dtype=np.int64))[None, :] - \
+        (q_start + np.arange(n_q, dtype=np.int64))[:, None]
+    visible = np.ones(rel.shape, bool)
+    if causal:
+        visible &= rel <= 0
+    if window:
+        visible &= (-rel < window) if causal else (np.abs(rel) < window)
+    if valid_kv is not None:
+        visible[:, valid_kv:] = False
+    out = np.zeros((n_q, heads, v.shape[2]))
+    for h in range(heads):
+        kv = h // (heads // kv_heads)
+        scores = scale * q[:, h] @ k[:, kv].T + bias(scheme, rel, h, heads, bidirectional,
+                                                     **bias_args)
+        scores = np.where(visible, scores, -np.inf)
+        seen = visible.any(axis=1)
+        top = np.where(seen, scores.max(axis=1), 0.0)[:, None]
+        p = np.where(visible, np.exp(scores - top), 0.0)
+        total = np.where(seen, p.sum(axis=1), 1.0)[:, None]
+        out[:, h] = (p / total) @ v[:, kv]
+    return out

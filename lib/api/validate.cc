@@ -70,16 +70,21 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
     return Fail(RELATTN_ERR_BAD_STRIDE, "%s.%s = %" PRId64 ": rows overlap, must be >= %" PRId64,
                 name, inner.name, inner.stride, dim);
   }
-  const __int128 inner_span = inner.count > 1 ? (__int128)inner.stride * inner.count : dim;
-  if (outer.count > 1 && (__int128)outer.stride < inner_span) {
+  // Overflow checks by builtins: no 128-bit integers on 32-bit targets.
+  int64_t inner_span = dim;
+  const bool span_overflows =
+      inner.count > 1 && __builtin_mul_overflow(inner.stride, inner.count, &inner_span);
+  if (outer.count > 1 && (span_overflows || outer.stride < inner_span)) {
     return Fail(RELATTN_ERR_BAD_STRIDE,
-                "%s.%s = %" PRId64 ": rows overlap, must be >= %" PRId64 " (or 0 < %s)", name,
-                outer.name, outer.stride, (int64_t)inner_span, inner.name);
+                "%s.%s = %" PRId64 ": rows overlap, must be >= %s.%s * %" PRId64, name,
+                outer.name, outer.stride, name, inner.name, inner.count);
   }
   // The last element's index must fit in int64.
-  const __int128 last =
-      (__int128)(n_tokens - 1) * token_stride + (__int128)(n_heads - 1) * head_stride + dim - 1;
-  if (last > INT64_MAX) {
+  int64_t token_part, head_part, last;
+  if (__builtin_mul_overflow(n_tokens - 1, token_stride, &token_part) ||
+      __builtin_mul_overflow(int64_t{n_heads} - 1, head_stride, &head_part) ||
+      __builtin_add_overflow(token_part, head_part, &last) ||
+      __builtin_add_overflow(last, dim - 1, &last)) {
     return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: last element index overflows int64", name);
   }
   return RELATTN_OK;
@@ -126,9 +131,11 @@ relattn_status CheckPositions(const relattn_attention_desc& d, int64_t* k_min_ou
   relattn_status s = PositionRange("q_pos", d.q_pos, d.n_q, &q_min, &q_max);
   if (s == RELATTN_OK) s = PositionRange("k_pos", d.k_pos, d.n_kv, &k_min, &k_max);
   if (s != RELATTN_OK) return s;
-  const __int128 a = (__int128)q_max - k_min, b = (__int128)k_max - q_min;
-  const __int128 key_span = (__int128)k_max - k_min, query_span = (__int128)q_max - q_min;
-  if (a > INT64_MAX || b > INT64_MAX || key_span > INT64_MAX || query_span > INT64_MAX) {
+  int64_t q_minus_k, k_minus_q, key_span, query_span;
+  if (__builtin_sub_overflow(q_max, k_min, &q_minus_k) ||
+      __builtin_sub_overflow(k_max, q_min, &k_minus_q) ||
+      __builtin_sub_overflow(k_max, k_min, &key_span) ||
+      __builtin_sub_overflow(q_max, q_min, &query_span)) {
     return Fail(RELATTN_ERR_POSITION_OVERFLOW,
                 "positions: query [%" PRId64 ", %" PRId64 "] and key [%" PRId64 ", %" PRId64
                 "] differ by more than INT64_MAX",

@@ -59,8 +59,10 @@ HWY_INLINE int64_t ClampToKeys(const HeadBias& bias, int64_t p) {
 
 HWY_INLINE int64_t AlibiAnchorKey(const HeadBias& bias, int64_t p_q) {
   if (bias.mask_causal) return ClampToKeys(bias, p_q);
-  if (bias.window > 0 && p_q <= bias.k_max - (bias.window - 1)) {
-    return ClampToKeys(bias, p_q + (bias.window - 1));
+  int64_t reach;  // p_q + W - 1: beyond k_max (or int64) leaves k_max
+  if (bias.window > 0 && !__builtin_add_overflow(p_q, bias.window - 1, &reach) &&
+      reach <= bias.k_max) {
+    return ClampToKeys(bias, reach);
   }
   return bias.k_max;
 }

@@ -19,7 +19,7 @@ namespace relattn {
 namespace HWY_NAMESPACE {
 
 HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
-  if (!pos.positions) return {pos.start + t0, pos.start + t0 + n - 1, pos.start + t0, true};
+  if (!pos.positions) return {pos.start + t0, pos.start + (t0 + n - 1), pos.start + t0, true};
   PositionSpan span{pos.positions[t0], pos.positions[t0], pos.positions[t0], true};
   for (int64_t t = 1; t < n; ++t) {
     const int64_t p = pos.positions[t0 + t];

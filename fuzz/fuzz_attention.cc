@@ -65,6 +65,34 @@ relattn_tensor Tensor(Bytes& b, int64_t tokens, int32_t heads, int32_t dim,
   return t;
 }
 
+void PrintDesc(const relattn_attention_desc& d) {
+  std::fprintf(stderr,
+               "n_q %lld n_kv %lld heads %d/%d d %d dv %d scale %g\n"
+               "q dtype %d strides %lld %lld pos %s start %lld\n"
+               "k dtype %d strides %lld %lld pos %s start %lld\n"
+               "v dtype %d strides %lld %lld; o dtype %d\n"
+               "bias %d alibi(slopes %s max_bias %g causal %d) t5(dt %d nb %d md %d bi %d) "
+               "shaw k %d\nmask causal %d window %lld valid %lld\n",
+               (long long)d.n_q, (long long)d.n_kv, d.n_heads, d.n_kv_heads, d.head_dim,
+               d.v_head_dim, d.scale, d.q.dtype, (long long)d.q.token_stride,
+               (long long)d.q.head_stride, d.q_pos.positions ? "array" : "start",
+               (long long)d.q_pos.start, d.k.dtype, (long long)d.k.token_stride,
+               (long long)d.k.head_stride, d.k_pos.positions ? "array" : "start",
+               (long long)d.k_pos.start, d.v.dtype, (long long)d.v.token_stride,
+               (long long)d.v.head_stride, d.o.dtype, d.bias.kind,
+               d.bias.alibi.slopes ? "given" : "NULL", d.bias.alibi.max_bias, d.bias.alibi.causal,
+               d.bias.t5.table_dtype, d.bias.t5.num_buckets, d.bias.t5.max_distance,
+               d.bias.t5.bidirectional, d.bias.shaw.k, d.mask.causal, (long long)d.mask.window,
+               (long long)d.mask.n_valid_kv);
+  for (const auto* pos : {&d.q_pos, &d.k_pos}) {
+    if (!pos->positions) continue;
+    const int64_t n = pos == &d.q_pos ? d.n_q : d.n_kv;
+    std::fprintf(stderr, "%s positions:", pos == &d.q_pos ? "q" : "k");
+    for (int64_t t = 0; t < n; ++t) std::fprintf(stderr, " %lld", (long long)pos->positions[t]);
+    std::fprintf(stderr, "\n");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -151,6 +179,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                            : reinterpret_cast<const float*>(out.data())[i];
     if (!(std::fabs(got - expected[i]) <= bound)) {
       std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
+      PrintDesc(d);
       std::abort();
     }
   }

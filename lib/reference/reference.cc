@@ -78,8 +78,19 @@ double T5TableEntry(const relattn_t5& t5, int32_t head, int32_t bucket) {
   return 0;
 }
 
-// b_h(p_q, p_k) of desc's scheme.
-double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t pk) {
+// ALiBi's distance: |p_q - p_k| (bidirectional) or p_q - p_k (causal form).
+int64_t AlibiDistance(const relattn_alibi& alibi, int64_t pq, int64_t pk) {
+  const int64_t r = Difference(pq, pk);
+  return alibi.causal ? r : (r < 0 ? -r : r);
+}
+
+// b_h(p_q, p_k) of desc's scheme, less a constant of the query row that the
+// softmax ignores: for ALiBi, -m * (distance - anchor) with anchor the row's
+// smallest visible distance, so that double arithmetic stays exact where
+// offsets exceed 2^53 (the int64 difference is exact; -m * distance alone
+// would round the distances themselves).
+double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t pk,
+            int64_t anchor) {
   const relattn_bias& bias = desc.bias;
   switch (bias.kind) {
     case RELATTN_BIAS_NONE: return 0;
@@ -87,8 +98,7 @@ double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t p
       const relattn_alibi& alibi = bias.alibi;
       const double m =
           alibi.slopes != nullptr ? alibi.slopes[h] : AlibiSlope(h, desc.n_heads, alibi.max_bias);
-      const double r = static_cast<double>(Difference(pq, pk));
-      return alibi.causal ? -m * r : -m * std::fabs(r);
+      return -m * static_cast<double>(AlibiDistance(alibi, pq, pk) - anchor);
     }
     case RELATTN_BIAS_T5: {
       const relattn_t5& t5 = bias.t5;
@@ -190,6 +200,13 @@ void Attention(const relattn_attention_desc& desc, double* out) {
     const int32_t kv_head = h / group;
     for (int64_t i = 0; i < desc.n_q; ++i) {
       const int64_t pq = Position(desc.q_pos, i);
+      int64_t anchor = INT64_MAX;  // the row's smallest visible ALiBi distance
+      for (int64_t j = 0; j < desc.n_kv; ++j) {
+        const int64_t pk = Position(desc.k_pos, j);
+        if (Visible(desc.mask, j, pq, pk)) {
+          anchor = std::min(anchor, AlibiDistance(desc.bias.alibi, pq, pk));
+        }
+      }
       for (int64_t j = 0; j < desc.n_kv; ++j) {
         const int64_t pk = Position(desc.k_pos, j);
         double& s = scores[i * desc.n_kv + j];
@@ -201,7 +218,7 @@ void Attention(const relattn_attention_desc& desc, double* out) {
         for (int32_t e = 0; e < desc.head_dim; ++e) {
           dot += Element(desc.q, i, h, e) * Element(desc.k, j, kv_head, e);
         }
-        s = scale * dot + Bias(desc, h, pq, pk);
+        s = scale * dot + Bias(desc, h, pq, pk, anchor);
       }
     }
     for (int64_t i = 0; i < desc.n_q; ++i) {

@@ -9,3 +9,5 @@ cmake --preset release
 cmake --build --preset release --target relattn-demo relattn-stream
 ./build/release/examples/relattn-demo "$@"
 ./build/release/examples/relattn-stream --steps 1000000
+# Positions pass 2^31 (int64 throughout): the same stream from 2^31 - 1000.
+./build/release/examples/relattn-stream --steps 20000 --start 2147482648

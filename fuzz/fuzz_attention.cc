@@ -128,7 +128,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   d.scale = b.Flag() ? 0.0f : (0.5f + 1.5f * float(b.Below(1001)) / 1000.0f) / std::sqrt(float(d.head_dim));
   std::vector<float> table(size_t(d.n_heads) * 2 * 64 + 64), scales(d.n_heads + 1);
   for (float& x : table) x = 4.0f * b.Unit();
-  for (float& x : scales) x = 0.05f * std::fabs(b.Unit());
+  for (float& x : scales) x = 0.03f * std::fabs(b.Unit());  // |i8 * scale| <= 3.8
+  std::vector<uint16_t> table_f16(table.size());
+  std::vector<int8_t> table_i8(table.size());
   std::vector<float> slopes(d.n_heads + 1);
   for (float& x : slopes) x = std::fabs(b.Unit());
   switch (b.Below(5)) {
@@ -136,11 +138,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       d.bias.kind = RELATTN_BIAS_ALIBI;
       d.bias.alibi = {b.Flag() ? slopes.data() : nullptr, float(b.Below(10)), int(b.Flag())};
       break;
-    case 2:
+    case 2: {
+      // Table entries in [-4, 4] in every dtype: the tested error bounds hold
+      // for scores of moderate size (the f32 rounding of s is relative to |s|).
+      const relattn_dtype dtype = relattn_dtype(b.Below(3));
+      const void* data = table.data();
+      if (dtype == RELATTN_F16) {
+        for (size_t i = 0; i < table.size(); ++i) table_f16[i] = relattn::F32ToF16(table[i]);
+        data = table_f16.data();
+      } else if (dtype == RELATTN_I8) {
+        for (size_t i = 0; i < table.size(); ++i) table_i8[i] = int8_t(b.Below(255)) - 127;
+        data = table_i8.data();
+      }
       d.bias.kind = RELATTN_BIAS_T5;
-      d.bias.t5 = {table.data(), relattn_dtype(b.Below(3)), b.Flag() ? scales.data() : nullptr,
-                   int32_t(b.Below(70)), int32_t(b.Below(300)), int(b.Flag())};
+      d.bias.t5 = {data, dtype, b.Flag() ? scales.data() : nullptr, int32_t(b.Below(70)),
+                   int32_t(b.Below(300)), int(b.Flag())};
       break;
+    }
     case 3:
       d.bias.kind = RELATTN_BIAS_SHAW;
       d.bias.shaw = {table.data(), int32_t(b.Below(64)) - 1};

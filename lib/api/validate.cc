@@ -438,6 +438,10 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
     return s;
   }
   ResolvePlan(d, plan);
+  // The ALiBi anchors need the range of the keys that can be seen: the valid ones.
+  if (plan->n_valid_kv > 0 && plan->n_valid_kv < d.n_kv) {
+    PositionRange("k_pos", d.k_pos, plan->n_valid_kv, &k_min, &k_max);  // cannot fail: a prefix
+  }
   plan->k_min = k_min;
   plan->k_max = k_max;
   return RELATTN_OK;

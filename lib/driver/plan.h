@@ -98,7 +98,7 @@ struct Plan {
   relattn_dtype o_dtype;
   int64_t o_token_stride, o_head_stride;
   PositionsRef q_pos, k_pos;
-  int64_t k_min, k_max;  // range of all n_kv key positions
+  int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
   float scale_log2;  // scale * log2(e): scores live in the log2 domain
 
   // Masks.

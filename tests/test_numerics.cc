@@ -192,3 +192,43 @@ TEST_CASE("positions at the int64 edges") {
 
 }  // namespace
 }  // namespace relattn_test
+
+namespace relattn_test {
+namespace {
+
+TEST_CASE("ALiBi stays exact when a row's visible keys are 2^31 away and others near") {
+  // Keys 0..29, then 20 keys just after the queries (hidden by the causal
+  // mask or outside the window); queries at 2^31. Each row's ALiBi anchor must
+  // come from its own visible keys, not from the key range.
+  for (int64_t n_q : {int64_t(40), int64_t(3)}) {
+    for (bool alibi_causal : {false, true}) {
+      CaseSpec spec;
+      spec.n_q = n_q;
+      spec.n_kv = 50;
+      spec.n_heads = 2;
+      spec.head_dim = 8;
+      spec.scheme = RELATTN_BIAS_ALIBI;
+      spec.alibi_slopes = 2;  // caller slopes in [0, 0.5)
+      spec.alibi_causal = alibi_causal;
+      spec.causal = true;
+      Case c(spec);
+      std::vector<int64_t> q_pos(n_q), k_pos(50);
+      for (int64_t t = 0; t < n_q; ++t) q_pos[t] = (int64_t(1) << 31) + t;
+      for (int64_t j = 0; j < 50; ++j) k_pos[j] = j < 30 ? j : (int64_t(1) << 31) + n_q + j;
+      c.desc().q_pos.positions = q_pos.data();
+      c.desc().k_pos.positions = k_pos.data();
+      const std::vector<double> expected = c.Reference();
+      for (int64_t target : TargetsUnderTest()) {
+        UseTarget(target);
+        std::vector<uint8_t> out;
+        REQUIRE(c.Run(&out) == RELATTN_OK);
+        INFO(std::string(TargetNameOf(target)), " n_q ", n_q, " causal form ", alibi_causal);
+        CHECK(MaxAbsDiff(c.Decode(out), expected) <= ErrorBound(spec.out_dtype));
+      }
+      UseTarget(0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace relattn_test

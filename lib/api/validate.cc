@@ -103,6 +103,19 @@ relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_
   return CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
 }
 
+// positions[t] = positions[0] + t for t < n (differences compared unsigned:
+// they may not fit in int64).
+bool Consecutive(const int64_t* positions, int64_t n) {
+  for (int64_t t = 1; t < n; ++t) {
+    if (positions[t] <= positions[0] ||
+        static_cast<uint64_t>(positions[t]) - static_cast<uint64_t>(positions[0]) !=
+            static_cast<uint64_t>(t)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // Range [min, max] of the positions of n tokens; fails if start + n - 1 overflows.
 relattn_status PositionRange(const char* name, const relattn_positions& pos, int64_t n,
                              int64_t* min, int64_t* max) {
@@ -352,6 +365,7 @@ void LayOut(Plan* p) {
     l.row_max = a.Take(chunk_rows);
     l.row_sum = a.Take(chunk_rows);
     l.row_poison = a.Take(chunk_rows);
+    l.row_anchor = a.Take(2 * chunk_rows);
     l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
     l.k_block = a.Take(kBlockKeys * p->d);
     l.v_block = a.Take(kBlockKeys * p->dv);
@@ -438,6 +452,12 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
     return s;
   }
   ResolvePlan(d, plan);
+  // Consecutive position arrays (a KV cache before its ring wraps, say) take
+  // the start + t paths of the kernels.
+  for (PositionsRef* pos : {&plan->q_pos, &plan->k_pos}) {
+    const int64_t n = pos == &plan->q_pos ? d.n_q : d.n_kv;
+    if (pos->positions && Consecutive(pos->positions, n)) *pos = {nullptr, pos->positions[0]};
+  }
   // The ALiBi anchors need the range of the keys that can be seen: the valid ones.
   if (plan->n_valid_kv > 0 && plan->n_valid_kv < d.n_kv) {
     PositionRange("k_pos", d.k_pos, plan->n_valid_kv, &k_min, &k_max);  // cannot fail: a prefix

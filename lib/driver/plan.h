@@ -66,6 +66,7 @@ struct WorkspaceLayout {
   size_t row_max;     // heads_per_item x kQueryChunk: running max (log2 units)
   size_t row_sum;     // heads_per_item x kQueryChunk: running sum of probabilities
   size_t row_poison;  // heads_per_item x kQueryChunk: 1 where the query saw a non-finite value
+  size_t row_anchor;  // heads_per_item x kQueryChunk int64 (2 floats each): ALiBi lane anchors
   size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
   size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32

@@ -83,8 +83,16 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
   const WorkspaceLayout& l = plan.ws;
   const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
   const int64_t at = g * kQueryChunk + sub * it.w;
+  const PositionSpan span = SpanOf(plan.q_pos, first, rows);
+  const bool vector_alibi = VectorAlibi(plan, span);
+  const SubTileQueries queries{
+      first, rows, span, vector_alibi,
+      biases[g].kind == BiasKind::kAlibi && vector_alibi
+          ? AlibiRowAnchor(plan, biases[g].alibi_causal, span.first)
+          : 0,
+      reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
   return {it.head0 + g,
-          MakeSubTileQueries(biases[g], first, rows, SpanOf(plan.q_pos, first, rows)),
+          queries,
           ws + l.q_t + at * plan.d,
           ws + l.o_t + at * plan.dv,
           ws + l.row_max + at,
@@ -107,6 +115,12 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
       std::fill(t.max, t.max + it.w, -HUGE_VALF);
       std::fill(t.sum, t.sum + it.w, 0.0f);
+      if (biases[g].kind == BiasKind::kAlibi && !t.queries.vector_alibi) {
+        int64_t* anchors = const_cast<int64_t*>(t.queries.lane_anchors);
+        for (int64_t i = 0; i < t.queries.rows; ++i) {
+          anchors[i] = AlibiRowAnchor(plan, biases[g].alibi_causal, plan.q_pos.At(t.queries.i0 + i));
+        }
+      }
     }
   }
 

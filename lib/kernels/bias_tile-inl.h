@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "hwy/highway.h"
+#include "lib/driver/alibi_anchor.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/pack-inl.h"
@@ -34,49 +35,10 @@ struct HeadBias {
   BiasKind kind;
   bool alibi_causal;
   float alibi_slope_log2;  // ALiBi: m * log2(e)
-  int64_t k_min, k_max;    // range of all key positions
-  bool mask_causal;
-  int64_t window;
   const float* table;  // table schemes: the padded reversed table (FillBiasTable)
   int64_t table_radius;
   int64_t table_len;
 };
-
-// ALiBi precision: the bias only matters relative to the other keys of a row,
-// so each row drops a constant (softmax is invariant to it), chosen so that
-// the remaining distance is ~0 where the row's bias is largest. Then the float
-// bias keeps full precision near the row's dominant terms whatever the
-// absolute offsets (10^12 behaves as 10):
-//  - bidirectional, -m|r|: |r| - dist(p_q, [k_min, k_max]);
-//  - causal form, -m r: anchor_key - p_k, anchor_key = the latest key position
-//    the masks can let p_q see (p_q when causal, p_q + W - 1 with a window),
-//    clamped into [k_min, k_max].
-// All in exact int64: validation bounds every position difference and the
-// key span.
-HWY_INLINE int64_t ClampToKeys(const HeadBias& bias, int64_t p) {
-  return std::clamp(p, bias.k_min, bias.k_max);
-}
-
-HWY_INLINE int64_t AlibiAnchorKey(const HeadBias& bias, int64_t p_q) {
-  if (bias.mask_causal) return ClampToKeys(bias, p_q);
-  int64_t reach;  // p_q + W - 1: beyond k_max (or int64) leaves k_max
-  if (bias.window > 0 && !__builtin_add_overflow(p_q, bias.window - 1, &reach) &&
-      reach <= bias.k_max) {
-    return ClampToKeys(bias, reach);
-  }
-  return bias.k_max;
-}
-
-HWY_INLINE int64_t AlibiNearest(const HeadBias& bias, int64_t p_q) {
-  const int64_t nearest = p_q - ClampToKeys(bias, p_q);
-  return nearest < 0 ? -nearest : nearest;
-}
-
-HWY_INLINE int64_t AlibiAnchoredDistance(const HeadBias& bias, int64_t p_q, int64_t p_k) {
-  if (bias.alibi_causal) return AlibiAnchorKey(bias, p_q) - p_k;
-  const int64_t r = p_q - p_k;
-  return (r < 0 ? -r : r) - AlibiNearest(bias, p_q);
-}
 
 // Index of offset r = p_k - p_q in the padded reversed table.
 HWY_INLINE int64_t TableIndex(const HeadBias& bias, int64_t r) {
@@ -84,20 +46,20 @@ HWY_INLINE int64_t TableIndex(const HeadBias& bias, int64_t r) {
 }
 
 // The queries of one sub-tile: tokens [i0, i0 + rows), positions span.
-// For contiguous positions the ALiBi anchor of the first query serves the
-// whole sub-tile (rows differ by < kMaxSubTile: precision is unchanged).
+// vector_alibi: contiguous queries and keys at start + j; then the visible
+// keys of consecutive rows form ranges that move by one per row, the rows'
+// ALiBi anchors differ by < kMaxSubTile, and the anchor of the first query
+// serves every lane. Otherwise lane_anchors holds each lane's own.
 struct SubTileQueries {
   int64_t i0, rows;
   PositionSpan span;
-  int64_t alibi_anchor;  // anchor key (causal form) or nearest distance (bidirectional)
+  bool vector_alibi;
+  int64_t alibi_anchor;         // the first query's anchor (vector_alibi)
+  const int64_t* lane_anchors;  // [rows] (!vector_alibi, ALiBi only)
 };
 
-HWY_INLINE SubTileQueries MakeSubTileQueries(const HeadBias& bias, int64_t i0, int64_t rows,
-                                             const PositionSpan& span) {
-  const int64_t anchor = bias.kind != BiasKind::kAlibi ? 0
-                         : bias.alibi_causal           ? AlibiAnchorKey(bias, span.first)
-                                                       : AlibiNearest(bias, span.first);
-  return {i0, rows, span, anchor};
+HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span) {
+  return span.contiguous && !plan.k_pos.positions;
 }
 
 // Scalar form for queries at arbitrary positions: lanes i < rows of s.
@@ -107,7 +69,9 @@ HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias,
   for (int64_t i = 0; i < q.rows; ++i) {
     const int64_t p_q = plan.q_pos.At(q.i0 + i);
     if (bias.kind == BiasKind::kAlibi) {
-      s[i] -= bias.alibi_slope_log2 * static_cast<float>(AlibiAnchoredDistance(bias, p_q, p_k));
+      const int64_t dist =
+          AlibiAnchoredDistance(bias.alibi_causal, q.lane_anchors[i], p_q, p_k);
+      s[i] -= bias.alibi_slope_log2 * static_cast<float>(dist);
     } else if (bias.kind == BiasKind::kTable) {
       s[i] += bias.table[TableIndex(bias, p_k - p_q)];
     }
@@ -120,7 +84,9 @@ HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias,
 // q.span.first + i.
 HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
                             int64_t p_k, bool partial, float* HWY_RESTRICT s) {
-  if (!q.span.contiguous) return BiasMaskRowScalar(plan, bias, q, p_k, partial, s);
+  if (!q.span.contiguous || (bias.kind == BiasKind::kAlibi && !q.vector_alibi)) {
+    return BiasMaskRowScalar(plan, bias, q, p_k, partial, s);
+  }
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;

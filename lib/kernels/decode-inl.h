@@ -97,12 +97,13 @@ HWY_INLINE void DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k
 }
 
 // Scalar form of DecodeBiasMask for keys at arbitrary positions.
-HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t j0,
-                               int64_t n_keys, bool partial, float* HWY_RESTRICT s) {
+HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t anchor,
+                               int64_t j0, int64_t n_keys, bool partial, float* HWY_RESTRICT s) {
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t p_k = plan.k_pos.At(j0 + j);
     if (bias.kind == BiasKind::kAlibi) {
-      s[j] -= bias.alibi_slope_log2 * static_cast<float>(AlibiAnchoredDistance(bias, p_q, p_k));
+      const int64_t dist = AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, p_k);
+      s[j] -= bias.alibi_slope_log2 * static_cast<float>(dist);
     } else if (bias.kind == BiasKind::kTable) {
       s[j] += bias.table[TableIndex(bias, p_k - p_q)];
     }
@@ -112,23 +113,25 @@ HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p
 
 // Bias and masks of one row's scores s[0, kBlockKeys); keys past n_keys are
 // hidden. Contiguous keys (k_first + j) take a vector form, others a scalar one.
-HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t j0,
-                               int64_t n_keys, const PositionSpan& k_span, bool partial,
-                               float* HWY_RESTRICT s) {
+// anchor: the row's AlibiRowAnchor.
+HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t anchor,
+                               int64_t j0, int64_t n_keys, const PositionSpan& k_span,
+                               bool partial, float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   if (!k_span.contiguous) {
-    BiasMaskScalar(plan, bias, p_q, j0, n_keys, partial, s);
+    BiasMaskScalar(plan, bias, p_q, anchor, j0, n_keys, partial, s);
   } else {
     const int64_t r0 = p_q - k_span.first;  // p_q - p_k of key 0
     if (bias.kind == BiasKind::kAlibi) {
       // Anchored distance along the keys: base - j, base + j, or |r0 - j| - nearest.
       const auto slope = hn::Set(df, bias.alibi_slope_log2);
       const bool one_side = bias.alibi_causal || r0 >= kBlockKeys - 1 || r0 <= 0;
-      const float base = static_cast<float>(AlibiAnchoredDistance(bias, p_q, k_span.first));
+      const float base = static_cast<float>(
+          AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, k_span.first));
       const float step = bias.alibi_causal || r0 > 0 ? -1.0f : 1.0f;
       const auto vr0 = hn::Set(df, static_cast<float>(r0));
-      const auto nearest = hn::Set(df, static_cast<float>(AlibiNearest(bias, p_q)));
+      const auto nearest = hn::Set(df, static_cast<float>(anchor));
       for (int64_t j = 0; j < kBlockKeys; j += n) {
         const auto jj = hn::Iota(df, static_cast<float>(j));
         const auto dist = one_side ? hn::MulAdd(hn::Set(df, step), jj, hn::Set(df, base))
@@ -322,6 +325,10 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   if (plan.d_pad > plan.d) std::memset(k_block, 0, sizeof(float) * kBlockKeys * plan.d_pad);
   if (plan.dv_pad > plan.dv) std::memset(v_block, 0, sizeof(float) * kBlockKeys * plan.dv_pad);
 
+  int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
+  for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
+    anchors[r] = AlibiRowAnchor(plan, biases[r / plan.n_q].alibi_causal, plan.q_pos.At(r % plan.n_q));
+  }
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
   // This split's key blocks: [block_begin, block_end) of n_blocks.
   const int64_t n_blocks = (plan.n_valid_kv + kBlockKeys - 1) / kBlockKeys;
@@ -353,8 +360,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;
-      DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), j0, n_keys, k_span,
-                     visibility == TileVisibility::kPartial, s);
+      DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), anchors[r], j0,
+                     n_keys, k_span, visibility == TileVisibility::kPartial, s);
       DecodePoison(s, n_keys, bad_keys, &rows.poison[r]);
       // A row that has seen no key yet adds nothing.
       if (!DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {

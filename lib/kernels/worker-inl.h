@@ -43,8 +43,7 @@ struct Worker {
 
 HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t head, int32_t slot, Worker& worker) {
   float* table = worker.ws + plan.bias_tables + slot * plan.table_len;
-  HeadBias bias{plan.bias_kind, false,       0.0f,  plan.k_min,        plan.k_max,
-                plan.causal,    plan.window, table, plan.table_radius, plan.table_len};
+  HeadBias bias{plan.bias_kind, false, 0.0f, table, plan.table_radius, plan.table_len};
   if (plan.bias_kind == BiasKind::kAlibi) {
     bias.alibi_causal = plan.desc->bias.alibi.causal != 0;
     bias.alibi_slope_log2 = AlibiSlopeLog2(plan, head);

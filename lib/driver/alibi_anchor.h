@@ -1,0 +1,62 @@
+// ALiBi precision. The bias -m * distance only matters relative to the other
+// keys of a query row, so each row drops a constant (softmax is invariant to
+// it): the distance of its nearest visible key. What remains is exact in
+// int64 and ~0 where the row's bias is largest, so the float bias keeps full
+// precision near the row's dominant terms whatever the absolute offsets
+// (10^12 behaves as 10):
+//  - bidirectional, -m |r|: |r| - min over visible keys of |r|;
+//  - causal form, -m r: anchor_key - p_k, anchor_key = the latest visible key.
+// Validation bounds every position difference and the key span, so none of
+// this overflows.
+#ifndef RELATTN_LIB_DRIVER_ALIBI_ANCHOR_H_
+#define RELATTN_LIB_DRIVER_ALIBI_ANCHOR_H_
+
+#include <algorithm>
+#include <cstdint>
+
+#include "lib/driver/plan.h"
+#include "lib/driver/visibility.h"
+
+namespace relattn {
+
+// The row anchor of a query at p_q: the latest visible key position (causal
+// form) or the smallest visible |p_q - p_k| (bidirectional). O(1) for keys at
+// start + j, a scan of the valid keys otherwise. With no visible key the
+// anchor is arbitrary (k_max or 0): the row has no term to keep precise.
+inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
+  if (!plan.k_pos.positions) {
+    // The visible keys form one range [lo, hi] of positions.
+    int64_t lo = plan.k_min, hi = plan.k_max, edge;
+    if (plan.causal) hi = std::min(hi, p_q);
+    if (plan.window > 0) {
+      if (!__builtin_sub_overflow(p_q, plan.window - 1, &edge)) lo = std::max(lo, edge);
+      if (!plan.causal && !__builtin_add_overflow(p_q, plan.window - 1, &edge)) {
+        hi = std::min(hi, edge);
+      }
+    }
+    if (lo > hi) return causal_form ? plan.k_max : 0;
+    if (causal_form) return hi;
+    return p_q < lo ? lo - p_q : (p_q > hi ? p_q - hi : 0);
+  }
+  int64_t best = causal_form ? INT64_MIN : INT64_MAX;
+  for (int64_t j = 0; j < plan.n_valid_kv; ++j) {
+    const int64_t p_k = plan.k_pos.positions[j];
+    if (!PairVisible(plan, p_q, p_k)) continue;
+    const int64_t r = p_q - p_k;
+    best = causal_form ? std::max(best, p_k) : std::min(best, r < 0 ? -r : r);
+  }
+  if (best == INT64_MIN) return plan.k_max;
+  return best == INT64_MAX ? 0 : best;
+}
+
+// The anchored ALiBi distance of key p_k from query p_q (row anchor as above).
+inline int64_t AlibiAnchoredDistance(bool causal_form, int64_t anchor, int64_t p_q,
+                                     int64_t p_k) {
+  if (causal_form) return anchor - p_k;
+  const int64_t r = p_q - p_k;
+  return (r < 0 ? -r : r) - anchor;
+}
+
+}  // namespace relattn
+
+#endif  // RELATTN_LIB_DRIVER_ALIBI_ANCHOR_H_

@@ -14,8 +14,8 @@ echo "reliability: ASan + UBSan suites passed (${SECONDS} s)"
 
 SECONDS=0
 # pthreadpool (a Debian build, not instrumented) synchronises in ways TSan
-# cannot see: the pthreadpool-based check runs in the other suites; here the
-# std::thread ones.
+# cannot see, so TSan runs test_concurrency: concurrent callers, and the
+# library's own workers driven by a std::thread parallel_for.
 TSAN_OPTIONS="halt_on_error=1" cmake --workflow --preset tsan
 echo "reliability: TSan suites passed (${SECONDS} s)"
 

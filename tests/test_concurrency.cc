@@ -49,5 +49,31 @@ TEST_CASE("concurrent calls with separate workspaces equal serial calls") {
   }
 }
 
+void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
+  std::vector<std::thread> workers;
+  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, arg, i);
+  for (std::thread& w : workers) w.join();
+}
+
+TEST_CASE("the library's workers share work items and split states race-free") {
+  for (int64_t n_q : {int64_t(3), int64_t(200)}) {  // split decode, prefill
+    CaseSpec spec;
+    spec.n_q = n_q;
+    spec.n_kv = 5000;
+    spec.q_start = 5000 - n_q;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 1;
+    spec.head_dim = 16;
+    spec.causal = true;
+    spec.scheme = RELATTN_BIAS_ALIBI;
+    Case c(spec);
+    std::vector<uint8_t> serial, parallel;
+    REQUIRE(c.Run(&serial) == RELATTN_OK);
+    const relattn_threads threads{StdThreadsParallelFor, nullptr, 3};
+    REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
+    CHECK(parallel == serial);
+  }
+}
+
 }  // namespace
 }  // namespace relattn_test

@@ -28,11 +28,21 @@ struct ByteRange {
   bool Overlaps(const ByteRange& o) const { return first <= o.last && o.first <= last; }
 };
 
-ByteRange RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
-                  int32_t n_heads, int64_t head_stride, int64_t dim) {
-  const uintptr_t first = reinterpret_cast<uintptr_t>(data);
-  const int64_t last_elem = (n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1;
-  return {first, first + static_cast<uintptr_t>(last_elem + 1) * DtypeBytes(dtype) - 1};
+// The byte range of a tensor whose element offsets passed CheckStrides (the
+// last index fits in int64); false if it does not fit in the address space
+// (a 32-bit target).
+bool RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
+             int32_t n_heads, int64_t head_stride, int64_t dim, ByteRange* range) {
+  const uint64_t last_elem = static_cast<uint64_t>((n_tokens - 1) * token_stride +
+                                                   (n_heads - 1) * head_stride + dim - 1);
+  const uint64_t first = reinterpret_cast<uintptr_t>(data);
+  uint64_t bytes, last;
+  if (__builtin_mul_overflow(last_elem + 1, uint64_t{DtypeBytes(dtype)}, &bytes) ||
+      __builtin_add_overflow(first, bytes - 1, &last) || last > UINTPTR_MAX) {
+    return false;
+  }
+  *range = {static_cast<uintptr_t>(first), static_cast<uintptr_t>(last)};
+  return true;
 }
 
 relattn_status CheckAligned(const char* name, const void* data, size_t alignment) {
@@ -272,23 +282,33 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
       (s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) {
     return s;
   }
-  const ByteRange o =
-      RangeOf(d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv);
-  const struct {
+  struct Extent {
     const char* name;
+    const void* data;
+    relattn_dtype dtype;
+    int64_t n_tokens, token_stride;
+    int32_t n_heads;
+    int64_t head_stride, dim;
     ByteRange range;
-  } inputs[] = {
-      {"q", RangeOf(d.q.data, d.q.dtype, d.n_q, d.q.token_stride, d.n_heads, d.q.head_stride,
-                    d.head_dim)},
-      {"k", RangeOf(d.k.data, d.k.dtype, d.n_kv, d.k.token_stride, d.n_kv_heads, d.k.head_stride,
-                    d.head_dim)},
-      {"v",
-       RangeOf(d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv)},
+  } extents[] = {
+      {"o", d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv, {}},
+      {"q", d.q.data, d.q.dtype, d.n_q, d.q.token_stride, d.n_heads, d.q.head_stride, d.head_dim,
+       {}},
+      {"k", d.k.data, d.k.dtype, d.n_kv, d.k.token_stride, d.n_kv_heads, d.k.head_stride,
+       d.head_dim, {}},
+      {"v", d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv, {}},
   };
-  for (const auto& input : inputs) {
-    if (o.Overlaps(input.range)) {
+  for (Extent& e : extents) {
+    if (!RangeOf(e.data, e.dtype, e.n_tokens, e.token_stride, e.n_heads, e.head_stride, e.dim,
+                 &e.range)) {
+      return Fail(RELATTN_ERR_BAD_STRIDE, "%s: its extent does not fit in the address space",
+                  e.name);
+    }
+  }
+  for (int i = 1; i < 4; ++i) {
+    if (extents[0].range.Overlaps(extents[i].range)) {
       return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
-                  input.name);
+                  extents[i].name);
     }
   }
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {

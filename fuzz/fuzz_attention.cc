@@ -22,7 +22,12 @@ class Bytes {
  public:
   Bytes(const uint8_t* data, size_t size) : data_(data), size_(size) {}
   uint32_t Next() { return at_ < size_ ? data_[at_++] : 0; }
-  uint32_t Below(uint32_t n) { return n ? (Next() | Next() << 8) % n : 0; }
+  uint32_t Below(uint32_t n) {
+    if (n == 0) return 0;
+    const uint32_t low = Next();  // sequenced: the same decoding with any compiler
+    const uint32_t high = Next();
+    return (low | high << 8) % n;
+  }
   bool Flag() { return Next() & 1; }
   float Unit() { return (float(Below(2001)) - 1000.0f) / 1000.0f; }  // [-1, 1]
 
@@ -187,6 +192,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<double> expected(size_t(d.n_q) * d.n_heads * dv);
   relattn::reference::Attention(d, expected.data());
   const double bound = d.o.dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
+  if (std::getenv("RELATTN_FUZZ_PRINT")) {
+    PrintDesc(d);
+    std::fprintf(stderr, "reference o[0] = %.9g; q[0] bits %04x q[1] bits %04x slope0 %.9g\n",
+                 expected[0], static_cast<const uint16_t*>(d.q.data)[0],
+                 static_cast<const uint16_t*>(d.q.data)[1], slopes[0]);
+  }
   for (size_t i = 0; i < expected.size(); ++i) {
     const double got = d.o.dtype == RELATTN_F16
                            ? relattn::F16ToF32(reinterpret_cast<const uint16_t*>(out.data())[i])
@@ -194,6 +205,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!(std::fabs(got - expected[i]) <= bound)) {
       std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
       PrintDesc(d);
+      for (int64_t t = 0; t < d.n_kv; ++t) {
+        std::fprintf(stderr, "key %lld: k %g v %g\n", (long long)t,
+                     relattn::F16ToF32(0) + (d.k.dtype == RELATTN_F16
+                         ? relattn::F16ToF32(static_cast<const uint16_t*>(d.k.data)[t * d.k.token_stride])
+                         : static_cast<const float*>(d.k.data)[t * d.k.token_stride]),
+                     d.v.dtype == RELATTN_F16
+                         ? relattn::F16ToF32(static_cast<const uint16_t*>(d.v.data)[t * d.v.token_stride])
+                         : static_cast<const float*>(d.v.data)[t * d.v.token_stride]);
+      }
       std::abort();
     }
   }

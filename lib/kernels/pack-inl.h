@@ -146,12 +146,17 @@ HWY_INLINE RowsF32 ZeroBadRows(RowsF32 rows, int64_t n_rows, int64_t dim, uint64
   return {scratch, dim};
 }
 
-// Rows [t0, t0 + n) of head `head` of tensor t as f32: the tensor itself when
-// it is f32, else converted into `scratch` ([n][dim]).
+// Rows [t0, t0 + n) of head `head` of tensor t as contiguous f32 rows: the
+// tensor itself when it is f32 with rows back to back, else converted or
+// copied into `scratch` ([n][dim]). (Rows of one head a power-of-two stride
+// apart, as in [tokens][heads][dim], would share L1 sets and evict each
+// other in the micro-kernels.)
 HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim,
                              float* HWY_RESTRICT scratch) {
   const int64_t first = t0 * t.token_stride + head * t.head_stride;
-  if (t.dtype == RELATTN_F32) return {static_cast<const float*>(t.data) + first, t.token_stride};
+  if (t.dtype == RELATTN_F32 && t.token_stride == dim) {
+    return {static_cast<const float*>(t.data) + first, dim};
+  }
   for (int64_t j = 0; j < n; ++j) {
     ConvertRow(t.data, t.dtype, first + j * t.token_stride, dim, 1.0f, scratch + j * dim);
   }

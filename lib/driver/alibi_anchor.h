@@ -38,15 +38,18 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
     if (causal_form) return hi;
     return p_q < lo ? lo - p_q : (p_q > hi ? p_q - hi : 0);
   }
-  int64_t best = causal_form ? INT64_MIN : INT64_MAX;
+  bool found = false;
+  int64_t best = 0;
   for (int64_t j = 0; j < plan.n_valid_kv; ++j) {
     const int64_t p_k = plan.k_pos.positions[j];
     if (!PairVisible(plan, p_q, p_k)) continue;
     const int64_t r = p_q - p_k;
-    best = causal_form ? std::max(best, p_k) : std::min(best, r < 0 ? -r : r);
+    const int64_t candidate = causal_form ? p_k : (r < 0 ? -r : r);
+    best = !found ? candidate : causal_form ? std::max(best, candidate) : std::min(best, candidate);
+    found = true;
   }
-  if (best == INT64_MIN) return plan.k_max;
-  return best == INT64_MAX ? 0 : best;
+  if (!found) return causal_form ? plan.k_max : 0;
+  return best;
 }
 
 // The anchored ALiBi distance of key p_k from query p_q (row anchor as above).

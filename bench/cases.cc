@@ -1,0 +1,165 @@
+// The benchmark's cases (see cases.h).
+#include "bench/cases.h"
+
+#include <algorithm>
+#include <random>
+
+#include "lib/bias/f16.h"
+
+namespace relattn_bench {
+
+const char* SchemeName(Scheme scheme) {
+  switch (scheme) {
+    case Scheme::kNone: return "none";
+    case Scheme::kAlibi: return "alibi";
+    case Scheme::kT5: return "t5";
+    case Scheme::kShaw: return "shaw";
+  }
+  return "?";
+}
+
+const char* MaskName(bool causal) { return causal ? "causal" : "bidir"; }
+
+const char* DtypeName(relattn_dtype dtype) {
+  return dtype == RELATTN_F32 ? "f32" : dtype == RELATTN_F16 ? "f16" : "i8";
+}
+
+std::string ShapeName(const Shape& shape) {
+  const std::string d = "/d" + std::to_string(shape.head_dim);
+  if (shape.decode) return "decode" + d + "/m" + std::to_string(shape.n_kv);
+  const std::string heads = shape.heads == 8 ? "" : "/h" + std::to_string(shape.heads);
+  return "prefill" + d + "/n" + std::to_string(shape.n_q) + heads;
+}
+
+std::string CaseName(const Case& c) {
+  return ShapeName(c.shape) + "/" + MaskName(c.causal) + "/" + SchemeName(c.scheme) + "/" +
+         DtypeName(c.dtype);
+}
+
+std::vector<Shape> BenchShapes(bool quick) {
+  std::vector<Shape> shapes = {{false, 64, 1024, 1024, 1, 1, /*anchor=*/true}};
+  const std::vector<int32_t> dims =
+      quick ? std::vector<int32_t>{128} : std::vector<int32_t>{64, 128};
+  const std::vector<int64_t> lengths =
+      quick ? std::vector<int64_t>{512, 2048} : std::vector<int64_t>{512, 2048, 8192};
+  for (int32_t d : dims) {
+    for (int64_t n : lengths) shapes.push_back({false, d, n, n, 8, 8});
+  }
+  const std::vector<int64_t> caches =
+      quick ? std::vector<int64_t>{4096} : std::vector<int64_t>{4096, 32768};
+  for (int64_t m : caches) shapes.push_back({true, 128, 1, m, 32, 8});
+  return shapes;
+}
+
+std::vector<Case> CasesOf(const Shape& shape, bool quick) {
+  const Scheme all[] = {Scheme::kNone, Scheme::kAlibi, Scheme::kT5, Scheme::kShaw};
+  std::vector<Case> cases;
+  if (shape.anchor) return {{shape, Scheme::kNone, false, RELATTN_F32}};
+  if (shape.decode) {
+    for (Scheme s : all) {
+      if (!quick || s == Scheme::kNone || s == Scheme::kAlibi) {
+        cases.push_back({shape, s, true, RELATTN_F16});
+      }
+    }
+    return cases;
+  }
+  const std::vector<relattn_dtype> dtypes =
+      quick ? std::vector<relattn_dtype>{RELATTN_F16}
+            : std::vector<relattn_dtype>{RELATTN_F32, RELATTN_F16};
+  for (relattn_dtype dtype : dtypes) {
+    for (bool causal : {false, true}) {
+      for (Scheme s : all) cases.push_back({shape, s, causal, dtype});
+    }
+  }
+  return cases;
+}
+
+double VisiblePairs(const Shape& shape, bool causal) {
+  if (!causal) return double(shape.n_q) * double(shape.n_kv);
+  const int64_t q_start = shape.decode ? shape.n_kv - 1 : 0;
+  double pairs = 0.0;
+  for (int64_t t = 0; t < shape.n_q; ++t) pairs += double(std::min(shape.n_kv, q_start + t + 1));
+  return pairs;
+}
+
+double UsefulFlops(const Case& c) {
+  return 4.0 * c.shape.head_dim * c.shape.heads * VisiblePairs(c.shape, c.causal);
+}
+
+double KvBytes(const Shape& shape, relattn_dtype dtype) {
+  const double elem_bytes = dtype == RELATTN_F32 ? 4.0 : dtype == RELATTN_F16 ? 2.0 : 1.0;
+  return 2.0 * double(shape.n_kv) * shape.kv_heads * shape.head_dim * elem_bytes;
+}
+
+ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
+  std::mt19937 rng(uint32_t(shape.head_dim * 1000003 + shape.n_kv));
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  auto fill = [&](size_t n, std::vector<uint16_t>& f16, std::vector<float>& f32) {
+    f16.resize(n);
+    f32.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      f16[i] = relattn::F32ToF16(uniform(rng));
+      f32[i] = relattn::F16ToF32(f16[i]);
+    }
+  };
+  const size_t d = size_t(shape.head_dim);
+  fill(size_t(shape.n_q) * shape.heads * d, q_f16_, q_f32_);
+  fill(size_t(shape.n_kv) * shape.kv_heads * d, k_f16_, k_f32_);
+  fill(size_t(shape.n_kv) * shape.kv_heads * d, v_f16_, v_f32_);
+  t5_table_.resize(size_t(shape.heads) * kT5Buckets);
+  shaw_table_.resize(size_t(shape.heads) * (2 * kShawK + 1));
+  for (float& x : t5_table_) x = 2.0f * uniform(rng);
+  for (float& x : shaw_table_) x = 2.0f * uniform(rng);
+}
+
+relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
+  const Shape& s = shape_;
+  const bool f32 = c.dtype == RELATTN_F32;
+  relattn_attention_desc desc;
+  relattn_attention_desc_init(&desc);
+  desc.n_q = s.n_q;
+  desc.n_kv = s.n_kv;
+  desc.n_heads = s.heads;
+  desc.n_kv_heads = s.kv_heads;
+  desc.head_dim = s.head_dim;
+  const void* q = f32 ? static_cast<const void*>(q_f32_.data()) : q_f16_.data();
+  const void* k = f32 ? static_cast<const void*>(k_f32_.data()) : k_f16_.data();
+  const void* v = f32 ? static_cast<const void*>(v_f32_.data()) : v_f16_.data();
+  desc.q = relattn::TokensHeadsDim(q, c.dtype, s.heads, s.head_dim);
+  desc.k = relattn::TokensHeadsDim(k, c.dtype, s.kv_heads, s.head_dim);
+  desc.v = relattn::TokensHeadsDim(v, c.dtype, s.kv_heads, s.head_dim);
+  desc.o = relattn::OutputTokensHeadsDim(out, RELATTN_F32, s.heads, s.head_dim);
+  desc.q_pos.start = s.decode ? s.n_kv - 1 : 0;
+  desc.mask.causal = c.causal;
+  switch (c.scheme) {
+    case Scheme::kNone: break;
+    case Scheme::kAlibi:
+      desc.bias.kind = RELATTN_BIAS_ALIBI;
+      desc.bias.alibi.max_bias = 8.0f;
+      desc.bias.alibi.causal = c.causal;
+      break;
+    case Scheme::kT5:
+      desc.bias.kind = RELATTN_BIAS_T5;
+      desc.bias.t5 = {t5_table_.data(), RELATTN_F32,    nullptr,
+                      kT5Buckets,       kT5MaxDistance, !c.causal};
+      break;
+    case Scheme::kShaw:
+      desc.bias.kind = RELATTN_BIAS_SHAW;
+      desc.bias.shaw = {shaw_table_.data(), kShawK};
+      break;
+  }
+  return desc;
+}
+
+RelattnCall::RelattnCall(const relattn_attention_desc& desc, const relattn_threads* threads)
+    : desc_(desc), threads_(threads) {
+  reserve_status_ = workspace_.Reserve(desc_, threads ? threads->n_threads : 1);
+}
+
+relattn::Status RelattnCall::Run() {
+  if (!reserve_status_) return reserve_status_;
+  return relattn::MakeStatus(
+      relattn_attention(&desc_, workspace_.data(), workspace_.bytes(), threads_));
+}
+
+}  // namespace relattn_bench

@@ -1,0 +1,108 @@
+// The benchmark's cases: problem shapes, the relattn descriptor of each case,
+// their inputs, and how useful work is counted.
+#ifndef RELATTN_BENCH_CASES_H_
+#define RELATTN_BENCH_CASES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "relattn/relattn.hpp"
+
+namespace relattn_bench {
+
+enum class Scheme { kNone, kAlibi, kT5, kShaw };
+const char* SchemeName(Scheme scheme);  // "none", "alibi", "t5", "shaw"
+
+// One problem size. Every case of a shape shares its inputs and its XNNPACK
+// peer. Tensors are [tokens][heads][head_dim]; the output is f32.
+struct Shape {
+  bool decode;  // n_q = 1 query at position n_kv - 1 (causal: sees every key)
+  int32_t head_dim;
+  int64_t n_q, n_kv;
+  int32_t heads, kv_heads;
+  // DESIGN.md's XNNPACK anchor (n = 1024, d = 64, one head): only the case
+  // none / bidirectional / f32, to set the peer's time beside that figure.
+  bool anchor = false;
+};
+
+// "prefill/d128/n2048" (n_q = n_kv = 2048), "prefill/d64/n1024/h1" (heads
+// other than 8 are named) or "decode/d128/m32768".
+std::string ShapeName(const Shape& shape);
+
+struct Case {
+  Shape shape;
+  Scheme scheme;
+  bool causal;
+  relattn_dtype dtype;  // of Q, K and V alike
+};
+
+// "prefill/d128/n2048/causal/alibi/f16": shape / mask / scheme / dtype.
+std::string CaseName(const Case& c);
+const char* MaskName(bool causal);           // "causal", "bidir"
+const char* DtypeName(relattn_dtype dtype);  // "f32", "f16"
+
+// The shapes of a run and the cases of each, in measuring order: the anchor,
+// prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme, both
+// masks, f32 and f16), decode (32 heads on 8 KV heads, d 128, m in {4096,
+// 32768}, f16, every scheme). quick: d 128, n in {512, 2048}, f16 only;
+// decode m 4096 with none and ALiBi.
+std::vector<Shape> BenchShapes(bool quick);
+std::vector<Case> CasesOf(const Shape& shape, bool quick);
+
+// (query, key) pairs the mask leaves visible, with query t at position
+// q_start + t and key j at position j.
+double VisiblePairs(const Shape& shape, bool causal);
+// Useful FLOPs: 4 * head_dim * heads per visible pair (2 for q.k, 2 for p*v);
+// a causal prefill counts about half of n_q * n_kv, masked work is not counted.
+double UsefulFlops(const Case& c);
+// Bytes of K and V in `dtype`, each element read once per call (not once per
+// query head): the least memory traffic of a decode step.
+double KvBytes(const Shape& shape, relattn_dtype dtype);
+
+// Random inputs in [-1, 1) for one shape, stored in f16 and in f32 holding the
+// same (f16-rounded) values, so f32 and f16 cases and XNNPACK's f32 attention
+// compute the same mathematical problem; plus the T5 and Shaw tables.
+class ShapeInputs {
+ public:
+  explicit ShapeInputs(const Shape& shape);
+
+  const float* q_f32() const { return q_f32_.data(); }
+  const float* k_f32() const { return k_f32_.data(); }
+  const float* v_f32() const { return v_f32_.data(); }
+
+  // The descriptor of case c (whose shape must be this one) writing f32 into
+  // out, [n_q][heads][head_dim].
+  relattn_attention_desc Desc(const Case& c, float* out) const;
+
+ private:
+  Shape shape_;
+  std::vector<float> q_f32_, k_f32_, v_f32_;
+  std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
+  std::vector<float> t5_table_, shaw_table_;
+};
+
+// T5: 32 buckets, max_distance 128, bidirectional for bidirectional cases,
+// causal buckets for causal cases; f32 table. Shaw: k = 16, f32 table.
+// ALiBi: max_bias 8 (the paper's slopes), causal form for causal cases.
+inline constexpr int32_t kT5Buckets = 32;
+inline constexpr int32_t kT5MaxDistance = 128;
+inline constexpr int32_t kShawK = 16;
+
+// One relattn case ready to run: descriptor, workspace sized for the thread
+// count, threads (NULL: the calling thread).
+class RelattnCall {
+ public:
+  RelattnCall(const relattn_attention_desc& desc, const relattn_threads* threads);
+  relattn::Status Run();
+
+ private:
+  relattn_attention_desc desc_;
+  const relattn_threads* threads_;
+  relattn::Workspace workspace_;
+  relattn::Status reserve_status_;
+};
+
+}  // namespace relattn_bench
+
+#endif  // RELATTN_BENCH_CASES_H_

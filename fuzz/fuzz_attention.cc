@@ -4,6 +4,7 @@
 // call must either fail with a status and a message, leaving the output
 // untouched, or match the fp64 reference within the tested bounds. Any
 // crash, sanitizer report or mismatch aborts.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -55,7 +56,11 @@ relattn_tensor Tensor(Bytes& b, int64_t tokens, int32_t heads, int32_t dim,
   t.token_stride = heads_major ? dim : int64_t(heads) * dim;
   t.head_stride = heads_major ? tokens * dim : dim;
   if (b.Below(16) == 0) t.token_stride = int64_t(b.Below(2 * dim + 1)) - 1;  // maybe overlapping
-  const size_t elems = size_t(tokens) * heads * dim + 64;
+  // Room for every element the strides reach (the library cannot know the
+  // buffer's size; invalid strides are rejected before any read).
+  const int64_t reach = (tokens - 1) * std::max<int64_t>(t.token_stride, 0) +
+                        (heads - 1) * std::max<int64_t>(t.head_stride, 0) + dim;
+  const size_t elems = size_t(std::max<int64_t>(reach, int64_t(tokens) * heads * dim)) + 64;
   storage.assign(elems * Bytes_(t.dtype), 0);
   for (size_t i = 0; i < elems; ++i) {
     const float x = b.Unit();

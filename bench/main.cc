@@ -47,6 +47,12 @@ machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
                     timed per shape; a K above n*m/256: all rows at once)
   --list            print the case names and exit
   --help            this text
+JSON objects: case, impl (relattn, xnnpack, fma_peak, dram_read), threads, ms,
+and where they apply gflops (useful), peak_fraction, gbps, bw_fraction,
+vs_xnnpack (XNNPACK ms / relattn ms), create_ms, max_abs_diff (XNNPACK's check),
+repeats, target, others_load (CPU share other processes took meanwhile), error,
+and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype.
+The limits are objects with case "limits".
 )";
 
 struct Options {

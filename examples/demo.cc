@@ -56,10 +56,14 @@ Options Parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const long value = std::strtol(argv[i + 1], nullptr, 10);
-    if (flag == "--n") o.n = value;
-    else if (flag == "--d") o.d = int32_t(value);
-    else if (flag == "--heads") o.heads = int32_t(value);
-    else if (flag == "--kv-heads") o.kv_heads = int32_t(value);
+    if (flag == "--n")
+      o.n = value;
+    else if (flag == "--d")
+      o.d = int32_t(value);
+    else if (flag == "--heads")
+      o.heads = int32_t(value);
+    else if (flag == "--kv-heads")
+      o.kv_heads = int32_t(value);
     else {
       std::fprintf(stderr, "usage: relattn-demo [--n N] [--d D] [--heads H] [--kv-heads K]\n");
       std::exit(2);
@@ -114,10 +118,11 @@ int main(int argc, char** argv) {
                         {"causal+window128", {1, 128, -1}},
                         {"valid-kv-75%", {0, 0, opt.n * 3 / 4}}};
 
-  std::printf("relattn %s demo: n_q = n_kv = %lld, heads %d (kv heads %d), d = %d, f16 in, "
-              "f32 out, SIMD target %s, 1 thread\n",
-              relattn_version_string(), (long long)opt.n, opt.heads, opt.kv_heads, opt.d,
-              relattn::ActiveTargetName());
+  std::printf(
+      "relattn %s demo: n_q = n_kv = %lld, heads %d (kv heads %d), d = %d, f16 in, "
+      "f32 out, SIMD target %s, 1 thread\n",
+      relattn_version_string(), (long long)opt.n, opt.heads, opt.kv_heads, opt.d,
+      relattn::ActiveTargetName());
   std::printf("%-18s %-17s %11s %10s %10s %9s %8s\n", "scheme", "mask", "max|err|", "relattn ms",
               "ref ms", "GFLOP/s", "speedup");
   relattn::Workspace workspace;
@@ -160,8 +165,9 @@ int main(int argc, char** argv) {
                   best * 1e3, ref_seconds * 1e3, flops / best * 1e-9, ref_seconds / best);
     }
   }
-  std::printf("worst error %.3g (bound 5e-6 for f32 output); GFLOP/s counts 4*d*heads per "
-              "visible query-key pair, best of 5\n",
-              worst);
+  std::printf(
+      "worst error %.3g (bound 5e-6 for f32 output); GFLOP/s counts 4*d*heads per "
+      "visible query-key pair, best of 5\n",
+      worst);
   return worst <= 5e-6 ? 0 : 1;
 }

@@ -15,7 +15,7 @@ int main(void) {
     (&v[0][0][0])[i] = (float)(i % 7) - 3.0f;
   }
   relattn_attention_desc desc;
-  relattn_attention_desc_init(&desc);          /* f32, no bias, scale 1/sqrt(D) */
+  relattn_attention_desc_init(&desc); /* f32, no bias, scale 1/sqrt(D) */
   desc.n_q = desc.n_kv = N;
   desc.n_heads = desc.n_kv_heads = HEADS;
   desc.head_dim = D;
@@ -24,15 +24,17 @@ int main(void) {
   desc.v = (relattn_tensor){v, RELATTN_F32, HEADS * D, D, NULL, 0, 0};
   desc.o = (relattn_output){o, RELATTN_F32, HEADS * D, D};
   desc.bias.kind = RELATTN_BIAS_ALIBI;
-  desc.bias.alibi.max_bias = 8.0f;              /* the ALiBi paper's slopes */
+  desc.bias.alibi.max_bias = 8.0f; /* the ALiBi paper's slopes */
   desc.bias.alibi.causal = 1;
   desc.mask.causal = 1;
 
   size_t bytes = 0;
   relattn_status s = relattn_attention_workspace_size(&desc, 1, &bytes);
   unsigned char* buffer = malloc(bytes + RELATTN_WORKSPACE_ALIGNMENT);
-  void* ws = buffer + (RELATTN_WORKSPACE_ALIGNMENT - (uintptr_t)buffer % RELATTN_WORKSPACE_ALIGNMENT);
-  if (s == RELATTN_OK) s = buffer ? relattn_attention(&desc, ws, bytes, NULL) : RELATTN_ERR_NULL_ARGUMENT;
+  void* ws =
+      buffer + (RELATTN_WORKSPACE_ALIGNMENT - (uintptr_t)buffer % RELATTN_WORKSPACE_ALIGNMENT);
+  if (s == RELATTN_OK)
+    s = buffer ? relattn_attention(&desc, ws, bytes, NULL) : RELATTN_ERR_NULL_ARGUMENT;
   free(buffer);
   if (s != RELATTN_OK) {
     fprintf(stderr, "relattn: %s: %s\n", relattn_status_string(s), relattn_last_error());

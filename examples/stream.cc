@@ -31,9 +31,12 @@ Options Parse(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const long long value = std::strtoll(argv[i + 1], nullptr, 10);
-    if (flag == "--steps") o.steps = value;
-    else if (flag == "--window") o.window = value;
-    else if (flag == "--start") o.start = value;
+    if (flag == "--steps")
+      o.steps = value;
+    else if (flag == "--window")
+      o.window = value;
+    else if (flag == "--start")
+      o.start = value;
     else {
       std::fprintf(stderr, "usage: relattn-stream [--steps N] [--window W] [--start P]\n");
       std::exit(2);
@@ -120,18 +123,16 @@ int main(int argc, char** argv) {
     const bool last = step + 1 == opt.steps;
     if ((step + 1) % (opt.steps / 10 > 0 ? opt.steps / 10 : 1) == 0 || last ||
         step + 1 == opt.window) {
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                           checkpoint_start)
-                                 .count();
-      std::printf("%12" PRId64 " %20" PRId64 " %12.0f %14ld %12.4f\n", step + 1,
-                  desc.q_pos.start, double(step + 1 - checkpoint_step) / seconds, PeakRssKiB(),
-                  std::fabs(o[0]));
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoint_start)
+              .count();
+      std::printf("%12" PRId64 " %20" PRId64 " %12.0f %14ld %12.4f\n", step + 1, desc.q_pos.start,
+                  double(step + 1 - checkpoint_step) / seconds, PeakRssKiB(), std::fabs(o[0]));
       checkpoint_start = std::chrono::steady_clock::now();
       checkpoint_step = step + 1;
     }
   }
-  std::printf("mean |o[0]| %.4f over %" PRId64 " steps\n", checksum / double(opt.steps),
-              opt.steps);
+  std::printf("mean |o[0]| %.4f over %" PRId64 " steps\n", checksum / double(opt.steps), opt.steps);
   std::free(memory);
   return 0;
 }

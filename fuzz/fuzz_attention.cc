@@ -37,11 +37,22 @@ class Bytes {
   size_t size_, at_ = 0;
 };
 
-const int64_t kEdges[] = {0, 1, -1, 1000, -1000, INT64_MAX, INT64_MIN, INT64_MAX - 100,
-                          INT64_MIN + 100, int64_t(1) << 40, -(int64_t(1) << 40), int64_t(1) << 31};
+const int64_t kEdges[] = {0,
+                          1,
+                          -1,
+                          1000,
+                          -1000,
+                          INT64_MAX,
+                          INT64_MIN,
+                          INT64_MAX - 100,
+                          INT64_MIN + 100,
+                          int64_t(1) << 40,
+                          -(int64_t(1) << 40),
+                          int64_t(1) << 31};
 
 int64_t Position(Bytes& b) {
-  return b.Flag() ? kEdges[b.Below(sizeof(kEdges) / sizeof(kEdges[0]))] : int64_t(b.Below(3000)) - 1500;
+  return b.Flag() ? kEdges[b.Below(sizeof(kEdges) / sizeof(kEdges[0]))]
+                  : int64_t(b.Below(3000)) - 1500;
 }
 
 size_t Bytes_(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
@@ -76,24 +87,23 @@ relattn_tensor Tensor(Bytes& b, int64_t tokens, int32_t heads, int32_t dim,
 }
 
 void PrintDesc(const relattn_attention_desc& d) {
-  std::fprintf(stderr,
-               "n_q %lld n_kv %lld heads %d/%d d %d dv %d scale %g\n"
-               "q dtype %d strides %lld %lld pos %s start %lld\n"
-               "k dtype %d strides %lld %lld pos %s start %lld\n"
-               "v dtype %d strides %lld %lld; o dtype %d\n"
-               "bias %d alibi(slopes %s max_bias %g causal %d) t5(dt %d nb %d md %d bi %d) "
-               "shaw k %d\nmask causal %d window %lld valid %lld\n",
-               (long long)d.n_q, (long long)d.n_kv, d.n_heads, d.n_kv_heads, d.head_dim,
-               d.v_head_dim, d.scale, d.q.dtype, (long long)d.q.token_stride,
-               (long long)d.q.head_stride, d.q_pos.positions ? "array" : "start",
-               (long long)d.q_pos.start, d.k.dtype, (long long)d.k.token_stride,
-               (long long)d.k.head_stride, d.k_pos.positions ? "array" : "start",
-               (long long)d.k_pos.start, d.v.dtype, (long long)d.v.token_stride,
-               (long long)d.v.head_stride, d.o.dtype, d.bias.kind,
-               d.bias.alibi.slopes ? "given" : "NULL", d.bias.alibi.max_bias, d.bias.alibi.causal,
-               d.bias.t5.table_dtype, d.bias.t5.num_buckets, d.bias.t5.max_distance,
-               d.bias.t5.bidirectional, d.bias.shaw.k, d.mask.causal, (long long)d.mask.window,
-               (long long)d.mask.n_valid_kv);
+  std::fprintf(
+      stderr,
+      "n_q %lld n_kv %lld heads %d/%d d %d dv %d scale %g\n"
+      "q dtype %d strides %lld %lld pos %s start %lld\n"
+      "k dtype %d strides %lld %lld pos %s start %lld\n"
+      "v dtype %d strides %lld %lld; o dtype %d\n"
+      "bias %d alibi(slopes %s max_bias %g causal %d) t5(dt %d nb %d md %d bi %d) "
+      "shaw k %d\nmask causal %d window %lld valid %lld\n",
+      (long long)d.n_q, (long long)d.n_kv, d.n_heads, d.n_kv_heads, d.head_dim, d.v_head_dim,
+      d.scale, d.q.dtype, (long long)d.q.token_stride, (long long)d.q.head_stride,
+      d.q_pos.positions ? "array" : "start", (long long)d.q_pos.start, d.k.dtype,
+      (long long)d.k.token_stride, (long long)d.k.head_stride,
+      d.k_pos.positions ? "array" : "start", (long long)d.k_pos.start, d.v.dtype,
+      (long long)d.v.token_stride, (long long)d.v.head_stride, d.o.dtype, d.bias.kind,
+      d.bias.alibi.slopes ? "given" : "NULL", d.bias.alibi.max_bias, d.bias.alibi.causal,
+      d.bias.t5.table_dtype, d.bias.t5.num_buckets, d.bias.t5.max_distance, d.bias.t5.bidirectional,
+      d.bias.shaw.k, d.mask.causal, (long long)d.mask.window, (long long)d.mask.n_valid_kv);
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {
     if (!pos->positions) continue;
     const int64_t n = pos == &d.q_pos ? d.n_q : d.n_kv;
@@ -135,7 +145,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // Scores stay within the range the tested error bounds assume: |scale q.k|
   // <= 2 sqrt(head_dim).
-  d.scale = b.Flag() ? 0.0f : (0.5f + 1.5f * float(b.Below(1001)) / 1000.0f) / std::sqrt(float(d.head_dim));
+  d.scale = b.Flag()
+                ? 0.0f
+                : (0.5f + 1.5f * float(b.Below(1001)) / 1000.0f) / std::sqrt(float(d.head_dim));
   std::vector<float> table(size_t(d.n_heads) * 2 * 64 + 64), scales(d.n_heads + 1);
   for (float& x : table) x = 4.0f * b.Unit();
   for (float& x : scales) x = 0.03f * std::fabs(b.Unit());  // |i8 * scale| <= 3.8
@@ -161,8 +173,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         data = table_i8.data();
       }
       d.bias.kind = RELATTN_BIAS_T5;
-      d.bias.t5 = {data, dtype, b.Flag() ? scales.data() : nullptr, int32_t(b.Below(70)),
-                   int32_t(b.Below(300)), int(b.Flag())};
+      d.bias.t5 = {data,
+                   dtype,
+                   b.Flag() ? scales.data() : nullptr,
+                   int32_t(b.Below(70)),
+                   int32_t(b.Below(300)),
+                   int(b.Flag())};
       break;
     }
     case 3:
@@ -211,13 +227,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
       PrintDesc(d);
       for (int64_t t = 0; t < d.n_kv; ++t) {
-        std::fprintf(stderr, "key %lld: k %g v %g\n", (long long)t,
-                     relattn::F16ToF32(0) + (d.k.dtype == RELATTN_F16
-                         ? relattn::F16ToF32(static_cast<const uint16_t*>(d.k.data)[t * d.k.token_stride])
-                         : static_cast<const float*>(d.k.data)[t * d.k.token_stride]),
-                     d.v.dtype == RELATTN_F16
-                         ? relattn::F16ToF32(static_cast<const uint16_t*>(d.v.data)[t * d.v.token_stride])
-                         : static_cast<const float*>(d.v.data)[t * d.v.token_stride]);
+        std::fprintf(
+            stderr, "key %lld: k %g v %g\n", (long long)t,
+            relattn::F16ToF32(0) +
+                (d.k.dtype == RELATTN_F16
+                     ? relattn::F16ToF32(
+                           static_cast<const uint16_t*>(d.k.data)[t * d.k.token_stride])
+                     : static_cast<const float*>(d.k.data)[t * d.k.token_stride]),
+            d.v.dtype == RELATTN_F16
+                ? relattn::F16ToF32(static_cast<const uint16_t*>(d.v.data)[t * d.v.token_stride])
+                : static_cast<const float*>(d.v.data)[t * d.v.token_stride]);
       }
       std::abort();
     }

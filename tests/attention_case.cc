@@ -20,9 +20,8 @@ size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
 
 // Fills a [tokens][heads][dim] tensor (or [heads][tokens][dim]) with uniform
 // values in [-1, 1], stored as dtype; returns the strides through t.
-std::vector<uint8_t> RandomTensor(std::mt19937_64& rng, int64_t tokens, int32_t heads,
-                                  int32_t dim, relattn_dtype dtype, bool heads_major,
-                                  relattn_tensor* t) {
+std::vector<uint8_t> RandomTensor(std::mt19937_64& rng, int64_t tokens, int32_t heads, int32_t dim,
+                                  relattn_dtype dtype, bool heads_major, relattn_tensor* t) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   t->dtype = dtype;
   t->token_stride = heads_major ? dim : int64_t(heads) * dim;
@@ -87,8 +86,8 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
   desc_.scale = spec.scale;
   q_ = RandomTensor(rng, spec.n_q, spec.n_heads, spec.head_dim, spec.in_dtype, spec.heads_major,
                     &desc_.q);
-  k_ = RandomTensor(rng, spec.n_kv, spec.n_kv_heads, spec.head_dim, spec.in_dtype,
-                    spec.heads_major, &desc_.k);
+  k_ = RandomTensor(rng, spec.n_kv, spec.n_kv_heads, spec.head_dim, spec.in_dtype, spec.heads_major,
+                    &desc_.k);
   v_ = RandomTensor(rng, spec.n_kv, spec.n_kv_heads, dv(), spec.in_dtype, spec.heads_major,
                     &desc_.v);
   desc_.o.dtype = spec.out_dtype;
@@ -257,7 +256,8 @@ std::vector<int64_t> TargetsUnderTest() {
   const char* requested = std::getenv("RELATTN_TEST_TARGETS");
   const std::vector<int64_t> targets =
       requested && *requested ? Requested(available, requested) : available;
-  REQUIRE_MESSAGE(!targets.empty(), "no SIMD target is both compiled and supported: nothing tested");
+  REQUIRE_MESSAGE(!targets.empty(),
+                  "no SIMD target is both compiled and supported: nothing tested");
   static bool printed = false;
   if (!printed) {
     std::printf("SIMD targets under test: %s", Names(targets).c_str());
@@ -282,9 +282,7 @@ const char* TargetNameOf(int64_t target) { return hwy::TargetName(target); }
 // keys; outputs are convex combinations of V rows, |o| <= 1.
 //  - f32 output: 5e-6 absolute (measured worst 1.2e-6 over the whole suite).
 //  - f16 output: half an f16 ulp at |o| < 1 (2^-12 = 2.44e-4) on top: 2.5e-4.
-double ErrorBound(relattn_dtype out_dtype) {
-  return out_dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
-}
+double ErrorBound(relattn_dtype out_dtype) { return out_dtype == RELATTN_F16 ? 2.5e-4 : 5e-6; }
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());

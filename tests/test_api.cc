@@ -45,8 +45,7 @@ std::vector<BadInput> BadInputs() {
       {"k.data", [](D& d) { d.k.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "k.data is NULL"},
       {"v.data", [](D& d) { d.v.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "v.data is NULL"},
       {"o.data", [](D& d) { d.o.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL"},
-      {"q.dtype", [](D& d) { d.q.dtype = relattn_dtype(9); }, RELATTN_ERR_BAD_DTYPE,
-       "q.dtype = 9"},
+      {"q.dtype", [](D& d) { d.q.dtype = relattn_dtype(9); }, RELATTN_ERR_BAD_DTYPE, "q.dtype = 9"},
       {"k.dtype int8", [](D& d) { d.k.dtype = RELATTN_I8; }, RELATTN_ERR_UNSUPPORTED,
        "k.dtype = I8"},
       {"o.dtype", [](D& d) { d.o.dtype = RELATTN_I8; }, RELATTN_ERR_BAD_DTYPE, "o.dtype = I8"},
@@ -54,13 +53,13 @@ std::vector<BadInput> BadInputs() {
        "q strides (token -1, head 16): must be >= 0"},
       {"k.head_stride < head_dim", [](D& d) { d.k.head_stride = 8; }, RELATTN_ERR_BAD_STRIDE,
        "k.head_stride = 8: rows overlap, must be >= 16"},
-      {"v.token_stride overlaps heads", [](D& d) { d.v.token_stride = 16; },
-       RELATTN_ERR_BAD_STRIDE, "v.head_stride = 16: rows overlap"},
+      {"v.token_stride overlaps heads", [](D& d) { d.v.token_stride = 16; }, RELATTN_ERR_BAD_STRIDE,
+       "v.head_stride = 16: rows overlap"},
       {"o.head_stride", [](D& d) { d.o.head_stride = 3; }, RELATTN_ERR_BAD_STRIDE,
        "o.head_stride = 3: rows overlap"},
       {"scale", [](D& d) { d.scale = INFINITY; }, RELATTN_ERR_BAD_SCALE, "scale = inf"},
-      {"q_pos.start", [](D& d) { d.q_pos.start = INT64_MAX - 2; },
-       RELATTN_ERR_POSITION_OVERFLOW, "q_pos.start = 9223372036854775805"},
+      {"q_pos.start", [](D& d) { d.q_pos.start = INT64_MAX - 2; }, RELATTN_ERR_POSITION_OVERFLOW,
+       "q_pos.start = 9223372036854775805"},
       {"positions differ by > INT64_MAX",
        [](D& d) {
          d.q_pos.positions = kNegativePositions;
@@ -135,16 +134,15 @@ std::vector<BadInput> BadInputs() {
          d.bias.shaw.k = -1;
        },
        RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.shaw.k = -1: must be in 0..16384"},
-      {"mask.window", [](D& d) { d.mask.window = -2; }, RELATTN_ERR_BAD_MASK,
-       "mask.window = -2"},
+      {"mask.window", [](D& d) { d.mask.window = -2; }, RELATTN_ERR_BAD_MASK, "mask.window = -2"},
       {"mask.n_valid_kv", [](D& d) { d.mask.n_valid_kv = 9; }, RELATTN_ERR_BAD_MASK,
        "mask.n_valid_kv = 9: must be in 0..n_kv = 8"},
       {"misaligned q", [](D& d) { d.q.data = static_cast<const char*>(d.q.data) + 2; },
        RELATTN_ERR_BAD_ALIGNMENT, "must be aligned to 4 bytes"},
       {"misaligned positions",
        [](D& d) {
-         d.k_pos.positions =
-             reinterpret_cast<const int64_t*>(reinterpret_cast<const char*>(kPositivePositions) + 4);
+         d.k_pos.positions = reinterpret_cast<const int64_t*>(
+             reinterpret_cast<const char*>(kPositivePositions) + 4);
        },
        RELATTN_ERR_BAD_ALIGNMENT, "k_pos.positions"},
       {"misaligned alibi slopes",
@@ -154,8 +152,7 @@ std::vector<BadInput> BadInputs() {
              reinterpret_cast<const float*>(reinterpret_cast<const char*>(kNanSlopes) + 1);
        },
        RELATTN_ERR_BAD_ALIGNMENT, "bias.alibi.slopes"},
-      {"output overlaps v",
-       [](D& d) { d.o.data = const_cast<void*>(d.v.data); },
+      {"output overlaps v", [](D& d) { d.o.data = const_cast<void*>(d.v.data); },
        RELATTN_ERR_OVERLAP, "o overlaps v"},
       {"output overlaps q partially",
        [](D& d) { d.o.data = static_cast<float*>(const_cast<void*>(d.q.data)) + 100; },
@@ -212,8 +209,7 @@ TEST_CASE("workspace, threads and NULL arguments") {
   CHECK(std::string(relattn_last_error()) == "desc is NULL");
   CHECK(relattn_attention(&desc, nullptr, bytes, nullptr) == RELATTN_ERR_NULL_ARGUMENT);
   CHECK(relattn_attention(&desc, workspace + 4, bytes, nullptr) == RELATTN_ERR_BAD_ALIGNMENT);
-  CHECK(relattn_attention(&desc, workspace, bytes - 1, nullptr) ==
-        RELATTN_ERR_WORKSPACE_TOO_SMALL);
+  CHECK(relattn_attention(&desc, workspace, bytes - 1, nullptr) == RELATTN_ERR_WORKSPACE_TOO_SMALL);
   CHECK(std::string(relattn_last_error()).find("workspace_bytes = " + std::to_string(bytes - 1)) !=
         std::string::npos);
   const relattn_threads no_fn{nullptr, nullptr, 2};

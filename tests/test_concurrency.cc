@@ -17,7 +17,7 @@ TEST_CASE("concurrent calls with separate workspaces equal serial calls") {
     CaseSpec spec;
     spec.seed = 300 + i;
     spec.n_q = i % 2 ? 3 : 50;  // decode and prefill pipelines
-    spec.n_kv = 2500;            // decode splits the keys
+    spec.n_kv = 2500;           // decode splits the keys
     spec.q_start = 2500 - spec.n_q;
     spec.n_heads = 4;
     spec.n_kv_heads = 2;

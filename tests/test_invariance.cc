@@ -38,8 +38,8 @@ std::vector<CaseSpec> SchemeSpecs() {
 }
 
 TEST_CASE("translation invariance: shifting every position by C is bit-identical") {
-  const int64_t shifts[] = {1, 1000, int64_t(1) << 31, int64_t(1) << 40, -(int64_t(1) << 40),
-                            4'000'000'000'000'000'000};
+  const int64_t shifts[] = {
+      1, 1000, int64_t(1) << 31, int64_t(1) << 40, -(int64_t(1) << 40), 4'000'000'000'000'000'000};
   for (int64_t target : TargetsUnderTest()) {
     UseTarget(target);
     for (const CaseSpec& spec : SchemeSpecs()) {

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <string>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "lib/bias/f16.h"
@@ -42,18 +42,18 @@ class Cache {
     size_t bytes = 0;
     REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
     memory_.resize(bytes / 8 + 16);
-    void* aligned =
-        reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory_.data()) + 63) & ~uintptr_t{63});
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory_.data()) + 63) &
+                                            ~uintptr_t{63});
     REQUIRE(relattn_kv_cache_init(&d, aligned, bytes, &cache_) == RELATTN_OK);
   }
   relattn_kv_cache* get() { return cache_; }
   // Appends tokens [t0, t0 + n) of all.
   relattn_status Append(const Tokens& all, int64_t t0, int64_t n,
                         const relattn_positions* pos = nullptr) {
-    const relattn_tensor k = relattn::TokensHeadsDim(all.k.data() + t0 * kKvHeads * kDim,
-                                                     RELATTN_F32, kKvHeads, kDim);
-    const relattn_tensor v = relattn::TokensHeadsDim(all.v.data() + t0 * kKvHeads * kDim,
-                                                     RELATTN_F32, kKvHeads, kDim);
+    const relattn_tensor k =
+        relattn::TokensHeadsDim(all.k.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
+    const relattn_tensor v =
+        relattn::TokensHeadsDim(all.v.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
     return relattn_kv_cache_append(cache_, n, &k, &v, pos);
   }
 
@@ -107,10 +107,10 @@ relattn_attention_desc PlainKeys(relattn_attention_desc desc, const Tokens& toke
   desc.n_kv = n;
   desc.n_kv_heads = kKvHeads;
   desc.head_dim = kDim;
-  desc.k = relattn::TokensHeadsDim(tokens.k.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads,
-                                   kDim);
-  desc.v = relattn::TokensHeadsDim(tokens.v.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads,
-                                   kDim);
+  desc.k =
+      relattn::TokensHeadsDim(tokens.k.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
+  desc.v =
+      relattn::TokensHeadsDim(tokens.v.data() + t0 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
   desc.k_pos = {nullptr, p0};
   return desc;
 }

@@ -88,7 +88,8 @@ TEST_CASE("relattn_attention allocates nothing") {
       size_t bytes = 0;
       REQUIRE(relattn_attention_workspace_size(&c.desc(), 1, &bytes) == RELATTN_OK);
       std::vector<float> ws(bytes / 4 + 16);
-      void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+      void* aligned =
+          reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
       counting = true;
       const relattn_status s = relattn_attention(&c.desc(), aligned, bytes, nullptr);
       counting = false;

@@ -61,7 +61,8 @@ TEST_CASE("non-finite inputs poison exactly the rows that see them") {
               const bool sees_bad_k = h < 2 && p_q >= 120;
               const bool sees_bad_v = h >= 2 && p_q >= 100;
               const bool poisoned = (i == 1 && h == 2) || sees_bad_k || sees_bad_v;
-              INFO(std::string(TargetNameOf(target)), " n_q ", n_q, " in ", int(in), " bad ", bad, " row ", i, " head ", h);
+              INFO(std::string(TargetNameOf(target)), " n_q ", n_q, " in ", int(in), " bad ", bad,
+                   " row ", i, " head ", h);
               CHECK_MESSAGE(RowHasNaN(got, i, h, spec.n_heads, spec.head_dim) == poisoned,
                             "o[0] = ", got[(size_t(i) * spec.n_heads + h) * spec.head_dim]);
               if (poisoned) continue;
@@ -97,7 +98,8 @@ TEST_CASE("huge logits: |scale q.k| ~ 1e4 neither overflows nor loses the argmax
   for (int64_t n_q : {int64_t(40), int64_t(3)}) {
     CaseSpec spec = Base(n_q);
     spec.scale = 3000.0f;  // scores up to ~ 3000 * 20 / 3 ~ 2e4
-    CheckCase(spec, [](Case&) {}, ErrorBound(spec.out_dtype));
+    CheckCase(
+        spec, [](Case&) {}, ErrorBound(spec.out_dtype));
   }
 }
 
@@ -128,26 +130,28 @@ TEST_CASE("very negative biases (-1e30) hide keys without NaN") {
 TEST_CASE("denormal inputs and f16 inputs at +-65504") {
   for (int64_t n_q : {int64_t(40), int64_t(3)}) {
     CaseSpec spec = Base(n_q);
-    CheckCase(spec,
-              [&](Case& c) {
-                for (int32_t e = 0; e < spec.head_dim; ++e) {
-                  c.SetInput('q', 0, 0, e, 1e-39f);
-                  c.SetInput('k', 5, 0, e, -3e-40f);
-                  c.SetInput('v', 7, 1, e, 2e-41f);
-                }
-              },
-              ErrorBound(spec.out_dtype));
+    CheckCase(
+        spec,
+        [&](Case& c) {
+          for (int32_t e = 0; e < spec.head_dim; ++e) {
+            c.SetInput('q', 0, 0, e, 1e-39f);
+            c.SetInput('k', 5, 0, e, -3e-40f);
+            c.SetInput('v', 7, 1, e, 2e-41f);
+          }
+        },
+        ErrorBound(spec.out_dtype));
     spec.in_dtype = RELATTN_F16;
     spec.scale = 1e-9f;  // keeps 65504^2 * d * scale in range: scores ~ 86
-    CheckCase(spec,
-              [&](Case& c) {
-                for (int32_t e = 0; e < spec.head_dim; ++e) {
-                  c.SetInput('q', 1, 1, e, 65504.0f);
-                  c.SetInput('k', 9, 0, e, e % 2 ? 65504.0f : -65504.0f);
-                  c.SetInput('v', 9, 0, e, -65504.0f);
-                }
-              },
-              65504.0 * 5e-6);  // the f32 bound, relative to |v| <= 65504
+    CheckCase(
+        spec,
+        [&](Case& c) {
+          for (int32_t e = 0; e < spec.head_dim; ++e) {
+            c.SetInput('q', 1, 1, e, 65504.0f);
+            c.SetInput('k', 9, 0, e, e % 2 ? 65504.0f : -65504.0f);
+            c.SetInput('v', 9, 0, e, -65504.0f);
+          }
+        },
+        65504.0 * 5e-6);  // the f32 bound, relative to |v| <= 65504
   }
 }
 
@@ -185,7 +189,8 @@ TEST_CASE("positions at the int64 edges") {
       REQUIRE(high_case.Run(&a) == RELATTN_OK);
       REQUIRE(low_case.Run(&b) == RELATTN_OK);
       CHECK(a == b);  // same offsets at both ends of int64
-      CheckCase(spec, [](Case&) {}, ErrorBound(spec.out_dtype));
+      CheckCase(
+          spec, [](Case&) {}, ErrorBound(spec.out_dtype));
     }
   }
 }

@@ -62,13 +62,14 @@ typedef enum relattn_status {
   RELATTN_ERR_BAD_BIAS_KIND = 7,      /* unknown position scheme */
   RELATTN_ERR_BAD_BIAS_PARAMETER = 8, /* slopes, buckets, distances, Shaw k out of range */
   RELATTN_ERR_BAD_MASK = 9,           /* window or valid key count out of range */
-  RELATTN_ERR_POSITION_OVERFLOW = 10, /* a difference of two positions (either order) overflows int64 */
+  RELATTN_ERR_POSITION_OVERFLOW =
+      10, /* a difference of two positions (either order) overflows int64 */
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
-  RELATTN_ERR_BAD_THREADS = 12,       /* thread count < 1 or no parallel_for */
-  RELATTN_ERR_UNSUPPORTED = 13,       /* valid but not implemented (e.g. int8 before it lands) */
-  RELATTN_ERR_BAD_ALIGNMENT = 14,     /* workspace or cache memory misaligned */
-  RELATTN_ERR_CACHE_FULL = 15,        /* append past the capacity of a non-ring KV cache */
-  RELATTN_ERR_OVERLAP = 16            /* the output's memory overlaps an input's */
+  RELATTN_ERR_BAD_THREADS = 12,   /* thread count < 1 or no parallel_for */
+  RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 before it lands) */
+  RELATTN_ERR_BAD_ALIGNMENT = 14, /* workspace or cache memory misaligned */
+  RELATTN_ERR_CACHE_FULL = 15,    /* append past the capacity of a non-ring KV cache */
+  RELATTN_ERR_OVERLAP = 16        /* the output's memory overlaps an input's */
 } relattn_status;
 
 /* Short fixed text for a status ("workspace too small"); static storage. */
@@ -84,7 +85,8 @@ RELATTN_API const char* relattn_last_error(void);
 typedef enum relattn_dtype {
   RELATTN_F32 = 0,
   RELATTN_F16 = 1, /* IEEE binary16 */
-  RELATTN_I8 = 2,  /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
+  RELATTN_I8 =
+      2, /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
   RELATTN_DTYPE_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_dtype;
 
@@ -126,9 +128,9 @@ typedef struct relattn_positions {
 
 typedef enum relattn_bias_kind {
   RELATTN_BIAS_NONE = 0,
-  RELATTN_BIAS_ALIBI = 1, /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
-  RELATTN_BIAS_T5 = 2,    /* b_h = table[h][t5_bucket(p_k - p_q)] */
-  RELATTN_BIAS_SHAW = 3,  /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_ALIBI = 1,                 /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
+  RELATTN_BIAS_T5 = 2,                    /* b_h = table[h][t5_bucket(p_k - p_q)] */
+  RELATTN_BIAS_SHAW = 3,                  /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
   RELATTN_BIAS_KIND_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_bias_kind;
 
@@ -148,11 +150,11 @@ typedef struct relattn_t5 {
   const void* table;
   relattn_dtype table_dtype;
   const float* table_scales;
-  int32_t num_buckets;  /* 2..1024; even and >= 4 when bidirectional */
+  int32_t num_buckets; /* 2..1024; even and >= 4 when bidirectional */
   /* 1..16384 and > max_exact, the exact buckets per direction
    * (num_buckets / 4 bidirectional, num_buckets / 2 causal). */
   int32_t max_distance;
-  int bidirectional;    /* 1: buckets split by the sign of p_k - p_q */
+  int bidirectional; /* 1: buckets split by the sign of p_k - p_q */
 } relattn_t5;
 
 typedef struct relattn_shaw {
@@ -190,13 +192,13 @@ typedef struct relattn_mask {
  * overwrites its oldest token: a sliding window of `capacity` tokens in
  * constant memory, positions counting on (never wrapping or resetting). */
 typedef struct relattn_kv_cache_desc {
-  int32_t n_kv_heads;        /* 1..RELATTN_MAX_HEADS */
-  int32_t head_dim;          /* 1..256, of K */
-  int32_t v_head_dim;        /* 1..256, of V; 0 means head_dim */
-  int64_t capacity;          /* 1..2^40 tokens */
-  relattn_dtype k_dtype;     /* storage: F32 or F16 (I8 reserved) */
-  relattn_dtype v_dtype;     /* storage: F32 or F16 */
-  int ring;                  /* 0: append past capacity fails; 1: ring buffer */
+  int32_t n_kv_heads;    /* 1..RELATTN_MAX_HEADS */
+  int32_t head_dim;      /* 1..256, of K */
+  int32_t v_head_dim;    /* 1..256, of V; 0 means head_dim */
+  int64_t capacity;      /* 1..2^40 tokens */
+  relattn_dtype k_dtype; /* storage: F32 or F16 (I8 reserved) */
+  relattn_dtype v_dtype; /* storage: F32 or F16 */
+  int ring;              /* 0: append past capacity fails; 1: ring buffer */
 } relattn_kv_cache_desc;
 
 typedef struct relattn_kv_cache relattn_kv_cache; /* opaque; lives in caller memory */
@@ -220,8 +222,7 @@ RELATTN_API relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* de
  * the first token). Non-ring: fails with RELATTN_ERR_CACHE_FULL and changes
  * nothing if the tokens do not fit. */
 RELATTN_API relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens,
-                                                   const relattn_tensor* k,
-                                                   const relattn_tensor* v,
+                                                   const relattn_tensor* k, const relattn_tensor* v,
                                                    const relattn_positions* positions);
 
 /* Tokens the cache holds now (<= capacity). */

@@ -1,4 +1,6 @@
 // Public entry points: descriptor defaults, workspace size, the compute call.
+#include "lib/kernels/attention.h"
+
 #include <atomic>
 #include <cinttypes>
 #include <cstring>
@@ -7,7 +9,6 @@
 #include "lib/api/kv_cache.h"
 #include "lib/api/validate.h"
 #include "lib/driver/merge_splits.h"
-#include "lib/kernels/attention.h"
 
 namespace relattn {
 namespace {
@@ -56,8 +57,8 @@ int relattn_version(void) { return RELATTN_VERSION; }
 const char* relattn_version_string(void) {
 #define RELATTN_STR2(x) #x
 #define RELATTN_STR(x) RELATTN_STR2(x)
-  return RELATTN_STR(RELATTN_VERSION_MAJOR) "." RELATTN_STR(
-      RELATTN_VERSION_MINOR) "." RELATTN_STR(RELATTN_VERSION_PATCH);
+  return RELATTN_STR(RELATTN_VERSION_MAJOR) "." RELATTN_STR(RELATTN_VERSION_MINOR) "." RELATTN_STR(
+      RELATTN_VERSION_PATCH);
 }
 
 void relattn_attention_desc_init(relattn_attention_desc* desc) {
@@ -75,7 +76,8 @@ relattn_status relattn_attention_workspace_size(const relattn_attention_desc* de
   relattn_attention_desc resolved;
   relattn::Plan plan;
   relattn_status s;
-  if ((s = relattn::ResolveKvCache(desc, &resolved)) || (s = relattn::BuildPlan(&resolved, &plan))) {
+  if ((s = relattn::ResolveKvCache(desc, &resolved)) ||
+      (s = relattn::BuildPlan(&resolved, &plan))) {
     return s;
   }
   *workspace_bytes = relattn::WorkspaceBytes(plan, n_threads);
@@ -89,13 +91,14 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
   relattn::Plan plan;
   relattn_status s;
   if ((s = relattn::CheckThreads(threads, &n_threads)) ||
-      (s = relattn::ResolveKvCache(desc, &resolved)) || (s = relattn::BuildPlan(&resolved, &plan))) {
+      (s = relattn::ResolveKvCache(desc, &resolved)) ||
+      (s = relattn::BuildPlan(&resolved, &plan))) {
     return s;
   }
   if (!workspace) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace is NULL");
   if (reinterpret_cast<uintptr_t>(workspace) % RELATTN_WORKSPACE_ALIGNMENT != 0) {
-    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "workspace = %p: must be aligned to %d bytes",
-                workspace, RELATTN_WORKSPACE_ALIGNMENT);
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "workspace = %p: must be aligned to %d bytes", workspace,
+                RELATTN_WORKSPACE_ALIGNMENT);
   }
   const size_t needed = relattn::WorkspaceBytes(plan, n_threads);
   if (workspace_bytes < needed) {

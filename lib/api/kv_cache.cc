@@ -242,10 +242,10 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   resolved->n_kv_heads = c.n_kv_heads;
   resolved->head_dim = c.head_dim;
   resolved->v_head_dim = c.v_head_dim;
-  resolved->k = relattn_tensor{cache->k, c.k_dtype, c.head_dim, c.capacity * c.head_dim,
-                               nullptr, 0, 0};
-  resolved->v = relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim,
-                               nullptr, 0, 0};
+  resolved->k =
+      relattn_tensor{cache->k, c.k_dtype, c.head_dim, c.capacity * c.head_dim, nullptr, 0, 0};
+  resolved->v =
+      relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
   resolved->k_pos = relattn_positions{cache->positions, 0};
   resolved->kv_cache = nullptr;
   return RELATTN_OK;

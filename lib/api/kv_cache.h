@@ -28,8 +28,7 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 // Copies desc to *resolved; if desc->kv_cache is set, fills the key-side
 // fields (n_kv, n_kv_heads, head dims, k, v, k_pos) from the cache after
 // checking that the caller left them empty or equal, and clears kv_cache.
-relattn_status ResolveKvCache(const relattn_attention_desc* desc,
-                              relattn_attention_desc* resolved);
+relattn_status ResolveKvCache(const relattn_attention_desc* desc, relattn_attention_desc* resolved);
 
 }  // namespace relattn
 

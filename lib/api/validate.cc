@@ -33,8 +33,8 @@ struct ByteRange {
 // (a 32-bit target).
 bool RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
              int32_t n_heads, int64_t head_stride, int64_t dim, ByteRange* range) {
-  const uint64_t last_elem = static_cast<uint64_t>((n_tokens - 1) * token_stride +
-                                                   (n_heads - 1) * head_stride + dim - 1);
+  const uint64_t last_elem =
+      static_cast<uint64_t>((n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1);
   const uint64_t first = reinterpret_cast<uintptr_t>(data);
   uint64_t bytes, last;
   if (__builtin_mul_overflow(last_elem + 1, uint64_t{DtypeBytes(dtype)}, &bytes) ||
@@ -86,8 +86,8 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
       inner.count > 1 && __builtin_mul_overflow(inner.stride, inner.count, &inner_span);
   if (outer.count > 1 && (span_overflows || outer.stride < inner_span)) {
     return Fail(RELATTN_ERR_BAD_STRIDE,
-                "%s.%s = %" PRId64 ": rows overlap, must be >= %s.%s * %" PRId64, name,
-                outer.name, outer.stride, name, inner.name, inner.count);
+                "%s.%s = %" PRId64 ": rows overlap, must be >= %s.%s * %" PRId64, name, outer.name,
+                outer.stride, name, inner.name, inner.count);
   }
   // The last element's index must fit in int64.
   int64_t token_part, head_part, last;
@@ -292,10 +292,24 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
     ByteRange range;
   } extents[] = {
       {"o", d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv, {}},
-      {"q", d.q.data, d.q.dtype, d.n_q, d.q.token_stride, d.n_heads, d.q.head_stride, d.head_dim,
+      {"q",
+       d.q.data,
+       d.q.dtype,
+       d.n_q,
+       d.q.token_stride,
+       d.n_heads,
+       d.q.head_stride,
+       d.head_dim,
        {}},
-      {"k", d.k.data, d.k.dtype, d.n_kv, d.k.token_stride, d.n_kv_heads, d.k.head_stride,
-       d.head_dim, {}},
+      {"k",
+       d.k.data,
+       d.k.dtype,
+       d.n_kv,
+       d.k.token_stride,
+       d.n_kv_heads,
+       d.k.head_stride,
+       d.head_dim,
+       {}},
       {"v", d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv, {}},
   };
   for (Extent& e : extents) {

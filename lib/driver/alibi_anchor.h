@@ -53,8 +53,7 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
 }
 
 // The anchored ALiBi distance of key p_k from query p_q (row anchor as above).
-inline int64_t AlibiAnchoredDistance(bool causal_form, int64_t anchor, int64_t p_q,
-                                     int64_t p_k) {
+inline int64_t AlibiAnchoredDistance(bool causal_form, int64_t anchor, int64_t p_q, int64_t p_k) {
   if (causal_form) return anchor - p_k;
   const int64_t r = p_q - p_k;
   return (r < 0 ? -r : r) - anchor;

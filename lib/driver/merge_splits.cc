@@ -27,8 +27,9 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
   float merged[RELATTN_MAX_HEAD_DIM];
   for (int64_t group_item = 0; group_item < n_groups; ++group_item) {
     const int32_t kv_head = static_cast<int32_t>(group_item / plan.head_batches);
-    const int32_t head0 = kv_head * plan.group +
-                          static_cast<int32_t>(group_item % plan.head_batches) * plan.heads_per_item;
+    const int32_t head0 =
+        kv_head * plan.group +
+        static_cast<int32_t>(group_item % plan.head_batches) * plan.heads_per_item;
     const int32_t n_slots = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
     const int64_t rows = int64_t{n_slots} * plan.n_q;
     const float* first = shared_ws + group_item * plan.n_splits * plan.partial_floats_per_item;
@@ -57,8 +58,8 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
           for (int64_t e = 0; e < plan.dv; ++e) merged[e] += weight * p[r * plan.dv_pad + e];
         }
       }
-      const int64_t offset = (r % plan.n_q) * plan.o_token_stride +
-                             (head0 + r / plan.n_q) * plan.o_head_stride;
+      const int64_t offset =
+          (r % plan.n_q) * plan.o_token_stride + (head0 + r / plan.n_q) * plan.o_head_stride;
       StoreScaled(plan, merged, sum > 0.0f ? 1.0f / sum : 0.0f, offset);
     }
   }

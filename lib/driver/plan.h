@@ -61,10 +61,11 @@ enum class BiasKind { kNone, kAlibi, kTable };
 // owns the W-column slices starting at (g * kQueryChunk + s * W) of q_t, o_t,
 // row_max, row_sum and row_poison.
 struct WorkspaceLayout {
-  size_t q_t;         // heads_per_item x kQueryChunk x d: queries transposed, [d][W] per sub-tile, pre-scaled to log2 units
-  size_t o_t;         // heads_per_item x kQueryChunk x dv: unnormalised output, [dv][W] per sub-tile
-  size_t row_max;     // heads_per_item x kQueryChunk: running max (log2 units)
-  size_t row_sum;     // heads_per_item x kQueryChunk: running sum of probabilities
+  size_t q_t;      // heads_per_item x kQueryChunk x d: queries transposed, [d][W] per sub-tile,
+                   // pre-scaled to log2 units
+  size_t o_t;      // heads_per_item x kQueryChunk x dv: unnormalised output, [dv][W] per sub-tile
+  size_t row_max;  // heads_per_item x kQueryChunk: running max (log2 units)
+  size_t row_sum;  // heads_per_item x kQueryChunk: running sum of probabilities
   size_t row_poison;  // heads_per_item x kQueryChunk: 1 where the query saw a non-finite value
   size_t row_anchor;  // heads_per_item x kQueryChunk int64 (2 floats each): ALiBi lane anchors
   size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
@@ -77,20 +78,20 @@ struct WorkspaceLayout {
 // The decode pipeline's view of the worker scratch (floats, 64-byte aligned).
 // rows = heads_per_item x n_q query rows.
 struct DecodeLayout {
-  size_t q_rows;   // rows x d_pad: queries pre-scaled to log2 units, zero-padded
-  size_t o_rows;   // rows x dv_pad: unnormalised output
-  size_t row_max;  // rows
-  size_t row_sum;  // rows
+  size_t q_rows;      // rows x d_pad: queries pre-scaled to log2 units, zero-padded
+  size_t o_rows;      // rows x dv_pad: unnormalised output
+  size_t row_max;     // rows
+  size_t row_sum;     // rows
   size_t row_poison;  // rows: 1 where the query saw a non-finite value
-  size_t s_rows;   // rows x kBlockKeys: scores, then probabilities
-  size_t k_block;  // kBlockKeys x d_pad: converted keys, zero-padded
-  size_t v_block;  // kBlockKeys x dv_pad: converted values, zero-padded
+  size_t s_rows;      // rows x kBlockKeys: scores, then probabilities
+  size_t k_block;     // kBlockKeys x d_pad: converted keys, zero-padded
+  size_t v_block;     // kBlockKeys x dv_pad: converted values, zero-padded
   size_t floats_per_worker;
 };
 
 struct Plan {
   int64_t n_q, n_kv;
-  int64_t n_valid_kv;  // keys j >= n_valid_kv are hidden; 0..n_kv
+  int64_t n_valid_kv;                  // keys j >= n_valid_kv are hidden; 0..n_kv
   int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
   int32_t d, dv;
   int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
@@ -100,7 +101,7 @@ struct Plan {
   int64_t o_token_stride, o_head_stride;
   PositionsRef q_pos, k_pos;
   int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
-  float scale_log2;  // scale * log2(e): scores live in the log2 domain
+  float scale_log2;      // scale * log2(e): scores live in the log2 domain
 
   // Masks.
   bool causal;

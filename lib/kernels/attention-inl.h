@@ -42,8 +42,8 @@ struct SubTile {
 // bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
 // rows are zero in k, v).
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
-                               TileVisibility visibility, RowsF32 k, RowsF32 v,
-                               uint64_t bad_keys, float* HWY_RESTRICT s) {
+                               TileVisibility visibility, RowsF32 k, RowsF32 v, uint64_t bad_keys,
+                               float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   SubTileScores(tile.q_t, plan.d, k, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
@@ -85,12 +85,14 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
   const int64_t at = g * kQueryChunk + sub * it.w;
   const PositionSpan span = SpanOf(plan.q_pos, first, rows);
   const bool vector_alibi = VectorAlibi(plan, span);
-  const SubTileQueries queries{
-      first, rows, span, vector_alibi,
-      biases[g].kind == BiasKind::kAlibi && vector_alibi
-          ? AlibiRowAnchor(plan, biases[g].alibi_causal, span.first)
-          : 0,
-      reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
+  const SubTileQueries queries{first,
+                               rows,
+                               span,
+                               vector_alibi,
+                               biases[g].kind == BiasKind::kAlibi && vector_alibi
+                                   ? AlibiRowAnchor(plan, biases[g].alibi_causal, span.first)
+                                   : 0,
+                               reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
   return {it.head0 + g,
           queries,
           ws + l.q_t + at * plan.d,
@@ -118,7 +120,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (biases[g].kind == BiasKind::kAlibi && !t.queries.vector_alibi) {
         int64_t* anchors = const_cast<int64_t*>(t.queries.lane_anchors);
         for (int64_t i = 0; i < t.queries.rows; ++i) {
-          anchors[i] = AlibiRowAnchor(plan, biases[g].alibi_causal, plan.q_pos.At(t.queries.i0 + i));
+          anchors[i] =
+              AlibiRowAnchor(plan, biases[g].alibi_causal, plan.q_pos.At(t.queries.i0 + i));
         }
       }
     }
@@ -138,8 +141,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
     // Non-finite K or V rows poison the queries that see them, and are zeroed
     // so that they cannot reach the queries that do not.
-    const uint64_t bad_keys =
-        NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
+    const uint64_t bad_keys = NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
       v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
@@ -147,8 +149,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int32_t g = 0; g < it.n_heads; ++g) {
       for (int64_t sub = 0; sub < it.n_sub; ++sub) {
         const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-        const TileVisibility visibility = ClassifyTile(plan, t.queries.span.min,
-                                                       t.queries.span.max, k_span.min, k_span.max);
+        const TileVisibility visibility =
+            ClassifyTile(plan, t.queries.span.min, t.queries.span.max, k_span.min, k_span.max);
         if (visibility == TileVisibility::kHidden) continue;
         AttendKeyBlock(plan, t, j0, n_keys, visibility, k, v, bad_keys, ws + l.s_tile);
       }

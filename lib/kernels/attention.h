@@ -15,8 +15,8 @@ namespace relattn {
 // output rows.
 // shared_ws: plan.shared_floats floats that all workers write disjoint parts
 // of (decode partial states); worker_ws: plan.floats_per_worker floats,
-// 64-byte aligned, this worker's alone. Work items are independent, so the output does not depend on
-// how they are shared among workers.
+// 64-byte aligned, this worker's alone. Work items are independent, so the output does not depend
+// on how they are shared among workers.
 void AttendWorkItems(const Plan& plan, float* shared_ws, float* worker_ws,
                      std::atomic<int64_t>* next_item);
 

@@ -35,7 +35,7 @@ struct HeadBias {
   BiasKind kind;
   bool alibi_causal;
   float alibi_slope_log2;  // ALiBi: m * log2(e)
-  const float* table;  // table schemes: the padded reversed table (FillBiasTable)
+  const float* table;      // table schemes: the padded reversed table (FillBiasTable)
   int64_t table_radius;
   int64_t table_len;
 };
@@ -63,14 +63,12 @@ HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span) {
 }
 
 // Scalar form for queries at arbitrary positions: lanes i < rows of s.
-HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias,
-                                  const SubTileQueries& q, int64_t p_k, bool partial,
-                                  float* HWY_RESTRICT s) {
+HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
+                                  int64_t p_k, bool partial, float* HWY_RESTRICT s) {
   for (int64_t i = 0; i < q.rows; ++i) {
     const int64_t p_q = plan.q_pos.At(q.i0 + i);
     if (bias.kind == BiasKind::kAlibi) {
-      const int64_t dist =
-          AlibiAnchoredDistance(bias.alibi_causal, q.lane_anchors[i], p_q, p_k);
+      const int64_t dist = AlibiAnchoredDistance(bias.alibi_causal, q.lane_anchors[i], p_q, p_k);
       s[i] -= bias.alibi_slope_log2 * static_cast<float>(dist);
     } else if (bias.kind == BiasKind::kTable) {
       s[i] += bias.table[TableIndex(bias, p_k - p_q)];

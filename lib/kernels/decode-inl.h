@@ -36,7 +36,7 @@ struct DecodeRows {
   int32_t head0, n_slots;
   int64_t n_rows;
   float *q, *o, *max, *sum, *s;  // q [rows][d_pad], o [rows][dv_pad], s [rows][kBlockKeys]
-  float* poison;                  // [rows]: 1 where the query saw a non-finite value
+  float* poison;                 // [rows]: 1 where the query saw a non-finite value
 };
 
 // Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
@@ -115,8 +115,8 @@ HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p
 // hidden. Contiguous keys (k_first + j) take a vector form, others a scalar one.
 // anchor: the row's AlibiRowAnchor.
 HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t anchor,
-                               int64_t j0, int64_t n_keys, const PositionSpan& k_span,
-                               bool partial, float* HWY_RESTRICT s) {
+                               int64_t j0, int64_t n_keys, const PositionSpan& k_span, bool partial,
+                               float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   if (!k_span.contiguous) {
@@ -127,8 +127,8 @@ HWY_INLINE void DecodeBiasMask(const Plan& plan, const HeadBias& bias, int64_t p
       // Anchored distance along the keys: base - j, base + j, or |r0 - j| - nearest.
       const auto slope = hn::Set(df, bias.alibi_slope_log2);
       const bool one_side = bias.alibi_causal || r0 >= kBlockKeys - 1 || r0 <= 0;
-      const float base = static_cast<float>(
-          AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, k_span.first));
+      const float base =
+          static_cast<float>(AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, k_span.first));
       const float step = bias.alibi_causal || r0 > 0 ? -1.0f : 1.0f;
       const auto vr0 = hn::Set(df, static_cast<float>(r0));
       const auto nearest = hn::Set(df, static_cast<float>(anchor));
@@ -303,18 +303,17 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const int32_t head0 = kv_head * plan.group +
                         static_cast<int32_t>(group_item % plan.head_batches) * plan.heads_per_item;
   const int32_t n_slots = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
-  const DecodeRows rows{head0,         n_slots,         n_slots * plan.n_q,
-                        ws + l.q_rows, ws + l.o_rows,   ws + l.row_max,
-                        ws + l.row_sum, ws + l.s_rows,  ws + l.row_poison};
+  const DecodeRows rows{head0,          n_slots,       n_slots * plan.n_q,
+                        ws + l.q_rows,  ws + l.o_rows, ws + l.row_max,
+                        ws + l.row_sum, ws + l.s_rows, ws + l.row_poison};
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < n_slots; ++g) biases[g] = BiasOfHead(plan, head0 + g, g, worker);
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
   std::memset(rows.o, 0, sizeof(float) * rows.n_rows * plan.dv_pad);
   for (int64_t r = 0; r < rows.n_rows; ++r) {
-    const int64_t offset = (r % plan.n_q) * plan.q.token_stride +
-                           (head0 + r / plan.n_q) * plan.q.head_stride;
-    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2,
-               rows.q + r * plan.d_pad);
+    const int64_t offset =
+        (r % plan.n_q) * plan.q.token_stride + (head0 + r / plan.n_q) * plan.q.head_stride;
+    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, rows.q + r * plan.d_pad);
     rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
     rows.max[r] = -HUGE_VALF;
     rows.sum[r] = 0.0f;
@@ -327,7 +326,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
 
   int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
   for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
-    anchors[r] = AlibiRowAnchor(plan, biases[r / plan.n_q].alibi_causal, plan.q_pos.At(r % plan.n_q));
+    anchors[r] =
+        AlibiRowAnchor(plan, biases[r / plan.n_q].alibi_causal, plan.q_pos.At(r % plan.n_q));
   }
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
   // This split's key blocks: [block_begin, block_end) of n_blocks.
@@ -382,10 +382,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     return;
   }
   for (int64_t r = 0; r < rows.n_rows; ++r) {
-    if (rows.poison[r] != 0.0f) std::fill(rows.o + r * plan.dv_pad, rows.o + (r + 1) * plan.dv_pad, NAN);
+    if (rows.poison[r] != 0.0f)
+      std::fill(rows.o + r * plan.dv_pad, rows.o + (r + 1) * plan.dv_pad, NAN);
     const float inv_sum = rows.sum[r] > 0.0f ? 1.0f / rows.sum[r] : 0.0f;
-    const int64_t offset = (r % plan.n_q) * plan.o_token_stride +
-                           (head0 + r / plan.n_q) * plan.o_head_stride;
+    const int64_t offset =
+        (r % plan.n_q) * plan.o_token_stride + (head0 + r / plan.n_q) * plan.o_head_stride;
     StoreRow(rows.o + r * plan.dv_pad, plan.dv, inv_sum, plan.o, plan.o_dtype, offset);
   }
 }

@@ -7,9 +7,9 @@
 #define RELATTN_LIB_KERNELS_PACK_INL_H_
 #endif
 
-#include <cstdint>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "hwy/highway.h"
@@ -30,8 +30,7 @@ using DF = hn::CappedTag<float, kMaxLanes>;
 // values in [65536, 131072): no correct f16 converts to |x| >= 65536 (the
 // largest finite is 65504), so vectors holding such values are redone exactly.
 #undef RELATTN_F16_PROMOTE_EMULATED
-#if (HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4) || HWY_TARGET == HWY_SCALAR || \
-    HWY_TARGET == HWY_EMU128
+#if (HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4) || HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 #define RELATTN_F16_PROMOTE_EMULATED 1
 #else
 #define RELATTN_F16_PROMOTE_EMULATED 0

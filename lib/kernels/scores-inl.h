@@ -22,8 +22,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Register block: 4 keys x 2 query vectors = 8 accumulators; per step of e,
 // 2 vector loads of q_t and 4 broadcasts of k feed 8 FMAs, and the FMA chains
 // are 8 deep, enough to cover FMA latency at 2 FMAs per cycle.
-HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k,
-                              int64_t n_keys, float* HWY_RESTRICT s) {
+HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t n_keys,
+                              float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;

@@ -27,17 +27,17 @@ HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
     span.max = std::max(span.max, p);
     // p > first, so the unsigned difference is exact even where p - first
     // would overflow int64.
-    span.contiguous = span.contiguous && p > span.first &&
-                      static_cast<uint64_t>(p) - static_cast<uint64_t>(span.first) ==
-                          static_cast<uint64_t>(t);
+    span.contiguous =
+        span.contiguous && p > span.first &&
+        static_cast<uint64_t>(p) - static_cast<uint64_t>(span.first) == static_cast<uint64_t>(t);
   }
   return span;
 }
 
 // A worker's workspace and what it caches between work items.
 struct Worker {
-  float* ws;         // this worker's scratch
-  float* shared_ws;  // decode partial states, disjoint per work item
+  float* ws;                             // this worker's scratch
+  float* shared_ws;                      // decode partial states, disjoint per work item
   int32_t table_head[kMaxHeadsPerItem];  // head whose table each slot holds; -1: none
 };
 

@@ -89,8 +89,7 @@ int64_t AlibiDistance(const relattn_alibi& alibi, int64_t pq, int64_t pk) {
 // smallest visible distance, so that double arithmetic stays exact where
 // offsets exceed 2^53 (the int64 difference is exact; -m * distance alone
 // would round the distances themselves).
-double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t pk,
-            int64_t anchor) {
+double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t pk, int64_t anchor) {
   const relattn_bias& bias = desc.bias;
   switch (bias.kind) {
     case RELATTN_BIAS_NONE: return 0;

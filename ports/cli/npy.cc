@@ -183,8 +183,9 @@ bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {
   if (!HeaderParser(s.substr(text_at, data_at - text_at)).Parse(&h, error)) return false;
   if (!ParseDescr(h.descr, &out->dtype, error)) return false;
   if (h.fortran_order) {
-    *error = "fortran_order arrays are not supported: save a C-order array "
-             "(numpy.ascontiguousarray)";
+    *error =
+        "fortran_order arrays are not supported: save a C-order array "
+        "(numpy.ascontiguousarray)";
     return false;
   }
   int64_t bytes = int64_t(ItemBytes(out->dtype));

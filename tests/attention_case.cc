@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "hwy/targets.h"
 #include "lib/bias/f16.h"
@@ -283,6 +284,12 @@ const char* TargetNameOf(int64_t target) { return hwy::TargetName(target); }
 //  - f32 output: 5e-6 absolute (measured worst 1.2e-6 over the whole suite).
 //  - f16 output: half an f16 ulp at |o| < 1 (2^-12 = 2.44e-4) on top: 2.5e-4.
 double ErrorBound(relattn_dtype out_dtype) { return out_dtype == RELATTN_F16 ? 2.5e-4 : 5e-6; }
+
+void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* task_arg) {
+  std::vector<std::thread> workers;
+  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, task_arg, i);
+  for (std::thread& w : workers) w.join();
+}
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());

@@ -79,6 +79,10 @@ double ErrorBound(relattn_dtype out_dtype);
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b);
 
+// A relattn_parallel_for_fn on std::thread (one thread per task), to drive the
+// library's workers in tests, also under ThreadSanitizer.
+void StdThreadsParallelFor(void* context, size_t n_tasks, relattn_task_fn task, void* task_arg);
+
 }  // namespace relattn_test
 
 #endif  // RELATTN_TESTS_ATTENTION_CASE_H_

@@ -210,12 +210,6 @@ TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0") {
 namespace relattn_test {
 namespace {
 
-void StdThreads(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
-  std::vector<std::thread> workers;
-  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, arg, i);
-  for (std::thread& w : workers) w.join();
-}
-
 TEST_CASE("decode over long caches: key splits merge exactly, for any thread count") {
   // n_kv > 2048 splits the keys of each KV head (up to 8 splits); windows
   // leave some splits without a visible key.
@@ -242,7 +236,7 @@ TEST_CASE("decode over long caches: key splits merge exactly, for any thread cou
         std::vector<uint8_t> serial, parallel;
         REQUIRE(c.Run(&serial) == RELATTN_OK);
         for (int32_t n : {2, 3, 7}) {
-          const relattn_threads threads{StdThreads, nullptr, n};
+          const relattn_threads threads{StdThreadsParallelFor, nullptr, n};
           REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
           CHECK(serial == parallel);
         }

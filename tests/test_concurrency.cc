@@ -49,12 +49,6 @@ TEST_CASE("concurrent calls with separate workspaces equal serial calls") {
   }
 }
 
-void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
-  std::vector<std::thread> workers;
-  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, arg, i);
-  for (std::thread& w : workers) w.join();
-}
-
 TEST_CASE("the library's workers share work items and split states race-free") {
   for (int64_t n_q : {int64_t(3), int64_t(200)}) {  // split decode, prefill
     CaseSpec spec;

@@ -108,13 +108,6 @@ TEST_CASE("layouts: [tokens][heads][d] and [heads][tokens][d] give identical out
   }
 }
 
-// A plain parallel_for on std::thread, to check the callback contract.
-void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
-  std::vector<std::thread> workers;
-  for (size_t i = 0; i < n_tasks; ++i) workers.emplace_back(task, arg, i);
-  for (std::thread& w : workers) w.join();
-}
-
 TEST_CASE("threads: output is bit-identical for any thread count") {
   pthreadpool_t pool = pthreadpool_create(3);
   relattn_threads from_pool;

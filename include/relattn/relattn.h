@@ -170,6 +170,33 @@ typedef struct relattn_bias {
   relattn_shaw shaw;
 } relattn_bias;
 
+/* ------------------------------------------------------------------ RoPE */
+
+/* Rotary position embedding, fused: q and k are rotated by the angle
+ * (p / linear_scale) * theta_i, theta_i = base^(-2i / rotary_dims), in each
+ * of the rotary_dims / 2 pairs of dimensions i, so that q . k depends on
+ * p_q - p_k only. The pairs are (2i, 2i + 1) (INTERLEAVED: GPT-J, ggml mode
+ * 0) or (i, i + rotary_dims / 2) (HALVES: GPT-NeoX, Llama, HF
+ * rotate_half); dimensions >= rotary_dims are not rotated (partial rotary).
+ * Rotation r(x, a) of a pair (x0, x1): (x0 cos a - x1 sin a, x0 sin a + x1 cos a).
+ * Q is rotated as it is loaded into the query block, K when it is packed
+ * for prefill or appended to a KV cache; angles are reduced in double from
+ * the exact int64 position, so position 10^9 keeps the accuracy of 10^3.
+ * Combines with every bias kind and mask. */
+typedef enum relattn_rope_pairing {
+  RELATTN_ROPE_NONE = 0,
+  RELATTN_ROPE_INTERLEAVED = 1,
+  RELATTN_ROPE_HALVES = 2,
+  RELATTN_ROPE_PAIRING_MAX_ENUM = 0x7fffffff
+} relattn_rope_pairing;
+
+typedef struct relattn_rope {
+  relattn_rope_pairing pairing;
+  int32_t rotary_dims; /* even, 2..head_dim; 0 means head_dim (which must be even) */
+  float base;          /* theta base > 1, finite; 0 means 10000 */
+  float linear_scale;  /* positions are divided by it (linear scaling), >= 1e-6, finite; 0 means 1 */
+} relattn_rope;
+
 /* ------------------------------------------------------------------ masks */
 
 typedef struct relattn_mask {
@@ -199,6 +226,7 @@ typedef struct relattn_kv_cache_desc {
   relattn_dtype k_dtype; /* storage: F32 or F16 (I8 reserved) */
   relattn_dtype v_dtype; /* storage: F32 or F16 */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
+  relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
 } relattn_kv_cache_desc;
 
 typedef struct relattn_kv_cache relattn_kv_cache; /* opaque; lives in caller memory */
@@ -254,6 +282,9 @@ typedef struct relattn_attention_desc {
   /* Multiplies q . k. 0 means the default 1 / sqrt(head_dim); must be finite. */
   float scale;
   relattn_bias bias;
+  /* Rotary embedding of q and k (pairing NONE: off). With kv_cache, must equal
+   * the cache's rope (its keys were rotated when appended). */
+  relattn_rope rope;
   relattn_mask mask;
   /* Optional: attend over the tokens of a KV cache instead of k, v. Then
    * n_kv, n_kv_heads, head_dim, v_head_dim, k, v and k_pos come from the

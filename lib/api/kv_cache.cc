@@ -1,7 +1,9 @@
 // The KV cache: sizing, layout in caller memory, append (convert + store).
 #include "lib/api/kv_cache.h"
 
+#include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstring>
 
 #include "lib/api/error.h"
@@ -49,42 +51,70 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
 
 // Byte offsets of the regions after the header.
 struct Regions {
-  size_t positions, k, v, total;
+  size_t positions, bad, k, v, total;
 };
+
+int64_t KeyGroups(int64_t capacity) { return (capacity + kKeyGroup - 1) / kKeyGroup; }
 
 Regions RegionsOf(const relattn_kv_cache_desc& d) {
   const int32_t dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
   Regions r;
   r.positions = Align64(sizeof(relattn_kv_cache));
-  r.k = r.positions + Align64(sizeof(int64_t) * d.capacity);
-  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * d.n_kv_heads * d.capacity * d.head_dim);
+  r.bad = r.positions + Align64(sizeof(int64_t) * d.capacity);
+  r.k = r.bad + Align64(size_t(d.n_kv_heads) * d.capacity);
+  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * d.n_kv_heads * KeyGroups(d.capacity) * kKeyGroup *
+                      d.head_dim);
   r.total = r.v + Align64(DtypeBytes(d.v_dtype) * d.n_kv_heads * d.capacity * dv);
   return r;
 }
 
-// Element e of a source row as float.
-float Element(const void* data, relattn_dtype dtype, int64_t index) {
-  if (dtype == RELATTN_F16) return F16ToF32(static_cast<const uint16_t*>(data)[index]);
-  return static_cast<const float*>(data)[index];
+// Row (t, h) of src as f32 into row[0, dim), rounded as `storage` holds it;
+// false if it holds a NaN or inf (f32 beyond f16's range included).
+bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
+             float* row) {
+  const int64_t from = t * src.token_stride + h * src.head_stride;
+  bool finite = true;
+  for (int64_t e = 0; e < dim; ++e) {
+    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
+                                      : static_cast<const float*>(src.data)[from + e];
+    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));
+    finite = finite && std::isfinite(row[e]);
+  }
+  return finite;
 }
 
-// Copies token t of src (all heads, dim elements each) into cache slot `slot`.
-void StoreToken(const relattn_tensor& src, int64_t t, int32_t n_heads, int64_t dim,
-                int64_t capacity, int64_t slot, void* dst, relattn_dtype dst_dtype) {
-  for (int32_t h = 0; h < n_heads; ++h) {
-    const int64_t from = t * src.token_stride + h * src.head_stride;
-    const int64_t to = (h * capacity + slot) * dim;
-    if (dst_dtype == src.dtype) {
-      const size_t bytes = DtypeBytes(src.dtype);
-      std::memcpy(static_cast<char*>(dst) + to * bytes,
-                  static_cast<const char*>(src.data) + from * bytes, dim * bytes);
-    } else if (dst_dtype == RELATTN_F16) {
-      uint16_t* out = static_cast<uint16_t*>(dst) + to;
-      for (int64_t e = 0; e < dim; ++e) out[e] = F32ToF16(Element(src.data, src.dtype, from + e));
+// Stores row[0, dim) as dtype at dst + offset + e * step (elements).
+void StoreRow(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int64_t offset,
+              int64_t step) {
+  for (int64_t e = 0; e < dim; ++e) {
+    if (dtype == RELATTN_F16) {
+      static_cast<uint16_t*>(dst)[offset + e * step] = F32ToF16(row[e]);
     } else {
-      float* out = static_cast<float*>(dst) + to;
-      for (int64_t e = 0; e < dim; ++e) out[e] = Element(src.data, src.dtype, from + e);
+      static_cast<float*>(dst)[offset + e * step] = row[e];
     }
+  }
+}
+
+// Converts token t of k and v (all heads) into cache slot `slot`: K into its
+// key group, V as a row. A head whose K or V row is not finite stores zeros
+// and is flagged.
+void StoreToken(relattn_kv_cache* c, const relattn_tensor& k, const relattn_tensor& v, int64_t t,
+                int64_t slot) {
+  const relattn_kv_cache_desc& d = c->desc;
+  const int64_t groups = KeyGroups(d.capacity);
+  float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
+  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
+    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, k_row);
+    const bool finite = LoadRow(v, t, h, d.v_head_dim, d.v_dtype, v_row) && k_finite;
+    if (!finite) {
+      std::fill(k_row, k_row + d.head_dim, 0.0f);
+      std::fill(v_row, v_row + d.v_head_dim, 0.0f);
+    }
+    c->bad[h * d.capacity + slot] = finite ? 0 : 1;
+    const int64_t k_offset =
+        (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup + slot % kKeyGroup;
+    StoreRow(k_row, d.head_dim, d.k_dtype, c->k, k_offset, kKeyGroup);
+    StoreRow(v_row, d.v_head_dim, d.v_dtype, c->v, (h * d.capacity + slot) * d.v_head_dim, 1);
   }
 }
 
@@ -149,6 +179,7 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
   c->desc = *desc;
   if (!c->desc.v_head_dim) c->desc.v_head_dim = desc->head_dim;
   c->positions = reinterpret_cast<int64_t*>(base + r.positions);
+  c->bad = reinterpret_cast<uint8_t*>(base + r.bad);
   c->k = base + r.k;
   c->v = base + r.v;
   c->magic = relattn::kKvCacheMagic;
@@ -181,8 +212,7 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
   }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t slot = cache->next_slot;
-    relattn::StoreToken(*k, t, d.n_kv_heads, d.head_dim, d.capacity, slot, cache->k, d.k_dtype);
-    relattn::StoreToken(*v, t, d.n_kv_heads, d.v_head_dim, d.capacity, slot, cache->v, d.v_dtype);
+    relattn::StoreToken(cache, *k, *v, t, slot);
     const int64_t p = given ? positions->positions[t] : start + t;
     cache->positions[slot] = p;
     cache->next_position = p == INT64_MAX ? p : p + 1;
@@ -242,13 +272,29 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   resolved->n_kv_heads = c.n_kv_heads;
   resolved->head_dim = c.head_dim;
   resolved->v_head_dim = c.v_head_dim;
-  resolved->k =
-      relattn_tensor{cache->k, c.k_dtype, c.head_dim, c.capacity * c.head_dim, nullptr, 0, 0};
+  // K's strides only size the region for the overlap check; the kernel reads
+  // key groups (AttachKvCache).
+  const int64_t k_head_elements = KeyGroups(c.capacity) * kKeyGroup * c.head_dim;
+  resolved->k = relattn_tensor{cache->k, c.k_dtype, c.head_dim, k_head_elements, nullptr, 0, 0};
   resolved->v =
       relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
   resolved->k_pos = relattn_positions{cache->positions, 0};
   resolved->kv_cache = nullptr;
   return RELATTN_OK;
+}
+
+}  // namespace relattn
+
+namespace relattn {
+
+void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
+  plan->cache = CacheRef{};
+  const relattn_kv_cache* c = desc->kv_cache;
+  if (!c) return;
+  plan->cache.on = true;
+  plan->cache.k_head_stride = KeyGroups(c->desc.capacity) * kKeyGroup * c->desc.head_dim;
+  plan->cache.bad = c->bad;
+  plan->cache.capacity = c->desc.capacity;
 }
 
 }  // namespace relattn

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "lib/driver/plan.h"
 #include "relattn/relattn.h"
 
 struct relattn_kv_cache {
@@ -14,8 +15,12 @@ struct relattn_kv_cache {
   int64_t next_slot;           // slot the next token goes to
   int64_t next_position;       // position of the next token appended without positions
   int64_t* positions;          // [capacity]: position of the token in each slot
-  void* k;                     // [n_kv_heads][capacity][head_dim] of desc.k_dtype
-  void* v;                     // [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+  void* k;         // [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
+                   // ceil(capacity / kKeyGroup): slot s of head h, channel c at
+                   // ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
+  void* v;         // [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+  uint8_t* bad;    // [n_kv_heads][capacity]: 1 where the appended K or V row held a NaN or
+                   // infinity (the row is stored as zeros; queries that see it give NaN)
 };
 
 namespace relattn {
@@ -29,6 +34,10 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 // fields (n_kv, n_kv_heads, head dims, k, v, k_pos) from the cache after
 // checking that the caller left them empty or equal, and clears kv_cache.
 relattn_status ResolveKvCache(const relattn_attention_desc* desc, relattn_attention_desc* resolved);
+
+// Points plan->cache at desc->kv_cache's key groups and flags (off without a
+// cache). Call after BuildPlan on the resolved desc.
+void AttachKvCache(const relattn_attention_desc* desc, Plan* plan);
 
 }  // namespace relattn
 

@@ -31,6 +31,10 @@ inline constexpr int64_t kDecodeMaxQueries = 7;
 // the output does not depend on the thread count.
 inline constexpr int64_t kSplitKeys = 2048;
 inline constexpr int32_t kMaxSplits = 8;
+// A KV cache stores K in key groups of kKeyGroup tokens, transposed so that
+// one channel of the group's keys is contiguous ([group][d][kKeyGroup]):
+// decode loads the scores of a group's keys straight into vector lanes.
+inline constexpr int64_t kKeyGroup = 16;
 // Edge copies on each side of a padded bias table: a window of up to
 // kTablePad consecutive offsets reads inside the table wherever it starts.
 inline constexpr int64_t kTablePad = kBlockKeys > kMaxSubTile ? kBlockKeys : kMaxSubTile;
@@ -45,6 +49,20 @@ struct TensorRef {
   relattn_dtype dtype;
   int64_t token_stride;
   int64_t head_stride;
+};
+
+// K and V of a KV cache (kv_cache.h): K in key groups, V rows [slot][dv] per
+// head, and the tokens whose K or V row held a non-finite value (stored as
+// zeros, flagged here).
+struct CacheRef {
+  bool on;
+  int64_t k_head_stride;  // elements of K per KV head: groups * d * kKeyGroup
+  const uint8_t* bad;     // [n_kv_heads][capacity]: 1 = non-finite K or V row
+  int64_t capacity;
+  // The first key of group g (slot 16 g), channel 0, of head h.
+  int64_t KeyGroupOffset(int32_t h, int64_t slot, int32_t d) const {
+    return h * k_head_stride + slot / kKeyGroup * d * kKeyGroup;
+  }
 };
 
 struct PositionsRef {
@@ -96,6 +114,7 @@ struct Plan {
   int32_t d, dv;
   int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
   TensorRef q, k, v;
+  CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
   void* o;
   relattn_dtype o_dtype;
   int64_t o_token_stride, o_head_stride;

@@ -137,11 +137,14 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
       continue;
     }
-    RowsF32 k = RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    RowsF32 k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
+                              : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
     RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
     // Non-finite K or V rows poison the queries that see them, and are zeroed
-    // so that they cannot reach the queries that do not.
-    const uint64_t bad_keys = NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
+    // so that they cannot reach the queries that do not (a KV cache stored
+    // them as zeros and flagged them).
+    uint64_t bad_keys = NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
+    if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
       v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);

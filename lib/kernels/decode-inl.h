@@ -96,6 +96,217 @@ HWY_INLINE void DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k
   }
 }
 
+// Lanes(DF) consecutive values as f32.
+HWY_INLINE hn::Vec<DF> LoadF32(const float* HWY_RESTRICT p) { return hn::LoadU(DF(), p); }
+HWY_INLINE hn::Vec<DF> LoadF32(const hwy::float16_t* HWY_RESTRICT p) { return PromoteF16(p); }
+
+HWY_INLINE float ScalarF32(float x) { return x; }
+HWY_INLINE float ScalarF32(hwy::float16_t x) {
+  uint16_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return F16ToF32(bits);
+}
+
+// Key j of a block of KV-cache key groups, channel 0 (kv_cache.h).
+template <typename T>
+HWY_INLINE const T* GroupedKey(const T* keys, int64_t j, int32_t d) {
+  return keys + j / kKeyGroup * d * kKeyGroup + j % kKeyGroup;
+}
+
+// s[r][j] = q_r . k_j for keys j < n_keys of a block of key groups: keys lie
+// in vector lanes, so a step loads one channel of Lanes(DF) keys and FMAs it
+// with each row's broadcast query element; no horizontal sums. 4 rows x 2
+// key vectors = 8 independent accumulators. Lanes past n_keys (up to the end
+// of a vector) hold garbage that DecodeBiasMask hides.
+template <typename T>
+HWY_INLINE void GroupedScores(const DecodeRows& rows, const T* HWY_RESTRICT keys, int64_t n_keys,
+                              int32_t d, int64_t d_pad) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t j = 0; j < n_keys; j += 2 * n) {
+    const T* k0 = GroupedKey(keys, j, d);
+    // A second vector past the block's keys would leave the cache's groups.
+    const T* k1 = j + n < n_keys ? GroupedKey(keys, j + n, d) : k0;
+    int64_t r = 0;
+    for (; r + 4 <= rows.n_rows; r += 4) {
+      const float *q0 = rows.q + r * d_pad, *q1 = q0 + d_pad, *q2 = q1 + d_pad, *q3 = q2 + d_pad;
+      auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
+      auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
+      for (int32_t c = 0; c < d; ++c) {
+        const auto x = LoadF32(k0 + c * kKeyGroup), y = LoadF32(k1 + c * kKeyGroup);
+        const auto b0 = hn::Set(df, q0[c]), b1 = hn::Set(df, q1[c]);
+        a00 = hn::MulAdd(b0, x, a00);
+        a01 = hn::MulAdd(b0, y, a01);
+        a10 = hn::MulAdd(b1, x, a10);
+        a11 = hn::MulAdd(b1, y, a11);
+        const auto b2 = hn::Set(df, q2[c]), b3 = hn::Set(df, q3[c]);
+        a20 = hn::MulAdd(b2, x, a20);
+        a21 = hn::MulAdd(b2, y, a21);
+        a30 = hn::MulAdd(b3, x, a30);
+        a31 = hn::MulAdd(b3, y, a31);
+      }
+      float* s = rows.s + r * kBlockKeys + j;
+      hn::StoreU(a00, df, s);
+      hn::StoreU(a01, df, s + n);
+      hn::StoreU(a10, df, s + kBlockKeys);
+      hn::StoreU(a11, df, s + kBlockKeys + n);
+      hn::StoreU(a20, df, s + 2 * kBlockKeys);
+      hn::StoreU(a21, df, s + 2 * kBlockKeys + n);
+      hn::StoreU(a30, df, s + 3 * kBlockKeys);
+      hn::StoreU(a31, df, s + 3 * kBlockKeys + n);
+    }
+    for (; r < rows.n_rows; ++r) {
+      const float* q = rows.q + r * d_pad;
+      auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+      for (int32_t c = 0; c < d; ++c) {
+        const auto b = hn::Set(df, q[c]);
+        a0 = hn::MulAdd(b, LoadF32(k0 + c * kKeyGroup), a0);
+        a1 = hn::MulAdd(b, LoadF32(k1 + c * kKeyGroup), a1);
+      }
+      hn::StoreU(a0, df, rows.s + r * kBlockKeys + j);
+      hn::StoreU(a1, df, rows.s + r * kBlockKeys + j + n);
+    }
+  }
+}
+
+// One row of StreamedPV for columns [e0, dv): a vector at a time with two
+// accumulators (even and odd keys), then the columns past the last whole
+// vector one at a time (a vector there would read past the row).
+template <typename T>
+HWY_INLINE void StreamedPVRow(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v,
+                              int64_t v_stride, int64_t n_keys, int64_t e0, int32_t dv,
+                              float* HWY_RESTRICT o) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  int64_t e = e0;
+  for (; e + n <= dv; e += n) {
+    auto a0 = hn::Load(df, o + e), a1 = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + 2 <= n_keys; j += 2) {
+      a0 = hn::MulAdd(hn::Set(df, p[j]), LoadF32(v + j * v_stride + e), a0);
+      a1 = hn::MulAdd(hn::Set(df, p[j + 1]), LoadF32(v + (j + 1) * v_stride + e), a1);
+    }
+    if (j < n_keys) a0 = hn::MulAdd(hn::Set(df, p[j]), LoadF32(v + j * v_stride + e), a0);
+    hn::Store(hn::Add(a0, a1), df, o + e);
+  }
+  for (; e < dv; ++e) {
+    float acc = o[e];
+    for (int64_t j = 0; j < n_keys; ++j) acc += p[j] * ScalarF32(v[j * v_stride + e]);
+    o[e] = acc;
+  }
+}
+
+// o[r][e] += sum_{j < n_keys} p[r][j] * v_j[e] with the value rows read in
+// place (v_j at v + j * v_stride, converted as loaded), for e < dv. 4 rows x
+// 4 vectors of e = 16 accumulators per pass over the keys; the rest one
+// vector (or, past the last whole vector of dv, one element) at a time.
+template <typename T>
+HWY_INLINE void StreamedPV(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v, int64_t v_stride,
+                           int64_t n_keys, int64_t n_rows, int32_t dv, int64_t dv_pad,
+                           float* HWY_RESTRICT o) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = dv / n * n;  // columns in whole vectors
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4) {
+    const float *p0 = p + r * kBlockKeys, *p1 = p0 + kBlockKeys, *p2 = p1 + kBlockKeys,
+                *p3 = p2 + kBlockKeys;
+    float *o0 = o + r * dv_pad, *o1 = o0 + dv_pad, *o2 = o1 + dv_pad, *o3 = o2 + dv_pad;
+    int64_t e = 0;
+    for (; e + 4 * n <= whole; e += 4 * n) {
+      auto a00 = hn::Load(df, o0 + e), a01 = hn::Load(df, o0 + e + n);
+      auto a02 = hn::Load(df, o0 + e + 2 * n), a03 = hn::Load(df, o0 + e + 3 * n);
+      auto a10 = hn::Load(df, o1 + e), a11 = hn::Load(df, o1 + e + n);
+      auto a12 = hn::Load(df, o1 + e + 2 * n), a13 = hn::Load(df, o1 + e + 3 * n);
+      auto a20 = hn::Load(df, o2 + e), a21 = hn::Load(df, o2 + e + n);
+      auto a22 = hn::Load(df, o2 + e + 2 * n), a23 = hn::Load(df, o2 + e + 3 * n);
+      auto a30 = hn::Load(df, o3 + e), a31 = hn::Load(df, o3 + e + n);
+      auto a32 = hn::Load(df, o3 + e + 2 * n), a33 = hn::Load(df, o3 + e + 3 * n);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const T* vj = v + j * v_stride + e;
+        const auto x0 = LoadF32(vj), x1 = LoadF32(vj + n);
+        const auto x2 = LoadF32(vj + 2 * n), x3 = LoadF32(vj + 3 * n);
+        const auto b0 = hn::Set(df, p0[j]);
+        a00 = hn::MulAdd(b0, x0, a00);
+        a01 = hn::MulAdd(b0, x1, a01);
+        a02 = hn::MulAdd(b0, x2, a02);
+        a03 = hn::MulAdd(b0, x3, a03);
+        const auto b1 = hn::Set(df, p1[j]);
+        a10 = hn::MulAdd(b1, x0, a10);
+        a11 = hn::MulAdd(b1, x1, a11);
+        a12 = hn::MulAdd(b1, x2, a12);
+        a13 = hn::MulAdd(b1, x3, a13);
+        const auto b2 = hn::Set(df, p2[j]);
+        a20 = hn::MulAdd(b2, x0, a20);
+        a21 = hn::MulAdd(b2, x1, a21);
+        a22 = hn::MulAdd(b2, x2, a22);
+        a23 = hn::MulAdd(b2, x3, a23);
+        const auto b3 = hn::Set(df, p3[j]);
+        a30 = hn::MulAdd(b3, x0, a30);
+        a31 = hn::MulAdd(b3, x1, a31);
+        a32 = hn::MulAdd(b3, x2, a32);
+        a33 = hn::MulAdd(b3, x3, a33);
+      }
+      hn::Store(a00, df, o0 + e);
+      hn::Store(a01, df, o0 + e + n);
+      hn::Store(a02, df, o0 + e + 2 * n);
+      hn::Store(a03, df, o0 + e + 3 * n);
+      hn::Store(a10, df, o1 + e);
+      hn::Store(a11, df, o1 + e + n);
+      hn::Store(a12, df, o1 + e + 2 * n);
+      hn::Store(a13, df, o1 + e + 3 * n);
+      hn::Store(a20, df, o2 + e);
+      hn::Store(a21, df, o2 + e + n);
+      hn::Store(a22, df, o2 + e + 2 * n);
+      hn::Store(a23, df, o2 + e + 3 * n);
+      hn::Store(a30, df, o3 + e);
+      hn::Store(a31, df, o3 + e + n);
+      hn::Store(a32, df, o3 + e + 2 * n);
+      hn::Store(a33, df, o3 + e + 3 * n);
+    }
+    for (int64_t rr = r; rr < r + 4; ++rr) {
+      StreamedPVRow(p + rr * kBlockKeys, v, v_stride, n_keys, e, dv, o + rr * dv_pad);
+    }
+  }
+  for (; r < n_rows; ++r) {
+    StreamedPVRow(p + r * kBlockKeys, v, v_stride, n_keys, 0, dv, o + r * dv_pad);
+  }
+}
+
+// Bit j set where key j0 + j of kv_head was stored non-finite in the cache.
+HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
+  const uint8_t* bad = plan.cache.bad + kv_head * plan.cache.capacity + j0;
+  uint64_t bits = 0;
+  for (int64_t j = 0; j < n_keys; ++j) bits |= uint64_t{bad[j]} << j;
+  return bits;
+}
+
+// Scores of the rows against keys [j0, j0 + n_keys) of a KV cache's head.
+HWY_INLINE void CacheScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head, int64_t j0,
+                            int64_t n_keys) {
+  const int64_t offset = plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
+  if (plan.k.dtype == RELATTN_F16) {
+    GroupedScores(rows, static_cast<const hwy::float16_t*>(plan.k.data) + offset, n_keys, plan.d,
+                  plan.d_pad);
+  } else {
+    GroupedScores(rows, static_cast<const float*>(plan.k.data) + offset, n_keys, plan.d,
+                  plan.d_pad);
+  }
+}
+
+// P.V of the rows with values [j0, j0 + n_keys) of kv_head read in place.
+HWY_INLINE void InPlacePV(const Plan& plan, const DecodeRows& rows, int32_t kv_head, int64_t j0,
+                          int64_t n_keys) {
+  const int64_t offset = j0 * plan.v.token_stride + kv_head * plan.v.head_stride;
+  if (plan.v.dtype == RELATTN_F16) {
+    StreamedPV(rows.s, static_cast<const hwy::float16_t*>(plan.v.data) + offset,
+               plan.v.token_stride, n_keys, rows.n_rows, plan.dv, plan.dv_pad, rows.o);
+  } else {
+    StreamedPV(rows.s, static_cast<const float*>(plan.v.data) + offset, plan.v.token_stride,
+               n_keys, rows.n_rows, plan.dv, plan.dv_pad, rows.o);
+  }
+}
+
 // Scalar form of DecodeBiasMask for keys at arbitrary positions.
 HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t anchor,
                                int64_t j0, int64_t n_keys, bool partial, float* HWY_RESTRICT s) {
@@ -343,20 +554,27 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > q_span.max) break;
       continue;
     }
-    const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // this split's keys
-    ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
-    ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
-    // Non-finite K or V rows poison the queries that see them, and are zeroed
-    // so that they cannot reach the queries that do not.
-    const uint64_t bad_keys = NonFiniteRows({k_block, plan.d_pad}, n_keys, plan.d) |
-                              NonFiniteRows({v_block, plan.dv_pad}, n_keys, plan.dv);
-    for (int64_t j = 0; j < n_keys; ++j) {
-      if ((bad_keys >> j) & 1) {
-        std::fill(k_block + j * plan.d_pad, k_block + (j + 1) * plan.d_pad, 0.0f);
-        std::fill(v_block + j * plan.dv_pad, v_block + (j + 1) * plan.dv_pad, 0.0f);
+    uint64_t bad_keys;
+    if (plan.cache.on) {
+      // The cache stored non-finite rows as zeros and flagged them.
+      bad_keys = CacheBadKeys(plan, kv_head, j0, n_keys);
+      CacheScores(plan, rows, kv_head, j0, n_keys);
+    } else {
+      const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // split's keys
+      ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
+      ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
+      // Non-finite K or V rows poison the queries that see them, and are
+      // zeroed so that they cannot reach the queries that do not.
+      bad_keys = NonFiniteRows({k_block, plan.d_pad}, n_keys, plan.d) |
+                 NonFiniteRows({v_block, plan.dv_pad}, n_keys, plan.dv);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        if ((bad_keys >> j) & 1) {
+          std::fill(k_block + j * plan.d_pad, k_block + (j + 1) * plan.d_pad, 0.0f);
+          std::fill(v_block + j * plan.dv_pad, v_block + (j + 1) * plan.dv_pad, 0.0f);
+        }
       }
+      DecodeScores(rows, k_block, n_keys, plan.d_pad);
     }
-    DecodeScores(rows, k_block, n_keys, plan.d_pad);
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;
@@ -368,7 +586,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
         std::fill(s, s + kBlockKeys, 0.0f);
       }
     }
-    DecodePV(rows.s, v_block, n_keys, rows.n_rows, plan.dv_pad, rows.o);
+    if (plan.cache.on) {
+      InPlacePV(plan, rows, kv_head, j0, n_keys);
+    } else {
+      DecodePV(rows.s, v_block, n_keys, rows.n_rows, plan.dv_pad, rows.o);
+    }
   }
 
   if (plan.n_splits > 1) {

@@ -162,6 +162,25 @@ HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64
   return {scratch, dim};
 }
 
+// Keys [j0, j0 + n) of a KV cache's head (key groups, kv_cache.h) as f32
+// rows of d floats in scratch.
+HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int64_t n,
+                                float* HWY_RESTRICT scratch) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t slot = j0 + j;
+    const int64_t first = plan.cache.KeyGroupOffset(head, slot, plan.d) + slot % kKeyGroup;
+    float* row = scratch + j * plan.d;
+    if (plan.k.dtype == RELATTN_F16) {
+      const uint16_t* bits = static_cast<const uint16_t*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = F16ToF32(bits[c * kKeyGroup]);
+    } else {
+      const float* src = static_cast<const float*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = src[c * kKeyGroup];
+    }
+  }
+  return {scratch, plan.d};
+}
+
 // Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
 // multiplied by scale_log2; lanes [rows, width) are zero. poison[i] = 1 where
 // the query holds a NaN or infinity, else 0. row: d floats.

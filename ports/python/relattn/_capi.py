@@ -50,6 +50,11 @@ class Bias(ctypes.Structure):
     _fields_ = [("kind", c_int), ("alibi", Alibi), ("t5", T5), ("shaw", Shaw)]
 
 
+class Rope(ctypes.Structure):
+    _fields_ = [("pairing", c_int), ("rotary_dims", c_int32), ("base", c_float),
+                ("linear_scale", c_float)]
+
+
 class Mask(ctypes.Structure):
     _fields_ = [("causal", c_int), ("window", c_int64), ("n_valid_kv", c_int64)]
 
@@ -59,12 +64,13 @@ class AttentionDesc(ctypes.Structure):
                 ("n_kv_heads", c_int32), ("head_dim", c_int32), ("v_head_dim", c_int32),
                 ("q", Tensor), ("k", Tensor), ("v", Tensor), ("o", Output),
                 ("q_pos", Positions), ("k_pos", Positions), ("scale", c_float),
-                ("bias", Bias), ("mask", Mask), ("kv_cache", c_void_p)]
+                ("bias", Bias), ("rope", Rope), ("mask", Mask), ("kv_cache", c_void_p)]
 
 
 class KvCacheDesc(ctypes.Structure):
     _fields_ = [("n_kv_heads", c_int32), ("head_dim", c_int32), ("v_head_dim", c_int32),
-                ("capacity", c_int64), ("k_dtype", c_int), ("v_dtype", c_int), ("ring", c_int)]
+                ("capacity", c_int64), ("k_dtype", c_int), ("v_dtype", c_int), ("ring", c_int),
+                ("rope", Rope)]
 
 
 class Threads(ctypes.Structure):

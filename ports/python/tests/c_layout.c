@@ -44,6 +44,11 @@ int main(void) {
   FIELD(relattn_bias, alibi);
   FIELD(relattn_bias, t5);
   FIELD(relattn_bias, shaw);
+  SIZE(relattn_rope);
+  FIELD(relattn_rope, pairing);
+  FIELD(relattn_rope, rotary_dims);
+  FIELD(relattn_rope, base);
+  FIELD(relattn_rope, linear_scale);
   SIZE(relattn_mask);
   FIELD(relattn_mask, causal);
   FIELD(relattn_mask, window);
@@ -63,6 +68,7 @@ int main(void) {
   FIELD(relattn_attention_desc, k_pos);
   FIELD(relattn_attention_desc, scale);
   FIELD(relattn_attention_desc, bias);
+  FIELD(relattn_attention_desc, rope);
   FIELD(relattn_attention_desc, mask);
   FIELD(relattn_attention_desc, kv_cache);
   SIZE(relattn_kv_cache_desc);
@@ -73,6 +79,7 @@ int main(void) {
   FIELD(relattn_kv_cache_desc, k_dtype);
   FIELD(relattn_kv_cache_desc, v_dtype);
   FIELD(relattn_kv_cache_desc, ring);
+  FIELD(relattn_kv_cache_desc, rope);
   SIZE(relattn_threads);
   FIELD(relattn_threads, parallel_for);
   FIELD(relattn_threads, context);

@@ -2,6 +2,8 @@
 #include "bench/cases.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "lib/bias/f16.h"
@@ -110,7 +112,34 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   shaw_table_.resize(size_t(shape.heads) * (2 * kShawK + 1));
   for (float& x : t5_table_) x = 2.0f * uniform(rng);
   for (float& x : shaw_table_) x = 2.0f * uniform(rng);
+  if (!shape.decode) return;
+  relattn_kv_cache_desc cache_desc{};
+  cache_desc.n_kv_heads = shape.kv_heads;
+  cache_desc.head_dim = shape.head_dim;
+  cache_desc.capacity = shape.n_kv;
+  cache_desc.k_dtype = cache_desc.v_dtype = RELATTN_F16;
+  size_t bytes = 0;
+  relattn_status status = relattn_kv_cache_size(&cache_desc, &bytes);
+  if (status == RELATTN_OK) {
+    cache_memory_ = std::aligned_alloc(RELATTN_KV_CACHE_ALIGNMENT,
+                                       (bytes + RELATTN_KV_CACHE_ALIGNMENT - 1) /
+                                           RELATTN_KV_CACHE_ALIGNMENT * RELATTN_KV_CACHE_ALIGNMENT);
+    status = relattn_kv_cache_init(&cache_desc, cache_memory_, bytes, &cache_);
+  }
+  if (status == RELATTN_OK) {
+    const relattn_tensor k = relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads,
+                                                     shape.head_dim);
+    const relattn_tensor v = relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads,
+                                                     shape.head_dim);
+    status = relattn_kv_cache_append(cache_, shape.n_kv, &k, &v, nullptr);
+  }
+  if (status != RELATTN_OK) {
+    std::fprintf(stderr, "relattn-bench: KV cache: %s\n", relattn_last_error());
+    std::exit(1);
+  }
 }
+
+ShapeInputs::~ShapeInputs() { std::free(cache_memory_); }
 
 relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   const Shape& s = shape_;
@@ -130,6 +159,11 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   desc.v = relattn::TokensHeadsDim(v, c.dtype, s.kv_heads, s.head_dim);
   desc.o = relattn::OutputTokensHeadsDim(out, RELATTN_F32, s.heads, s.head_dim);
   desc.q_pos.start = s.decode ? s.n_kv - 1 : 0;
+  if (s.decode) {  // K, V, their positions and shape come from the cache
+    desc.n_kv = desc.n_kv_heads = desc.head_dim = 0;
+    desc.k = desc.v = relattn_tensor{};
+    desc.kv_cache = cache_;
+  }
   desc.mask.causal = c.causal;
   switch (c.scheme) {
     case Scheme::kNone: break;

@@ -17,7 +17,9 @@ const char* SchemeName(Scheme scheme);  // "none", "alibi", "t5", "shaw"
 // One problem size. Every case of a shape shares its inputs and its XNNPACK
 // peer. Tensors are [tokens][heads][head_dim]; the output is f32.
 struct Shape {
-  bool decode;  // n_q = 1 query at position n_kv - 1 (causal: sees every key)
+  // n_q = 1 query at position n_kv - 1 (causal: sees every key) against a
+  // KV cache holding the n_kv tokens (f16 storage, appended once).
+  bool decode;
   int32_t head_dim;
   int64_t n_q, n_kv;
   int32_t heads, kv_heads;
@@ -62,10 +64,14 @@ double KvBytes(const Shape& shape, relattn_dtype dtype);
 
 // Random inputs in [-1, 1) for one shape, stored in f16 and in f32 holding the
 // same (f16-rounded) values, so f32 and f16 cases and XNNPACK's f32 attention
-// compute the same mathematical problem; plus the T5 and Shaw tables.
+// compute the same mathematical problem; plus the T5 and Shaw tables; for a
+// decode shape, a KV cache holding K and V.
 class ShapeInputs {
  public:
   explicit ShapeInputs(const Shape& shape);
+  ShapeInputs(const ShapeInputs&) = delete;
+  ShapeInputs& operator=(const ShapeInputs&) = delete;
+  ~ShapeInputs();
 
   const float* q_f32() const { return q_f32_.data(); }
   const float* k_f32() const { return k_f32_.data(); }
@@ -80,6 +86,8 @@ class ShapeInputs {
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
   std::vector<float> t5_table_, shaw_table_;
+  void* cache_memory_ = nullptr;  // decode: the KV cache's memory
+  relattn_kv_cache* cache_ = nullptr;
 };
 
 // T5: 32 buckets, max_distance 128, bidirectional for bidirectional cases,

@@ -38,7 +38,7 @@ Tokens RandomTokens(std::mt19937& rng, int64_t n, bool round_to_f16) {
 class Cache {
  public:
   Cache(int64_t capacity, relattn_dtype dtype, bool ring) {
-    relattn_kv_cache_desc d{kKvHeads, kDim, 0, capacity, dtype, dtype, ring};
+    relattn_kv_cache_desc d{kKvHeads, kDim, 0, capacity, dtype, dtype, ring, {}};
     size_t bytes = 0;
     REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
     memory_.resize(bytes / 8 + 16);
@@ -222,7 +222,7 @@ TEST_CASE("cache misuse gets a status and a message") {
   alignas(64) uint64_t junk[64] = {};
   run.desc.kv_cache = reinterpret_cast<const relattn_kv_cache*>(junk);
   CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_NULL_ARGUMENT);
-  relattn_kv_cache_desc bad{kKvHeads, kDim, 0, 0, RELATTN_F16, RELATTN_F16, 0};
+  relattn_kv_cache_desc bad{kKvHeads, kDim, 0, 0, RELATTN_F16, RELATTN_F16, 0, {}};
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
   CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
   bad.capacity = 4;

@@ -214,8 +214,10 @@ typedef struct relattn_mask {
 
 /* A KV cache in caller memory for streaming decode: tokens are appended as
  * they are generated, converted once to the storage dtype and stored per KV
- * head ([n_kv_heads][capacity][dim]: the rows a decode step streams are
- * contiguous), each with its int64 position. In ring mode a full cache
+ * head, each with its int64 position: V as rows [n_kv_heads][capacity][dim],
+ * K in groups of 16 tokens with each channel's 16 values contiguous (decode
+ * loads them straight into vector lanes), so a decode step streams both
+ * sequentially and converts nothing. In ring mode a full cache
  * overwrites its oldest token: a sliding window of `capacity` tokens in
  * constant memory, positions counting on (never wrapping or resetting). */
 typedef struct relattn_kv_cache_desc {

@@ -39,6 +39,17 @@ struct DecodeRows {
   float* poison;                 // [rows]: 1 where the query saw a non-finite value
 };
 
+// Prefetches the cache line at p into the outer caches (a streamed block
+// ahead: the L1's few miss buffers would cap a core's bandwidth far below
+// DRAM's; the L2 tracks many more misses).
+HWY_INLINE void PrefetchFar(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 1);
+#else
+  (void)p;
+#endif
+}
+
 // Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
 // zero beyond dim (the block's rows past n_keys are left as they are).
 // Rows up to kPrefetchRows ahead (below `limit`) are prefetched: decode
@@ -54,7 +65,7 @@ HWY_INLINE void ConvertBlock(const TensorRef& t, int32_t kv_head, int64_t j0, in
     const int64_t ahead = j0 + j + kPrefetchRows;
     if (ahead < limit) {
       const char* row = base + (ahead * t.token_stride + kv_head * t.head_stride) * elem_bytes;
-      for (int64_t b = 0; b < dim * elem_bytes; b += 64) hwy::Prefetch(row + b);
+      for (int64_t b = 0; b < dim * elem_bytes; b += 64) PrefetchFar(row + b);
     }
     const int64_t offset = (j0 + j) * t.token_stride + kv_head * t.head_stride;
     ConvertRow(t.data, t.dtype, offset, dim, 1.0f, block + j * pad);
@@ -133,6 +144,10 @@ HWY_INLINE void GroupedScores(const DecodeRows& rows, const T* HWY_RESTRICT keys
       auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
       auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
       for (int32_t c = 0; c < d; ++c) {
+        if (r == 0) {  // the next block's keys: as many bytes ahead as a block holds
+          PrefetchFar(k0 + c * kKeyGroup + kBlockKeys * d);
+          PrefetchFar(k1 + c * kKeyGroup + kBlockKeys * d);
+        }
         const auto x = LoadF32(k0 + c * kKeyGroup), y = LoadF32(k1 + c * kKeyGroup);
         const auto b0 = hn::Set(df, q0[c]), b1 = hn::Set(df, q1[c]);
         a00 = hn::MulAdd(b0, x, a00);
@@ -224,6 +239,10 @@ HWY_INLINE void StreamedPV(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v,
       auto a32 = hn::Load(df, o3 + e + 2 * n), a33 = hn::Load(df, o3 + e + 3 * n);
       for (int64_t j = 0; j < n_keys; ++j) {
         const T* vj = v + j * v_stride + e;
+        if (r == 0) {  // the same values of the next block
+          const char* ahead = reinterpret_cast<const char*>(vj + kBlockKeys * v_stride);
+          for (size_t b = 0; b < 4 * n * sizeof(T); b += 64) PrefetchFar(ahead + b);
+        }
         const auto x0 = LoadF32(vj), x1 = LoadF32(vj + n);
         const auto x2 = LoadF32(vj + 2 * n), x3 = LoadF32(vj + 3 * n);
         const auto b0 = hn::Set(df, p0[j]);

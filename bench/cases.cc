@@ -127,10 +127,10 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
     status = relattn_kv_cache_init(&cache_desc, cache_memory_, bytes, &cache_);
   }
   if (status == RELATTN_OK) {
-    const relattn_tensor k = relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads,
-                                                     shape.head_dim);
-    const relattn_tensor v = relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads,
-                                                     shape.head_dim);
+    const relattn_tensor k =
+        relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
+    const relattn_tensor v =
+        relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
     status = relattn_kv_cache_append(cache_, shape.n_kv, &k, &v, nullptr);
   }
   if (status != RELATTN_OK) {

@@ -62,16 +62,17 @@ std::vector<int64_t> Positions(std::mt19937_64& rng, int64_t n, int64_t start, i
 
 std::string CaseSpec::Name() const {
   static const char* kSchemes[] = {"none", "alibi", "t5", "shaw"};
-  char buf[320];
+  char buf[400];
   std::snprintf(buf, sizeof(buf),
                 "nq=%lld nkv=%lld heads=%d/%d d=%d dv=%d %s in=%s out=%s scheme=%s(slopes=%d "
                 "acausal=%d t5bi=%d t5dt=%d) causal=%d window=%lld valid=%lld qs=%lld ks=%lld "
-                "posarr=%d",
+                "posarr=%d rope=%d/%d/%g/%g",
                 (long long)n_q, (long long)n_kv, n_heads, n_kv_heads, head_dim, v_head_dim,
                 heads_major ? "HTD" : "THD", in_dtype == RELATTN_F16 ? "f16" : "f32",
                 out_dtype == RELATTN_F16 ? "f16" : "f32", kSchemes[scheme], alibi_slopes,
                 alibi_causal, t5_bidirectional, int(t5_dtype), causal, (long long)window,
-                (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays);
+                (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays,
+                int(rope.pairing), rope.rotary_dims, (double)rope.base, (double)rope.linear_scale);
   return buf;
 }
 
@@ -143,6 +144,7 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
   desc_.mask.causal = spec.causal;
   desc_.mask.window = spec.window;
   desc_.mask.n_valid_kv = spec.n_valid_kv;
+  desc_.rope = spec.rope;
 }
 
 void Case::ShiftPositions(int64_t delta) {

@@ -28,6 +28,7 @@ struct CaseSpec {
   // 0: start-based; 1: arrays with gaps (sorted); 2: arrays, shuffled.
   int position_arrays = 0;
   float scale = 0.0f;
+  relattn_rope rope = {};  // pairing NONE: off
   uint64_t seed = 1;
   std::string Name() const;
 };

@@ -110,6 +110,7 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
   relattn::Call call;
   call.plan = &plan;
   call.workspace = static_cast<float*>(workspace);
+  if (plan.rope.on) relattn::FillRopeTables(plan.rope, call.workspace + plan.rope_tables);
   const int64_t n_tasks = plan.n_work_items < n_threads ? plan.n_work_items : n_threads;
   if (n_tasks <= 1) {
     relattn::RunWorker(&call, 0);

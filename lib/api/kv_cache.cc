@@ -8,6 +8,7 @@
 
 #include "lib/api/error.h"
 #include "lib/bias/f16.h"
+#include "lib/bias/rope.h"
 
 namespace relattn {
 namespace {
@@ -46,6 +47,8 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
   }
   relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype);
   if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype);
+  RopeParams rope;
+  if (s == RELATTN_OK) s = ResolveRope(d->rope, d->head_dim, "rope.", &rope);
   return s;
 }
 
@@ -68,15 +71,19 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   return r;
 }
 
-// Row (t, h) of src as f32 into row[0, dim), rounded as `storage` holds it;
-// false if it holds a NaN or inf (f32 beyond f16's range included).
+// Row (t, h) of src as f32 into row[0, dim), rotated by rope (if on) for
+// position p, then rounded as `storage` holds it; false if it holds a NaN or
+// inf (f32 beyond f16's range included).
 bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
-             float* row) {
+             const RopeParams* rope, int64_t p, float* row) {
   const int64_t from = t * src.token_stride + h * src.head_stride;
-  bool finite = true;
   for (int64_t e = 0; e < dim; ++e) {
     row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
                                       : static_cast<const float*>(src.data)[from + e];
+  }
+  if (rope && rope->on) RotateRowScalar(*rope, p, row);
+  bool finite = true;
+  for (int64_t e = 0; e < dim; ++e) {
     if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));
     finite = finite && std::isfinite(row[e]);
   }
@@ -95,17 +102,17 @@ void StoreRow(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int
   }
 }
 
-// Converts token t of k and v (all heads) into cache slot `slot`: K into its
-// key group, V as a row. A head whose K or V row is not finite stores zeros
-// and is flagged.
-void StoreToken(relattn_kv_cache* c, const relattn_tensor& k, const relattn_tensor& v, int64_t t,
-                int64_t slot) {
+// Converts token t (at position p) of k and v (all heads) into cache slot
+// `slot`: K rotated by rope into its key group, V as a row. A head whose K or
+// V row is not finite stores zeros and is flagged.
+void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tensor& k,
+                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot) {
   const relattn_kv_cache_desc& d = c->desc;
   const int64_t groups = KeyGroups(d.capacity);
   float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, k_row);
-    const bool finite = LoadRow(v, t, h, d.v_head_dim, d.v_dtype, v_row) && k_finite;
+    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, p, k_row);
+    const bool finite = LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, p, v_row) && k_finite;
     if (!finite) {
       std::fill(k_row, k_row + d.head_dim, 0.0f);
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);
@@ -210,10 +217,21 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
     return Fail(RELATTN_ERR_POSITION_OVERFLOW,
                 "positions: start %" PRId64 " + n_tokens overflows int64", start);
   }
+  relattn::RopeParams rope;
+  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: checked at init
+  for (int64_t t = 0; rope.on && t < n_tokens; ++t) {
+    const int64_t p = given ? positions->positions[t] : start + t;
+    if (p < -relattn::kRopeMaxPosition || p > relattn::kRopeMaxPosition) {
+      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                  "positions: token %" PRId64 " at %" PRId64
+                  " with the cache's rope: must be within +-2^53",
+                  t, p);
+    }
+  }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t slot = cache->next_slot;
-    relattn::StoreToken(cache, *k, *v, t, slot);
     const int64_t p = given ? positions->positions[t] : start + t;
+    relattn::StoreToken(cache, rope, *k, *v, t, p, slot);
     cache->positions[slot] = p;
     cache->next_position = p == INT64_MAX ? p : p + 1;
     cache->next_slot = slot + 1 == d.capacity ? 0 : slot + 1;
@@ -263,6 +281,10 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
                   "%s = %" PRId64 ": must be 0 or the kv_cache's %" PRId64, f.name, f.given,
                   f.cache);
     }
+  }
+  if (!SameRope(desc->rope, c.rope, c.head_dim)) {
+    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
+                "rope: must equal the kv_cache's rope (its keys were rotated when appended)");
   }
   if (desc->k.data || desc->v.data || desc->k_pos.positions || desc->k_pos.start) {
     return Fail(RELATTN_ERR_BAD_DIMENSION,

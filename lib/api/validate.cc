@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "lib/api/error.h"
+#include "lib/bias/rope.h"
 #include "lib/bias/t5.h"
 
 namespace relattn {
@@ -350,6 +351,20 @@ relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   return CheckMemory(d, dv);
 }
 
+// With RoPE, every position is within +-kRopeMaxPosition (exact in double).
+relattn_status CheckRopePositions(const relattn_attention_desc& d, int64_t k_min, int64_t k_max) {
+  int64_t q_min = 0, q_max = 0;
+  PositionRange("q_pos", d.q_pos, d.n_q, &q_min, &q_max);  // cannot fail: checked before
+  const char* name = k_min < -kRopeMaxPosition || k_max > kRopeMaxPosition ? "k_pos" : "q_pos";
+  const int64_t lo = name[0] == 'k' ? k_min : q_min, hi = name[0] == 'k' ? k_max : q_max;
+  if (lo >= -kRopeMaxPosition && hi <= kRopeMaxPosition) return RELATTN_OK;
+  return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+              "%s: positions %" PRId64 "..%" PRId64
+              " with rope: must be within +-2^53 (exact "
+              "in double)",
+              name, lo, hi);
+}
+
 relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   if (m.window < 0) {
     return Fail(RELATTN_ERR_BAD_MASK, "mask.window = %" PRId64 ": must be >= 0 (0 = no window)",
@@ -406,11 +421,16 @@ void LayOut(Plan* p) {
     l.row = a.Take(p->d > p->dv ? p->d : p->dv);
   }
   p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
+  const int64_t pairs = p->rope.on ? p->rope.pairs : 0;
+  p->rope_top = a.Take(4 * pairs);
+  p->rope_mid = a.Take(2 * pairs);
+  p->rope_row = a.Take(2 * pairs);
   p->floats_per_worker = a.total();
 }
 
-void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
+void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* p) {
   *p = Plan{};
+  p->rope = rope;
   p->desc = &d;
   p->n_q = d.n_q;
   p->n_kv = d.n_kv;
@@ -463,9 +483,11 @@ void ResolvePlan(const relattn_attention_desc& d, Plan* p) {
       p->decode
           ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 3), 16))
           : 0;
-  p->shared_floats = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
-                                     static_cast<size_t>(p->head_batches)
-                               : 0;
+  p->rope_tables = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
+                                   static_cast<size_t>(p->head_batches)
+                             : 0;
+  p->shared_floats =
+      p->rope_tables + static_cast<size_t>(rope.on ? RoundUp(RopeTableFloats(rope.pairs), 16) : 0);
   LayOut(p);
 }
 
@@ -481,11 +503,13 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
                 (double)d.scale);
   }
   int64_t k_min = 0, k_max = 0;
+  RopeParams rope;
   if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads)) ||
-      (s = CheckMask(d.mask, d.n_kv))) {
+      (s = ResolveRope(d.rope, d.head_dim, "rope.", &rope)) ||
+      (rope.on && (s = CheckRopePositions(d, k_min, k_max))) || (s = CheckMask(d.mask, d.n_kv))) {
     return s;
   }
-  ResolvePlan(d, plan);
+  ResolvePlan(d, rope, plan);
   // Consecutive position arrays (a KV cache before its ring wraps, say) take
   // the start + t paths of the kernels.
   for (PositionsRef* pos : {&plan->q_pos, &plan->k_pos}) {

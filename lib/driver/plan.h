@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lib/bias/rope.h"
 #include "relattn/relattn.h"
 
 namespace relattn {
@@ -122,6 +123,10 @@ struct Plan {
   int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
   float scale_log2;      // scale * log2(e): scores live in the log2 domain
 
+  // Rotary embedding of Q (on load) and K (on conversion, unless it comes
+  // from a KV cache, which rotated it at append); rope.on false: none.
+  RopeParams rope;
+
   // Masks.
   bool causal;
   int64_t window;  // 0: none
@@ -149,10 +154,15 @@ struct Plan {
   // max, [rows] sum, [rows] poison, at i * partial_floats_per_item; rows = the
   // item's query heads * n_q (<= heads_per_item * n_q).
   size_t partial_floats_per_item;
+  size_t rope_tables;  // shared: RopeTableFloats(rope.pairs) (lib/bias/rope.h), after the partials
   size_t shared_floats;
   WorkspaceLayout ws;      // prefill regions
   DecodeLayout decode_ws;  // decode regions
   size_t bias_tables;      // heads_per_item x table_len: padded reversed bias tables
+  // RoPE, per worker: cos, sin of a * 4096 * theta (double, 2 x pairs), of
+  // (a * 4096 + b * 64) * theta (f32, 2 x pairs), of the row's position (f32,
+  // 2 x pairs); see rope-inl.h.
+  size_t rope_top, rope_mid, rope_row;
   size_t floats_per_worker;
 };
 

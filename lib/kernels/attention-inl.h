@@ -23,6 +23,7 @@
 #include "lib/kernels/decode-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
+#include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores-inl.h"
 #include "lib/kernels/worker-inl.h"
 
@@ -54,6 +55,18 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
   }
   SoftmaxUpdate(s, n_keys, bad_keys, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
   AccumulatePV(s, n_keys, v, plan.dv, tile.o_t);
+}
+
+// Keys [j0, j0 + n_keys) rotated by RoPE into scratch ([n_keys][d], copied
+// there first unless they already live in it).
+HWY_INLINE RowsF32 RotatedRows(const Plan& plan, Worker& worker, RowsF32 k, int64_t j0,
+                               int64_t n_keys, float* HWY_RESTRICT scratch) {
+  for (int64_t j = 0; j < n_keys; ++j) {
+    float* row = scratch + j * plan.d;
+    if (k.rows != scratch) std::copy(k.rows + j * k.stride, k.rows + j * k.stride + plan.d, row);
+    RopeRotate(plan, worker, plan.k_pos.At(j0 + j), row);
+  }
+  return {scratch, plan.d};
 }
 
 // The query heads and queries of one work item.
@@ -113,7 +126,9 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
       PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t,
-                            t.poison);
+                            t.poison, [&](int64_t i, float* row) {
+                              if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
+                            });
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
       std::fill(t.max, t.max + it.w, -HUGE_VALF);
       std::fill(t.sum, t.sum + it.w, 0.0f);
@@ -139,6 +154,9 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     }
     RowsF32 k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
                               : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    if (plan.rope.on && !plan.cache.on) {  // a KV cache rotated its keys at append
+      k = RotatedRows(plan, worker, k, j0, n_keys, ws + l.k_block);
+    }
     RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
     // Non-finite K or V rows poison the queries that see them, and are zeroed
     // so that they cannot reach the queries that do not (a KV cache stored

@@ -23,6 +23,7 @@
 #include "lib/kernels/exp2-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
+#include "lib/kernels/rope-inl.h"
 #include "lib/kernels/worker-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -321,8 +322,8 @@ HWY_INLINE void InPlacePV(const Plan& plan, const DecodeRows& rows, int32_t kv_h
     StreamedPV(rows.s, static_cast<const hwy::float16_t*>(plan.v.data) + offset,
                plan.v.token_stride, n_keys, rows.n_rows, plan.dv, plan.dv_pad, rows.o);
   } else {
-    StreamedPV(rows.s, static_cast<const float*>(plan.v.data) + offset, plan.v.token_stride,
-               n_keys, rows.n_rows, plan.dv, plan.dv_pad, rows.o);
+    StreamedPV(rows.s, static_cast<const float*>(plan.v.data) + offset, plan.v.token_stride, n_keys,
+               rows.n_rows, plan.dv, plan.dv_pad, rows.o);
   }
 }
 
@@ -544,6 +545,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     const int64_t offset =
         (r % plan.n_q) * plan.q.token_stride + (head0 + r / plan.n_q) * plan.q.head_stride;
     ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, rows.q + r * plan.d_pad);
+    if (plan.rope.on)
+      RopeRotate(plan, worker, plan.q_pos.At(r % plan.n_q), rows.q + r * plan.d_pad);
     rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
     rows.max[r] = -HUGE_VALF;
     rows.sum[r] = 0.0f;
@@ -581,6 +584,9 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     } else {
       const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // split's keys
       ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
+      for (int64_t j = 0; plan.rope.on && j < n_keys; ++j) {
+        RopeRotate(plan, worker, plan.k_pos.At(j0 + j), k_block + j * plan.d_pad);
+      }
       ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
       // Non-finite K or V rows poison the queries that see them, and are
       // zeroed so that they cannot reach the queries that do not.

@@ -182,16 +182,20 @@ HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int6
 }
 
 // Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
-// multiplied by scale_log2; lanes [rows, width) are zero. poison[i] = 1 where
-// the query holds a NaN or infinity, else 0. row: d floats.
+// multiplied by scale_log2 and passed through rotate(token, row) (RoPE);
+// lanes [rows, width) are zero. poison[i] = 1 where the query holds a NaN or
+// infinity, else 0. row: d floats.
+template <class Rotate>
 HWY_INLINE void PackQueriesTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
                                       int64_t width, float* HWY_RESTRICT row,
-                                      float* HWY_RESTRICT q_t, float* HWY_RESTRICT poison) {
+                                      float* HWY_RESTRICT q_t, float* HWY_RESTRICT poison,
+                                      const Rotate& rotate) {
   std::memset(q_t, 0, sizeof(float) * plan.d * width);
   std::fill(poison, poison + width, 0.0f);
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t offset = (i0 + i) * plan.q.token_stride + h * plan.q.head_stride;
     ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, row);
+    rotate(i0 + i, row);
     if (!RowFinite(row, plan.d)) poison[i] = 1.0f;
     for (int64_t e = 0; e < plan.d; ++e) q_t[e * width + i] = row[e];
   }

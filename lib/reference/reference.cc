@@ -143,6 +143,41 @@ void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, int
   for (int32_t e = 0; e < dv; ++e) out[e] /= sum;
 }
 
+// Rows (token, head) of t as doubles, [n_tokens][n_heads][dim], each rotated
+// by rope (pairing NONE: as stored) at its token's position: pair i of
+// rotary_dims (default head_dim) turns by p * theta_i, theta_i =
+// base^(-2i / rotary_dims) / linear_scale in double (relattn.h's contract),
+// the product and its sin / cos in long double.
+std::vector<double> RotatedRows(const relattn_tensor& t, const relattn_positions& pos,
+                                int64_t n_tokens, int32_t n_heads, int32_t dim,
+                                const relattn_rope& rope) {
+  std::vector<double> rows(static_cast<size_t>(n_tokens) * n_heads * dim);
+  const int32_t rotary = rope.rotary_dims != 0 ? rope.rotary_dims : dim;
+  const double base = rope.base != 0 ? rope.base : 10000.0;
+  const double linear_scale = rope.linear_scale != 0 ? rope.linear_scale : 1.0;
+  for (int64_t token = 0; token < n_tokens; ++token) {
+    const long double p = static_cast<long double>(Position(pos, token));
+    for (int32_t h = 0; h < n_heads; ++h) {
+      double* x = &rows[(static_cast<size_t>(token) * n_heads + h) * dim];
+      for (int32_t e = 0; e < dim; ++e) x[e] = Element(t, token, h, e);
+      if (rope.pairing == RELATTN_ROPE_NONE) continue;
+      const int32_t half = rotary / 2;
+      for (int32_t i = 0; i < half; ++i) {
+        const double theta = std::pow(base, -2.0 * i / rotary) / linear_scale;
+        const long double angle = p * static_cast<long double>(theta);
+        const long double c = std::cos(angle), sn = std::sin(angle);
+        const bool interleaved = rope.pairing == RELATTN_ROPE_INTERLEAVED;
+        double& x0 = interleaved ? x[2 * i] : x[i];
+        double& x1 = interleaved ? x[2 * i + 1] : x[i + half];
+        const long double a = x0, b = x1;
+        x0 = static_cast<double>(a * c - b * sn);
+        x1 = static_cast<double>(a * sn + b * c);
+      }
+    }
+  }
+  return rows;
+}
+
 }  // namespace
 
 double F16ToDouble(uint16_t bits) {
@@ -194,6 +229,11 @@ void Attention(const relattn_attention_desc& desc, double* out) {
   const double scale =
       desc.scale != 0 ? desc.scale : 1 / std::sqrt(static_cast<double>(desc.head_dim));
   const int32_t group = desc.n_heads / desc.n_kv_heads;
+  const int32_t d = desc.head_dim;
+  const std::vector<double> q =
+      RotatedRows(desc.q, desc.q_pos, desc.n_q, desc.n_heads, d, desc.rope);
+  const std::vector<double> k =
+      RotatedRows(desc.k, desc.k_pos, desc.n_kv, desc.n_kv_heads, d, desc.rope);
   std::vector<double> scores(desc.n_q * desc.n_kv);
   for (int32_t h = 0; h < desc.n_heads; ++h) {
     const int32_t kv_head = h / group;
@@ -213,10 +253,10 @@ void Attention(const relattn_attention_desc& desc, double* out) {
           s = kMasked;
           continue;
         }
+        const double* qi = &q[(static_cast<size_t>(i) * desc.n_heads + h) * d];
+        const double* kj = &k[(static_cast<size_t>(j) * desc.n_kv_heads + kv_head) * d];
         double dot = 0;
-        for (int32_t e = 0; e < desc.head_dim; ++e) {
-          dot += Element(desc.q, i, h, e) * Element(desc.k, j, kv_head, e);
-        }
+        for (int32_t e = 0; e < d; ++e) dot += qi[e] * kj[e];
         s = scale * dot + Bias(desc, h, pq, pk, anchor);
       }
     }

@@ -16,6 +16,7 @@ const char* SchemeName(Scheme scheme) {
     case Scheme::kAlibi: return "alibi";
     case Scheme::kT5: return "t5";
     case Scheme::kShaw: return "shaw";
+    case Scheme::kRope: return "rope";
   }
   return "?";
 }
@@ -71,6 +72,7 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
   for (relattn_dtype dtype : dtypes) {
     for (bool causal : {false, true}) {
       for (Scheme s : all) cases.push_back({shape, s, causal, dtype});
+      cases.push_back({shape, Scheme::kRope, causal, dtype});
     }
   }
   return cases;
@@ -181,6 +183,7 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
       desc.bias.kind = RELATTN_BIAS_SHAW;
       desc.bias.shaw = {shaw_table_.data(), kShawK};
       break;
+    case Scheme::kRope: desc.rope.pairing = RELATTN_ROPE_HALVES; break;
   }
   return desc;
 }

@@ -11,8 +11,10 @@
 
 namespace relattn_bench {
 
-enum class Scheme { kNone, kAlibi, kT5, kShaw };
-const char* SchemeName(Scheme scheme);  // "none", "alibi", "t5", "shaw"
+// Position schemes; kRope is RoPE (halves pairing, base 10000) without a
+// bias, on prefill cases only.
+enum class Scheme { kNone, kAlibi, kT5, kShaw, kRope };
+const char* SchemeName(Scheme scheme);  // "none", "alibi", "t5", "shaw", "rope"
 
 // One problem size. Every case of a shape shares its inputs and its XNNPACK
 // peer. Tensors are [tokens][heads][head_dim]; the output is f32.
@@ -45,7 +47,7 @@ const char* MaskName(bool causal);           // "causal", "bidir"
 const char* DtypeName(relattn_dtype dtype);  // "f32", "f16"
 
 // The shapes of a run and the cases of each, in measuring order: the anchor,
-// prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme, both
+// prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme and RoPE, both
 // masks, f32 and f16), decode (32 heads on 8 KV heads, d 128, m in {4096,
 // 32768}, f16, every scheme). quick: d 128, n in {512, 2048}, f16 only;
 // decode m 4096 with none and ALiBi.

@@ -15,7 +15,8 @@ Needs Debian's python3-matplotlib; without it, prints one line and exits 3
 import json
 import sys
 
-SCHEME_COLORS = {"none": "tab:blue", "alibi": "tab:orange", "t5": "tab:green", "shaw": "tab:purple"}
+SCHEME_COLORS = {"none": "tab:blue", "alibi": "tab:orange", "t5": "tab:green", "shaw": "tab:purple",
+                 "rope": "tab:brown"}
 DTYPE_STYLES = {"f16": "-", "f32": "--"}
 
 

@@ -24,6 +24,7 @@ const int64_t kNegativePositions[] = {INT64_MIN, 0, 1, 2, 3, 4, 5, 6};
 const int64_t kPositivePositions[] = {INT64_MAX, 1, 2, 3, 4, 5, 6, 7};
 const float kNanSlopes[] = {0.5f, NAN, 0.1f, 0.1f};
 uint16_t kF16InfTable[4 * 32];
+const float kF32Scales[4096] = {};
 
 std::vector<BadInput> BadInputs() {
   using D = relattn_attention_desc;
@@ -46,8 +47,24 @@ std::vector<BadInput> BadInputs() {
       {"v.data", [](D& d) { d.v.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "v.data is NULL"},
       {"o.data", [](D& d) { d.o.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL"},
       {"q.dtype", [](D& d) { d.q.dtype = relattn_dtype(9); }, RELATTN_ERR_BAD_DTYPE, "q.dtype = 9"},
-      {"k.dtype int8", [](D& d) { d.k.dtype = RELATTN_I8; }, RELATTN_ERR_UNSUPPORTED,
-       "k.dtype = I8"},
+      {"k.dtype int8 without scales", [](D& d) { d.k.dtype = RELATTN_I8; },
+       RELATTN_ERR_NULL_ARGUMENT, "k.row_scales is NULL"},
+      {"q int8 with float k",
+       [](D& d) {
+         d.q.dtype = RELATTN_I8;
+         d.q.row_scales = kF32Scales;
+         d.q.scale_token_stride = d.n_heads;
+         d.q.scale_head_stride = 1;
+       },
+       RELATTN_ERR_UNSUPPORTED, "int8 q needs int8 k"},
+      {"v.dtype int8", [](D& d) { d.v.dtype = RELATTN_I8; }, RELATTN_ERR_UNSUPPORTED,
+       "v.dtype = I8"},
+      {"k int8 scales overlap",
+       [](D& d) {
+         d.k.dtype = RELATTN_I8;
+         d.k.row_scales = kF32Scales;
+       },
+       RELATTN_ERR_BAD_STRIDE, "k.row_scales"},
       {"o.dtype", [](D& d) { d.o.dtype = RELATTN_I8; }, RELATTN_ERR_BAD_DTYPE, "o.dtype = I8"},
       {"q.token_stride", [](D& d) { d.q.token_stride = -1; }, RELATTN_ERR_BAD_STRIDE,
        "q strides (token -1, head 16): must be >= 0"},

@@ -226,8 +226,11 @@ TEST_CASE("cache misuse gets a status and a message") {
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
   CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
   bad.capacity = 4;
-  bad.k_dtype = RELATTN_I8;
+  bad.k_dtype = RELATTN_I8;  // int8 K storage is fine, int8 V is not
+  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_OK);
+  bad.v_dtype = RELATTN_I8;
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_UNSUPPORTED);
+  CHECK(std::string(relattn_last_error()).find("v_dtype = I8") != std::string::npos);
 }
 
 }  // namespace

@@ -69,7 +69,8 @@ typedef enum relattn_status {
   RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 before it lands) */
   RELATTN_ERR_BAD_ALIGNMENT = 14, /* workspace or cache memory misaligned */
   RELATTN_ERR_CACHE_FULL = 15,    /* append past the capacity of a non-ring KV cache */
-  RELATTN_ERR_OVERLAP = 16        /* the output's memory overlaps an input's */
+  RELATTN_ERR_OVERLAP = 16,       /* the output's memory overlaps an input's */
+  RELATTN_ERR_NON_FINITE = 17     /* a value to quantise is a NaN or an infinity */
 } relattn_status;
 
 /* Short fixed text for a status ("workspace too small"); static storage. */
@@ -85,8 +86,9 @@ RELATTN_API const char* relattn_last_error(void);
 typedef enum relattn_dtype {
   RELATTN_F32 = 0,
   RELATTN_F16 = 1, /* IEEE binary16 */
-  RELATTN_I8 =
-      2, /* symmetric int8 with a per-row scale: reserved, RELATTN_ERR_UNSUPPORTED for now */
+  /* Symmetric int8 with one f32 scale per (token, head) row (relattn_tensor
+   * row_scales): element = scale * int8. Q and K only (Q int8 needs K int8). */
+  RELATTN_I8 = 2,
   RELATTN_DTYPE_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_dtype;
 
@@ -95,8 +97,13 @@ typedef enum relattn_dtype {
  * and [heads][tokens][dim] (token_stride = dim, head_stride = tokens * dim)
  * are described without copies. The innermost (dim) stride is 1.
  * Element (t, h, e) is at data[t * token_stride + h * head_stride + e].
- * row_scales (int8 only, reserved): one float per (token, head) row, at
- * row_scales[t * scale_token_stride + h * scale_head_stride]. */
+ * row_scales (I8 only, else ignored): one float per (token, head) row, at
+ * row_scales[t * scale_token_stride + h * scale_head_stride] (distinct rows,
+ * distinct scales); a non-finite scale counts as a non-finite row. With K in
+ * I8 the kernel multiplies the int8 values exactly (sums of int8 products
+ * are integers below 2^24, exact in f32 and int32 alike) and applies the row
+ * scales to each dot product: the scores of the dequantised rows up to f32
+ * rounding, the same bits on every SIMD target. */
 typedef struct relattn_tensor {
   const void* data;
   relattn_dtype dtype;
@@ -225,7 +232,8 @@ typedef struct relattn_kv_cache_desc {
   int32_t head_dim;      /* 1..256, of K */
   int32_t v_head_dim;    /* 1..256, of V; 0 means head_dim */
   int64_t capacity;      /* 1..2^40 tokens */
-  relattn_dtype k_dtype; /* storage: F32 or F16 (I8 reserved) */
+  relattn_dtype k_dtype; /* storage: F32, F16, or I8 (each row quantised at append,
+                            after RoPE, as relattn_quantize_i8 does) */
   relattn_dtype v_dtype; /* storage: F32 or F16 */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
   relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
@@ -367,6 +375,17 @@ RELATTN_API relattn_status relattn_t5_bucket(int64_t relative_position, int32_t 
 RELATTN_API relattn_status relattn_quantize_table_i8(const float* table, int32_t n_heads,
                                                      int32_t num_buckets, int8_t* table_i8,
                                                      float* scales);
+
+/* Symmetric int8 quantisation of the rows of src, a [n_tokens][n_heads][dim]
+ * F32 or F16 tensor, one scale per (token, head) row: scale = max|row| / 127
+ * (0 for an all-zero row), q = round-half-away-from-zero(x / scale), in
+ * [-127, 127]. Writes q contiguous [n_tokens][n_heads][dim] to out and the
+ * scales [n_tokens][n_heads] to out_scales, and describes them in *quantized
+ * (dtype I8, ready for desc.q or desc.k). A NaN or infinity fails
+ * (RELATTN_ERR_NON_FINITE, naming the element) and nothing is written. */
+RELATTN_API relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t n_tokens,
+                                               int32_t n_heads, int32_t dim, int8_t* out,
+                                               float* out_scales, relattn_tensor* quantized);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -44,6 +44,7 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_BAD_ALIGNMENT: return "misaligned pointer";
     case RELATTN_ERR_CACHE_FULL: return "KV cache full";
     case RELATTN_ERR_OVERLAP: return "output overlaps an input";
+    case RELATTN_ERR_NON_FINITE: return "non-finite value to quantise";
   }
   return "unknown status";
 }

@@ -8,6 +8,7 @@
 
 #include "lib/api/error.h"
 #include "lib/bias/f16.h"
+#include "lib/bias/quantize_row.h"
 #include "lib/bias/rope.h"
 
 namespace relattn {
@@ -16,15 +17,19 @@ namespace {
 constexpr int64_t kMaxCapacity = int64_t{1} << 40;
 
 size_t Align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
-size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+size_t DtypeBytes(relattn_dtype dtype) {
+  return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 ? 1 : 4;
+}
 
-relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype) {
-  if (dtype == RELATTN_F32 || dtype == RELATTN_F16) return RELATTN_OK;
-  if (dtype == RELATTN_I8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s = I8: int8 cache storage is not supported yet", name);
+relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool allow_i8) {
+  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || (allow_i8 && dtype == RELATTN_I8)) {
+    return RELATTN_OK;
   }
-  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32 or RELATTN_F16", name,
-              (int)dtype);
+  if (dtype == RELATTN_I8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s = I8: only K may be stored in int8", name);
+  }
+  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32 or RELATTN_F16%s", name,
+              (int)dtype, allow_i8 ? " or RELATTN_I8" : "");
 }
 
 relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
@@ -45,8 +50,8 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..%" PRId64,
                 d->capacity, kMaxCapacity);
   }
-  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype);
-  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype);
+  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
+  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, false);
   RopeParams rope;
   if (s == RELATTN_OK) s = ResolveRope(d->rope, d->head_dim, "rope.", &rope);
   return s;
@@ -54,7 +59,7 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
 
 // Byte offsets of the regions after the header.
 struct Regions {
-  size_t positions, bad, k, v, total;
+  size_t positions, bad, k_scales, k, v, total;
 };
 
 int64_t KeyGroups(int64_t capacity) { return (capacity + kKeyGroup - 1) / kKeyGroup; }
@@ -64,7 +69,10 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   Regions r;
   r.positions = Align64(sizeof(relattn_kv_cache));
   r.bad = r.positions + Align64(sizeof(int64_t) * d.capacity);
-  r.k = r.bad + Align64(size_t(d.n_kv_heads) * d.capacity);
+  r.k_scales = r.bad + Align64(size_t(d.n_kv_heads) * d.capacity);
+  const size_t scale_bytes =
+      d.k_dtype == RELATTN_I8 ? sizeof(float) * d.n_kv_heads * d.capacity : 0;
+  r.k = r.k_scales + Align64(scale_bytes);
   r.v = r.k + Align64(DtypeBytes(d.k_dtype) * d.n_kv_heads * KeyGroups(d.capacity) * kKeyGroup *
                       d.head_dim);
   r.total = r.v + Align64(DtypeBytes(d.v_dtype) * d.n_kv_heads * d.capacity * dv);
@@ -84,7 +92,7 @@ bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relat
   if (rope && rope->on) RotateRowScalar(*rope, p, row);
   bool finite = true;
   for (int64_t e = 0; e < dim; ++e) {
-    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));
+    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
     finite = finite && std::isfinite(row[e]);
   }
   return finite;
@@ -120,7 +128,14 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
     c->bad[h * d.capacity + slot] = finite ? 0 : 1;
     const int64_t k_offset =
         (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup + slot % kKeyGroup;
-    StoreRow(k_row, d.head_dim, d.k_dtype, c->k, k_offset, kKeyGroup);
+    if (d.k_dtype == RELATTN_I8) {
+      int8_t q[RELATTN_MAX_HEAD_DIM];
+      c->k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
+      int8_t* k = static_cast<int8_t*>(c->k) + k_offset;
+      for (int32_t e = 0; e < d.head_dim; ++e) k[e * kKeyGroup] = q[e];
+    } else {
+      StoreRow(k_row, d.head_dim, d.k_dtype, c->k, k_offset, kKeyGroup);
+    }
     StoreRow(v_row, d.v_head_dim, d.v_dtype, c->v, (h * d.capacity + slot) * d.v_head_dim, 1);
   }
 }
@@ -187,6 +202,7 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
   if (!c->desc.v_head_dim) c->desc.v_head_dim = desc->head_dim;
   c->positions = reinterpret_cast<int64_t*>(base + r.positions);
   c->bad = reinterpret_cast<uint8_t*>(base + r.bad);
+  c->k_scales = reinterpret_cast<float*>(base + r.k_scales);
   c->k = base + r.k;
   c->v = base + r.v;
   c->magic = relattn::kKvCacheMagic;
@@ -297,7 +313,8 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   // K's strides only size the region for the overlap check; the kernel reads
   // key groups (AttachKvCache).
   const int64_t k_head_elements = KeyGroups(c.capacity) * kKeyGroup * c.head_dim;
-  resolved->k = relattn_tensor{cache->k, c.k_dtype, c.head_dim, k_head_elements, nullptr, 0, 0};
+  resolved->k = relattn_tensor{cache->k,        c.k_dtype, c.head_dim, k_head_elements,
+                               cache->k_scales, 1,         c.capacity};
   resolved->v =
       relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
   resolved->k_pos = relattn_positions{cache->positions, 0};
@@ -316,6 +333,7 @@ void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   plan->cache.on = true;
   plan->cache.k_head_stride = KeyGroups(c->desc.capacity) * kKeyGroup * c->desc.head_dim;
   plan->cache.bad = c->bad;
+  plan->cache.k_scales = c->k_scales;
   plan->cache.capacity = c->desc.capacity;
 }
 

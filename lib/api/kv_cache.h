@@ -15,12 +15,13 @@ struct relattn_kv_cache {
   int64_t next_slot;           // slot the next token goes to
   int64_t next_position;       // position of the next token appended without positions
   int64_t* positions;          // [capacity]: position of the token in each slot
-  void* k;       // [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
-                 // ceil(capacity / kKeyGroup): slot s of head h, channel c at
-                 // ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
-  void* v;       // [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
-  uint8_t* bad;  // [n_kv_heads][capacity]: 1 where the appended K or V row held a NaN or
-                 // infinity (the row is stored as zeros; queries that see it give NaN)
+  void* k;          // [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
+                    // ceil(capacity / kKeyGroup): slot s of head h, channel c at
+                    // ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
+  void* v;          // [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+  float* k_scales;  // I8 K: [n_kv_heads][capacity] row scales (else unused)
+  uint8_t* bad;     // [n_kv_heads][capacity]: 1 where the appended K or V row held a NaN or
+                    // infinity (the row is stored as zeros; queries that see it give NaN)
 };
 
 namespace relattn {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
+#include <cstdio>
 
 #include "lib/api/error.h"
 #include "lib/bias/rope.h"
@@ -21,7 +22,9 @@ const char* DtypeName(relattn_dtype dtype) {
   return "unknown";
 }
 
-size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+size_t DtypeBytes(relattn_dtype dtype) {
+  return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 ? 1 : 4;
+}
 
 // Byte range [first, last] of the elements of a strided [tokens][heads][dim] tensor.
 struct ByteRange {
@@ -101,17 +104,27 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
   return RELATTN_OK;
 }
 
+// allow_i8: q and k may be I8 (with row scales), v may not.
 relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_tokens,
-                           int32_t n_heads, int64_t dim) {
+                           int32_t n_heads, int64_t dim, bool allow_i8) {
   if (!t.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.data is NULL", name);
-  if (t.dtype == RELATTN_I8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: int8 inputs are not supported yet", name);
+  if (t.dtype == RELATTN_I8 && !allow_i8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: only q and k may be int8", name);
   }
-  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32 or RELATTN_F16", name,
-                (int)t.dtype);
+  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_I8) {
+    return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32, RELATTN_F16%s", name,
+                (int)t.dtype, allow_i8 ? " or RELATTN_I8" : "");
   }
-  return CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
+  relattn_status s = CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
+  if (s != RELATTN_OK || t.dtype != RELATTN_I8) return s;
+  if (!t.row_scales) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.row_scales is NULL: required for I8", name);
+  }
+  char scales[32];
+  std::snprintf(scales, sizeof(scales), "%s.row_scales", name);
+  s = CheckStrides(scales, n_tokens, t.scale_token_stride, n_heads, t.scale_head_stride, 1);
+  if (s == RELATTN_OK) s = CheckAligned(scales, t.row_scales, sizeof(float));
+  return s;
 }
 
 // positions[t] = positions[0] + t for t < n (differences compared unsigned:
@@ -337,10 +350,14 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
 
 relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
-  if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim)) ||
-      (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim)) ||
-      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv))) {
+  if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim, true)) ||
+      (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim, true)) ||
+      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, false))) {
     return s;
+  }
+  if (d.q.dtype == RELATTN_I8 && d.k.dtype != RELATTN_I8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "q.dtype = I8 with k.dtype = %s: int8 q needs int8 k",
+                DtypeName(d.k.dtype));
   }
   if (!d.o.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL");
   if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16) {
@@ -405,11 +422,13 @@ void LayOut(Plan* p) {
     l.row_poison = a.Take(rows);
     l.s_rows = a.Take(rows * kBlockKeys);
     l.k_block = a.Take(kBlockKeys * p->d_pad);
+    l.k_scale = a.Take(kBlockKeys);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
     const int64_t chunk_rows = int64_t{p->heads_per_item} * kQueryChunk;
     WorkspaceLayout& l = p->ws;
     l.q_t = a.Take(chunk_rows * p->d);
+    l.q_mul = a.Take(chunk_rows);
     l.o_t = a.Take(chunk_rows * p->dv);
     l.row_max = a.Take(chunk_rows);
     l.row_sum = a.Take(chunk_rows);
@@ -417,6 +436,7 @@ void LayOut(Plan* p) {
     l.row_anchor = a.Take(2 * chunk_rows);
     l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
     l.k_block = a.Take(kBlockKeys * p->d);
+    l.k_scale = a.Take(kBlockKeys);
     l.v_block = a.Take(kBlockKeys * p->dv);
     l.row = a.Take(p->d > p->dv ? p->d : p->dv);
   }
@@ -442,9 +462,21 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
   p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
   p->d_pad = RoundUp(p->d, kMaxLanes);
   p->dv_pad = RoundUp(p->dv, kMaxLanes);
-  p->q = {d.q.data, d.q.dtype, d.q.token_stride, d.q.head_stride};
-  p->k = {d.k.data, d.k.dtype, d.k.token_stride, d.k.head_stride};
-  p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride};
+  p->q = {d.q.data,
+          d.q.dtype,
+          d.q.token_stride,
+          d.q.head_stride,
+          d.q.row_scales,
+          d.q.scale_token_stride,
+          d.q.scale_head_stride};
+  p->k = {d.k.data,
+          d.k.dtype,
+          d.k.token_stride,
+          d.k.head_stride,
+          d.k.row_scales,
+          d.k.scale_token_stride,
+          d.k.scale_head_stride};
+  p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride, nullptr, 0, 0};
   p->o = d.o.data;
   p->o_dtype = d.o.dtype;
   p->o_token_stride = d.o.token_stride;

@@ -50,6 +50,11 @@ struct TensorRef {
   relattn_dtype dtype;
   int64_t token_stride;
   int64_t head_stride;
+  const float* row_scales;  // I8: scale of row (t, h) at t * scale_token_stride + h * ...
+  int64_t scale_token_stride, scale_head_stride;
+  float RowScale(int64_t t, int32_t h) const {
+    return row_scales[t * scale_token_stride + h * scale_head_stride];
+  }
 };
 
 // K and V of a KV cache (kv_cache.h): K in key groups, V rows [slot][dv] per
@@ -59,6 +64,7 @@ struct CacheRef {
   bool on;
   int64_t k_head_stride;  // elements of K per KV head: groups * d * kKeyGroup
   const uint8_t* bad;     // [n_kv_heads][capacity]: 1 = non-finite K or V row
+  const float* k_scales;  // I8 storage: [n_kv_heads][capacity] row scales
   int64_t capacity;
   // The first key of group g (slot 16 g), channel 0, of head h.
   int64_t KeyGroupOffset(int32_t h, int64_t slot, int32_t d) const {
@@ -81,7 +87,9 @@ enum class BiasKind { kNone, kAlibi, kTable };
 // row_max, row_sum and row_poison.
 struct WorkspaceLayout {
   size_t q_t;      // heads_per_item x kQueryChunk x d: queries transposed, [d][W] per sub-tile,
-                   // pre-scaled to log2 units
+                   // pre-scaled to log2 units (int8 queries: their integers)
+  size_t q_mul;    // heads_per_item x kQueryChunk: what a query's scores are multiplied by
+                   // when K is int8 (its row scale * scale_log2; 1 for float queries)
   size_t o_t;      // heads_per_item x kQueryChunk x dv: unnormalised output, [dv][W] per sub-tile
   size_t row_max;  // heads_per_item x kQueryChunk: running max (log2 units)
   size_t row_sum;  // heads_per_item x kQueryChunk: running sum of probabilities
@@ -89,6 +97,7 @@ struct WorkspaceLayout {
   size_t row_anchor;  // heads_per_item x kQueryChunk int64 (2 floats each): ALiBi lane anchors
   size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
   size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
+  size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
   size_t row;         // max(d, dv): one query or output row in transit
   size_t floats_per_worker;
@@ -104,6 +113,7 @@ struct DecodeLayout {
   size_t row_poison;  // rows: 1 where the query saw a non-finite value
   size_t s_rows;      // rows x kBlockKeys: scores, then probabilities
   size_t k_block;     // kBlockKeys x d_pad: converted keys, zero-padded
+  size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
   size_t v_block;     // kBlockKeys x dv_pad: converted values, zero-padded
   size_t floats_per_worker;
 };

@@ -35,18 +35,35 @@ namespace HWY_NAMESPACE {
 struct SubTile {
   int32_t head;
   SubTileQueries queries;
-  float *q_t, *o_t, *max, *sum, *poison;
+  float *q_t, *q_mul, *o_t, *max, *sum, *poison;
   const HeadBias* bias;
 };
+
+// Int8 keys: s[j][lane] *= q_mul[lane] * k_scale[j], turning the integer
+// products (exact in f32) into scaled scores in log2 units.
+HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
+                                int64_t n_keys, float* HWY_RESTRICT s) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto ks = hn::Set(df, k_scale[j]);
+    float* row = s + j * 2 * n;
+    hn::Store(hn::Mul(hn::Load(df, row), hn::Mul(m0, ks)), df, row);
+    hn::Store(hn::Mul(hn::Load(df, row + n), hn::Mul(m1, ks)), df, row + n);
+  }
+}
 
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 // bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
 // rows are zero in k, v).
+// k_scale: int8 keys' row scales (else unused).
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
-                               TileVisibility visibility, RowsF32 k, RowsF32 v, uint64_t bad_keys,
-                               float* HWY_RESTRICT s) {
+                               TileVisibility visibility, RowsF32 k, const float* k_scale,
+                               RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   SubTileScores(tile.q_t, plan.d, k, n_keys, s);
+  if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
@@ -109,6 +126,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
   return {it.head0 + g,
           queries,
           ws + l.q_t + at * plan.d,
+          ws + l.q_mul + at,
           ws + l.o_t + at * plan.dv,
           ws + l.row_max + at,
           ws + l.row_sum + at,
@@ -126,7 +144,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
       PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t,
-                            t.poison, [&](int64_t i, float* row) {
+                            t.q_mul, t.poison, [&](int64_t i, float* row) {
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
@@ -143,6 +161,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   }
 
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
+  float* k_scale = ws + l.k_scale;
   for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
     const PositionSpan k_span = SpanOf(plan.k_pos, j0, n_keys);
@@ -163,6 +182,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     // them as zeros and flagged them).
     uint64_t bad_keys = NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
     if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
+    if (plan.k.dtype == RELATTN_I8) bad_keys |= KeyScales(plan, it.kv_head, j0, n_keys, k_scale);
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
       v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
@@ -173,7 +193,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
         const TileVisibility visibility =
             ClassifyTile(plan, t.queries.span.min, t.queries.span.max, k_span.min, k_span.max);
         if (visibility == TileVisibility::kHidden) continue;
-        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, v, bad_keys, ws + l.s_tile);
+        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, k_scale, v, bad_keys, ws + l.s_tile);
       }
     }
   }

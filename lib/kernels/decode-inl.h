@@ -60,7 +60,7 @@ inline constexpr int64_t kPrefetchRows = 8;
 
 HWY_INLINE void ConvertBlock(const TensorRef& t, int32_t kv_head, int64_t j0, int64_t n_keys,
                              int64_t limit, int64_t dim, int64_t pad, float* HWY_RESTRICT block) {
-  const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : 4;
+  const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : t.dtype == RELATTN_I8 ? 1 : 4;
   const char* base = static_cast<const char*>(t.data);
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t ahead = j0 + j + kPrefetchRows;
@@ -111,8 +111,10 @@ HWY_INLINE void DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k
 // Lanes(DF) consecutive values as f32.
 HWY_INLINE hn::Vec<DF> LoadF32(const float* HWY_RESTRICT p) { return hn::LoadU(DF(), p); }
 HWY_INLINE hn::Vec<DF> LoadF32(const hwy::float16_t* HWY_RESTRICT p) { return PromoteF16(p); }
+HWY_INLINE hn::Vec<DF> LoadF32(const int8_t* HWY_RESTRICT p) { return PromoteI8(p); }
 
 HWY_INLINE float ScalarF32(float x) { return x; }
+HWY_INLINE float ScalarF32(int8_t x) { return static_cast<float>(x); }
 HWY_INLINE float ScalarF32(hwy::float16_t x) {
   uint16_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
@@ -308,6 +310,9 @@ HWY_INLINE void CacheScores(const Plan& plan, const DecodeRows& rows, int32_t kv
   if (plan.k.dtype == RELATTN_F16) {
     GroupedScores(rows, static_cast<const hwy::float16_t*>(plan.k.data) + offset, n_keys, plan.d,
                   plan.d_pad);
+  } else if (plan.k.dtype == RELATTN_I8) {
+    GroupedScores(rows, static_cast<const int8_t*>(plan.k.data) + offset, n_keys, plan.d,
+                  plan.d_pad);
   } else {
     GroupedScores(rows, static_cast<const float*>(plan.k.data) + offset, n_keys, plan.d,
                   plan.d_pad);
@@ -324,6 +329,20 @@ HWY_INLINE void InPlacePV(const Plan& plan, const DecodeRows& rows, int32_t kv_h
   } else {
     StreamedPV(rows.s, static_cast<const float*>(plan.v.data) + offset, plan.v.token_stride, n_keys,
                rows.n_rows, plan.dv, plan.dv_pad, rows.o);
+  }
+}
+
+// Int8 keys: s[r][j] *= k_scale[j] for every row (lanes up to the vector
+// past n_keys: k_scale holds kBlockKeys floats).
+HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k_scale,
+                                      int64_t n_keys) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    float* s = rows.s + r * kBlockKeys;
+    for (int64_t j = 0; j < n_keys; j += n) {
+      hn::Store(hn::Mul(hn::Load(df, s + j), hn::Load(df, k_scale + j)), df, s + j);
+    }
   }
 }
 
@@ -544,7 +563,13 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     const int64_t offset =
         (r % plan.n_q) * plan.q.token_stride + (head0 + r / plan.n_q) * plan.q.head_stride;
-    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, rows.q + r * plan.d_pad);
+    // Int8 queries are dequantised: decode has no integer path.
+    const float q_mul =
+        plan.q.dtype == RELATTN_I8
+            ? plan.q.RowScale(r % plan.n_q, head0 + static_cast<int32_t>(r / plan.n_q)) *
+                  plan.scale_log2
+            : plan.scale_log2;
+    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, q_mul, rows.q + r * plan.d_pad);
     if (plan.rope.on)
       RopeRotate(plan, worker, plan.q_pos.At(r % plan.n_q), rows.q + r * plan.d_pad);
     rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
@@ -553,6 +578,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   }
   // The blocks hold converted key / value rows, zero beyond d / dv.
   float* k_block = ws + l.k_block;
+  float* k_scale = ws + l.k_scale;
   float* v_block = ws + l.v_block;
   if (plan.d_pad > plan.d) std::memset(k_block, 0, sizeof(float) * kBlockKeys * plan.d_pad);
   if (plan.dv_pad > plan.dv) std::memset(v_block, 0, sizeof(float) * kBlockKeys * plan.dv_pad);
@@ -576,10 +602,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > q_span.max) break;
       continue;
     }
-    uint64_t bad_keys;
+    uint64_t bad_keys = 0;
+    if (plan.k.dtype == RELATTN_I8) bad_keys = KeyScales(plan, kv_head, j0, n_keys, k_scale);
     if (plan.cache.on) {
       // The cache stored non-finite rows as zeros and flagged them.
-      bad_keys = CacheBadKeys(plan, kv_head, j0, n_keys);
+      bad_keys |= CacheBadKeys(plan, kv_head, j0, n_keys);
       CacheScores(plan, rows, kv_head, j0, n_keys);
     } else {
       const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // split's keys
@@ -590,8 +617,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       ConvertBlock(plan.v, kv_head, j0, n_keys, limit, plan.dv, plan.dv_pad, v_block);
       // Non-finite K or V rows poison the queries that see them, and are
       // zeroed so that they cannot reach the queries that do not.
-      bad_keys = NonFiniteRows({k_block, plan.d_pad}, n_keys, plan.d) |
-                 NonFiniteRows({v_block, plan.dv_pad}, n_keys, plan.dv);
+      bad_keys |= NonFiniteRows({k_block, plan.d_pad}, n_keys, plan.d) |
+                  NonFiniteRows({v_block, plan.dv_pad}, n_keys, plan.dv);
       for (int64_t j = 0; j < n_keys; ++j) {
         if ((bad_keys >> j) & 1) {
           std::fill(k_block + j * plan.d_pad, k_block + (j + 1) * plan.d_pad, 0.0f);
@@ -600,6 +627,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       }
       DecodeScores(rows, k_block, n_keys, plan.d_pad);
     }
+    if (plan.k.dtype == RELATTN_I8) ScaleInt8DecodeScores(rows, k_scale, n_keys);
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;

@@ -52,8 +52,16 @@ HWY_INLINE hn::Vec<DF> PromoteF16(const hwy::float16_t* HWY_RESTRICT src) {
   return v;
 }
 
+// The Lanes(DF) int8 values at src as f32 (exact).
+HWY_INLINE hn::Vec<DF> PromoteI8(const int8_t* HWY_RESTRICT src) {
+  const DF df;
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<int8_t, DF> d8;
+  return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src)));
+}
+
 // dst[e] = mul * row[e] for e < n; row = element `offset` of a tensor of dtype
-// F32 or F16 (validated before the call).
+// F32, F16 or I8 (its int8 values, unscaled; validated before the call).
 HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset, int64_t n,
                            float mul, float* HWY_RESTRICT dst) {
   const DF df;
@@ -72,6 +80,10 @@ HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset
     }
     const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;
     for (; e < n; ++e) dst[e] = mul * F16ToF32(bits[e]);
+  } else if (dtype == RELATTN_I8) {
+    const int8_t* src = static_cast<const int8_t*>(data) + offset;
+    for (; e + lanes <= n; e += lanes) hn::StoreU(hn::Mul(PromoteI8(src + e), vmul), df, dst + e);
+    for (; e < n; ++e) dst[e] = mul * static_cast<float>(src[e]);
   } else {
     const float* src = static_cast<const float*>(data) + offset;
     for (; e + lanes <= n; e += lanes) {
@@ -173,6 +185,9 @@ HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int6
     if (plan.k.dtype == RELATTN_F16) {
       const uint16_t* bits = static_cast<const uint16_t*>(plan.k.data) + first;
       for (int32_t c = 0; c < plan.d; ++c) row[c] = F16ToF32(bits[c * kKeyGroup]);
+    } else if (plan.k.dtype == RELATTN_I8) {
+      const int8_t* src = static_cast<const int8_t*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = static_cast<float>(src[c * kKeyGroup]);
     } else {
       const float* src = static_cast<const float*>(plan.k.data) + first;
       for (int32_t c = 0; c < plan.d; ++c) row[c] = src[c * kKeyGroup];
@@ -181,21 +196,46 @@ HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int6
   return {scratch, plan.d};
 }
 
+// Row scales of the int8 keys [j0, j0 + n) of kv_head (a tensor's or a KV
+// cache's) into scales[0, n); returns the keys whose scale is not finite as
+// bits (their scale is set to 0: their rows are zeroed and poison instead).
+HWY_INLINE uint64_t KeyScales(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n,
+                              float* HWY_RESTRICT scales) {
+  uint64_t bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const float scale = plan.k.RowScale(j0 + j, kv_head);
+    const bool finite = std::isfinite(scale);
+    scales[j] = finite ? scale : 0.0f;
+    if (!finite) bad |= uint64_t{1} << j;
+  }
+  return bad;
+}
+
 // Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
-// multiplied by scale_log2 and passed through rotate(token, row) (RoPE);
-// lanes [rows, width) are zero. poison[i] = 1 where the query holds a NaN or
-// infinity, else 0. row: d floats.
+// passed through rotate(token, row) (RoPE); lanes [rows, width) are zero.
+// Float queries are multiplied by scale_log2 and q_mul[i] = 1; int8 queries
+// stay integers (exact products with int8 keys) and q_mul[i] = their row
+// scale * scale_log2, for the scores to apply. poison[i] = 1 where the query
+// holds a NaN or infinity (a non-finite row scale included), else 0. row: d
+// floats.
 template <class Rotate>
 HWY_INLINE void PackQueriesTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
                                       int64_t width, float* HWY_RESTRICT row,
-                                      float* HWY_RESTRICT q_t, float* HWY_RESTRICT poison,
-                                      const Rotate& rotate) {
+                                      float* HWY_RESTRICT q_t, float* HWY_RESTRICT q_mul,
+                                      float* HWY_RESTRICT poison, const Rotate& rotate) {
   std::memset(q_t, 0, sizeof(float) * plan.d * width);
   std::fill(poison, poison + width, 0.0f);
+  std::fill(q_mul, q_mul + width, 1.0f);
+  const bool int8 = plan.q.dtype == RELATTN_I8;
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t offset = (i0 + i) * plan.q.token_stride + h * plan.q.head_stride;
-    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, plan.scale_log2, row);
+    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, int8 ? 1.0f : plan.scale_log2, row);
     rotate(i0 + i, row);
+    if (int8) {
+      const float scale = plan.q.RowScale(i0 + i, h);
+      q_mul[i] = std::isfinite(scale) ? scale * plan.scale_log2 : 0.0f;
+      if (!std::isfinite(scale)) poison[i] = 1.0f;
+    }
     if (!RowFinite(row, plan.d)) poison[i] = 1.0f;
     for (int64_t e = 0; e < plan.d; ++e) q_t[e * width + i] = row[e];
   }

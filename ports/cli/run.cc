@@ -1,6 +1,7 @@
 // relattn run: one attention call on .npy arrays, output written as a float32 .npy.
 #include <pthreadpool.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -29,6 +30,14 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
   --bidirectional       bidirectional bias form (ALiBi -m|q - k|, T5 buckets split by sign)
                         with --causal too; without --causal it is the default (none and
                         shaw have one form)
+  --rope none|interleaved|halves  rotary position embedding of q and k (default none),
+                        fused with any --scheme: pair i, (2i, 2i+1) interleaved (GPT-J) or
+                        (i, i + rotary_dims/2) halves (GPT-NeoX, Llama), is turned by
+                        p * rope-base^(-2i / rotary_dims) / rope-scale at position p;
+                        positions must be within +-2^53
+  --rotary-dims N       rope: the first N dimensions are rotated, N even (default head_dim)
+  --rope-base B         rope: theta base, > 1 (default 10000)
+  --rope-scale S        rope: linear scaling, positions divided by S >= 1e-6 (default 1)
   --causal              causal mask; also selects the causal bias form unless --bidirectional
   --window W            sliding window: 0 <= q - k < W with --causal, |q - k| < W without
   --valid-kv N          keys N.. are hidden
@@ -49,7 +58,9 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},           {"--k", 1},
                                           {"--causal", 0},      {"--window", 1},
                                           {"--valid-kv", 1},    {"--q-start", 1},
                                           {"--k-start", 1},     {"--scale", 1},
-                                          {"--threads", 1}};
+                                          {"--threads", 1},     {"--rope", 1},
+                                          {"--rotary-dims", 1}, {"--rope-base", 1},
+                                          {"--rope-scale", 1}};
 
 // The options each scheme reads; any other scheme option given is an error.
 struct SchemeSpec {
@@ -145,6 +156,40 @@ const SchemeSpec& SchemeOf(const Args& args) {
   return *spec;
 }
 
+// The rope --rope and its options give, once they fit (checked before any file is read;
+// rotary_dims > head_dim is the library's to reject).
+relattn_rope RopeOf(const Args& args) {
+  relattn_rope rope{};
+  const std::string pairing = args.String("--rope", "none");
+  if (pairing == "interleaved") {
+    rope.pairing = RELATTN_ROPE_INTERLEAVED;
+  } else if (pairing == "halves") {
+    rope.pairing = RELATTN_ROPE_HALVES;
+  } else if (pairing != "none") {
+    args.Usage("--rope '" + pairing + "': must be none, interleaved or halves");
+  }
+  for (const char* option : {"--rotary-dims", "--rope-base", "--rope-scale"}) {
+    if (args.Has(option) && rope.pairing == RELATTN_ROPE_NONE) {
+      args.Usage(std::string(option) + " is not used by --rope none");
+    }
+  }
+  const int64_t dims = args.Int64("--rotary-dims", 0, 2, RELATTN_MAX_HEAD_DIM);
+  if (dims % 2 != 0) args.Usage("--rotary-dims = " + std::to_string(dims) + ": must be even");
+  rope.rotary_dims = int32_t(dims);  // 0: head_dim
+  // 0 would mean the default to the library: an explicit value must be in range itself.
+  rope.base = float(args.Double("--rope-base", 0.0));
+  if (args.Has("--rope-base") && !(rope.base > 1.0f && std::isfinite(rope.base))) {
+    args.Usage("--rope-base = " + args.String("--rope-base") + ": must be > 1 (and fit float32)");
+  }
+  rope.linear_scale = float(args.Double("--rope-scale", 0.0));
+  if (args.Has("--rope-scale") &&
+      !(rope.linear_scale >= 1e-6f && std::isfinite(rope.linear_scale))) {
+    args.Usage("--rope-scale = " + args.String("--rope-scale") +
+               ": must be >= 1e-6 (and fit float32)");
+  }
+  return rope;
+}
+
 void SetBias(const Args& args, const SchemeSpec& spec, Arrays* in, relattn_attention_desc* desc) {
   relattn_bias& bias = desc->bias;
   bias.kind = spec.kind;
@@ -203,6 +248,7 @@ int RunCommand(int argc, char** argv, int first) {
   desc.scale = float(args.Double("--scale", 0.0));
   const int64_t n_threads = args.Int64("--threads", 1, 0, 1024);
   const SchemeSpec& scheme = SchemeOf(args);
+  desc.rope = RopeOf(args);
 
   Arrays in;
   in.q = Load(args, "--q");

@@ -29,6 +29,10 @@ def test_version_and_help():
     for command in ["", "slopes", "buckets", "run", "bench", "demo"]:
         result = run(*([command] if command else []), "--help")
         assert result.returncode == 0 and result.stdout.startswith("usage: relattn"), command
+    run_help = run("run", "--help").stdout
+    for option in ["--rope none|interleaved|halves", "--rotary-dims N", "--rope-base B",
+                   "--rope-scale S"]:
+        assert option in run_help, option
     assert run().returncode == 2
 
 
@@ -102,6 +106,49 @@ def test_run_positions_scale_threads(tmp_path):
     expected = relattn.attention(q, k, v, scheme="shaw", table=table, causal=True, scale=0.2,
                                  q_start=37)
     np.testing.assert_array_equal(out, expected)
+
+
+# name -> the binding's rope= argument and the same as `relattn run` options (head_dim 16)
+ROPES = {
+    "interleaved": ("interleaved", ["--rope", "interleaved"]),
+    "halves": ("halves", ["--rope", "halves"]),
+    "interleaved-partial-base": ({"pairing": "interleaved", "rotary_dims": 8, "base": 500000.0},
+                                 ["--rope", "interleaved", "--rotary-dims", 8, "--rope-base",
+                                  500000]),
+    "halves-partial-scale": ({"pairing": "halves", "rotary_dims": 12, "linear_scale": 4.0},
+                             ["--rope=halves", "--rotary-dims=12", "--rope-scale", 4]),
+    "halves-all": ({"pairing": "halves", "rotary_dims": 10, "base": 1e6, "linear_scale": 0.5},
+                   ["--rope", "halves", "--rotary-dims", 10, "--rope-base", "1e6",
+                    "--rope-scale", 0.5]),
+}
+
+
+@pytest.mark.parametrize("start", [0, 10**9])
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("rope", ROPES)
+def test_run_rope_matches_library_and_numpy(tmp_path, rope, dtype, size, start):
+    rng = np.random.default_rng(zlib.crc32(("%s/%s/%d" % (rope, size, start)).encode()))
+    n_q, n_kv, q_start = SIZES[size]
+    q, k, v = random_problem(rng, n_q, n_kv, dtype)
+    rope_arg, flags = ROPES[rope]
+    extra = flags + ["--q-start", start + q_start, "--k-start", start]
+    scheme, bias_args = ("alibi", {}) if size == "decode" else ("none", {})
+    out = run_attention(tmp_path, q, k, v, scheme, bias_args, {"causal": True}, extra)
+    args = dict(scheme=scheme, causal=True, rope=rope_arg, q_start=start + q_start,
+                k_start=start)
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])
+    assert np.abs(out - oracle.attention(q, k, v, **{**args, "rope": None})).max() > 1e-3
+
+
+def test_run_rope_none_is_no_rope(tmp_path):
+    q, k, v = random_problem(np.random.default_rng(5), 6, 6, np.float32)
+    out = run_attention(tmp_path, q, k, v, "t5", {"table": np.ones((4, 8), np.float32)}, {},
+                        ["--rope", "none"])
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, scheme="t5",
+                                                         table=np.ones((4, 8), np.float32)))
 
 
 def test_run_reads_npy_format_2(tmp_path):

@@ -129,6 +129,35 @@ CASES = [
         "--q-start", "-9223372036854775808", "--k-start", "1"], 1, "overflows int64"),
     ("unwritable output", lambda p, b, o: base(p, str(o) + ".d/none/out.npy"), 1,
      "cannot create"),
+    ("bad rope", lambda p, b, o: base(p, o, q=b["missing"]) + ["--rope", "neox"], 2,
+     "--rope 'neox': must be none, interleaved or halves"),  # arguments before files
+    ("rope option without rope", lambda p, b, o: base(p, o) + ["--rotary-dims", "4"], 2,
+     "--rotary-dims is not used by --rope none"),
+    ("rope base with rope none", lambda p, b, o: base(p, o) + [
+        "--rope", "none", "--rope-base", "500000"], 2, "--rope-base is not used by --rope none"),
+    ("rope without value", lambda p, b, o: base(p, o) + ["--rope"], 2, "--rope needs 1 value"),
+    ("rotary dims odd", lambda p, b, o: base(p, o) + ["--rope", "halves", "--rotary-dims", "5"],
+     2, "--rotary-dims = 5: must be even"),
+    ("rotary dims range", lambda p, b, o: base(p, o) + [
+        "--rope", "halves", "--rotary-dims", "0"], 2, "--rotary-dims = 0: must be in 2..256"),
+    ("rotary dims not int", lambda p, b, o: base(p, o) + [
+        "--rope", "halves", "--rotary-dims", "4.0"], 2, "--rotary-dims '4.0' is not an integer"),
+    ("rope base 1", lambda p, b, o: base(p, o) + ["--rope", "interleaved", "--rope-base", "1"],
+     2, "--rope-base = 1: must be > 1"),
+    ("rope base beyond float32", lambda p, b, o: base(p, o) + [
+        "--rope", "interleaved", "--rope-base", "1e39"], 2, "--rope-base = 1e39: must be > 1"),
+    ("rope base not a number", lambda p, b, o: base(p, o) + [
+        "--rope", "interleaved", "--rope-base", "ten"], 2, "--rope-base 'ten' is not a finite"),
+    ("rope scale 0", lambda p, b, o: base(p, o) + ["--rope", "halves", "--rope-scale", "0"], 2,
+     "--rope-scale = 0: must be >= 1e-6"),
+    ("rope scale nan", lambda p, b, o: base(p, o) + ["--rope", "halves", "--rope-scale", "nan"],
+     2, "--rope-scale 'nan' is not a finite number"),
+    ("library: rotary dims > head_dim", lambda p, b, o: base(p, o) + [
+        "--rope", "halves", "--rotary-dims", "10"], 1,
+     "bad position scheme parameter: rope.rotary_dims = 10: must be even and in 2..head_dim = 8"),
+    ("library: rope positions", lambda p, b, o: base(p, o) + [
+        "--rope", "halves", "--q-start", str(2**53 - 1)], 1,
+     "q_pos: positions 9007199254740991..9007199254740994 with rope: must be within +-2^53"),
     ("slopes: heads", lambda p, b, o: ["slopes", "--heads", "0"], 2, "--heads = 0: must be in"),
     ("buckets: causal odd", lambda p, b, o: [
         "buckets", "--num-buckets", "1", "--max-distance", "8", "--causal", "3"], 1,

@@ -1,7 +1,8 @@
-"""relattn: attention with relative-position biases (ALiBi, T5, Shaw) on the CPU, from numpy.
+"""relattn: attention with relative-position biases (ALiBi, T5, Shaw) and RoPE, from numpy.
 
     import numpy as np, relattn
     o = relattn.attention(q, k, v, scheme="alibi", causal=True)   # q, k, v: [tokens][heads][d]
+    o = relattn.attention(q, k, v, causal=True, rope="halves")    # rotary embedding (RoPE)
     cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)   # decode
 
 Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this package, else the

@@ -116,7 +116,8 @@ def _compute(desc, threads):
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               bidirectional=None, max_bias=8.0, slopes=None, table=None, table_scales=None,
               num_buckets=None, max_distance=128, shaw_k=None, q_start=0, k_start=0,
-              q_positions=None, k_positions=None, scale=None, out_dtype=np.float32, threads=1):
+              q_positions=None, k_positions=None, scale=None, rope=None, out_dtype=np.float32,
+              threads=1):
     """Attention with a relative-position bias over one sequence; returns a new array.
 
     q: [n_q][heads][head_dim], k: [n_kv][kv_heads][head_dim], v: [n_kv][kv_heads][v_head_dim],
@@ -131,6 +132,15 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     bidirectional unless causal. Mask: causal, window (0: none), valid_kv (keys from it on are
     hidden). Positions: q_start / k_start, or integer arrays q_positions / k_positions.
     scale: default 1/sqrt(head_dim). threads: 1 = the calling thread, n > 1 a pthreadpool.
+
+    rope: rotary position embedding of q and k, fused (combines with any scheme and mask):
+    None or "none" (off); "interleaved" (pairs (2i, 2i+1): GPT-J) or "halves" (pairs
+    (i, i + rotary_dims/2): GPT-NeoX, Llama); or a dict {"pairing": "interleaved" | "halves",
+    "rotary_dims": int, "base": float, "linear_scale": float} whose absent keys take the
+    defaults (rotary_dims = head_dim, even; base 10000; linear_scale 1). Pair i of a row at
+    position p turns by p * base^(-2i/rotary_dims) / linear_scale; dimensions from rotary_dims
+    on are not rotated. Positions must lie within +-2^53. Over a KVCache, rope=None means the
+    cache's rope (its keys were rotated when appended); a rope given must equal it.
 
     Raises TypeError / ValueError naming the argument, relattn.Error for what the library
     rejects. The GIL is released during the computation.
@@ -164,6 +174,7 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table, table_scales,
               num_buckets, max_distance, shaw_k)
+    desc.rope = cache.rope_desc if cache is not None and rope is None else arrays.rope(rope)
     if cache is None:
         _compute(desc, threads)
     else:

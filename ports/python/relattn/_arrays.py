@@ -1,6 +1,8 @@
 """Argument checks and numpy-to-C conversions shared by the binding's functions. Every error
 names the argument it is about."""
+import numbers
 import operator
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -20,6 +22,59 @@ def to_int(name, value, lo=INT64_MIN, hi=INT64_MAX):
     if not lo <= value <= hi:
         raise ValueError("%s: %d is outside %d..%d" % (name, value, lo, hi))
     return value
+
+
+def to_float(name, value):
+    """value as a Python float (a real number, not a bool); the library judges its range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError("%s: expected a number, got %s" % (name, type(value).__name__))
+    return float(value)
+
+
+ROPE_KEYS = ("pairing", "rotary_dims", "base", "linear_scale")
+
+
+def rope(value):
+    """relattn_rope from the rope= argument: None or "none" (off); "interleaved" or "halves"
+    (every dimension, base 10000, no scaling); or a dict {"pairing": "interleaved" | "halves",
+    "rotary_dims": int, "base": float, "linear_scale": float}, where an absent key or None
+    means the default (rotary_dims head_dim, base 10000, linear_scale 1). Ranges are the
+    library's to judge (relattn.Error)."""
+    if value is None:
+        return _capi.Rope(_capi.ROPE_PAIRINGS["none"], 0, 0.0, 0.0)
+    if isinstance(value, str):
+        value = {"pairing": value}
+    if not isinstance(value, Mapping):
+        raise TypeError("rope: expected None, a pairing name or a dict, got %s"
+                        % type(value).__name__)
+    for key in value:
+        if key not in ROPE_KEYS:
+            raise ValueError("rope: unknown key %r (keys: %s)" % (key, ", ".join(ROPE_KEYS)))
+    if "pairing" not in value:
+        raise ValueError("rope: 'pairing' is required (interleaved or halves)")
+    pairing = value["pairing"]
+    if not isinstance(pairing, str) or pairing not in _capi.ROPE_PAIRINGS:
+        raise ValueError("rope: pairing %r is not one of %s"
+                         % (pairing, ", ".join(_capi.ROPE_PAIRINGS)))
+    given = [key for key in ROPE_KEYS[1:] if value.get(key) is not None]
+    if pairing == "none" and given:
+        raise ValueError("rope: %s: not used with pairing 'none'" % given[0])
+    rotary_dims, base, linear_scale = (value.get(key) for key in ROPE_KEYS[1:])
+    return _capi.Rope(
+        _capi.ROPE_PAIRINGS[pairing],
+        0 if rotary_dims is None else to_int("rope.rotary_dims", rotary_dims, 0, INT32_MAX),
+        0.0 if base is None else to_float("rope.base", base),
+        0.0 if linear_scale is None else to_float("rope.linear_scale", linear_scale))
+
+
+def rope_dict(r, head_dim):
+    """The resolved form of a relattn_rope: None when off, else a dict of ROPE_KEYS with the
+    defaults filled in (base and linear_scale as the library stores them, float32)."""
+    names = {code: name for name, code in _capi.ROPE_PAIRINGS.items()}
+    if r.pairing == _capi.ROPE_PAIRINGS["none"]:
+        return None
+    return {"pairing": names[r.pairing], "rotary_dims": r.rotary_dims or head_dim,
+            "base": r.base or 10000.0, "linear_scale": r.linear_scale or 1.0}
 
 
 def checked_array(name, a, ndim, dtypes, layout):

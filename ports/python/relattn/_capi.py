@@ -10,6 +10,7 @@ import os
 
 F32, F16, I8 = 0, 1, 2  # relattn_dtype
 BIAS_KINDS = {"none": 0, "alibi": 1, "t5": 2, "shaw": 3}  # relattn_bias_kind
+ROPE_PAIRINGS = {"none": 0, "interleaved": 1, "halves": 2}  # relattn_rope_pairing
 WORKSPACE_ALIGNMENT = 64
 KV_CACHE_ALIGNMENT = 64
 MAX_HEADS = 4096

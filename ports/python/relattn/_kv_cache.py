@@ -19,10 +19,16 @@ class KVCache:
         cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)
         cache.append(k, v)                         # [tokens][kv_heads][head_dim]
         o = cache.attention(q, scheme="alibi", causal=True, q_start=cache.next_position - 1)
+
+    rope (as relattn.attention's: None, "interleaved", "halves" or a dict with "pairing",
+    "rotary_dims", "base", "linear_scale") rotates K when it is appended, at its position;
+    attention over the cache then uses the same rope unless given another (an error). The
+    `rope` attribute is None or the dict with its defaults filled in. With dtype float16 the
+    rotated keys are what is rounded to float16.
     """
 
     def __init__(self, kv_heads, head_dim, capacity, *, v_head_dim=None, dtype=np.float16,
-                 v_dtype=None, ring=False):
+                 v_dtype=None, ring=False, rope=None):
         k_dtype, v_dtype = np.dtype(dtype), np.dtype(dtype if v_dtype is None else v_dtype)
         for name, d in (("dtype", k_dtype), ("v_dtype", v_dtype)):
             if d not in arrays.TENSOR_DTYPES:
@@ -33,7 +39,7 @@ class KVCache:
             arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("capacity", capacity, 0), arrays.TENSOR_DTYPES[k_dtype],
-            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)))
+            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope))
         size = ctypes.c_size_t()
         check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
         self._memory = np.empty(size.value + _capi.KV_CACHE_ALIGNMENT, np.uint8)
@@ -44,6 +50,8 @@ class KVCache:
         self.lock = threading.Lock()
         self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, v_head_dim
         self.capacity, self.ring = desc.capacity, bool(ring)
+        self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
+        self.rope = arrays.rope_dict(desc.rope, self.head_dim)
 
     def append(self, k, v, positions=None):
         """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or
@@ -70,7 +78,7 @@ class KVCache:
     def attention(self, q, **options):
         """relattn.attention(q, self, None, **options): q [n_q][heads][head_dim] over the
         cached tokens at their positions; the same keyword arguments but k_start and
-        k_positions. mask.valid_kv counts the cache's slots."""
+        k_positions. mask.valid_kv counts the cache's slots; rope defaults to the cache's."""
         from ._api import attention
         return attention(q, self, None, **options)
 

@@ -1,8 +1,9 @@
 """Plain numpy attention with relative-position biases: the oracle the Python binding and the
 relattn tool are checked against. Written from the papers' definitions (ALiBi's get_slopes,
-ggml's max_bias form, HF T5's _relative_position_bucket, Shaw's clip) in float64, full score
-matrix, sharing nothing with the library.
+ggml's max_bias form, HF T5's _relative_position_bucket, Shaw's clip, RoPE's rotation of q and
+k) in float64, full score matrix, sharing nothing with the library.
 """
+import decimal
 import math
 
 import numpy as np
@@ -58,16 +59,84 @@ def bias(scheme, rel, head, heads, bidirectional, max_bias=8.0, slopes=None, tab
     return row[np.clip(rel, -k, k) + k]
 
 
+def _two_pi():
+    """2 pi to 80 digits (the decimal module documentation's pi recipe)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 84
+        three = decimal.Decimal(3)
+        lasts, t, s, n, na, d, da = 0, three, 3, 1, 0, 0, 24
+        while s != lasts:
+            lasts = s
+            n, na = n + na, na + 8
+            d, da = d + da, da + 32
+            t = (t * n) / d
+            s += t
+        return 2 * s
+
+
+TWO_PI = _two_pi()
+
+
+def rope_angle(position, theta):
+    """position * theta reduced to [-pi, pi], exactly in decimal, as a float: the same
+    accuracy at position 10^12 as at 10."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80
+        angle = decimal.Decimal(int(position)) * decimal.Decimal(float(theta))
+        turns = (angle / TWO_PI).to_integral_value(decimal.ROUND_HALF_EVEN)
+        return float(angle - turns * TWO_PI)
+
+
+def rope_params(rope, head_dim):
+    """(interleaved, rotary_dims, thetas) of the binding's rope= form, None when off: theta_i =
+    base^(-2i / rotary_dims) / linear_scale in float64, base and linear_scale rounded to float32
+    as the library stores them."""
+    if rope is None or rope == "none":
+        return None
+    rope = {"pairing": rope} if isinstance(rope, str) else rope
+    rotary = rope.get("rotary_dims") or head_dim
+    base = float(np.float32(rope.get("base") or 10000.0))
+    linear_scale = float(np.float32(rope.get("linear_scale") or 1.0))
+    thetas = [base ** (-2.0 * i / rotary) / linear_scale for i in range(rotary // 2)]
+    return rope["pairing"] == "interleaved", rotary, thetas
+
+
+def rotate(x, positions, rope):
+    """x [tokens][heads][d] rotated as RoPE does for tokens at positions (int64 [tokens]):
+    pair i, (2i, 2i+1) interleaved or (i, i + rotary_dims/2) halves, turned by
+    position * theta_i: (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos). Float64."""
+    x = np.array(x, np.float64)
+    params = rope_params(rope, x.shape[2])
+    if params is None:
+        return x
+    interleaved, rotary, thetas = params
+    half = rotary // 2
+    first = np.arange(0, rotary, 2) if interleaved else np.arange(half)
+    second = first + 1 if interleaved else first + half
+    angles = np.array([[rope_angle(p, theta) for theta in thetas] for p in positions])
+    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    x0, x1 = x[:, :, first].copy(), x[:, :, second].copy()
+    x[:, :, first] = x0 * cos - x1 * sin
+    x[:, :, second] = x0 * sin + x1 * cos
+    return x
+
+
 def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bidirectional=None,
-              q_start=0, k_start=0, scale=None, **bias_args):
+              q_start=0, k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
+              **bias_args):
     """q [n_q][heads][d], k [n_kv][kv_heads][d], v [n_kv][kv_heads][dv] -> float64
-    [n_q][heads][dv]; a query that sees no key gets zeros."""
+    [n_q][heads][dv]; a query that sees no key gets zeros. Positions: q_start + t or
+    q_positions (likewise k); rope: the binding's form, q and k rotated at their positions."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     bidirectional = (not causal) if bidirectional is None else bidirectional
-    rel = (k_start + np.arange(n_kv, dtype=np.int64))[None, :] - \
-        (q_start + np.arange(n_q, dtype=np.int64))[:, None]
+    q_pos = q_start + np.arange(n_q, dtype=np.int64) if q_positions is None else \
+        np.asarray(q_positions, np.int64)
+    k_pos = k_start + np.arange(n_kv, dtype=np.int64) if k_positions is None else \
+        np.asarray(k_positions, np.int64)
+    q, k = rotate(q, q_pos, rope), rotate(k, k_pos, rope)
+    rel = k_pos[None, :] - q_pos[:, None]
     visible = np.ones(rel.shape, bool)
     if causal:
         visible &= rel <= 0

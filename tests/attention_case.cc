@@ -66,13 +66,14 @@ std::string CaseSpec::Name() const {
   std::snprintf(buf, sizeof(buf),
                 "nq=%lld nkv=%lld heads=%d/%d d=%d dv=%d %s in=%s out=%s scheme=%s(slopes=%d "
                 "acausal=%d t5bi=%d t5dt=%d) causal=%d window=%lld valid=%lld qs=%lld ks=%lld "
-                "posarr=%d rope=%d/%d/%g/%g",
+                "posarr=%d rope=%d/%d/%g/%g int8=%d outlier=%g",
                 (long long)n_q, (long long)n_kv, n_heads, n_kv_heads, head_dim, v_head_dim,
                 heads_major ? "HTD" : "THD", in_dtype == RELATTN_F16 ? "f16" : "f32",
                 out_dtype == RELATTN_F16 ? "f16" : "f32", kSchemes[scheme], alibi_slopes,
                 alibi_causal, t5_bidirectional, int(t5_dtype), causal, (long long)window,
                 (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays,
-                int(rope.pairing), rope.rotary_dims, (double)rope.base, (double)rope.linear_scale);
+                int(rope.pairing), rope.rotary_dims, (double)rope.base, (double)rope.linear_scale,
+                int8_qk, (double)k_outlier);
   return buf;
 }
 
@@ -145,6 +146,41 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
   desc_.mask.window = spec.window;
   desc_.mask.n_valid_kv = spec.n_valid_kv;
   desc_.rope = spec.rope;
+  if (spec.k_outlier != 1.0f) {
+    for (int64_t t = 0; t < spec.n_kv; ++t) {
+      for (int32_t h = 0; h < spec.n_kv_heads; ++h) {
+        for (int32_t e = 3; e < spec.head_dim; e += 8) {
+          const int64_t at = t * desc_.k.token_stride + h * desc_.k.head_stride + e;
+          float x;
+          if (spec.in_dtype == RELATTN_F16) {
+            uint16_t bits;
+            std::memcpy(&bits, k_.data() + 2 * at, 2);
+            x = relattn::F16ToF32(bits) * spec.k_outlier;
+            bits = relattn::F32ToF16(x);
+            std::memcpy(k_.data() + 2 * at, &bits, 2);
+          } else {
+            std::memcpy(&x, k_.data() + 4 * at, 4);
+            x *= spec.k_outlier;
+            std::memcpy(k_.data() + 4 * at, &x, 4);
+          }
+        }
+      }
+    }
+  }
+  q_float_ = desc_.q;
+  k_float_ = desc_.k;
+  if (spec.int8_qk >= 1) {
+    k8_.resize(size_t(spec.n_kv) * spec.n_kv_heads * spec.head_dim);
+    k8_scales_.resize(size_t(spec.n_kv) * spec.n_kv_heads);
+    REQUIRE(relattn_quantize_i8(&k_float_, spec.n_kv, spec.n_kv_heads, spec.head_dim, k8_.data(),
+                                k8_scales_.data(), &desc_.k) == RELATTN_OK);
+  }
+  if (spec.int8_qk >= 2) {
+    q8_.resize(size_t(spec.n_q) * spec.n_heads * spec.head_dim);
+    q8_scales_.resize(size_t(spec.n_q) * spec.n_heads);
+    REQUIRE(relattn_quantize_i8(&q_float_, spec.n_q, spec.n_heads, spec.head_dim, q8_.data(),
+                                q8_scales_.data(), &desc_.q) == RELATTN_OK);
+  }
 }
 
 void Case::ShiftPositions(int64_t delta) {
@@ -205,6 +241,15 @@ std::vector<double> Case::Decode(const std::vector<uint8_t>& out) const {
 std::vector<double> Case::Reference() {
   std::vector<double> out(out_elems());
   relattn::reference::Attention(desc_, out.data());
+  return out;
+}
+
+std::vector<double> Case::ReferenceOnFloatInputs() {
+  relattn_attention_desc d = desc_;
+  d.q = q_float_;
+  d.k = k_float_;
+  std::vector<double> out(out_elems());
+  relattn::reference::Attention(d, out.data());
   return out;
 }
 

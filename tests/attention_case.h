@@ -29,6 +29,10 @@ struct CaseSpec {
   int position_arrays = 0;
   float scale = 0.0f;
   relattn_rope rope = {};  // pairing NONE: off
+  // 1: K quantised to int8 (relattn_quantize_i8); 2: Q and K.
+  int int8_qk = 0;
+  // K channels e % 8 == 3 are this many times the others (LLM-like outliers).
+  float k_outlier = 1.0f;
   uint64_t seed = 1;
   std::string Name() const;
 };
@@ -56,10 +60,15 @@ class Case {
   // Output of the last Run as [n_q][n_heads][dv] doubles.
   std::vector<double> Decode(const std::vector<uint8_t>& out) const;
   std::vector<double> Reference();
+  // The reference on the float Q and K an int8 case quantised.
+  std::vector<double> ReferenceOnFloatInputs();
 
  private:
   CaseSpec spec_;
   std::vector<uint8_t> q_, k_, v_;
+  relattn_tensor q_float_{}, k_float_{};  // before int8 quantisation
+  std::vector<int8_t> q8_, k8_;
+  std::vector<float> q8_scales_, k8_scales_;
   std::vector<float> slopes_, table_f32_, table_scales_;
   std::vector<uint16_t> table_f16_;
   std::vector<int8_t> table_i8_;

@@ -59,9 +59,11 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
   std::vector<Case> cases;
   if (shape.anchor) return {{shape, Scheme::kNone, false, RELATTN_F32}};
   if (shape.decode) {
-    for (Scheme s : all) {
-      if (!quick || s == Scheme::kNone || s == Scheme::kAlibi) {
-        cases.push_back({shape, s, true, RELATTN_F16});
+    for (relattn_dtype dtype : {RELATTN_F16, RELATTN_I8}) {
+      for (Scheme s : all) {
+        if (!quick || s == Scheme::kNone || s == Scheme::kAlibi) {
+          cases.push_back({shape, s, true, dtype});
+        }
       }
     }
     return cases;
@@ -74,6 +76,10 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
       for (Scheme s : all) cases.push_back({shape, s, causal, dtype});
       cases.push_back({shape, Scheme::kRope, causal, dtype});
     }
+  }
+  for (bool causal : {false, true}) {
+    cases.push_back({shape, Scheme::kNone, causal, RELATTN_I8});
+    cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_I8});
   }
   return cases;
 }
@@ -91,8 +97,10 @@ double UsefulFlops(const Case& c) {
 }
 
 double KvBytes(const Shape& shape, relattn_dtype dtype) {
-  const double elem_bytes = dtype == RELATTN_F32 ? 4.0 : dtype == RELATTN_F16 ? 2.0 : 1.0;
-  return 2.0 * double(shape.n_kv) * shape.kv_heads * shape.head_dim * elem_bytes;
+  const double rows = double(shape.n_kv) * shape.kv_heads;
+  if (dtype == RELATTN_I8) return rows * (shape.head_dim * 3.0 + 4.0);
+  const double elem_bytes = dtype == RELATTN_F32 ? 4.0 : 2.0;
+  return 2.0 * rows * shape.head_dim * elem_bytes;
 }
 
 ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
@@ -114,34 +122,57 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   shaw_table_.resize(size_t(shape.heads) * (2 * kShawK + 1));
   for (float& x : t5_table_) x = 2.0f * uniform(rng);
   for (float& x : shaw_table_) x = 2.0f * uniform(rng);
-  if (!shape.decode) return;
-  relattn_kv_cache_desc cache_desc{};
-  cache_desc.n_kv_heads = shape.kv_heads;
-  cache_desc.head_dim = shape.head_dim;
-  cache_desc.capacity = shape.n_kv;
-  cache_desc.k_dtype = cache_desc.v_dtype = RELATTN_F16;
-  size_t bytes = 0;
-  relattn_status status = relattn_kv_cache_size(&cache_desc, &bytes);
-  if (status == RELATTN_OK) {
-    cache_memory_ = std::aligned_alloc(RELATTN_KV_CACHE_ALIGNMENT,
-                                       (bytes + RELATTN_KV_CACHE_ALIGNMENT - 1) /
-                                           RELATTN_KV_CACHE_ALIGNMENT * RELATTN_KV_CACHE_ALIGNMENT);
-    status = relattn_kv_cache_init(&cache_desc, cache_memory_, bytes, &cache_);
+  if (!shape.decode) {
+    const auto quantize = [&](const std::vector<float>& x, int64_t n, int32_t heads,
+                              std::vector<int8_t>& q, std::vector<float>& scales) {
+      q.resize(x.size());
+      scales.resize(size_t(n) * heads);
+      const relattn_tensor t =
+          relattn::TokensHeadsDim(x.data(), RELATTN_F32, heads, shape.head_dim);
+      relattn_tensor out;
+      if (relattn_quantize_i8(&t, n, heads, shape.head_dim, q.data(), scales.data(), &out) !=
+          RELATTN_OK) {
+        std::fprintf(stderr, "relattn-bench: quantize: %s\n", relattn_last_error());
+        std::exit(1);
+      }
+    };
+    quantize(q_f32_, shape.n_q, shape.heads, q_i8_, q_scales_);
+    quantize(k_f32_, shape.n_kv, shape.kv_heads, k_i8_, k_scales_);
+    return;
   }
-  if (status == RELATTN_OK) {
-    const relattn_tensor k =
-        relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
-    const relattn_tensor v =
-        relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
-    status = relattn_kv_cache_append(cache_, shape.n_kv, &k, &v, nullptr);
-  }
-  if (status != RELATTN_OK) {
-    std::fprintf(stderr, "relattn-bench: KV cache: %s\n", relattn_last_error());
-    std::exit(1);
+  for (int c = 0; c < 2; ++c) {
+    relattn_kv_cache_desc cache_desc{};
+    cache_desc.n_kv_heads = shape.kv_heads;
+    cache_desc.head_dim = shape.head_dim;
+    cache_desc.capacity = shape.n_kv;
+    cache_desc.k_dtype = c == 0 ? RELATTN_F16 : RELATTN_I8;
+    cache_desc.v_dtype = RELATTN_F16;
+    size_t bytes = 0;
+    relattn_status status = relattn_kv_cache_size(&cache_desc, &bytes);
+    if (status == RELATTN_OK) {
+      const size_t rounded = (bytes + RELATTN_KV_CACHE_ALIGNMENT - 1) /
+                             RELATTN_KV_CACHE_ALIGNMENT * RELATTN_KV_CACHE_ALIGNMENT;
+      cache_memory_[c] = std::aligned_alloc(RELATTN_KV_CACHE_ALIGNMENT, rounded);
+      status = relattn_kv_cache_init(&cache_desc, cache_memory_[c], bytes, &cache_[c]);
+    }
+    if (status == RELATTN_OK) {
+      const relattn_tensor k = relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads,
+                                                       shape.head_dim);
+      const relattn_tensor v = relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads,
+                                                       shape.head_dim);
+      status = relattn_kv_cache_append(cache_[c], shape.n_kv, &k, &v, nullptr);
+    }
+    if (status != RELATTN_OK) {
+      std::fprintf(stderr, "relattn-bench: KV cache: %s\n", relattn_last_error());
+      std::exit(1);
+    }
   }
 }
 
-ShapeInputs::~ShapeInputs() { std::free(cache_memory_); }
+ShapeInputs::~ShapeInputs() {
+  std::free(cache_memory_[0]);
+  std::free(cache_memory_[1]);
+}
 
 relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   const Shape& s = shape_;
@@ -156,15 +187,26 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   const void* q = f32 ? static_cast<const void*>(q_f32_.data()) : q_f16_.data();
   const void* k = f32 ? static_cast<const void*>(k_f32_.data()) : k_f16_.data();
   const void* v = f32 ? static_cast<const void*>(v_f32_.data()) : v_f16_.data();
-  desc.q = relattn::TokensHeadsDim(q, c.dtype, s.heads, s.head_dim);
-  desc.k = relattn::TokensHeadsDim(k, c.dtype, s.kv_heads, s.head_dim);
-  desc.v = relattn::TokensHeadsDim(v, c.dtype, s.kv_heads, s.head_dim);
+  const relattn_dtype float_dtype = c.dtype == RELATTN_I8 ? RELATTN_F16 : c.dtype;
+  desc.q = relattn::TokensHeadsDim(q, float_dtype, s.heads, s.head_dim);
+  desc.k = relattn::TokensHeadsDim(k, float_dtype, s.kv_heads, s.head_dim);
+  desc.v = relattn::TokensHeadsDim(v, float_dtype, s.kv_heads, s.head_dim);
+  if (c.dtype == RELATTN_I8 && !s.decode) {
+    desc.q = relattn::TokensHeadsDim(q_i8_.data(), RELATTN_I8, s.heads, s.head_dim);
+    desc.q.row_scales = q_scales_.data();
+    desc.q.scale_token_stride = s.heads;
+    desc.q.scale_head_stride = 1;
+    desc.k = relattn::TokensHeadsDim(k_i8_.data(), RELATTN_I8, s.kv_heads, s.head_dim);
+    desc.k.row_scales = k_scales_.data();
+    desc.k.scale_token_stride = s.kv_heads;
+    desc.k.scale_head_stride = 1;
+  }
   desc.o = relattn::OutputTokensHeadsDim(out, RELATTN_F32, s.heads, s.head_dim);
   desc.q_pos.start = s.decode ? s.n_kv - 1 : 0;
   if (s.decode) {  // K, V, their positions and shape come from the cache
     desc.n_kv = desc.n_kv_heads = desc.head_dim = 0;
     desc.k = desc.v = relattn_tensor{};
-    desc.kv_cache = cache_;
+    desc.kv_cache = cache_[c.dtype == RELATTN_I8 ? 1 : 0];
   }
   desc.mask.causal = c.causal;
   switch (c.scheme) {

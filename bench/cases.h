@@ -38,13 +38,15 @@ struct Case {
   Shape shape;
   Scheme scheme;
   bool causal;
-  relattn_dtype dtype;  // of Q, K and V alike
+  // Of Q, K and V alike; RELATTN_I8: Q and K int8 (per-row scales), V f16 in
+  // prefill; K int8 and Q, V f16 in decode (int8 K cache, f16 V).
+  relattn_dtype dtype;
 };
 
 // "prefill/d128/n2048/causal/alibi/f16": shape / mask / scheme / dtype.
 std::string CaseName(const Case& c);
 const char* MaskName(bool causal);           // "causal", "bidir"
-const char* DtypeName(relattn_dtype dtype);  // "f32", "f16"
+const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8"
 
 // The shapes of a run and the cases of each, in measuring order: the anchor,
 // prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme and RoPE, both
@@ -60,8 +62,9 @@ double VisiblePairs(const Shape& shape, bool causal);
 // Useful FLOPs: 4 * head_dim * heads per visible pair (2 for q.k, 2 for p*v);
 // a causal prefill counts about half of n_q * n_kv, masked work is not counted.
 double UsefulFlops(const Case& c);
-// Bytes of K and V in `dtype`, each element read once per call (not once per
-// query head): the least memory traffic of a decode step.
+// Bytes of K and V in `dtype` (I8: int8 K with its f32 row scales, f16 V),
+// each element read once per call (not once per query head): the least memory
+// traffic of a decode step.
 double KvBytes(const Shape& shape, relattn_dtype dtype);
 
 // Random inputs in [-1, 1) for one shape, stored in f16 and in f32 holding the
@@ -88,8 +91,11 @@ class ShapeInputs {
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
   std::vector<float> t5_table_, shaw_table_;
-  void* cache_memory_ = nullptr;  // decode: the KV cache's memory
-  relattn_kv_cache* cache_ = nullptr;
+  std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
+  std::vector<float> q_scales_, k_scales_;
+  // Decode: KV caches (f16 K and V; int8 K and f16 V) in their memory.
+  void* cache_memory_[2] = {nullptr, nullptr};
+  relattn_kv_cache* cache_[2] = {nullptr, nullptr};
 };
 
 // T5: 32 buckets, max_distance 128, bidirectional for bidirectional cases,

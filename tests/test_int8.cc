@@ -16,6 +16,10 @@
 
 #include "lib/reference/reference.h"
 #include "tests/attention_case.h"
+#if defined(RELATTN_HAVE_X86_VNNI)
+#include "hwy/targets.h"
+#include "ports/x86/vnni_scores.h"
+#endif
 
 namespace relattn_test {
 namespace {
@@ -234,6 +238,46 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
     UseTarget(0);
   }
 }
+
+#if defined(RELATTN_HAVE_X86_VNNI)
+// The VNNI kernel and the portable path compute the same integer scores and
+// scale them alike: the outputs agree bit for bit.
+TEST_CASE("int8: AVX-512 VNNI and the portable path give the same bits") {
+  const std::vector<int64_t> targets = TargetsUnderTest();
+  const bool avx3 = std::count(targets.begin(), targets.end(), int64_t{HWY_AVX3}) > 0;
+  if (!avx3 || !relattn::x86::VnniUsable()) {
+    std::printf("int8: AVX3 or VNNI absent on this CPU: the VNNI comparison did not run\n");
+    return;
+  }
+  int index = 0;
+  for (int32_t d : {3, 64, 128, 256}) {
+    for (int64_t n_q : {int64_t{33}, int64_t{100}}) {
+      CaseSpec spec;
+      spec.seed = 600 + index++;
+      spec.head_dim = d;
+      spec.n_q = n_q;
+      spec.n_kv = 150;
+      spec.n_heads = 4;
+      spec.n_kv_heads = 2;
+      spec.int8_qk = 2;
+      spec.causal = index % 2;
+      spec.scheme = RELATTN_BIAS_ALIBI;
+      spec.alibi_causal = spec.causal;
+      Case c(spec);
+      UseTarget(HWY_AVX3);
+      std::vector<uint8_t> vnni, portable;
+      REQUIRE(c.Run(&vnni) == RELATTN_OK);
+      relattn::x86::SetVnniEnabled(false);
+      REQUIRE(c.Run(&portable) == RELATTN_OK);
+      relattn::x86::SetVnniEnabled(true);
+      UseTarget(0);
+      INFO(spec.Name());
+      CHECK(vnni == portable);
+      CHECK(MaxAbsDiff(c.Decode(vnni), c.Reference()) <= ErrorBound(RELATTN_F32));
+    }
+  }
+}
+#endif
 
 TEST_CASE("int8: relattn_quantize_i8") {
   const float src[2][3][4] = {{{1.0f, -0.5f, 0.25f, 0.0f}, {0, 0, 0, 0}, {-3.0f, 2.0f, 1.0f, 0.1f}},

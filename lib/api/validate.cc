@@ -439,6 +439,10 @@ void LayOut(Plan* p) {
     l.k_scale = a.Take(kBlockKeys);
     l.v_block = a.Take(kBlockKeys * p->dv);
     l.row = a.Take(p->d > p->dv ? p->d : p->dv);
+    const int64_t bytes = p->int8_dot ? p->d4 : 0;
+    l.q_u8 = a.Take(chunk_rows * bytes / 4);
+    l.k_i8 = a.Take(kBlockKeys * bytes / 4);
+    l.k_sum = a.Take(p->int8_dot ? kBlockKeys : 0);
   }
   p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
   const int64_t pairs = p->rope.on ? p->rope.pairs : 0;
@@ -461,6 +465,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
   p->d = d.head_dim;
   p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
   p->d_pad = RoundUp(p->d, kMaxLanes);
+  p->int8_dot = d.q.dtype == RELATTN_I8 && d.k.dtype == RELATTN_I8 && !rope.on;
+  p->d4 = RoundUp(p->d, 4);
   p->dv_pad = RoundUp(p->dv, kMaxLanes);
   p->q = {d.q.data,
           d.q.dtype,

@@ -100,6 +100,10 @@ struct WorkspaceLayout {
   size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
   size_t row;         // max(d, dv): one query or output row in transit
+  // int8_dot only (else empty): q + 128 as bytes, [d4 / 4][W][4] per sub-tile
+  // (heads_per_item x kQueryChunk x d4 bytes); int8 keys [kBlockKeys][d4];
+  // their sums (int32).
+  size_t q_u8, k_i8, k_sum;
   size_t floats_per_worker;
 };
 
@@ -124,6 +128,10 @@ struct Plan {
   int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
   int32_t d, dv;
   int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
+  // Q and K both int8 without RoPE: prefill may take the integer dot-product
+  // path (ports/x86/vnni_scores.h) on rows of d4 = d rounded up to 4 bytes.
+  bool int8_dot;
+  int64_t d4;
   TensorRef q, k, v;
   CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
   void* o;

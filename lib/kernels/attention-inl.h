@@ -26,6 +26,9 @@
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores-inl.h"
 #include "lib/kernels/worker-inl.h"
+#if defined(RELATTN_HAVE_X86_VNNI)
+#include "ports/x86/vnni_scores.h"
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -36,8 +39,71 @@ struct SubTile {
   int32_t head;
   SubTileQueries queries;
   float *q_t, *q_mul, *o_t, *max, *sum, *poison;
+  uint8_t* q_u8;  // int8_dot: the queries + 128 for the VNNI kernel
   const HeadBias* bias;
 };
+
+// The integer dot-product kernel, where this target and CPU have one: AVX3
+// with AVX-512 VNNI (its sub-tiles are 32 lanes), for int8 Q and K read from
+// tensors (a KV cache keeps K in key groups: the portable path reads those).
+HWY_INLINE bool UseVnni(const Plan& plan) {
+#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
+  return plan.int8_dot && !plan.cache.on && x86::VnniUsable();
+#else
+  (void)plan;
+  return false;
+#endif
+}
+
+// q_u8[e / 4][lane][e % 4] = q_t[e][lane] + 128 (int8 queries, W lanes),
+// 128 for e in [d, d4).
+HWY_INLINE void PackQueriesU8(const Plan& plan, const float* HWY_RESTRICT q_t, int64_t w,
+                              uint8_t* HWY_RESTRICT q_u8) {
+  for (int64_t e = 0; e < plan.d4; ++e) {
+    uint8_t* out = q_u8 + (e / 4) * w * 4 + e % 4;
+    for (int64_t lane = 0; lane < w; ++lane) {
+      out[lane * 4] = e < plan.d
+                          ? static_cast<uint8_t>(static_cast<int32_t>(q_t[e * w + lane]) + 128)
+                          : uint8_t{128};
+    }
+  }
+}
+
+// Int8 keys [j0, j0 + n_keys) of kv_head as rows of d4 bytes (zero beyond d;
+// zero for the `bad` keys) and their sums.
+HWY_INLINE void PackKeysI8(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
+                           uint64_t bad, int8_t* HWY_RESTRICT k_i8, int32_t* HWY_RESTRICT k_sum) {
+  const int8_t* src = static_cast<const int8_t*>(plan.k.data);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    int8_t* row = k_i8 + j * plan.d4;
+    std::memset(row, 0, static_cast<size_t>(plan.d4));
+    int32_t sum = 0;
+    if (!((bad >> j) & 1)) {
+      std::memcpy(row, src + (j0 + j) * plan.k.token_stride + kv_head * plan.k.head_stride,
+                  static_cast<size_t>(plan.d));
+      for (int64_t e = 0; e < plan.d; ++e) sum += row[e];
+    }
+    k_sum[j] = sum;
+  }
+}
+
+// s[j][lane] = float(s_int[j][lane]) * q_mul[lane] * k_scale[j]: the same
+// operations ScaleInt8Scores applies to the same integers held in f32.
+HWY_INLINE void ScaleInt32Scores(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
+                                 int64_t n_keys, float* HWY_RESTRICT s) {
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
+  const int32_t* s_int = reinterpret_cast<const int32_t*>(s);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto ks = hn::Set(df, k_scale[j]);
+    const auto x0 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n));
+    const auto x1 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n + n));
+    hn::Store(hn::Mul(x0, hn::Mul(m0, ks)), df, s + j * 2 * n);
+    hn::Store(hn::Mul(x1, hn::Mul(m1, ks)), df, s + j * 2 * n + n);
+  }
+}
 
 // Int8 keys: s[j][lane] *= q_mul[lane] * k_scale[j], turning the integer
 // products (exact in f32) into scaled scores in log2 units.
@@ -57,13 +123,29 @@ HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HW
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 // bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
 // rows are zero in k, v).
-// k_scale: int8 keys' row scales (else unused).
+// Int8 keys as the integer kernel reads them (UseVnni only).
+struct KeysI8 {
+  const int8_t* rows;  // [n_keys][d4]
+  const int32_t* sums;
+};
+
+// k_scale: int8 keys' row scales (else unused); k_i8: with UseVnni.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
                                TileVisibility visibility, RowsF32 k, const float* k_scale,
-                               RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
+                               KeysI8 k_i8, RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
-  SubTileScores(tile.q_t, plan.d, k, n_keys, s);
-  if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
+#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
+  if (k_i8.rows) {
+    x86::VnniSubTileScores(tile.q_u8, plan.d4, k_i8.rows, k_i8.sums, n_keys,
+                           reinterpret_cast<int32_t*>(s));
+    ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
+  } else  // NOLINT(readability/braces)
+#endif
+  {
+    (void)k_i8;
+    SubTileScores(tile.q_t, plan.d, k, n_keys, s);
+    if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
+  }
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
@@ -131,6 +213,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
           ws + l.row_max + at,
           ws + l.row_sum + at,
           ws + l.row_poison + at,
+          reinterpret_cast<uint8_t*>(ws + l.q_u8) + at * plan.d4,
           &biases[g]};
 }
 
@@ -138,6 +221,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const WorkspaceLayout& l = plan.ws;
   float* ws = worker.ws;
   const WorkItem it = WorkItemOf(plan, item);
+  const bool vnni = UseVnni(plan);
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < it.n_heads; ++g) {
     biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
@@ -147,6 +231,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                             t.q_mul, t.poison, [&](int64_t i, float* row) {
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
+      if (vnni) PackQueriesU8(plan, t.q_t, it.w, t.q_u8);
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
       std::fill(t.max, t.max + it.w, -HUGE_VALF);
       std::fill(t.sum, t.sum + it.w, 0.0f);
@@ -171,8 +256,11 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
       continue;
     }
-    RowsF32 k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
-                              : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    RowsF32 k{ws + l.k_block, plan.d};  // f32 keys (the VNNI path reads int8 ones)
+    if (!vnni) {
+      k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
+                        : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
+    }
     if (plan.rope.on && !plan.cache.on) {  // a KV cache rotated its keys at append
       k = RotatedRows(plan, worker, k, j0, n_keys, ws + l.k_block);
     }
@@ -180,9 +268,16 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     // Non-finite K or V rows poison the queries that see them, and are zeroed
     // so that they cannot reach the queries that do not (a KV cache stored
     // them as zeros and flagged them).
-    uint64_t bad_keys = NonFiniteRows(k, n_keys, plan.d) | NonFiniteRows(v, n_keys, plan.dv);
+    uint64_t bad_keys =
+        (vnni ? 0 : NonFiniteRows(k, n_keys, plan.d)) | NonFiniteRows(v, n_keys, plan.dv);
     if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
     if (plan.k.dtype == RELATTN_I8) bad_keys |= KeyScales(plan, it.kv_head, j0, n_keys, k_scale);
+    KeysI8 k_i8{nullptr, nullptr};
+    if (vnni) {
+      k_i8 = {reinterpret_cast<int8_t*>(ws + l.k_i8), reinterpret_cast<int32_t*>(ws + l.k_sum)};
+      PackKeysI8(plan, it.kv_head, j0, n_keys, bad_keys, const_cast<int8_t*>(k_i8.rows),
+                 const_cast<int32_t*>(k_i8.sums));
+    }
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
       v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
@@ -193,7 +288,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
         const TileVisibility visibility =
             ClassifyTile(plan, t.queries.span.min, t.queries.span.max, k_span.min, k_span.max);
         if (visibility == TileVisibility::kHidden) continue;
-        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, k_scale, v, bad_keys, ws + l.s_tile);
+        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, k_scale, k_i8, v, bad_keys,
+                       ws + l.s_tile);
       }
     }
   }

@@ -1,0 +1,32 @@
+// Int8 Q.K scores with AVX-512 VNNI (vpdpbusd), which Highway 1.0.3 lacks.
+// Called from the AVX3 target's prefill kernel when the CPU has VNNI and Q
+// and K are both int8; everywhere else the portable path multiplies the int8
+// values in f32, which yields the same integers (every partial sum is an
+// integer below 2^24).
+#ifndef RELATTN_PORTS_X86_VNNI_SCORES_H_
+#define RELATTN_PORTS_X86_VNNI_SCORES_H_
+
+#include <cstdint>
+
+namespace relattn::x86 {
+
+// Lanes of a VNNI sub-tile: 2 vectors of 16 int32.
+inline constexpr int64_t kVnniLanes = 32;
+
+// True if this CPU executes AVX-512 F, BW and VNNI, and the kernel is not
+// switched off by SetVnniEnabled(false).
+bool VnniUsable();
+// Tests switch the VNNI path off to compare it with the portable one.
+void SetVnniEnabled(bool enabled);
+
+// s[j][lane] = sum_{e < d4} q[lane][e] * k[j][e] for j < n_keys, lane < 32:
+// q_u8 holds q + 128 as [d4 / 4][32 lanes][4 channels] bytes (64-byte
+// aligned), k rows of d4 int8 at k + j * d4 (zero beyond d), k_sum[j] =
+// sum_e k[j][e]; the 128 * k_sum[j] the offset adds is taken off. d4 is a
+// multiple of 4. s: [n_keys][32] int32, 64-byte aligned.
+void VnniSubTileScores(const uint8_t* q_u8, int64_t d4, const int8_t* k, const int32_t* k_sum,
+                       int64_t n_keys, int32_t* s);
+
+}  // namespace relattn::x86
+
+#endif  // RELATTN_PORTS_X86_VNNI_SCORES_H_

@@ -61,7 +61,7 @@ std::vector<int64_t> Positions(std::mt19937_64& rng, int64_t n, int64_t start, i
 }  // namespace
 
 std::string CaseSpec::Name() const {
-  static const char* kSchemes[] = {"none", "alibi", "t5", "shaw"};
+  static const char* kSchemes[] = {"none", "alibi", "t5", "shaw", "shaw_vector"};
   char buf[400];
   std::snprintf(buf, sizeof(buf),
                 "nq=%lld nkv=%lld heads=%d/%d d=%d dv=%d %s in=%s out=%s scheme=%s(slopes=%d "
@@ -141,6 +141,13 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
     }
     bias.shaw.table = table_f32_.data();
     bias.shaw.k = spec.shaw_k;
+  } else if (spec.scheme == RELATTN_BIAS_SHAW_VECTOR) {
+    const int64_t tables = spec.shaw_vector_per_head ? spec.n_heads : 1;
+    std::uniform_real_distribution<float> entry(-1.0f, 1.0f);
+    for (int64_t i = 0; i < tables * (2 * spec.shaw_k + 1) * spec.head_dim; ++i) {
+      table_f32_.push_back(entry(rng));
+    }
+    bias.shaw_vector = {table_f32_.data(), spec.shaw_k, spec.shaw_vector_per_head};
   }
   desc_.mask.causal = spec.causal;
   desc_.mask.window = spec.window;

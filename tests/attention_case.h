@@ -21,7 +21,8 @@ struct CaseSpec {
   bool alibi_causal = false;
   bool t5_bidirectional = true;
   relattn_dtype t5_dtype = RELATTN_F32;
-  int32_t t5_buckets = 32, t5_max_distance = 128, shaw_k = 16;
+  int32_t t5_buckets = 32, t5_max_distance = 128, shaw_k = 16;  // shaw_k: both Shaw forms
+  bool shaw_vector_per_head = true;
   bool causal = false;
   int64_t window = 0, n_valid_kv = -1;
   int64_t q_start = 0, k_start = 0;

@@ -138,6 +138,7 @@ typedef enum relattn_bias_kind {
   RELATTN_BIAS_ALIBI = 1,                 /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
   RELATTN_BIAS_T5 = 2,                    /* b_h = table[h][t5_bucket(p_k - p_q)] */
   RELATTN_BIAS_SHAW = 3,                  /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_SHAW_VECTOR = 4,           /* b = scale * q . a_h[clip(p_k - p_q, -k, k) + k] */
   RELATTN_BIAS_KIND_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
 } relattn_bias_kind;
 
@@ -170,11 +171,24 @@ typedef struct relattn_shaw {
   int32_t k; /* 0..16384 */
 } relattn_shaw;
 
+/* Shaw et al.'s vector form: the offset enters the content product,
+ * s_ij = scale * q_i . (k_j + a[clip(p_k - p_q, -k, k) + k]), with q_i as the
+ * kernel uses it (after RoPE, if on). Per query block the kernel computes the
+ * 2k+1 products q_i . a[r] once and reads them like a scalar Shaw table. */
+typedef struct relattn_shaw_vector {
+  /* [n_heads][2k+1][head_dim] f32 (per_head), or [2k+1][head_dim] shared by
+   * every head; finite. */
+  const float* table;
+  int32_t k; /* 0..64 */
+  int per_head;
+} relattn_shaw_vector;
+
 typedef struct relattn_bias {
   relattn_bias_kind kind;
   relattn_alibi alibi;
   relattn_t5 t5;
   relattn_shaw shaw;
+  relattn_shaw_vector shaw_vector;
 } relattn_bias;
 
 /* ------------------------------------------------------------------ RoPE */

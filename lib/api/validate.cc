@@ -253,16 +253,27 @@ relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
   return CheckFinite("bias.shaw.table", sh.table, (int64_t)n_heads * (2 * sh.k + 1));
 }
 
-relattn_status CheckBias(const relattn_bias& b, int32_t n_heads) {
+relattn_status CheckShawVector(const relattn_shaw_vector& sv, int32_t n_heads, int32_t head_dim) {
+  if (!sv.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.shaw_vector.table is NULL");
+  relattn_status s =
+      CheckRange("bias.shaw_vector.k", sv.k, 0, kShawVectorMaxK, RELATTN_ERR_BAD_BIAS_PARAMETER);
+  if (s == RELATTN_OK) s = CheckAligned("bias.shaw_vector.table", sv.table, sizeof(float));
+  if (s != RELATTN_OK) return s;
+  const int64_t tables = sv.per_head ? n_heads : 1;
+  return CheckFinite("bias.shaw_vector.table", sv.table, tables * (2 * sv.k + 1) * head_dim);
+}
+
+relattn_status CheckBias(const relattn_bias& b, int32_t n_heads, int32_t head_dim) {
   switch (b.kind) {
     case RELATTN_BIAS_NONE: return RELATTN_OK;
     case RELATTN_BIAS_ALIBI: return CheckAlibi(b.alibi, n_heads);
     case RELATTN_BIAS_T5: return CheckT5(b.t5, n_heads);
     case RELATTN_BIAS_SHAW: return CheckShaw(b.shaw, n_heads);
+    case RELATTN_BIAS_SHAW_VECTOR: return CheckShawVector(b.shaw_vector, n_heads, head_dim);
     default: break;  // out-of-range values: handled below
   }
-  return Fail(RELATTN_ERR_BAD_BIAS_KIND, "bias.kind = %d: must be NONE, ALIBI, T5 or SHAW",
-              (int)b.kind);
+  return Fail(RELATTN_ERR_BAD_BIAS_KIND,
+              "bias.kind = %d: must be NONE, ALIBI, T5, SHAW or SHAW_VECTOR", (int)b.kind);
 }
 
 relattn_status CheckShape(const relattn_attention_desc& d) {
@@ -445,6 +456,17 @@ void LayOut(Plan* p) {
     l.k_sum = a.Take(p->int8_dot ? kBlockKeys : 0);
   }
   p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
+  // Shaw vector: per head slot, each sub-tile's skewed table (kQueryChunk x
+  // (2k + W) floats in all), the products q . a[r] in transit, and in decode
+  // one padded table per query row.
+  const int64_t shaw_k = p->shaw_vector ? p->shaw_vector_k : -1;
+  p->shaw_skewed = a.Take(p->shaw_vector && !p->decode ? int64_t{p->heads_per_item} * kQueryChunk *
+                                                             (2 * shaw_k + kMaxSubTile)
+                                                       : 0);
+  p->shaw_products = a.Take(p->shaw_vector ? (2 * shaw_k + 1) * kMaxSubTile : 0);
+  p->shaw_row_tables = a.Take(p->shaw_vector && p->decode ? int64_t{p->heads_per_item} * p->n_q *
+                                                                (2 * shaw_k + 1 + 2 * kTablePad)
+                                                          : 0);
   const int64_t pairs = p->rope.on ? p->rope.pairs : 0;
   p->rope_top = a.Take(4 * pairs);
   p->rope_mid = a.Take(2 * pairs);
@@ -506,6 +528,11 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
       break;
     default: p->bias_kind = BiasKind::kNone;
   }
+  if (d.bias.kind == RELATTN_BIAS_SHAW_VECTOR) {
+    p->shaw_vector_k = d.bias.shaw_vector.k;
+    p->shaw_vector_per_head = d.bias.shaw_vector.per_head != 0;
+    p->shaw_vector = d.bias.shaw_vector.table;
+  }
   p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kTablePad : 0;
   p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
@@ -542,7 +569,7 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   }
   int64_t k_min = 0, k_max = 0;
   RopeParams rope;
-  if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads)) ||
+  if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads, d.head_dim)) ||
       (s = ResolveRope(d.rope, d.head_dim, "rope.", &rope)) ||
       (rope.on && (s = CheckRopePositions(d, k_min, k_max))) || (s = CheckMask(d.mask, d.n_kv))) {
     return s;

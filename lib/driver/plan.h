@@ -39,6 +39,9 @@ inline constexpr int64_t kKeyGroup = 16;
 // Edge copies on each side of a padded bias table: a window of up to
 // kTablePad consecutive offsets reads inside the table wherever it starts.
 inline constexpr int64_t kTablePad = kBlockKeys > kMaxSubTile ? kBlockKeys : kMaxSubTile;
+// Largest clipping distance of the Shaw vector form: its per-query tables
+// take kQueryChunk x (2k + kMaxSubTile) floats of workspace per head slot.
+inline constexpr int32_t kShawVectorMaxK = 64;
 
 inline constexpr int64_t RoundUp(int64_t x, int64_t multiple) {
   return (x + multiple - 1) / multiple * multiple;
@@ -159,6 +162,11 @@ struct Plan {
   // lane) reads consecutive entries; kTablePad edge copies on each side.
   int64_t table_radius;
   int64_t table_len;  // 2 * table_radius + 1 + 2 * kTablePad, or 0
+  // Shaw vector form (bias_kind kNone for the scalar part): a[h][2k+1][d] or
+  // a[2k+1][d]; NULL when off.
+  const float* shaw_vector;
+  int32_t shaw_vector_k;
+  bool shaw_vector_per_head;
 
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)
@@ -181,6 +189,10 @@ struct Plan {
   // (a * 4096 + b * 64) * theta (f32, 2 x pairs), of the row's position (f32,
   // 2 x pairs); see rope-inl.h.
   size_t rope_top, rope_mid, rope_row;
+  // Shaw vector form, per worker: prefill's skewed per-sub-tile tables
+  // (shaw-vector-inl.h), the products q . a[r] of one sub-tile or row in
+  // transit ((2k + 1) x kMaxSubTile), decode's padded per-row tables.
+  size_t shaw_skewed, shaw_products, shaw_row_tables;
   size_t floats_per_worker;
 };
 

@@ -25,6 +25,7 @@
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores-inl.h"
+#include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
 #if defined(RELATTN_HAVE_X86_VNNI)
 #include "ports/x86/vnni_scores.h"
@@ -40,6 +41,7 @@ struct SubTile {
   SubTileQueries queries;
   float *q_t, *q_mul, *o_t, *max, *sum, *poison;
   uint8_t* q_u8;  // int8_dot: the queries + 128 for the VNNI kernel
+  float* shaw;    // Shaw vector form: the sub-tile's skewed table
   const HeadBias* bias;
 };
 
@@ -146,6 +148,7 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
     SubTileScores(tile.q_t, plan.d, k, n_keys, s);
     if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
   }
+  if (plan.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
@@ -214,6 +217,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
           ws + l.row_sum + at,
           ws + l.row_poison + at,
           reinterpret_cast<uint8_t*>(ws + l.q_u8) + at * plan.d4,
+          ws + plan.shaw_skewed + at * (2 * int64_t{plan.shaw_vector_k} + kMaxSubTile),
           &biases[g]};
 }
 
@@ -232,6 +236,9 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
       if (vnni) PackQueriesU8(plan, t.q_t, it.w, t.q_u8);
+      if (plan.shaw_vector) {
+        FillShawSkewed(plan, t.head, t.q_t, t.q_mul, it.w, ws + plan.shaw_products, t.shaw);
+      }
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
       std::fill(t.max, t.max + it.w, -HUGE_VALF);
       std::fill(t.sum, t.sum + it.w, 0.0f);

@@ -24,6 +24,7 @@
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/rope-inl.h"
+#include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -583,6 +584,17 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   if (plan.d_pad > plan.d) std::memset(k_block, 0, sizeof(float) * kBlockKeys * plan.d_pad);
   if (plan.dv_pad > plan.dv) std::memset(v_block, 0, sizeof(float) * kBlockKeys * plan.dv_pad);
 
+  // Shaw vector form: each row's own table in place of its head's.
+  HeadBias row_bias[kMaxHeadsPerItem * kDecodeMaxQueries];
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    row_bias[r] = biases[r / plan.n_q];
+    if (plan.shaw_vector) {
+      const int64_t len = 2 * int64_t{plan.shaw_vector_k} + 1 + 2 * kTablePad;
+      row_bias[r] = ShawVectorRowBias(plan, head0 + static_cast<int32_t>(r / plan.n_q),
+                                      rows.q + r * plan.d_pad, ws + plan.shaw_products,
+                                      ws + plan.shaw_row_tables + r * len);
+    }
+  }
   int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
   for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
     anchors[r] =
@@ -631,8 +643,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;
-      DecodeBiasMask(plan, biases[r / plan.n_q], plan.q_pos.At(r % plan.n_q), anchors[r], j0,
-                     n_keys, k_span, visibility == TileVisibility::kPartial, s);
+      DecodeBiasMask(plan, row_bias[r], plan.q_pos.At(r % plan.n_q), anchors[r], j0, n_keys, k_span,
+                     visibility == TileVisibility::kPartial, s);
       DecodePoison(s, n_keys, bad_keys, &rows.poison[r]);
       // A row that has seen no key yet adds nothing.
       if (!DecodeSoftmaxRow(s, &rows.max[r], &rows.sum[r], o_row, plan.dv_pad)) {

@@ -110,7 +110,8 @@ double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t p
       const int64_t column = std::clamp(Difference(pk, pq), -k, k) + k;
       return bias.shaw.table[h * (2 * k + 1) + column];
     }
-    default: break;  // out-of-range values: handled below
+    case RELATTN_BIAS_SHAW_VECTOR: return 0;  // in the content product: see Attention
+    default: break;                           // out-of-range values: handled below
   }
   assert(false && "unknown bias kind");
   return 0;
@@ -257,6 +258,13 @@ void Attention(const relattn_attention_desc& desc, double* out) {
         const double* kj = &k[(static_cast<size_t>(j) * desc.n_kv_heads + kv_head) * d];
         double dot = 0;
         for (int32_t e = 0; e < d; ++e) dot += qi[e] * kj[e];
+        if (desc.bias.kind == RELATTN_BIAS_SHAW_VECTOR) {  // Shaw et al.: q . (k + a[r])
+          const relattn_shaw_vector& sv = desc.bias.shaw_vector;
+          const int64_t k = sv.k;
+          const int64_t r = std::clamp(Difference(pk, pq), -k, k) + k;
+          const float* a = sv.table + ((sv.per_head ? h * (2 * k + 1) : 0) + r) * d;
+          for (int32_t e = 0; e < d; ++e) dot += qi[e] * a[e];
+        }
         s = scale * dot + Bias(desc, h, pq, pk, anchor);
       }
     }

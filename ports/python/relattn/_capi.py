@@ -47,8 +47,13 @@ class Shaw(ctypes.Structure):
     _fields_ = [("table", c_void_p), ("k", c_int32)]
 
 
+class ShawVector(ctypes.Structure):
+    _fields_ = [("table", c_void_p), ("k", c_int32), ("per_head", c_int)]
+
+
 class Bias(ctypes.Structure):
-    _fields_ = [("kind", c_int), ("alibi", Alibi), ("t5", T5), ("shaw", Shaw)]
+    _fields_ = [("kind", c_int), ("alibi", Alibi), ("t5", T5), ("shaw", Shaw),
+                ("shaw_vector", ShawVector)]
 
 
 class Rope(ctypes.Structure):

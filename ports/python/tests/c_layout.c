@@ -39,11 +39,16 @@ int main(void) {
   SIZE(relattn_shaw);
   FIELD(relattn_shaw, table);
   FIELD(relattn_shaw, k);
+  SIZE(relattn_shaw_vector);
+  FIELD(relattn_shaw_vector, table);
+  FIELD(relattn_shaw_vector, k);
+  FIELD(relattn_shaw_vector, per_head);
   SIZE(relattn_bias);
   FIELD(relattn_bias, kind);
   FIELD(relattn_bias, alibi);
   FIELD(relattn_bias, t5);
   FIELD(relattn_bias, shaw);
+  FIELD(relattn_bias, shaw_vector);
   SIZE(relattn_rope);
   FIELD(relattn_rope, pairing);
   FIELD(relattn_rope, rotary_dims);

@@ -17,6 +17,7 @@ const char* SchemeName(Scheme scheme) {
     case Scheme::kT5: return "t5";
     case Scheme::kShaw: return "shaw";
     case Scheme::kRope: return "rope";
+    case Scheme::kShawVector: return "shawvec";
   }
   return "?";
 }
@@ -75,6 +76,7 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
     for (bool causal : {false, true}) {
       for (Scheme s : all) cases.push_back({shape, s, causal, dtype});
       cases.push_back({shape, Scheme::kRope, causal, dtype});
+      cases.push_back({shape, Scheme::kShawVector, causal, dtype});
     }
   }
   for (bool causal : {false, true}) {
@@ -122,6 +124,8 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   shaw_table_.resize(size_t(shape.heads) * (2 * kShawK + 1));
   for (float& x : t5_table_) x = 2.0f * uniform(rng);
   for (float& x : shaw_table_) x = 2.0f * uniform(rng);
+  shaw_vector_table_.resize(size_t(shape.heads) * (2 * kShawK + 1) * shape.head_dim);
+  for (float& x : shaw_vector_table_) x = uniform(rng);
   if (!shape.decode) {
     const auto quantize = [&](const std::vector<float>& x, int64_t n, int32_t heads,
                               std::vector<int8_t>& q, std::vector<float>& scales) {
@@ -226,6 +230,10 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
       desc.bias.shaw = {shaw_table_.data(), kShawK};
       break;
     case Scheme::kRope: desc.rope.pairing = RELATTN_ROPE_HALVES; break;
+    case Scheme::kShawVector:
+      desc.bias.kind = RELATTN_BIAS_SHAW_VECTOR;
+      desc.bias.shaw_vector = {shaw_vector_table_.data(), kShawK, 1};
+      break;
   }
   return desc;
 }

@@ -12,9 +12,11 @@
 namespace relattn_bench {
 
 // Position schemes; kRope is RoPE (halves pairing, base 10000) without a
-// bias, on prefill cases only.
-enum class Scheme { kNone, kAlibi, kT5, kShaw, kRope };
-const char* SchemeName(Scheme scheme);  // "none", "alibi", "t5", "shaw", "rope"
+// bias, kShawVector the Shaw vector form (k = kShawK, a table per head); both
+// on prefill cases only.
+enum class Scheme { kNone, kAlibi, kT5, kShaw, kRope, kShawVector };
+// "none", "alibi", "t5", "shaw", "rope", "shawvec"
+const char* SchemeName(Scheme scheme);
 
 // One problem size. Every case of a shape shares its inputs and its XNNPACK
 // peer. Tensors are [tokens][heads][head_dim]; the output is f32.
@@ -90,7 +92,7 @@ class ShapeInputs {
   Shape shape_;
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
-  std::vector<float> t5_table_, shaw_table_;
+  std::vector<float> t5_table_, shaw_table_, shaw_vector_table_;
   std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
   std::vector<float> q_scales_, k_scales_;
   // Decode: KV caches (f16 K and V; int8 K and f16 V) in their memory.

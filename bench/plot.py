@@ -16,7 +16,7 @@ import json
 import sys
 
 SCHEME_COLORS = {"none": "tab:blue", "alibi": "tab:orange", "t5": "tab:green", "shaw": "tab:purple",
-                 "rope": "tab:brown"}
+                 "rope": "tab:brown", "shawvec": "tab:pink"}
 DTYPE_STYLES = {"f16": "-", "f32": "--"}
 
 

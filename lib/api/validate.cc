@@ -434,6 +434,9 @@ void LayOut(Plan* p) {
     l.s_rows = a.Take(rows * kBlockKeys);
     l.k_block = a.Take(kBlockKeys * p->d_pad);
     l.k_scale = a.Take(kBlockKeys);
+    const bool int8_keys = p->k.dtype == RELATTN_I8;
+    l.q_u8 = a.Take(int8_keys ? RoundUp(rows, 4) * RoundUp(p->d, 4) / 4 : 0);
+    l.q_mul = a.Take(int8_keys ? rows : 0);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
     const int64_t chunk_rows = int64_t{p->heads_per_item} * kQueryChunk;

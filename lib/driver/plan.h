@@ -121,7 +121,10 @@ struct DecodeLayout {
   size_t s_rows;      // rows x kBlockKeys: scores, then probabilities
   size_t k_block;     // kBlockKeys x d_pad: converted keys, zero-padded
   size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
-  size_t v_block;     // kBlockKeys x dv_pad: converted values, zero-padded
+  // Int8 KV-cache keys: the rows quantised ([rows4][d4] bytes, q + 128,
+  // rows4 = rows rounded up to 4) and their scales * scale_log2 ([rows]).
+  size_t q_u8, q_mul;
+  size_t v_block;  // kBlockKeys x dv_pad: converted values, zero-padded
   size_t floats_per_worker;
 };
 

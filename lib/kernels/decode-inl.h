@@ -17,6 +17,7 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "lib/bias/quantize_row.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"
@@ -26,6 +27,9 @@
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
+#if defined(RELATTN_HAVE_X86_VNNI)
+#include "ports/x86/vnni_scores.h"
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -333,18 +337,68 @@ HWY_INLINE void InPlacePV(const Plan& plan, const DecodeRows& rows, int32_t kv_h
   }
 }
 
-// Int8 keys: s[r][j] *= k_scale[j] for every row (lanes up to the vector
-// past n_keys: k_scale holds kBlockKeys floats).
-HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT k_scale,
-                                      int64_t n_keys) {
+// Int8 keys: s[r][j] *= k_scale[j] for every row, or with q_mul (quantised
+// queries, integer scores) s[r][j] *= q_mul[r] * k_scale[j] (lanes up to the
+// vector past n_keys: k_scale holds kBlockKeys floats).
+HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_RESTRICT q_mul,
+                                      const float* HWY_RESTRICT k_scale, int64_t n_keys) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* s = rows.s + r * kBlockKeys;
+    const auto m = hn::Set(df, q_mul ? q_mul[r] : 1.0f);
     for (int64_t j = 0; j < n_keys; j += n) {
-      hn::Store(hn::Mul(hn::Load(df, s + j), hn::Load(df, k_scale + j)), df, s + j);
+      const auto scale = q_mul ? hn::Mul(m, hn::Load(df, k_scale + j)) : hn::Load(df, k_scale + j);
+      hn::Store(hn::Mul(hn::Load(df, s + j), scale), df, s + j);
     }
   }
+}
+
+// Int8 cache keys: the query rows (unscaled, finite or poisoned) become
+// integers, quantised per row as relattn_quantize_i8 does, in rows.q (as
+// f32) and in q_u8 (+ 128, rows4 x d4 bytes, 128 in the padding); q_mul[r]
+// = the row's scale * scale_log2. Every target then sums the same integer
+// products.
+HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows,
+                                   float* HWY_RESTRICT q_mul, uint8_t* HWY_RESTRICT q_u8) {
+  const int64_t d4 = RoundUp(plan.d, 4);
+  std::memset(q_u8, 128, static_cast<size_t>(RoundUp(rows.n_rows, 4) * d4));
+  int8_t q[RELATTN_MAX_HEAD_DIM];
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    float* row = rows.q + r * plan.d_pad;
+    if (rows.poison[r] != 0.0f) std::fill(row, row + plan.d, 0.0f);
+    q_mul[r] = QuantizeRowI8(row, plan.d, q) * plan.scale_log2;
+    for (int64_t e = 0; e < plan.d; ++e) {
+      row[e] = static_cast<float>(q[e]);
+      q_u8[r * d4 + e] = static_cast<uint8_t>(q[e] + 128);
+    }
+  }
+}
+
+// Integer scores of the quantised rows against int8 cache keys [j0, j0 +
+// n_keys): with VNNI where this target and CPU have it, else in f32 (exact).
+HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const uint8_t* q_u8,
+                              int32_t kv_head, int64_t j0, int64_t n_keys) {
+  const int8_t* keys =
+      static_cast<const int8_t*>(plan.k.data) + plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
+#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
+  if (x86::VnniUsable()) {
+    int32_t* s_int = reinterpret_cast<int32_t*>(rows.s);
+    x86::VnniGroupedScores(q_u8, rows.n_rows, keys, plan.d, n_keys, s_int, kBlockKeys);
+    const DF df;
+    const hn::RebindToSigned<DF> di;
+    const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+    for (int64_t r = 0; r < rows.n_rows; ++r) {
+      for (int64_t j = 0; j < n_keys; j += n) {
+        const int64_t at = r * kBlockKeys + j;
+        hn::Store(hn::ConvertTo(df, hn::Load(di, s_int + at)), df, rows.s + at);
+      }
+    }
+    return;
+  }
+#endif
+  (void)q_u8;
+  GroupedScores(rows, keys, n_keys, plan.d, plan.d_pad);
 }
 
 // Scalar form of DecodeBiasMask for keys at arbitrary positions.
@@ -559,18 +613,24 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                         ws + l.row_sum, ws + l.s_rows, ws + l.row_poison};
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < n_slots; ++g) biases[g] = BiasOfHead(plan, head0 + g, g, worker);
+  // Int8 cache keys: the query rows are quantised (QuantizeDecodeRows).
+  const bool int8_cache = plan.cache.on && plan.k.dtype == RELATTN_I8;
+  float* q_mul = ws + l.q_mul;
+  uint8_t* q_u8 = reinterpret_cast<uint8_t*>(ws + l.q_u8);
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
   std::memset(rows.o, 0, sizeof(float) * rows.n_rows * plan.dv_pad);
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     const int64_t offset =
         (r % plan.n_q) * plan.q.token_stride + (head0 + r / plan.n_q) * plan.q.head_stride;
-    // Int8 queries are dequantised: decode has no integer path.
-    const float q_mul =
-        plan.q.dtype == RELATTN_I8
-            ? plan.q.RowScale(r % plan.n_q, head0 + static_cast<int32_t>(r / plan.n_q)) *
-                  plan.scale_log2
-            : plan.scale_log2;
-    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, q_mul, rows.q + r * plan.d_pad);
+    // Int8 queries are dequantised. Rows against int8 cache keys stay
+    // unscaled here: QuantizeDecodeRows quantises them as relattn_quantize_i8
+    // would the query, and carries scale_log2 in q_mul.
+    const float mul =
+        (plan.q.dtype == RELATTN_I8
+             ? plan.q.RowScale(r % plan.n_q, head0 + static_cast<int32_t>(r / plan.n_q))
+             : 1.0f) *
+        (int8_cache ? 1.0f : plan.scale_log2);
+    ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, mul, rows.q + r * plan.d_pad);
     if (plan.rope.on)
       RopeRotate(plan, worker, plan.q_pos.At(r % plan.n_q), rows.q + r * plan.d_pad);
     rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
@@ -591,10 +651,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     if (plan.shaw_vector) {
       const int64_t len = 2 * int64_t{plan.shaw_vector_k} + 1 + 2 * kTablePad;
       row_bias[r] = ShawVectorRowBias(plan, head0 + static_cast<int32_t>(r / plan.n_q),
-                                      rows.q + r * plan.d_pad, ws + plan.shaw_products,
-                                      ws + plan.shaw_row_tables + r * len);
+                                      rows.q + r * plan.d_pad, int8_cache ? plan.scale_log2 : 1.0f,
+                                      ws + plan.shaw_products, ws + plan.shaw_row_tables + r * len);
     }
   }
+  if (int8_cache) QuantizeDecodeRows(plan, rows, q_mul, q_u8);
   int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
   for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
     anchors[r] =
@@ -619,7 +680,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     if (plan.cache.on) {
       // The cache stored non-finite rows as zeros and flagged them.
       bad_keys |= CacheBadKeys(plan, kv_head, j0, n_keys);
-      CacheScores(plan, rows, kv_head, j0, n_keys);
+      if (int8_cache) {
+        CacheScoresI8(plan, rows, q_u8, kv_head, j0, n_keys);
+      } else {
+        CacheScores(plan, rows, kv_head, j0, n_keys);
+      }
     } else {
       const int64_t limit = std::min(block_end * kBlockKeys, plan.n_valid_kv);  // split's keys
       ConvertBlock(plan.k, kv_head, j0, n_keys, limit, plan.d, plan.d_pad, k_block);
@@ -639,7 +704,9 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       }
       DecodeScores(rows, k_block, n_keys, plan.d_pad);
     }
-    if (plan.k.dtype == RELATTN_I8) ScaleInt8DecodeScores(rows, k_scale, n_keys);
+    if (plan.k.dtype == RELATTN_I8) {
+      ScaleInt8DecodeScores(rows, int8_cache ? q_mul : nullptr, k_scale, n_keys);
+    }
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;
       float* o_row = rows.o + r * plan.dv_pad;

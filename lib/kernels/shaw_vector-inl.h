@@ -83,10 +83,11 @@ HWY_INLINE void AddShawVector(const Plan& plan, const SubTileQueries& q,
 }
 
 // Decode: the padded reversed table (the layout of Plan::table_radius) of
-// one query row q ([d_pad], log2 units) of head h, and its HeadBias.
-// products: 2k + 1 floats of scratch.
+// one query row q ([d_pad], times mul in log2 units) of head h, and its
+// HeadBias. products: 2k + 1 floats of scratch.
 HWY_INLINE HeadBias ShawVectorRowBias(const Plan& plan, int32_t head, const float* HWY_RESTRICT q,
-                                      float* HWY_RESTRICT products, float* HWY_RESTRICT table) {
+                                      float mul, float* HWY_RESTRICT products,
+                                      float* HWY_RESTRICT table) {
   const int64_t k = plan.shaw_vector_k, n_r = 2 * k + 1;
   const RowsF32 a = ShawVectorRows(plan, head);
   const DF df;
@@ -100,7 +101,7 @@ HWY_INLINE HeadBias ShawVectorRowBias(const Plan& plan, int32_t head, const floa
     }
     float dot = hn::GetLane(hn::SumOfLanes(df, acc));
     for (; e < plan.d; ++e) dot += q[e] * ar[e];
-    products[r] = dot;
+    products[r] = dot * mul;
   }
   const int64_t len = n_r + 2 * kTablePad;
   for (int64_t x = 0; x < len; ++x) table[x] = products[std::clamp(k + kTablePad - x, -k, k) + k];

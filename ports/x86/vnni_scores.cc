@@ -1,5 +1,8 @@
 #include "ports/x86/vnni_scores.h"
 
+// gcc 12 flags _mm512_undefined_epi32() inside its own intrinsics headers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <atomic>
@@ -82,6 +85,55 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniSubTileScores(
     const __m512i o = _mm512_set1_epi32(128 * k_sum[j]);
     _mm512_store_si512(s + j * 32, _mm512_sub_epi32(a0, o));
     _mm512_store_si512(s + j * 32 + 16, _mm512_sub_epi32(a1, o));
+  }
+}
+
+// Per quad of channels and group: one (masked) 64-byte load of 4 channels x
+// 16 keys, a dword permute and an in-lane byte shuffle turn it into 16 keys
+// x 4 channels, then one vpdpbusd per row and one for the keys' sums.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniGroupedScores(
+    const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
+    int64_t s_stride) {
+  const int64_t d4 = (d + 3) / 4 * 4, quads = d4 / 4, groups = (n_keys + 15) / 16;
+  // Lane L' gets dword L' of every channel lane: dword p of lane L' <- 4p + L'.
+  const __m512i gather = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  // Within a lane, byte 4t + p <- byte 4p + t (a 4 x 4 byte transpose).
+  const __m512i transpose =
+      _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int8_t* group = keys + g * int64_t{d} * 16;
+    for (int64_t r = 0; r < n_rows; r += 4) {
+      const uint8_t* q0 = q_u8 + r * d4;
+      const uint8_t *q1 = q0 + d4, *q2 = q1 + d4, *q3 = q2 + d4;
+      __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+      __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t c = 0; c < quads; ++c) {
+        const int64_t valid = (d - 4 * c < 4 ? d - 4 * c : 4) * 16;  // bytes in this quad
+        const __mmask64 mask = valid == 64 ? ~__mmask64{0} : (__mmask64{1} << valid) - 1;
+        // The same bytes of the next block of keys (64 on): streamed from DRAM
+        // in decode, so prefetched into L2 one block ahead.
+        if (r == 0) __builtin_prefetch(group + c * 64 + 64 * int64_t{d}, 0, 1);
+        const __m512i raw = _mm512_maskz_loadu_epi8(mask, group + c * 64);
+        const __m512i k = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(gather, raw), transpose);
+        sum = _mm512_dpbusd_epi32(sum, ones, k);
+        a0 = _mm512_dpbusd_epi32(
+            a0, _mm512_set1_epi32(Quad(reinterpret_cast<const int8_t*>(q0 + 4 * c))), k);
+        a1 = _mm512_dpbusd_epi32(
+            a1, _mm512_set1_epi32(Quad(reinterpret_cast<const int8_t*>(q1 + 4 * c))), k);
+        a2 = _mm512_dpbusd_epi32(
+            a2, _mm512_set1_epi32(Quad(reinterpret_cast<const int8_t*>(q2 + 4 * c))), k);
+        a3 = _mm512_dpbusd_epi32(
+            a3, _mm512_set1_epi32(Quad(reinterpret_cast<const int8_t*>(q3 + 4 * c))), k);
+      }
+      const __m512i offset = _mm512_slli_epi32(sum, 7);  // 128 * sum_e k[e]
+      int32_t* out = s + r * s_stride + g * 16;
+      _mm512_storeu_si512(out, _mm512_sub_epi32(a0, offset));
+      if (r + 1 < n_rows) _mm512_storeu_si512(out + s_stride, _mm512_sub_epi32(a1, offset));
+      if (r + 2 < n_rows) _mm512_storeu_si512(out + 2 * s_stride, _mm512_sub_epi32(a2, offset));
+      if (r + 3 < n_rows) _mm512_storeu_si512(out + 3 * s_stride, _mm512_sub_epi32(a3, offset));
+    }
   }
 }
 

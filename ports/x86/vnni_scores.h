@@ -27,6 +27,15 @@ void SetVnniEnabled(bool enabled);
 void VnniSubTileScores(const uint8_t* q_u8, int64_t d4, const int8_t* k, const int32_t* k_sum,
                        int64_t n_keys, int32_t* s);
 
+// Decode over int8 KV-cache key groups ([group][d][16]: channel e of a
+// group's 16 keys contiguous, kv_cache.h): s[r * s_stride + j] =
+// sum_{e < d} q[r][e] * k_j[e] for keys j < n_keys (rounded up to 16) and
+// rows r < n_rows (rounded up to 4). q_u8: rows of d4 = d rounded up to 4
+// bytes, q + 128 (128 beyond d), for every row of the rounded count. The
+// last, partial quad of channels is read with a mask (nothing past a group).
+void VnniGroupedScores(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
+                       int64_t n_keys, int32_t* s, int64_t s_stride);
+
 }  // namespace relattn::x86
 
 #endif  // RELATTN_PORTS_X86_VNNI_SCORES_H_

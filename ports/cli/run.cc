@@ -19,17 +19,21 @@ constexpr char kUsage[] = R"(usage: relattn run --q Q.npy --k K.npy --v V.npy --
 Runs one attention call. Q is [tokens][heads][head_dim], K [kv_tokens][kv_heads][head_dim], V
 [kv_tokens][kv_heads][v_head_dim], each float32 or float16 in C order; heads must be a multiple
 of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing is written.
-  --scheme none|alibi|t5|shaw  position scheme (default none)
+  --scheme none|alibi|t5|shaw|shaw_vector  position scheme (default none)
   --max-bias B          ALiBi slopes from max_bias (default 8: the ALiBi paper's slopes)
   --slopes FILE.npy     ALiBi: caller slopes instead, float32 [heads]
   --table FILE.npy      t5: [heads][num_buckets] float32 or float16;
-                        shaw: [heads][2k+1] float32, indexed by clip(key - query, -k, k) + k
+                        shaw: [heads][2k+1] float32, indexed by clip(key - query, -k, k) + k;
+                        shaw_vector: [heads][2k+1][head_dim] float32 (one per head) or
+                        [2k+1][head_dim] (shared), Shaw et al.'s vector form:
+                        score = scale * q . (k + a[clip(key - query, -k, k) + k]), k <= 64
   --num-buckets NB      t5: checked against the table (default: the table's width)
   --max-distance MD     t5: default 128
-  --shaw-k K            shaw: checked against the table (default: (width - 1) / 2)
+  --shaw-k K            shaw, shaw_vector: checked against the table (default: from its
+                        2k+1 rows)
   --bidirectional       bidirectional bias form (ALiBi -m|q - k|, T5 buckets split by sign)
-                        with --causal too; without --causal it is the default (none and
-                        shaw have one form)
+                        with --causal too; without --causal it is the default (none,
+                        shaw and shaw_vector have one form)
   --rope none|interleaved|halves  rotary position embedding of q and k (default none),
                         fused with any --scheme: pair i, (2i, 2i+1) interleaved (GPT-J) or
                         (i, i + rotary_dims/2) halves (GPT-NeoX, Llama), is turned by
@@ -45,6 +49,9 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
   --k-start P           int64 position of the first key (default 0)
   --scale S             multiplies q.k (default 1/sqrt(head_dim))
   --threads T           threads (default 1; 0: one per core)
+  --quantize none|k|qk  int8 Q.K: K, or Q and K, quantised per (token, head) row before the
+                        call (scale = max|row| / 127, round half away from zero); the
+                        library multiplies the int8 values exactly (default none)
 Exit status: 0 on success, 2 for bad arguments, 1 for unreadable or mismatched files and
 errors from the library.
 )";
@@ -60,7 +67,7 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},           {"--k", 1},
                                           {"--k-start", 1},     {"--scale", 1},
                                           {"--threads", 1},     {"--rope", 1},
                                           {"--rotary-dims", 1}, {"--rope-base", 1},
-                                          {"--rope-scale", 1}};
+                                          {"--rope-scale", 1},  {"--quantize", 1}};
 
 // The options each scheme reads; any other scheme option given is an error.
 struct SchemeSpec {
@@ -74,11 +81,14 @@ const SchemeSpec kSchemes[] = {
     {"none", RELATTN_BIAS_NONE, {}},
     {"alibi", RELATTN_BIAS_ALIBI, {"--max-bias", "--slopes"}},
     {"t5", RELATTN_BIAS_T5, {"--table", "--num-buckets", "--max-distance"}},
-    {"shaw", RELATTN_BIAS_SHAW, {"--table", "--shaw-k"}}};
+    {"shaw", RELATTN_BIAS_SHAW, {"--table", "--shaw-k"}},
+    {"shaw_vector", RELATTN_BIAS_SHAW_VECTOR, {"--table", "--shaw-k"}}};
 
 // The arrays a call reads; they outlive the descriptor that points into them.
 struct Arrays {
   NpyArray q, k, v, slopes, table;
+  std::vector<int8_t> q_i8, k_i8;  // --quantize: the int8 rows and their scales
+  std::vector<float> q_scales, k_scales;
 };
 
 [[noreturn]] void Fail(const std::string& message) { Die("run", message, 1); }
@@ -136,6 +146,22 @@ void CheckTable(const Args& args, const std::string& flag, const NpyArray& a, in
   if (width_out) *width_out = a.shape[1];
 }
 
+// --table for shaw_vector: [heads][2k+1][head_dim] (per head) or [2k+1][head_dim] (shared),
+// float32; returns 2k+1 and sets *per_head.
+int64_t CheckShawVectorTable(const Args& args, const NpyArray& a, int64_t heads, int64_t head_dim,
+                             int* per_head) {
+  const std::string h = std::to_string(heads), d = std::to_string(head_dim);
+  const size_t rank = a.shape.size();
+  if ((rank != 3 && rank != 2) || (rank == 3 && a.shape[0] != heads) ||
+      a.shape[rank - 1] != head_dim || a.shape[rank - 2] < 1) {
+    Fail(Describe(args, "--table", a) + ": must be [" + h + "][2k+1][" + d +
+         "] (one table per query head) or [2k+1][" + d + "] (shared)");
+  }
+  if (a.dtype != NpyDtype::kF32) Fail(Describe(args, "--table", a) + ": must be float32");
+  *per_head = rank == 3;
+  return a.shape[rank - 2];
+}
+
 // The scheme --scheme names, once the options given fit it (checked before any file is read).
 const SchemeSpec& SchemeOf(const Args& args) {
   const std::string scheme = args.String("--scheme", "none");
@@ -143,7 +169,9 @@ const SchemeSpec& SchemeOf(const Args& args) {
   for (const SchemeSpec& s : kSchemes) {
     if (scheme == s.name) spec = &s;
   }
-  if (!spec) args.Usage("--scheme '" + scheme + "': must be none, alibi, t5 or shaw");
+  if (!spec) {
+    args.Usage("--scheme '" + scheme + "': must be none, alibi, t5, shaw or shaw_vector");
+  }
   for (const std::string& option : kSchemeOptions) {
     bool used = false;
     for (const std::string& o : spec->options) used = used || o == option;
@@ -152,7 +180,9 @@ const SchemeSpec& SchemeOf(const Args& args) {
   if (args.Has("--slopes") && args.Has("--max-bias")) {
     args.Usage("--slopes and --max-bias exclude each other");
   }
-  if (spec->kind == RELATTN_BIAS_T5 || spec->kind == RELATTN_BIAS_SHAW) args.Require("--table");
+  if (spec->kind != RELATTN_BIAS_NONE && spec->kind != RELATTN_BIAS_ALIBI) {
+    args.Require("--table");
+  }
   return *spec;
 }
 
@@ -206,7 +236,12 @@ void SetBias(const Args& args, const SchemeSpec& spec, Arrays* in, relattn_atten
   } else if (spec.kind != RELATTN_BIAS_NONE) {
     in->table = Load(args, "--table");
     int64_t width = 0;
-    CheckTable(args, "--table", in->table, heads, &width, spec.kind == RELATTN_BIAS_T5);
+    int per_head = 0;
+    if (spec.kind == RELATTN_BIAS_SHAW_VECTOR) {
+      width = CheckShawVectorTable(args, in->table, heads, desc->head_dim, &per_head);
+    } else {
+      CheckTable(args, "--table", in->table, heads, &width, spec.kind == RELATTN_BIAS_T5);
+    }
     const std::string what = Describe(args, "--table", in->table);
     if (spec.kind == RELATTN_BIAS_T5) {
       const int64_t nb = args.Int64("--num-buckets", width, 2, 1024);
@@ -219,13 +254,44 @@ void SetBias(const Args& args, const SchemeSpec& spec, Arrays* in, relattn_atten
     } else {
       const int64_t k = args.Int64("--shaw-k", (width - 1) / 2, 0, 16384);
       if (width != 2 * k + 1) {
-        Fail(what + ": width must be 2k+1" +
+        const char* extent = spec.kind == RELATTN_BIAS_SHAW ? ": width" : ": offset rows";
+        Fail(what + extent + " must be 2k+1" +
              (args.Has("--shaw-k") ? " = " + std::to_string(2 * k + 1) : " (odd)"));
       }
-      bias.shaw.table = reinterpret_cast<const float*>(in->table.bytes.data());
-      bias.shaw.k = int32_t(k);
+      const float* table = reinterpret_cast<const float*>(in->table.bytes.data());
+      if (spec.kind == RELATTN_BIAS_SHAW) {
+        bias.shaw.table = table;
+        bias.shaw.k = int32_t(k);
+      } else {  // k > 64 is the library's to reject
+        bias.shaw_vector.table = table;
+        bias.shaw_vector.k = int32_t(k);
+        bias.shaw_vector.per_head = per_head;
+      }
     }
   }
+}
+
+// Which of q and k --quantize names (checked before any file is read).
+struct Quantize {
+  bool q = false, k = false;
+};
+Quantize QuantizeOf(const Args& args) {
+  const std::string which = args.String("--quantize", "none");
+  if (which != "none" && which != "k" && which != "qk") {
+    args.Usage("--quantize '" + which + "': must be none, k or qk");
+  }
+  return Quantize{which == "qk", which != "none"};
+}
+
+// Replaces *t, n tokens of heads rows of dim, by its int8 rows (in *rows, *scales).
+void QuantizeRows(const std::string& flag, int64_t n, int32_t heads, int32_t dim,
+                  std::vector<int8_t>* rows, std::vector<float>* scales, relattn_tensor* t) {
+  rows->resize(size_t(n) * heads * dim);
+  scales->resize(size_t(n) * heads);
+  const relattn_tensor source = *t;
+  const relattn::Status status = relattn::MakeStatus(
+      relattn_quantize_i8(&source, n, heads, dim, rows->data(), scales->data(), t));
+  if (!status) Fail("--quantize, " + flag + ": " + status.ToString());
 }
 
 }  // namespace
@@ -249,6 +315,7 @@ int RunCommand(int argc, char** argv, int first) {
   const int64_t n_threads = args.Int64("--threads", 1, 0, 1024);
   const SchemeSpec& scheme = SchemeOf(args);
   desc.rope = RopeOf(args);
+  const Quantize quantize = QuantizeOf(args);
 
   Arrays in;
   in.q = Load(args, "--q");
@@ -265,6 +332,12 @@ int RunCommand(int argc, char** argv, int first) {
   desc.head_dim = int32_t(in.q.shape[2]);
   desc.v_head_dim = int32_t(in.v.shape[2]);
   SetBias(args, scheme, &in, &desc);
+  if (quantize.q) {
+    QuantizeRows("--q", desc.n_q, desc.n_heads, desc.head_dim, &in.q_i8, &in.q_scales, &desc.q);
+  }
+  if (quantize.k) {
+    QuantizeRows("--k", desc.n_kv, desc.n_kv_heads, desc.head_dim, &in.k_i8, &in.k_scales, &desc.k);
+  }
 
   const std::vector<int64_t> out_shape = {desc.n_q, desc.n_heads, desc.v_head_dim};
   std::vector<float> out(size_t(desc.n_q) * desc.n_heads * desc.v_head_dim);

@@ -31,7 +31,8 @@ def test_version_and_help():
         assert result.returncode == 0 and result.stdout.startswith("usage: relattn"), command
     run_help = run("run", "--help").stdout
     for option in ["--rope none|interleaved|halves", "--rotary-dims N", "--rope-base B",
-                   "--rope-scale S"]:
+                   "--rope-scale S", "--scheme none|alibi|t5|shaw|shaw_vector",
+                   "--quantize none|k|qk"]:
         assert option in run_help, option
     assert run().returncode == 2
 
@@ -106,6 +107,46 @@ def test_run_positions_scale_threads(tmp_path):
     expected = relattn.attention(q, k, v, scheme="shaw", table=table, causal=True, scale=0.2,
                                  q_start=37)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("per_head", [True, False], ids=["per-head", "shared"])
+def test_run_shaw_vector_options(tmp_path, per_head):
+    rng = np.random.default_rng(6 + per_head)
+    q, k, v = random_problem(rng, 3, 40, np.float16, heads=8, kv_heads=2)
+    table = rng.uniform(-1, 1, ((8,) if per_head else ()) + (2 * 64 + 1, 16)).astype(np.float32)
+    extra = ["--q-start", 10**9 + 37, "--k-start", 10**9, "--scale", 0.2, "--threads", 2,
+             "--rope", "interleaved"]
+    out = run_attention(tmp_path, q, k, v, "shaw_vector", {"table": table, "shaw_k": 64},
+                        {"causal": True}, extra)
+    args = dict(scheme="shaw_vector", table=table, causal=True, scale=0.2, rope="interleaved",
+                q_start=10**9 + 37, k_start=10**9)
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("which", ["k", "qk"])
+@pytest.mark.parametrize("scheme", ["alibi", "t5-f16", "shaw-vector"])
+def test_run_quantize_matches_library_and_numpy(tmp_path, scheme, which, size):
+    rng = np.random.default_rng(zlib.crc32(("%s/%s/%s" % (scheme, which, size)).encode()))
+    n_q, n_kv, q_start = SIZES[size]
+    q, k, v = random_problem(rng, n_q, n_kv, np.float16 if which == "k" else np.float32)
+    kind, bias_args = SCHEMES[scheme](q.shape[1], rng)
+    out = run_attention(tmp_path, q, k, v, kind, bias_args, {"causal": True},
+                        ["--quantize", which, "--q-start", q_start])
+    q_arg = relattn.quantize_i8(q) if which == "qk" else q
+    args = dict(scheme=kind, causal=True, q_start=q_start, **bias_args)
+    np.testing.assert_array_equal(out, relattn.attention(q_arg, relattn.quantize_i8(k), v,
+                                                         **args))
+    # Against the oracle on the dequantised inputs (its own definition of the quantisation).
+    np.testing.assert_allclose(
+        out, oracle.attention(oracle.quantize_i8(q) if which == "qk" else q,
+                              oracle.quantize_i8(k), v, **args),
+        rtol=0, atol=TOLERANCE[np.float32])
+    none = run_attention(tmp_path, q, k, v, kind, bias_args, {"causal": True},
+                         ["--quantize", "none", "--q-start", q_start])
+    np.testing.assert_array_equal(none, relattn.attention(q, k, v, **args))
 
 
 # name -> the binding's rope= argument and the same as `relattn run` options (head_dim 16)

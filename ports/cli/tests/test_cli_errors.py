@@ -53,6 +53,15 @@ def files(tmp_path):
         "heads3": write(tmp_path / "heads3.npy", npy_bytes(np.zeros((5, 3, 8), np.float32))),
         "table3": write(tmp_path / "table3.npy", npy_bytes(np.zeros((3, 32), np.float32))),
         "table_even": write(tmp_path / "table_even.npy", npy_bytes(np.zeros((4, 8), np.float32))),
+        "sv_heads3": write(tmp_path / "sv_heads3.npy", npy_bytes(np.zeros((3, 5, 8), np.float32))),
+        "sv_dim7": write(tmp_path / "sv_dim7.npy", npy_bytes(np.zeros((4, 5, 7), np.float32))),
+        "sv_rank1": write(tmp_path / "sv_rank1.npy", npy_bytes(np.zeros(40, np.float32))),
+        "sv_even": write(tmp_path / "sv_even.npy", npy_bytes(np.zeros((4, 4, 8), np.float32))),
+        "sv_f16": write(tmp_path / "sv_f16.npy", npy_bytes(np.zeros((5, 8), np.float16))),
+        "sv_k65": write(tmp_path / "sv_k65.npy", npy_bytes(np.zeros((131, 8), np.float32))),
+        "sv_nan": write(tmp_path / "sv_nan.npy", npy_bytes(np.full((4, 3, 8), np.nan, np.float32))),
+        "k_nan": write(tmp_path / "k_nan.npy", npy_bytes(
+            np.where(np.arange(80).reshape(5, 2, 8) == 11, np.nan, 0).astype(np.float32))),
         "bad_shape": write(tmp_path / "bad_shape.npy", raw_npy(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }")),
         "unknown_key": write(tmp_path / "unknown_key.npy", raw_npy(
@@ -83,7 +92,7 @@ CASES = [
     ("negative threads", lambda p, b, o: base(p, o) + ["--threads", "-1"], 2,
      "--threads = -1: must be in 0..1024"),
     ("bad scheme", lambda p, b, o: base(p, o, q=b["missing"]) + ["--scheme", "rope"], 2,
-     "--scheme 'rope': must be none, alibi, t5 or shaw"),  # arguments before files
+     "--scheme 'rope': must be none, alibi, t5, shaw or shaw_vector"),  # before files
     ("table unused", lambda p, b, o: base(p, o) + ["--table", p["q"]], 2,
      "--table is not used by --scheme none"),
     ("slopes and max-bias", lambda p, b, o: base(p, o) + [
@@ -119,6 +128,41 @@ CASES = [
      "(float32 (3, 32)): must be [4][width]"),
     ("shaw width", lambda p, b, o: base(p, o) + ["--scheme", "shaw", "--table", b["table_even"]],
      1, "width must be 2k+1 (odd)"),
+    ("shaw_vector without table", lambda p, b, o: base(p, o) + ["--scheme", "shaw_vector"], 2,
+     "--table is required"),
+    ("shaw_vector max distance", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_even"], "--max-distance", "8"], 2,
+     "--max-distance is not used by --scheme shaw_vector"),
+    ("shaw_vector table heads", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_heads3"]], 1,
+     "(float32 (3, 5, 8)): must be [4][2k+1][8] (one table per query head) or [2k+1][8] "
+     "(shared)"),
+    ("shaw_vector table head_dim", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_dim7"]], 1,
+     "(float32 (4, 5, 7)): must be [4][2k+1][8]"),
+    ("shaw_vector table rank", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_rank1"]], 1,
+     "(float32 (40,)): must be [4][2k+1][8]"),
+    ("shaw_vector table dtype", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_f16"]], 1,
+     "(float16 (5, 8)): must be float32"),
+    ("shaw_vector even rows", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_even"]], 1,
+     "(float32 (4, 4, 8)): offset rows must be 2k+1 (odd)"),
+    ("shaw_vector shaw-k", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_k65"], "--shaw-k", "3"], 1,
+     "(float32 (131, 8)): offset rows must be 2k+1 = 7"),
+    ("library: shaw_vector k", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_k65"]], 1,
+     "bad position scheme parameter: bias.shaw_vector.k = 65: must be in 0..64"),
+    ("library: shaw_vector nan", lambda p, b, o: base(p, o) + [
+        "--scheme", "shaw_vector", "--table", b["sv_nan"]], 1,
+     "relattn run: bad position scheme parameter: bias.shaw_vector.table"),
+    ("bad quantize", lambda p, b, o: base(p, o, q=b["missing"]) + ["--quantize", "q"], 2,
+     "--quantize 'q': must be none, k or qk"),  # arguments before files
+    ("library: quantize nan", lambda p, b, o: base(p, o, k=b["k_nan"]) + ["--quantize", "qk"],
+     1, "relattn run: --quantize, --k: non-finite value to quantise: src element (token 0, "
+     "head 1, 3) = nan: must be finite"),
     ("buckets mismatch", lambda p, b, o: base(p, o) + [
         "--scheme", "t5", "--table", b["table_even"], "--num-buckets", "16"], 1,
      "width must equal --num-buckets 16"),

@@ -3,14 +3,18 @@
     import numpy as np, relattn
     o = relattn.attention(q, k, v, scheme="alibi", causal=True)   # q, k, v: [tokens][heads][d]
     o = relattn.attention(q, k, v, causal=True, rope="halves")    # rotary embedding (RoPE)
+    o = relattn.attention(q, k, v, scheme="shaw_vector", table=a)  # a: [heads][2k+1][d]
+    o = relattn.attention(relattn.quantize_i8(q), relattn.quantize_i8(k), v)   # int8 Q.K
     cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)   # decode
+    cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, k_dtype=np.int8)  # int8 K
 
 Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this package, else the
 system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are safe.
 """
-from ._api import alibi_slopes, attention, quantize_table_i8, t5_bucket
+from ._api import alibi_slopes, attention, quantize_i8, quantize_table_i8, t5_bucket
 from ._kv_cache import KVCache
 from ._capi import Error, lib as _lib
 
 __version__ = _lib.relattn_version_string().decode()
-__all__ = ["Error", "KVCache", "alibi_slopes", "attention", "quantize_table_i8", "t5_bucket"]
+__all__ = ["Error", "KVCache", "alibi_slopes", "attention", "quantize_i8", "quantize_table_i8",
+           "t5_bucket"]

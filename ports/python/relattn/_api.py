@@ -1,4 +1,5 @@
-"""attention(), alibi_slopes(), t5_bucket() and quantize_table_i8() over the C API."""
+"""attention(), alibi_slopes(), t5_bucket(), quantize_table_i8() and quantize_i8() over the C
+API."""
 import atexit
 import ctypes
 import threading
@@ -11,12 +12,35 @@ from ._capi import check, lib
 from ._kv_cache import KVCache
 
 
-def _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table, table_scales,
-              num_buckets, max_distance, shaw_k):
+def _shaw_width(shaw_k):
+    """2k+1 for a given shaw_k, None when not given."""
+    if shaw_k is None:
+        return None
+    return 2 * arrays.to_int("shaw_k", shaw_k, 0, arrays.INT32_MAX // 2) + 1
+
+
+def _shaw_vector_table(table, heads, head_dim, shaw_k):
+    """The shaw_vector table as C-order float32 and whether it has one table per head:
+    [heads][2k+1][head_dim] (per head) or [2k+1][head_dim] (shared by every head)."""
+    layouts = "[heads][2k+1][head_dim] (one per head) or [2k+1][head_dim] (shared)"
+    if table is None:
+        raise ValueError("table: required by scheme 'shaw_vector' (%s)" % layouts)
+    if isinstance(table, np.ndarray) and table.ndim not in (2, 3):
+        raise ValueError("table: expected %s, got shape %s" % (layouts, table.shape))
+    per_head = not isinstance(table, np.ndarray) or table.ndim == 3
+    shape = ((heads,) if per_head else ()) + (_shaw_width(shaw_k), head_dim)
+    t = arrays.table("table", table, shape, [np.dtype(np.float32)])
+    if t.shape[-2] % 2 == 0:
+        raise ValueError("table: %d offset rows (axis %d) is not 2k+1" % (t.shape[-2], t.ndim - 2))
+    return t, per_head
+
+
+def _set_bias(desc, keep, scheme, heads, head_dim, bidirectional, max_bias, slopes, table,
+              table_scales, num_buckets, max_distance, shaw_k):
     if scheme not in _capi.BIAS_KINDS:
         raise ValueError("scheme: %r is not one of %s" % (scheme, ", ".join(_capi.BIAS_KINDS)))
     used = {"none": (), "alibi": ("slopes",), "t5": ("table", "table_scales", "num_buckets"),
-            "shaw": ("table", "shaw_k")}[scheme]
+            "shaw": ("table", "shaw_k"), "shaw_vector": ("table", "shaw_k")}[scheme]
     given = {"slopes": slopes, "table": table, "table_scales": table_scales,
              "num_buckets": num_buckets, "shaw_k": shaw_k}
     for name, value in given.items():
@@ -48,14 +72,16 @@ def _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table,
     elif scheme == "shaw":
         if table is None:
             raise ValueError("table: required by scheme 'shaw' ([heads][2k+1])")
-        width = None
-        if shaw_k is not None:
-            width = 2 * arrays.to_int("shaw_k", shaw_k, 0, arrays.INT32_MAX // 2) + 1
-        t = arrays.table("table", table, (heads, width), f32)
+        t = arrays.table("table", table, (heads, _shaw_width(shaw_k)), f32)
         if t.shape[1] % 2 == 0:
             raise ValueError("table: width %d is not 2k+1" % t.shape[1])
         keep.append(t)
         bias.shaw.table, bias.shaw.k = t.ctypes.data, (t.shape[1] - 1) // 2
+    elif scheme == "shaw_vector":
+        t, per_head = _shaw_vector_table(table, heads, head_dim, shaw_k)
+        keep.append(t)
+        sv = bias.shaw_vector
+        sv.table, sv.k, sv.per_head = t.ctypes.data, (t.shape[-2] - 1) // 2, int(per_head)
 
 
 _pools = {}
@@ -88,8 +114,11 @@ def _threads(n):
 
 
 def _set_keys(desc, keep, q, k, v, k_start, k_positions):
-    """Points desc at explicit k, v; returns (kv_heads, v_head_dim)."""
-    k, desc.k = arrays.tensor("k", k)
+    """Points desc at explicit k (float, or the int8 pair), v; returns (kv_heads, v_head_dim)."""
+    k, desc.k = arrays.tensor("k", k, keep)
+    if isinstance(v, tuple) or (isinstance(v, np.ndarray) and v.dtype == np.int8):
+        raise TypeError("v: int8 is not supported: use float32 or float16 (only q and k may "
+                        "be int8)")
     v, desc.v = arrays.tensor("v", v)
     keep += [k, v]
     if k.shape[2] != q.shape[2]:
@@ -125,13 +154,24 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     multiple of kv_heads. k may instead be a KVCache, with v None (KVCache.attention).
     Returns [n_q][heads][v_head_dim] of out_dtype (float32 or float16).
 
+    int8: q and k may each be given as a pair (int8 array [tokens][heads][head_dim], float32
+    row scales [tokens][heads]), as quantize_i8 returns, standing for scales[t, h] *
+    int8[t, h, :]: attention(quantize_i8(q), quantize_i8(k), v), or k alone. An int8 q needs
+    an int8 k (or a KVCache storing K as int8); v is never int8. The library multiplies the
+    int8 values exactly and applies the two row scales to each dot product, so the result is
+    that of the dequantised rows up to float32 rounding.
+
     scheme: "none"; "alibi" (slopes from max_bias, 8 = the ALiBi paper's, or `slopes`
     float32 [heads]); "t5" (`table` [heads][num_buckets] float32, float16 or int8 with
     `table_scales` float32 [heads]; `max_distance`); "shaw" (`table` float32 [heads][2k+1],
-    indexed by clip(key - query, -k, k) + k). bidirectional: the bias form; by default
-    bidirectional unless causal. Mask: causal, window (0: none), valid_kv (keys from it on are
-    hidden). Positions: q_start / k_start, or integer arrays q_positions / k_positions.
-    scale: default 1/sqrt(head_dim). threads: 1 = the calling thread, n > 1 a pthreadpool.
+    indexed by clip(key - query, -k, k) + k); "shaw_vector" (Shaw et al.'s vector form:
+    score = scale * q . (k + a[clip(key - query, -k, k) + k]), q after rope; `table` float32
+    [heads][2k+1][head_dim], one per head, or [2k+1][head_dim] shared by every head; k in
+    0..64 is read from the shape). shaw_k, for shaw and shaw_vector, is checked against the
+    table's 2k+1 when given. bidirectional: the bias form; by default bidirectional unless
+    causal. Mask: causal, window (0: none), valid_kv (keys from it on are hidden).
+    Positions: q_start / k_start, or integer arrays q_positions / k_positions. scale: default
+    1/sqrt(head_dim). threads: 1 = the calling thread, n > 1 a pthreadpool.
 
     rope: rotary position embedding of q and k, fused (combines with any scheme and mask):
     None or "none" (off); "interleaved" (pairs (2i, 2i+1): GPT-J) or "halves" (pairs
@@ -145,10 +185,11 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     Raises TypeError / ValueError naming the argument, relattn.Error for what the library
     rejects. The GIL is released during the computation.
     """
-    q, q_t = arrays.tensor("q", q)
+    keep = []  # arrays the descriptor points into
+    q, q_t = arrays.tensor("q", q, keep)
+    keep.append(q)
     desc = _capi.AttentionDesc()
     lib.relattn_attention_desc_init(ctypes.byref(desc))
-    keep = [q]  # arrays the descriptor points into
     cache = k if isinstance(k, KVCache) else None
     if cache is None:
         kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions)
@@ -172,8 +213,8 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     desc.mask.n_valid_kv = -1 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 0)
     if bidirectional is None:
         bidirectional = not causal
-    _set_bias(desc, keep, scheme, heads, bidirectional, max_bias, slopes, table, table_scales,
-              num_buckets, max_distance, shaw_k)
+    _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,
+              table_scales, num_buckets, max_distance, shaw_k)
     desc.rope = cache.rope_desc if cache is not None and rope is None else arrays.rope(rope)
     if cache is None:
         _compute(desc, threads)
@@ -220,3 +261,22 @@ def quantize_table_i8(table):
     check(lib.relattn_quantize_table_i8(t.ctypes.data, t.shape[0], t.shape[1],
                                         table_i8.ctypes.data, scales.ctypes.data))
     return table_i8, scales
+
+
+def quantize_i8(x):
+    """Symmetric int8 quantisation of the rows of x, a float32 or float16 [tokens][heads][dim]
+    array, one scale per (token, head) row: scale = max|row| / 127 (0 for an all-zero row),
+    int8 = round-half-away-from-zero(x / scale), in [-127, 127] (the library's
+    relattn_quantize_i8). Returns (int8 [tokens][heads][dim], float32 scales [tokens][heads]):
+    the pair attention takes for q and k. A NaN or infinity raises relattn.Error with status 17
+    (non-finite value to quantise), naming the element."""
+    x, t = arrays.tensor("x", x)
+    n, heads, dim = x.shape
+    out = np.empty(x.shape, np.int8)
+    scales = np.empty((n, heads), np.float32)
+    quantized = _capi.Tensor()
+    check(lib.relattn_quantize_i8(ctypes.byref(t), n,
+                                  arrays.to_int("x: heads", heads, 0, arrays.INT32_MAX),
+                                  arrays.to_int("x: dim", dim, 0, arrays.INT32_MAX),
+                                  out.ctypes.data, scales.ctypes.data, ctypes.byref(quantized)))
+    return out, scales

@@ -10,6 +10,7 @@ from . import _capi
 
 TENSOR_DTYPES = {np.dtype(np.float32): _capi.F32, np.dtype(np.float16): _capi.F16}
 TABLE_DTYPES = {**TENSOR_DTYPES, np.dtype(np.int8): _capi.I8}
+K_CACHE_DTYPES = TABLE_DTYPES  # a KV cache stores K as float32, float16 or int8
 INT64_MIN, INT64_MAX, INT32_MAX = -2**63, 2**63 - 1, 2**31 - 1
 
 
@@ -89,13 +90,14 @@ def checked_array(name, a, ndim, dtypes, layout):
     return a
 
 
-def rows_readable(a):
-    """Whether the library reads a [tokens][heads][dim] array's strides as they are."""
+def steps_readable(a, span):
+    """Whether the library reads the first two axes of a (rows of span elements, contiguous
+    when span > 1) as they are: non-negative whole-element strides that never let two rows
+    overlap."""
     s = a.itemsize
-    if a.strides[2] != s or any(st < 0 or st % s for st in a.strides[:2]):
+    if (span > 1 and a.strides[2] != s) or any(st < 0 or st % s for st in a.strides[:2]):
         return False
     axes = sorted((st // s, n) for st, n in zip(a.strides[:2], a.shape[:2]) if n > 1)
-    span = a.shape[2]
     for stride, count in axes:  # each axis must step past every row of the smaller one
         if stride < span:
             return False
@@ -103,14 +105,58 @@ def rows_readable(a):
     return True
 
 
-def tensor(name, a):
+def rows_readable(a):
+    """Whether the library reads a [tokens][heads][dim] array's strides as they are."""
+    return steps_readable(a, a.shape[2])
+
+
+def element_strides(a):
+    """The first two strides of a in elements (0 for an axis of length 1)."""
+    return [st // a.itemsize if n > 1 else 0 for st, n in zip(a.strides[:2], a.shape[:2])]
+
+
+I8_FORM = "(int8 [tokens][heads][head_dim], float32 scales [tokens][heads])"
+
+
+def tensor(name, a, keep=None):
+    """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array, read in place
+    when its strides allow. With keep (a list of arrays the call keeps alive), a may also be the
+    int8 form of q or k: a pair (int8 array, float32 row scales) as quantize_i8 returns, element
+    (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are appended to keep."""
+    if keep is not None and isinstance(a, tuple):
+        return int8_tensor(name, a, keep)
+    if isinstance(a, np.ndarray) and a.dtype == np.int8:
+        if keep is None:
+            raise TypeError("%s: dtype int8 is not supported: use float32 or float16" % name)
+        raise TypeError("%s: an int8 array needs its row scales: pass the pair %s, as "
+                        "relattn.quantize_i8 returns" % (name, I8_FORM))
     a = checked_array(name, a, 3, TENSOR_DTYPES, "[tokens][heads][head_dim]")
     if not rows_readable(a):
         a = np.ascontiguousarray(a)
-    s = a.itemsize
-    strides = [st // s if n > 1 else 0 for st, n in zip(a.strides[:2], a.shape[:2])]
-    return a, _capi.Tensor(a.ctypes.data, TENSOR_DTYPES[a.dtype], strides[0], strides[1],
-                           None, 0, 0)
+    t_stride, h_stride = element_strides(a)
+    return a, _capi.Tensor(a.ctypes.data, TENSOR_DTYPES[a.dtype], t_stride, h_stride, None, 0, 0)
+
+
+def int8_tensor(name, pair, keep):
+    """(int8 array, relattn_tensor) of the pair (int8 [tokens][heads][dim], float32 scales
+    [tokens][heads]), each read in place when its strides allow; the scales go into keep."""
+    if len(pair) != 2:
+        raise ValueError("%s: the int8 form is the pair %s, got %d items"
+                         % (name, I8_FORM, len(pair)))
+    data, scales = pair
+    data = checked_array(name + "[0]", data, 3, [np.dtype(np.int8)], "[tokens][heads][head_dim]")
+    scales = checked_array(name + "[1]", scales, 2, [np.dtype(np.float32)], "[tokens][heads]")
+    if scales.shape != data.shape[:2]:
+        raise ValueError("%s[1]: scales of shape %s: expected %s, one per row of %s[0]"
+                         % (name, scales.shape, data.shape[:2], name))
+    if not rows_readable(data):
+        data = np.ascontiguousarray(data)
+    if not steps_readable(scales, 1):
+        scales = np.ascontiguousarray(scales)
+    keep.append(scales)
+    (t_stride, h_stride), (st_stride, sh_stride) = element_strides(data), element_strides(scales)
+    return data, _capi.Tensor(data.ctypes.data, _capi.I8, t_stride, h_stride, scales.ctypes.data,
+                              st_stride, sh_stride)
 
 
 def table(name, a, shape, dtypes):
@@ -118,8 +164,9 @@ def table(name, a, shape, dtypes):
     a = checked_array(name, a, len(shape), dtypes, "a %d-d array" % len(shape))
     for axis, n in enumerate(shape):
         if n is not None and a.shape[axis] != n:
-            raise ValueError("%s: expected shape %s, got %s"
-                             % (name, tuple("n" if x is None else x for x in shape), a.shape))
+            wanted = ["n" if x is None else str(x) for x in shape]
+            raise ValueError("%s: expected shape (%s%s), got %s" % (
+                name, ", ".join(wanted), "," if len(wanted) == 1 else "", a.shape))
     return np.ascontiguousarray(a)
 
 

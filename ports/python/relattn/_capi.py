@@ -9,7 +9,7 @@ import glob
 import os
 
 F32, F16, I8 = 0, 1, 2  # relattn_dtype
-BIAS_KINDS = {"none": 0, "alibi": 1, "t5": 2, "shaw": 3}  # relattn_bias_kind
+BIAS_KINDS = {"none": 0, "alibi": 1, "t5": 2, "shaw": 3, "shaw_vector": 4}  # relattn_bias_kind
 ROPE_PAIRINGS = {"none": 0, "interleaved": 1, "halves": 2}  # relattn_rope_pairing
 WORKSPACE_ALIGNMENT = 64
 KV_CACHE_ALIGNMENT = 64
@@ -84,7 +84,9 @@ class Threads(ctypes.Structure):
 
 
 class Error(ValueError):
-    """A relattn call failed; .status is the relattn_status code, str() its message."""
+    """A relattn call failed; .status is the relattn_status code (relattn.h: 8 a bias
+    parameter, 13 unsupported, 15 a full KV cache, 17 a NaN or infinity to quantise, ...),
+    str() the library's text of it and its message naming the argument."""
 
     def __init__(self, status, message):
         super().__init__(message)
@@ -123,6 +125,8 @@ _prototypes = {
     "relattn_alibi_slopes": (c_int, [c_int32, c_float, c_void_p]),
     "relattn_t5_bucket": (c_int, [c_int64, c_int32, c_int32, c_int, P(c_int32)]),
     "relattn_quantize_table_i8": (c_int, [c_void_p, c_int32, c_int32, c_void_p, c_void_p]),
+    "relattn_quantize_i8":
+        (c_int, [P(Tensor), c_int64, c_int32, c_int32, c_void_p, c_void_p, P(Tensor)]),
     "relattn_kv_cache_size": (c_int, [P(KvCacheDesc), P(ctypes.c_size_t)]),
     "relattn_kv_cache_init":
         (c_int, [P(KvCacheDesc), c_void_p, ctypes.c_size_t, P(c_void_p)]),

@@ -11,7 +11,8 @@ from ._capi import check, lib
 
 class KVCache:
     """Keys and values appended token by token, stored per KV head as `dtype` (float16 or
-    float32), each token with its int64 position. ring=True keeps the last `capacity` tokens in
+    float32; k_dtype and v_dtype, when given, choose K's and V's apart, and k_dtype may be
+    int8), each token with its int64 position. ring=True keeps the last `capacity` tokens in
     constant memory (positions count on); otherwise an append past capacity raises
     relattn.Error and changes nothing. A lock makes appends wait for attention calls reading
     the cache, and the other way round.
@@ -25,20 +26,33 @@ class KVCache:
     attention over the cache then uses the same rope unless given another (an error). The
     `rope` attribute is None or the dict with its defaults filled in. With dtype float16 the
     rotated keys are what is rounded to float16.
+
+    k_dtype=np.int8 stores each K row as int8 with one float32 scale per (token, KV head),
+    quantised when appended (after rope) as quantize_i8 does: attention over the cache is
+    then attention over quantize_i8(k) (rotated first with rope). Queries may be float or
+    the int8 pair of quantize_i8; a decode step (up to 7 queries) quantises a float q per row
+    too, as quantize_i8 does, while a longer prefill takes it as given. V is float32 or
+    float16.
     """
 
     def __init__(self, kv_heads, head_dim, capacity, *, v_head_dim=None, dtype=np.float16,
-                 v_dtype=None, ring=False, rope=None):
-        k_dtype, v_dtype = np.dtype(dtype), np.dtype(dtype if v_dtype is None else v_dtype)
-        for name, d in (("dtype", k_dtype), ("v_dtype", v_dtype)):
-            if d not in arrays.TENSOR_DTYPES:
-                raise TypeError("%s: %s is not supported: use float32 or float16" % (name, d))
+                 k_dtype=None, v_dtype=None, ring=False, rope=None):
+        k_dtype = np.dtype(dtype if k_dtype is None else k_dtype)
+        v_dtype = np.dtype(dtype if v_dtype is None else v_dtype)
+        for name, d, allowed, hint in (
+                ("dtype", np.dtype(dtype), arrays.TENSOR_DTYPES,
+                 " (k_dtype=np.int8 stores K alone as int8)"),
+                ("k_dtype", k_dtype, arrays.K_CACHE_DTYPES, ""),
+                ("v_dtype", v_dtype, arrays.TENSOR_DTYPES, "")):
+            if d not in allowed:
+                raise TypeError("%s: %s is not supported: use %s%s"
+                                % (name, d, " or ".join(str(a) for a in allowed), hint))
         v_head_dim = head_dim if v_head_dim is None else v_head_dim
         desc = _capi.KvCacheDesc(
             arrays.to_int("kv_heads", kv_heads, 0, arrays.INT32_MAX),
             arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
-            arrays.to_int("capacity", capacity, 0), arrays.TENSOR_DTYPES[k_dtype],
+            arrays.to_int("capacity", capacity, 0), arrays.K_CACHE_DTYPES[k_dtype],
             arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope))
         size = ctypes.c_size_t()
         check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
@@ -50,6 +64,7 @@ class KVCache:
         self.lock = threading.Lock()
         self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, v_head_dim
         self.capacity, self.ring = desc.capacity, bool(ring)
+        self.k_dtype, self.v_dtype = k_dtype, v_dtype
         self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
         self.rope = arrays.rope_dict(desc.rope, self.head_dim)
 
@@ -76,9 +91,10 @@ class KVCache:
                                               ctypes.byref(pos) if pos else None))
 
     def attention(self, q, **options):
-        """relattn.attention(q, self, None, **options): q [n_q][heads][head_dim] over the
-        cached tokens at their positions; the same keyword arguments but k_start and
-        k_positions. mask.valid_kv counts the cache's slots; rope defaults to the cache's."""
+        """relattn.attention(q, self, None, **options): q [n_q][heads][head_dim] (float, or
+        the int8 pair of quantize_i8 when K is stored as int8) over the cached tokens at their
+        positions; the same keyword arguments but k_start and k_positions. mask.valid_kv counts
+        the cache's slots; rope defaults to the cache's."""
         from ._api import attention
         return attention(q, self, None, **options)
 

@@ -1,7 +1,8 @@
 """Plain numpy attention with relative-position biases: the oracle the Python binding and the
 relattn tool are checked against. Written from the papers' definitions (ALiBi's get_slopes,
-ggml's max_bias form, HF T5's _relative_position_bucket, Shaw's clip, RoPE's rotation of q and
-k) in float64, full score matrix, sharing nothing with the library.
+ggml's max_bias form, HF T5's _relative_position_bucket, Shaw's clip and vector form, RoPE's
+rotation of q and k, symmetric per-row int8) in float64, full score matrix, sharing nothing
+with the library.
 """
 import decimal
 import math
@@ -44,8 +45,9 @@ def t5_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional
 
 def bias(scheme, rel, head, heads, bidirectional, max_bias=8.0, slopes=None, table=None,
          table_scales=None, max_distance=128):
-    """The bias of one head for offsets rel = key - query."""
-    if scheme == "none":
+    """The bias of one head for offsets rel = key - query (none for shaw_vector, whose offset
+    term enters the content product: shaw_vector_products)."""
+    if scheme in ("none", "shaw_vector"):
         return np.zeros(rel.shape)
     if scheme == "alibi":
         m = float((alibi_slopes(heads, max_bias) if slopes is None else slopes)[head])
@@ -57,6 +59,40 @@ def bias(scheme, rel, head, heads, bidirectional, max_bias=8.0, slopes=None, tab
         return row[t5_bucket(rel, table.shape[1], max_distance, bidirectional)]
     k = (table.shape[1] - 1) // 2  # shaw
     return row[np.clip(rel, -k, k) + k]
+
+
+def shaw_vector_products(q_h, rel, table, head):
+    """Shaw et al.'s vector term of one head, q_i . a[clip(key - query, -k, k) + k] for every
+    query i and key j ([n_q][n_kv], float64); q_h [n_q][d] as the scores use it (after RoPE),
+    table [heads][2k+1][d] (one per head) or [2k+1][d] (shared)."""
+    a = np.asarray(table, np.float64)
+    a = a[head] if a.ndim == 3 else a
+    k = (a.shape[0] - 1) // 2
+    products = q_h @ a.T  # [n_q][2k+1]
+    return np.take_along_axis(products, np.clip(rel, -k, k) + k, axis=1)
+
+
+def quantize_i8(x):
+    """Symmetric int8 quantisation of the rows of x [tokens][heads][dim] (float32 or float16),
+    from the definition: scale = max|row| / 127 in float32 (0 for an all-zero row), int8 =
+    round-half-away-from-zero(x / scale), the quotient in float32, clamped to [-127, 127].
+    Returns (int8 array, float32 scales [tokens][heads])."""
+    x = np.asarray(x, np.float32)
+    scales = np.abs(x).max(axis=2) / np.float32(127)
+    safe = np.where(scales == 0, np.float32(1), scales)
+    quotient = (x / safe[:, :, None]).astype(np.float64)  # the float32 quotient, exactly
+    rounded = np.sign(quotient) * np.floor(np.abs(quotient) + 0.5)  # halves away from zero
+    q = np.where(scales[:, :, None] == 0, 0, np.clip(rounded, -127, 127))
+    return q.astype(np.int8), scales.astype(np.float32)
+
+
+def dequantize(x):
+    """A q / k operand as float64: the int8 pair (int8 [tokens][heads][d], float32 scales
+    [tokens][heads]) as scales * int8, any other array as it is."""
+    if isinstance(x, tuple):
+        data, scales = x
+        return np.asarray(data, np.float64) * np.asarray(scales, np.float64)[:, :, None]
+    return np.asarray(x, np.float64)
 
 
 def _two_pi():
@@ -125,9 +161,12 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
               q_start=0, k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               **bias_args):
     """q [n_q][heads][d], k [n_kv][kv_heads][d], v [n_kv][kv_heads][dv] -> float64
-    [n_q][heads][dv]; a query that sees no key gets zeros. Positions: q_start + t or
-    q_positions (likewise k); rope: the binding's form, q and k rotated at their positions."""
-    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    [n_q][heads][dv]; a query that sees no key gets zeros. q and k may be the int8 pair
+    (int8 array, float32 row scales), dequantised first. Positions: q_start + t or q_positions
+    (likewise k); rope: the binding's form, q and k rotated at their positions (after
+    dequantisation). scheme "shaw_vector": score = scale * q_i . (k_j + a[clip(key - query,
+    -k, k) + k]), table= [heads][2k+1][d] or [2k+1][d]."""
+    q, k, v = dequantize(q), dequantize(k), np.asarray(v, np.float64)
     (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     bidirectional = (not causal) if bidirectional is None else bidirectional
@@ -149,6 +188,8 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
         kv = h // (heads // kv_heads)
         scores = scale * q[:, h] @ k[:, kv].T + bias(scheme, rel, h, heads, bidirectional,
                                                      **bias_args)
+        if scheme == "shaw_vector":
+            scores += scale * shaw_vector_products(q[:, h], rel, bias_args["table"], h)
         scores = np.where(visible, scores, -np.inf)
         seen = visible.any(axis=1)
         top = np.where(seen, scores.max(axis=1), 0.0)[:, None]

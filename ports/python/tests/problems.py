@@ -4,6 +4,9 @@ import numpy as np
 # Stated bounds against the fp64 oracle for inputs in [-1, 1] (README: error bounds).
 TOLERANCE = {np.float32: 5e-6, np.float16: 2.5e-4}
 
+# head_dim of random_problem's q and k, which the shaw_vector tables match
+HEAD_DIM = 16
+
 # name -> (scheme, bias keyword arguments, given heads and a numpy Generator)
 SCHEMES = {
     "none": lambda heads, rng: ("none", {}),
@@ -17,6 +20,11 @@ SCHEMES = {
         "t5", {"table": rng.uniform(-2, 2, (heads, 16)).astype(np.float16), "max_distance": 40}),
     "shaw": lambda heads, rng: (
         "shaw", {"table": rng.uniform(-2, 2, (heads, 2 * 6 + 1)).astype(np.float32)}),
+    "shaw-vector": lambda heads, rng: (
+        "shaw_vector", {"table": rng.uniform(-1, 1, (heads, 2 * 4 + 1, HEAD_DIM))
+                        .astype(np.float32)}),
+    "shaw-vector-shared": lambda heads, rng: (
+        "shaw_vector", {"table": rng.uniform(-1, 1, (2 * 7 + 1, HEAD_DIM)).astype(np.float32)}),
 }
 
 # name -> mask keyword arguments, given n_kv
@@ -33,7 +41,7 @@ MASKS = {
 SIZES = {"prefill": (19, 23, 0), "decode": (3, 40, 37)}
 
 
-def random_problem(rng, n_q, n_kv, dtype, heads=4, kv_heads=2, d=16, dv=12):
+def random_problem(rng, n_q, n_kv, dtype, heads=4, kv_heads=2, d=HEAD_DIM, dv=12):
     """q, k, v in [-1, 1], [tokens][heads][dim]."""
     def uniform(*shape):
         return rng.uniform(-1, 1, shape).astype(dtype)

@@ -155,7 +155,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<int8_t> table_i8(table.size());
   std::vector<float> slopes(d.n_heads + 1);
   for (float& x : slopes) x = std::fabs(b.Unit());
-  switch (b.Below(5)) {
+  std::vector<float> shaw_vector(size_t(d.n_heads) * 129 * d.head_dim);
+  for (float& x : shaw_vector) x = b.Unit();
+  switch (b.Below(6)) {
     case 1:
       d.bias.kind = RELATTN_BIAS_ALIBI;
       d.bias.alibi = {b.Flag() ? slopes.data() : nullptr, float(b.Below(10)), int(b.Flag())};
@@ -186,6 +188,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       d.bias.shaw = {table.data(), int32_t(b.Below(64)) - 1};
       break;
     case 4: d.bias.kind = relattn_bias_kind(b.Below(8)); break;
+    case 5:
+      d.bias.kind = RELATTN_BIAS_SHAW_VECTOR;
+      d.bias.shaw_vector = {shaw_vector.data(), int32_t(b.Below(66)) - 1, int(b.Flag())};
+      break;
+  }
+  // RoPE: valid parameters mostly, invalid ones sometimes.
+  if (b.Below(3) == 0) {
+    d.rope.pairing = relattn_rope_pairing(b.Below(4));
+    d.rope.rotary_dims = b.Flag() ? 0 : int32_t(b.Below(d.head_dim + 2));
+    d.rope.base = b.Flag() ? 0.0f : 1.0f + 1e5f * float(b.Below(1000)) / 1000.0f;
+    d.rope.linear_scale = b.Flag() ? 0.0f : float(b.Below(8)) / 2.0f;
+  }
+  // int8 K (and Q): quantised from the float rows, or raw bytes with scales.
+  std::vector<int8_t> q_i8, k_i8;
+  std::vector<float> q_scales, k_scales;
+  const int int8_mode = int(b.Below(4));  // 0, 1: float; 2: k int8; 3: q and k int8
+  if (int8_mode >= 2 && d.k.token_stride >= 0 && d.k.head_stride >= 0) {
+    k_i8.resize(size_t(d.n_kv) * d.n_kv_heads * d.head_dim);
+    k_scales.resize(size_t(d.n_kv) * d.n_kv_heads);
+    relattn_tensor out;
+    if (relattn_quantize_i8(&d.k, d.n_kv, d.n_kv_heads, d.head_dim, k_i8.data(), k_scales.data(),
+                            &out) == RELATTN_OK) {
+      d.k = out;
+    }
+    if (int8_mode == 3 && d.q.token_stride >= 0 && d.q.head_stride >= 0) {
+      q_i8.resize(size_t(d.n_q) * d.n_heads * d.head_dim);
+      q_scales.resize(size_t(d.n_q) * d.n_heads);
+      if (relattn_quantize_i8(&d.q, d.n_q, d.n_heads, d.head_dim, q_i8.data(), q_scales.data(),
+                              &out) == RELATTN_OK) {
+        d.q = out;
+      }
+    }
   }
   d.mask.causal = b.Flag();
   d.mask.window = b.Flag() ? int64_t(b.Below(100)) - 2 : 0;

@@ -32,11 +32,13 @@ size_t WorkspaceBytes(const Plan& plan, int32_t n_threads) {
          sizeof(float);
 }
 
-// Resolves desc's KV cache, validates, and plans the call.
-relattn_status PlanOf(const relattn_attention_desc* desc, Plan* plan) {
-  relattn_attention_desc resolved;
+// Resolves desc's KV cache into *resolved, validates, and plans the call.
+// The plan points into *resolved (per-head bias parameters): it must outlive
+// the plan.
+relattn_status PlanOf(const relattn_attention_desc* desc, relattn_attention_desc* resolved,
+                      Plan* plan) {
   relattn_status s;
-  if ((s = ResolveKvCache(desc, &resolved)) || (s = BuildPlan(&resolved, plan))) return s;
+  if ((s = ResolveKvCache(desc, resolved)) || (s = BuildPlan(resolved, plan))) return s;
   AttachKvCache(desc, plan);
   return RELATTN_OK;
 }
@@ -82,8 +84,9 @@ relattn_status relattn_attention_workspace_size(const relattn_attention_desc* de
   if (n_threads < 1) {
     return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be >= 1", n_threads);
   }
+  relattn_attention_desc resolved;
   relattn::Plan plan;
-  if (const relattn_status s = relattn::PlanOf(desc, &plan)) return s;
+  if (const relattn_status s = relattn::PlanOf(desc, &resolved, &plan)) return s;
   *workspace_bytes = relattn::WorkspaceBytes(plan, n_threads);
   return relattn::Succeed();
 }
@@ -91,9 +94,11 @@ relattn_status relattn_attention_workspace_size(const relattn_attention_desc* de
 relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
                                  size_t workspace_bytes, const relattn_threads* threads) {
   int32_t n_threads;
+  relattn_attention_desc resolved;
   relattn::Plan plan;
   relattn_status s;
-  if ((s = relattn::CheckThreads(threads, &n_threads)) || (s = relattn::PlanOf(desc, &plan))) {
+  if ((s = relattn::CheckThreads(threads, &n_threads)) ||
+      (s = relattn::PlanOf(desc, &resolved, &plan))) {
     return s;
   }
   if (!workspace) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace is NULL");

@@ -1,8 +1,10 @@
 #include "ports/x86/vnni_scores.h"
 
 // gcc 12 flags _mm512_undefined_epi32() inside its own intrinsics headers.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <atomic>

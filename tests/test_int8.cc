@@ -14,11 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "hwy/targets.h"
 #include "lib/reference/reference.h"
 #include "tests/attention_case.h"
 #if defined(RELATTN_HAVE_X86_VNNI)
-#include "hwy/targets.h"
 #include "ports/x86/vnni_scores.h"
+#endif
+#if defined(RELATTN_HAVE_ARM_SDOT)
+#include "ports/arm/sdot_scores.h"
 #endif
 
 namespace relattn_test {
@@ -244,14 +247,28 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
   }
 }
 
+#if defined(RELATTN_HAVE_X86_VNNI) || defined(RELATTN_HAVE_ARM_SDOT)
+// The integer dot-product kernels (AVX-512 VNNI on the AVX3 target, SDOT on
+// NEON) and the portable path compute the same integer scores and scale them
+// alike: the outputs agree bit for bit.
 #if defined(RELATTN_HAVE_X86_VNNI)
-// The VNNI kernel and the portable path compute the same integer scores and
-// scale them alike: the outputs agree bit for bit.
-TEST_CASE("int8: AVX-512 VNNI and the portable path give the same bits") {
+constexpr int64_t kIntDotTarget = HWY_AVX3;
+bool IntDotUsable() { return relattn::x86::VnniUsable(); }
+void SetIntDotEnabled(bool on) { relattn::x86::SetVnniEnabled(on); }
+#else
+constexpr int64_t kIntDotTarget = HWY_NEON;
+bool IntDotUsable() { return relattn::arm::SdotUsable(); }
+void SetIntDotEnabled(bool on) { relattn::arm::SetSdotEnabled(on); }
+#endif
+
+TEST_CASE("int8: the integer dot-product kernels and the portable path give the same bits") {
   const std::vector<int64_t> targets = TargetsUnderTest();
-  const bool avx3 = std::count(targets.begin(), targets.end(), int64_t{HWY_AVX3}) > 0;
-  if (!avx3 || !relattn::x86::VnniUsable()) {
-    std::printf("int8: AVX3 or VNNI absent on this CPU: the VNNI comparison did not run\n");
+  const bool target = std::count(targets.begin(), targets.end(), kIntDotTarget) > 0;
+  if (!target || !IntDotUsable()) {
+    std::printf(
+        "int8: %s or its dot-product instructions not under test here: the comparison "
+        "did not run\n",
+        hwy::TargetName(kIntDotTarget));
     return;
   }
   int index = 0;
@@ -269,12 +286,12 @@ TEST_CASE("int8: AVX-512 VNNI and the portable path give the same bits") {
       spec.scheme = RELATTN_BIAS_ALIBI;
       spec.alibi_causal = spec.causal;
       Case c(spec);
-      UseTarget(HWY_AVX3);
+      UseTarget(kIntDotTarget);
       std::vector<uint8_t> vnni, portable;
       REQUIRE(c.Run(&vnni) == RELATTN_OK);
-      relattn::x86::SetVnniEnabled(false);
+      SetIntDotEnabled(false);
       REQUIRE(c.Run(&portable) == RELATTN_OK);
-      relattn::x86::SetVnniEnabled(true);
+      SetIntDotEnabled(true);
       UseTarget(0);
       INFO(spec.Name());
       CHECK(vnni == portable);
@@ -316,13 +333,13 @@ TEST_CASE("int8: AVX-512 VNNI and the portable path give the same bits") {
       std::vector<uint64_t> ws(ws_bytes / 8 + 16);
       void* ws_aligned =
           reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-      UseTarget(HWY_AVX3);
+      UseTarget(kIntDotTarget);
       desc.o.data = vnni.data();
       REQUIRE(relattn_attention(&desc, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-      relattn::x86::SetVnniEnabled(false);
+      SetIntDotEnabled(false);
       desc.o.data = portable.data();
       REQUIRE(relattn_attention(&desc, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-      relattn::x86::SetVnniEnabled(true);
+      SetIntDotEnabled(true);
       UseTarget(0);
       INFO("decode d ", d, " group ", group);
       CHECK(std::memcmp(vnni.data(), portable.data(), vnni.size() * sizeof(float)) == 0);

@@ -30,6 +30,9 @@
 #if defined(RELATTN_HAVE_X86_VNNI)
 #include "ports/x86/vnni_scores.h"
 #endif
+#if defined(RELATTN_HAVE_ARM_SDOT)
+#include "ports/arm/sdot_scores.h"
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -46,11 +49,14 @@ struct SubTile {
 };
 
 // The integer dot-product kernel, where this target and CPU have one: AVX3
-// with AVX-512 VNNI (its sub-tiles are 32 lanes), for int8 Q and K read from
-// tensors (a KV cache keeps K in key groups: the portable path reads those).
+// with AVX-512 VNNI (sub-tiles of 32 lanes), NEON with SDOT (8 lanes), for
+// int8 Q and K read from tensors (a KV cache keeps K in key groups: the
+// portable path reads those).
 HWY_INLINE bool UseVnni(const Plan& plan) {
 #if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
   return plan.int8_dot && !plan.cache.on && x86::VnniUsable();
+#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
+  return plan.int8_dot && !plan.cache.on && arm::SdotUsable();
 #else
   (void)plan;
   return false;
@@ -140,6 +146,11 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
   if (k_i8.rows) {
     x86::VnniSubTileScores(tile.q_u8, plan.d4, k_i8.rows, k_i8.sums, n_keys,
                            reinterpret_cast<int32_t*>(s));
+    ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
+  } else  // NOLINT(readability/braces)
+#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
+  if (k_i8.rows) {
+    arm::SdotSubTileScores(tile.q_u8, plan.d4, k_i8.rows, n_keys, reinterpret_cast<int32_t*>(s));
     ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
   } else  // NOLINT(readability/braces)
 #endif

@@ -30,6 +30,9 @@
 #if defined(RELATTN_HAVE_X86_VNNI)
 #include "ports/x86/vnni_scores.h"
 #endif
+#if defined(RELATTN_HAVE_ARM_SDOT)
+#include "ports/arm/sdot_scores.h"
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -376,15 +379,24 @@ HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows,
 }
 
 // Integer scores of the quantised rows against int8 cache keys [j0, j0 +
-// n_keys): with VNNI where this target and CPU have it, else in f32 (exact).
+// n_keys): with VNNI (AVX3) or SDOT (any aarch64 target) where the CPU has
+// it, else in f32 (exact).
 HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const uint8_t* q_u8,
                               int32_t kv_head, int64_t j0, int64_t n_keys) {
   const int8_t* keys =
       static_cast<const int8_t*>(plan.k.data) + plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
-#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
-  if (x86::VnniUsable()) {
+#if (defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3) || \
+    (defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64)
+#if defined(RELATTN_HAVE_X86_VNNI)
+  const bool usable = x86::VnniUsable();
+  const auto grouped_scores = &x86::VnniGroupedScores;
+#else
+  const bool usable = arm::SdotUsable();
+  const auto grouped_scores = &arm::SdotGroupedScores;
+#endif
+  if (usable) {
     int32_t* s_int = reinterpret_cast<int32_t*>(rows.s);
-    x86::VnniGroupedScores(q_u8, rows.n_rows, keys, plan.d, n_keys, s_int, kBlockKeys);
+    grouped_scores(q_u8, rows.n_rows, keys, plan.d, n_keys, s_int, kBlockKeys);
     const DF df;
     const hn::RebindToSigned<DF> di;
     const int64_t n = static_cast<int64_t>(hn::Lanes(df));

@@ -200,7 +200,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     d.rope.base = b.Flag() ? 0.0f : 1.0f + 1e5f * float(b.Below(1000)) / 1000.0f;
     d.rope.linear_scale = b.Flag() ? 0.0f : float(b.Below(8)) / 2.0f;
   }
-  // int8 K (and Q): quantised from the float rows, or raw bytes with scales.
+  // int8 K (and Q), quantised from the float rows.
   std::vector<int8_t> q_i8, k_i8;
   std::vector<float> q_scales, k_scales;
   const int int8_mode = int(b.Below(4));  // 0, 1: float; 2: k int8; 3: q and k int8

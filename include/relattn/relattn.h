@@ -99,11 +99,13 @@ typedef enum relattn_dtype {
  * Element (t, h, e) is at data[t * token_stride + h * head_stride + e].
  * row_scales (I8 only, else ignored): one float per (token, head) row, at
  * row_scales[t * scale_token_stride + h * scale_head_stride] (distinct rows,
- * distinct scales); a non-finite scale counts as a non-finite row. With K in
- * I8 the kernel multiplies the int8 values exactly (sums of int8 products
- * are integers below 2^24, exact in f32 and int32 alike) and applies the row
- * scales to each dot product: the scores of the dequantised rows up to f32
- * rounding, the same bits on every SIMD target. */
+ * distinct scales); a non-finite scale counts as a non-finite row. The row
+ * scales are applied to each dot product. With Q and K in I8 (no RoPE), and
+ * in decode over a KV cache with I8 keys (which quantises each query row as
+ * relattn_quantize_i8 would), the int8 products are summed exactly (integers
+ * below 2^24, exact in f32 and int32 alike): the same bits on every SIMD
+ * path. Float Q with I8 K multiplies in f32; RoPE rotates the values, which
+ * then are no longer integers. */
 typedef struct relattn_tensor {
   const void* data;
   relattn_dtype dtype;

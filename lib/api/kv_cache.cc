@@ -16,7 +16,7 @@ namespace {
 
 constexpr int64_t kMaxCapacity = int64_t{1} << 40;
 
-size_t Align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+uint64_t Align64(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
 size_t DtypeBytes(relattn_dtype dtype) {
   return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 ? 1 : 4;
 }
@@ -59,23 +59,26 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
 
 // Byte offsets of the regions after the header.
 struct Regions {
-  size_t positions, bad, k_scales, k, v, total;
+  uint64_t positions, bad, k_scales, k, v, total;
 };
 
 int64_t KeyGroups(int64_t capacity) { return (capacity + kKeyGroup - 1) / kKeyGroup; }
 
+// In uint64 whatever size_t is: a valid desc needs at most about 2^62 bytes
+// (capacity 2^40 x 4096 heads x 256 x 4), which a 32-bit target cannot hold
+// (CheckDesc rejects a total above SIZE_MAX).
 Regions RegionsOf(const relattn_kv_cache_desc& d) {
-  const int32_t dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
+  const uint64_t dv = uint64_t(d.v_head_dim ? d.v_head_dim : d.head_dim);
+  const uint64_t heads = uint64_t(d.n_kv_heads), capacity = uint64_t(d.capacity);
   Regions r;
   r.positions = Align64(sizeof(relattn_kv_cache));
-  r.bad = r.positions + Align64(sizeof(int64_t) * d.capacity);
-  r.k_scales = r.bad + Align64(size_t(d.n_kv_heads) * d.capacity);
-  const size_t scale_bytes =
-      d.k_dtype == RELATTN_I8 ? sizeof(float) * d.n_kv_heads * d.capacity : 0;
+  r.bad = r.positions + Align64(sizeof(int64_t) * capacity);
+  r.k_scales = r.bad + Align64(heads * capacity);
+  const uint64_t scale_bytes = d.k_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0;
   r.k = r.k_scales + Align64(scale_bytes);
-  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * d.n_kv_heads * KeyGroups(d.capacity) * kKeyGroup *
-                      d.head_dim);
-  r.total = r.v + Align64(DtypeBytes(d.v_dtype) * d.n_kv_heads * d.capacity * dv);
+  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads * uint64_t(KeyGroups(d.capacity)) * kKeyGroup *
+                      uint64_t(d.head_dim));
+  r.total = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
   return r;
 }
 
@@ -118,6 +121,15 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
   const relattn_kv_cache_desc& d = c->desc;
   const int64_t groups = KeyGroups(d.capacity);
   float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
+  // The first token of a key group never written before: the group's other
+  // slots are read (as whole vectors, their scores then hidden) before they
+  // hold tokens, so they start as zeros rather than stale memory.
+  const bool fresh_group = slot % kKeyGroup == 0 && slot >= c->length;
+  const size_t group_bytes = DtypeBytes(d.k_dtype) * kKeyGroup * size_t(d.head_dim);
+  for (int32_t h = 0; fresh_group && h < d.n_kv_heads; ++h) {
+    const int64_t first = (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup;
+    std::memset(static_cast<char*>(c->k) + first * DtypeBytes(d.k_dtype), 0, group_bytes);
+  }
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
     const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, p, k_row);
     const bool finite = LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, p, v_row) && k_finite;
@@ -168,6 +180,19 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
   return RELATTN_OK;
 }
 
+// CheckDesc, and the cache's bytes fit in size_t (32-bit targets).
+relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d) {
+  if (const relattn_status s = CheckDesc(d)) return s;
+  const uint64_t total = RegionsOf(*d).total;
+  if (total > SIZE_MAX) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION,
+                "capacity = %" PRId64 ": the cache would take %" PRIu64
+                " bytes, more than this target's address space",
+                d->capacity, total);
+  }
+  return RELATTN_OK;
+}
+
 }  // namespace relattn
 
 using relattn::Fail;
@@ -176,14 +201,14 @@ extern "C" {
 
 relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* desc, size_t* cache_bytes) {
   if (!cache_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache_bytes is NULL");
-  if (const relattn_status s = relattn::CheckDesc(desc)) return s;
-  *cache_bytes = relattn::RegionsOf(*desc).total;
+  if (const relattn_status s = relattn::CheckDescAndSize(desc)) return s;
+  *cache_bytes = static_cast<size_t>(relattn::RegionsOf(*desc).total);
   return relattn::Succeed();
 }
 
 relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
                                      size_t cache_bytes, relattn_kv_cache** cache) {
-  if (const relattn_status s = relattn::CheckDesc(desc)) return s;
+  if (const relattn_status s = relattn::CheckDescAndSize(desc)) return s;
   if (!memory) return Fail(RELATTN_ERR_NULL_ARGUMENT, "memory is NULL");
   if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache is NULL");
   if (reinterpret_cast<uintptr_t>(memory) % RELATTN_KV_CACHE_ALIGNMENT != 0) {
@@ -193,7 +218,7 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
   const relattn::Regions r = relattn::RegionsOf(*desc);
   if (cache_bytes < r.total) {
     return Fail(RELATTN_ERR_WORKSPACE_TOO_SMALL, "cache_bytes = %zu: must be >= %zu", cache_bytes,
-                r.total);
+                static_cast<size_t>(r.total));
   }
   char* base = static_cast<char*>(memory);
   relattn_kv_cache* c = reinterpret_cast<relattn_kv_cache*>(base);

@@ -22,10 +22,11 @@ extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t
                                               int32_t n_heads, int32_t dim, int8_t* out,
                                               float* out_scales, relattn_tensor* quantized) {
   using relattn::Fail;
-  if (!src || !src->data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "src or src->data is NULL");
-  if (!out || !out_scales || !quantized) {
-    return Fail(RELATTN_ERR_NULL_ARGUMENT, "out, out_scales and quantized must not be NULL");
-  }
+  if (!src) return Fail(RELATTN_ERR_NULL_ARGUMENT, "src is NULL");
+  if (!src->data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "src->data is NULL");
+  if (!out) return Fail(RELATTN_ERR_NULL_ARGUMENT, "out is NULL");
+  if (!out_scales) return Fail(RELATTN_ERR_NULL_ARGUMENT, "out_scales is NULL");
+  if (!quantized) return Fail(RELATTN_ERR_NULL_ARGUMENT, "quantized is NULL");
   if (src->dtype != RELATTN_F32 && src->dtype != RELATTN_F16) {
     return Fail(RELATTN_ERR_BAD_DTYPE, "src->dtype = %d: must be RELATTN_F32 or RELATTN_F16",
                 static_cast<int>(src->dtype));
@@ -47,6 +48,22 @@ extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t
                 "): must be > 0 where there is more than "
                 "one token / head",
                 src->token_stride, src->head_stride);
+  }
+  const size_t elem_bytes = src->dtype == RELATTN_F16 ? 2 : 4;
+  if (reinterpret_cast<uintptr_t>(src->data) % elem_bytes != 0) {
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "src->data = %p: must be aligned to %zu bytes",
+                src->data, elem_bytes);
+  }
+  if (reinterpret_cast<uintptr_t>(out_scales) % sizeof(float) != 0) {
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "out_scales = %p: must be aligned to 4 bytes",
+                static_cast<void*>(out_scales));
+  }
+  int64_t last, head_part;  // index of the last element read
+  if (__builtin_mul_overflow(n_tokens - 1, src->token_stride, &last) ||
+      __builtin_mul_overflow(int64_t{n_heads} - 1, src->head_stride, &head_part) ||
+      __builtin_add_overflow(last, head_part, &last) ||
+      __builtin_add_overflow(last, int64_t{dim} - 1, &last)) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "src strides: the last element index overflows int64");
   }
   // Every element is checked before the first write.
   for (int64_t t = 0; t < n_tokens; ++t) {

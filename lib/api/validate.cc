@@ -350,6 +350,40 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
                   extents[i].name);
     }
   }
+  // The other inputs the kernel reads while it writes o: int8 row scales and
+  // the Shaw vector table (its k is checked later; out of range: skipped).
+  struct Other {
+    const char* name;
+    const float* data;
+    int64_t n_tokens, token_stride;
+    int32_t n_heads;
+    int64_t head_stride;
+  } others[] = {
+      {"q.row_scales", d.q.dtype == RELATTN_I8 ? d.q.row_scales : nullptr, d.n_q,
+       d.q.scale_token_stride, d.n_heads, d.q.scale_head_stride},
+      {"k.row_scales", d.k.dtype == RELATTN_I8 ? d.k.row_scales : nullptr, d.n_kv,
+       d.k.scale_token_stride, d.n_kv_heads, d.k.scale_head_stride},
+      {"bias.shaw_vector.table",
+       d.bias.kind == RELATTN_BIAS_SHAW_VECTOR && d.bias.shaw_vector.k >= 0 &&
+               d.bias.shaw_vector.k <= kShawVectorMaxK
+           ? d.bias.shaw_vector.table
+           : nullptr,
+       1, 0, 1, 0},
+  };
+  const relattn_shaw_vector& sv = d.bias.shaw_vector;
+  const int64_t shaw_floats =
+      (sv.per_head ? int64_t{d.n_heads} : 1) * (2 * int64_t{sv.k} + 1) * d.head_dim;
+  for (const Other& x : others) {
+    ByteRange range;
+    const int64_t dim = x.name[0] == 'b' ? shaw_floats : 1;
+    if (x.data &&
+        RangeOf(x.data, RELATTN_F32, x.n_tokens, x.token_stride, x.n_heads, x.head_stride, dim,
+                &range) &&
+        extents[0].range.Overlaps(range)) {
+      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
+                  x.name);
+    }
+  }
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {
     if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
                                             pos->positions, sizeof(int64_t)))) {

@@ -53,7 +53,7 @@ struct SubTile {
 // int8 Q and K read from tensors (a KV cache keeps K in key groups: the
 // portable path reads those).
 HWY_INLINE bool UseVnni(const Plan& plan) {
-#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
+#if defined(RELATTN_HAVE_X86_VNNI) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
   return plan.int8_dot && !plan.cache.on && x86::VnniUsable();
 #elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
   return plan.int8_dot && !plan.cache.on && arm::SdotUsable();
@@ -142,7 +142,7 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
                                TileVisibility visibility, RowsF32 k, const float* k_scale,
                                KeysI8 k_i8, RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
-#if defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3
+#if defined(RELATTN_HAVE_X86_VNNI) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
   if (k_i8.rows) {
     x86::VnniSubTileScores(tile.q_u8, plan.d4, k_i8.rows, k_i8.sums, n_keys,
                            reinterpret_cast<int32_t*>(s));

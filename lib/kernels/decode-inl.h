@@ -185,6 +185,10 @@ HWY_INLINE void GroupedScores(const DecodeRows& rows, const T* HWY_RESTRICT keys
       const float* q = rows.q + r * d_pad;
       auto a0 = hn::Zero(df), a1 = hn::Zero(df);
       for (int32_t c = 0; c < d; ++c) {
+        if (r == 0) {  // fewer than 4 rows: the prefetch of the 4-row loop
+          PrefetchFar(k0 + c * kKeyGroup + kBlockKeys * d);
+          PrefetchFar(k1 + c * kKeyGroup + kBlockKeys * d);
+        }
         const auto b = hn::Set(df, q[c]);
         a0 = hn::MulAdd(b, LoadF32(k0 + c * kKeyGroup), a0);
         a1 = hn::MulAdd(b, LoadF32(k1 + c * kKeyGroup), a1);
@@ -299,6 +303,12 @@ HWY_INLINE void StreamedPV(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v,
     }
   }
   for (; r < n_rows; ++r) {
+    if (r == 0) {  // fewer than 4 rows: the prefetch of the 4-row loop
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const char* ahead = reinterpret_cast<const char*>(v + (j + kBlockKeys) * v_stride);
+        for (size_t b = 0; b < dv * sizeof(T); b += 64) PrefetchFar(ahead + b);
+      }
+    }
     StreamedPVRow(p + r * kBlockKeys, v, v_stride, n_keys, 0, dv, o + r * dv_pad);
   }
 }
@@ -357,12 +367,12 @@ HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_R
   }
 }
 
-// Int8 cache keys: the query rows (unscaled, finite or poisoned) become
-// integers, quantised per row as relattn_quantize_i8 does, in rows.q (as
-// f32) and in q_u8 (+ 128, rows4 x d4 bytes, 128 in the padding); q_mul[r]
-// = the row's scale * scale_log2. Every target then sums the same integer
-// products.
-HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows,
+// Int8 cache keys: the query rows (finite or poisoned) become integers in
+// rows.q (as f32) and in q_u8 (+ 128, rows4 x d4 bytes, 128 in the padding):
+// int8 queries already are (integers: true), other rows (unscaled) are
+// quantised per row as relattn_quantize_i8 does, their scale joining
+// q_mul[r]. Every target then sums the same integer products.
+HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows, bool integers,
                                    float* HWY_RESTRICT q_mul, uint8_t* HWY_RESTRICT q_u8) {
   const int64_t d4 = RoundUp(plan.d, 4);
   std::memset(q_u8, 128, static_cast<size_t>(RoundUp(rows.n_rows, 4) * d4));
@@ -370,7 +380,11 @@ HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows,
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* row = rows.q + r * plan.d_pad;
     if (rows.poison[r] != 0.0f) std::fill(row, row + plan.d, 0.0f);
-    q_mul[r] = QuantizeRowI8(row, plan.d, q) * plan.scale_log2;
+    if (integers) {
+      for (int64_t e = 0; e < plan.d; ++e) q[e] = static_cast<int8_t>(row[e]);
+    } else {
+      q_mul[r] *= QuantizeRowI8(row, plan.d, q);
+    }
     for (int64_t e = 0; e < plan.d; ++e) {
       row[e] = static_cast<float>(q[e]);
       q_u8[r * d4 + e] = static_cast<uint8_t>(q[e] + 128);
@@ -385,7 +399,7 @@ HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const ui
                               int32_t kv_head, int64_t j0, int64_t n_keys) {
   const int8_t* keys =
       static_cast<const int8_t*>(plan.k.data) + plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
-#if (defined(RELATTN_HAVE_X86_VNNI) && HWY_TARGET == HWY_AVX3) || \
+#if (defined(RELATTN_HAVE_X86_VNNI) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)) || \
     (defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64)
 #if defined(RELATTN_HAVE_X86_VNNI)
   const bool usable = x86::VnniUsable();
@@ -625,8 +639,10 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                         ws + l.row_sum, ws + l.s_rows, ws + l.row_poison};
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < n_slots; ++g) biases[g] = BiasOfHead(plan, head0 + g, g, worker);
-  // Int8 cache keys: the query rows are quantised (QuantizeDecodeRows).
+  // Int8 cache keys: the query rows are quantised (QuantizeDecodeRows);
+  // int8 queries without RoPE keep their integers.
   const bool int8_cache = plan.cache.on && plan.k.dtype == RELATTN_I8;
+  const bool int_queries = plan.q.dtype == RELATTN_I8 && !plan.rope.on;
   float* q_mul = ws + l.q_mul;
   uint8_t* q_u8 = reinterpret_cast<uint8_t*>(ws + l.q_u8);
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
@@ -634,18 +650,29 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     const int64_t offset =
         (r % plan.n_q) * plan.q.token_stride + (head0 + r / plan.n_q) * plan.q.head_stride;
-    // Int8 queries are dequantised. Rows against int8 cache keys stay
-    // unscaled here: QuantizeDecodeRows quantises them as relattn_quantize_i8
-    // would the query, and carries scale_log2 in q_mul.
-    const float mul =
-        (plan.q.dtype == RELATTN_I8
-             ? plan.q.RowScale(r % plan.n_q, head0 + static_cast<int32_t>(r / plan.n_q))
-             : 1.0f) *
-        (int8_cache ? 1.0f : plan.scale_log2);
+    // With int8 keys, q_mul[r] is what the row's scores are multiplied by:
+    // int8 queries (without RoPE) stay integers and carry their scale there;
+    // rows against int8 cache keys stay unscaled (QuantizeDecodeRows
+    // quantises them as relattn_quantize_i8 would the query); other rows are
+    // in log2 units.
+    const float q_scale =
+        plan.q.dtype == RELATTN_I8
+            ? plan.q.RowScale(r % plan.n_q, head0 + static_cast<int32_t>(r / plan.n_q))
+            : 1.0f;
+    float mul = q_scale * plan.scale_log2, row_mul = 1.0f;
+    if (int_queries) {
+      mul = 1.0f;
+      row_mul = q_scale * plan.scale_log2;
+    } else if (int8_cache) {
+      mul = q_scale;
+      row_mul = plan.scale_log2;
+    }
+    if (plan.k.dtype == RELATTN_I8) q_mul[r] = row_mul;
     ConvertRow(plan.q.data, plan.q.dtype, offset, plan.d, mul, rows.q + r * plan.d_pad);
     if (plan.rope.on)
       RopeRotate(plan, worker, plan.q_pos.At(r % plan.n_q), rows.q + r * plan.d_pad);
-    rows.poison[r] = RowFinite(rows.q + r * plan.d_pad, plan.d) ? 0.0f : 1.0f;
+    const bool finite = std::isfinite(q_scale) && RowFinite(rows.q + r * plan.d_pad, plan.d);
+    rows.poison[r] = finite ? 0.0f : 1.0f;
     rows.max[r] = -HUGE_VALF;
     rows.sum[r] = 0.0f;
   }
@@ -662,12 +689,13 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     row_bias[r] = biases[r / plan.n_q];
     if (plan.shaw_vector) {
       const int64_t len = 2 * int64_t{plan.shaw_vector_k} + 1 + 2 * kTablePad;
-      row_bias[r] = ShawVectorRowBias(plan, head0 + static_cast<int32_t>(r / plan.n_q),
-                                      rows.q + r * plan.d_pad, int8_cache ? plan.scale_log2 : 1.0f,
-                                      ws + plan.shaw_products, ws + plan.shaw_row_tables + r * len);
+      row_bias[r] =
+          ShawVectorRowBias(plan, head0 + static_cast<int32_t>(r / plan.n_q),
+                            rows.q + r * plan.d_pad, plan.k.dtype == RELATTN_I8 ? q_mul[r] : 1.0f,
+                            ws + plan.shaw_products, ws + plan.shaw_row_tables + r * len);
     }
   }
-  if (int8_cache) QuantizeDecodeRows(plan, rows, q_mul, q_u8);
+  if (int8_cache) QuantizeDecodeRows(plan, rows, int_queries, q_mul, q_u8);
   int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
   for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
     anchors[r] =
@@ -717,7 +745,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       DecodeScores(rows, k_block, n_keys, plan.d_pad);
     }
     if (plan.k.dtype == RELATTN_I8) {
-      ScaleInt8DecodeScores(rows, int8_cache ? q_mul : nullptr, k_scale, n_keys);
+      ScaleInt8DecodeScores(rows, q_mul, k_scale, n_keys);
     }
     for (int64_t r = 0; r < rows.n_rows; ++r) {
       float* s = rows.s + r * kBlockKeys;

@@ -197,7 +197,7 @@ HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int6
 }
 
 // Row scales of the int8 keys [j0, j0 + n) of kv_head (a tensor's or a KV
-// cache's) into scales[0, n); returns the keys whose scale is not finite as
+// cache's) into scales[0, n), zeros up to kBlockKeys; returns the keys whose scale is not finite as
 // bits (their scale is set to 0: their rows are zeroed and poison instead).
 HWY_INLINE uint64_t KeyScales(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n,
                               float* HWY_RESTRICT scales) {
@@ -208,6 +208,7 @@ HWY_INLINE uint64_t KeyScales(const Plan& plan, int32_t kv_head, int64_t j0, int
     scales[j] = finite ? scale : 0.0f;
     if (!finite) bad |= uint64_t{1} << j;
   }
+  std::fill(scales + n, scales + kBlockKeys, 0.0f);  // read by whole vectors past n
   return bad;
 }
 

@@ -1,8 +1,8 @@
 // Int8 Q.K scores with AVX-512 VNNI (vpdpbusd), which Highway 1.0.3 lacks.
-// Called from the AVX3 target's prefill kernel when the CPU has VNNI and Q
-// and K are both int8; everywhere else the portable path multiplies the int8
-// values in f32, which yields the same integers (every partial sum is an
-// integer below 2^24).
+// Called from the AVX3 target's kernels when the CPU has VNNI: prefill with
+// Q and K both int8, decode over a KV cache with int8 keys; everywhere else
+// the portable path multiplies the int8 values in f32, which yields the same
+// integers (every partial sum is an integer below 2^24).
 #ifndef RELATTN_PORTS_X86_VNNI_SCORES_H_
 #define RELATTN_PORTS_X86_VNNI_SCORES_H_
 

@@ -17,7 +17,7 @@ import sys
 
 SCHEME_COLORS = {"none": "tab:blue", "alibi": "tab:orange", "t5": "tab:green", "shaw": "tab:purple",
                  "rope": "tab:brown", "shawvec": "tab:pink"}
-DTYPE_STYLES = {"f16": "-", "f32": "--"}
+DTYPE_STYLES = {"f16": "-", "f32": "--", "i8": ":"}  # i8: Q, K int8 (decode: K), V f16
 
 
 def load(path):
@@ -73,10 +73,12 @@ def draw_prefill(ax, records, threads, head_dim, mask):
 
 def draw_decode(ax, records, threads):
     for scheme, color in SCHEME_COLORS.items():
-        x, y = series(records, "n_kv", "gbps", impl="relattn", kind="decode", threads=threads,
-                      scheme=scheme)
-        if x:
-            ax.plot(x, y, "-", color=color, marker="o", ms=4, label=f"relattn {scheme} f16")
+        for dtype in ("f16", "i8"):
+            x, y = series(records, "n_kv", "gbps", impl="relattn", kind="decode", threads=threads,
+                          scheme=scheme, dtype=dtype)
+            if x:
+                ax.plot(x, y, DTYPE_STYLES[dtype], color=color, marker="o", ms=4,
+                        label=f"relattn {scheme} {dtype}")
     x, y = series(records, "n_kv", "gbps", impl="xnnpack", kind="decode", threads=threads)
     if x:
         ax.plot(x, y, "-.", color="black", marker="x", label="XNNPACK unfused f32 (no bias)")

@@ -345,6 +345,16 @@ void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* ta
   for (std::thread& w : workers) w.join();
 }
 
+WorstErrors::~WorstErrors() {
+  for (auto& [label, err] : worst_)
+    std::printf("%s: max |error| %s: %.3g\n", suite_, label.c_str(), err);
+}
+
+void WorstErrors::Note(const std::string& label, double err) {
+  double& w = worst_[label];
+  w = std::max(w, err);
+}
+
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());
   double worst = 0.0;

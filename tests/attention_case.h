@@ -4,6 +4,7 @@
 #define RELATTN_TESTS_ATTENTION_CASE_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,19 @@ const char* TargetNameOf(int64_t target);
 double ErrorBound(relattn_dtype out_dtype);
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b);
+
+// The largest error noted per label, printed when the suite ends
+// ("<suite>: max |error| <label>: 1.2e-07") for the closing notes' figures.
+class WorstErrors {
+ public:
+  explicit WorstErrors(const char* suite) : suite_(suite) {}
+  ~WorstErrors();
+  void Note(const std::string& label, double err);
+
+ private:
+  const char* suite_;
+  std::map<std::string, double> worst_;
+};
 
 // A relattn_parallel_for_fn on std::thread (one thread per task), to drive the
 // library's workers in tests, also under ThreadSanitizer.

@@ -35,16 +35,7 @@ namespace {
 constexpr double kQuantisedBound = 5e-3;         // measured <= 2.1e-3 (d 256, Q and K)
 constexpr double kQuantisedOutlierBound = 6e-2;  // measured <= 3.1e-2 (d 128, Q and K)
 
-struct ErrorLog {
-  std::map<std::string, double> worst;
-  void Note(const std::string& what, double err) {
-    double& w = worst[what];
-    w = std::max(w, err);
-  }
-  ~ErrorLog() {
-    for (auto& [what, err] : worst) std::printf("int8: max |error| %s: %.3g\n", what.c_str(), err);
-  }
-} error_log;
+WorstErrors error_log("int8");
 
 std::string Label(const CaseSpec& spec) {
   return std::string(spec.int8_qk == 2 ? "q+k int8" : "k int8") + ", d " +

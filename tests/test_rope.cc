@@ -22,16 +22,7 @@
 namespace relattn_test {
 namespace {
 
-struct ErrorLog {
-  std::map<std::string, double> worst;
-  void Note(const std::string& what, double err) {
-    double& w = worst[what];
-    w = std::max(w, err);
-  }
-  ~ErrorLog() {
-    for (auto& [what, err] : worst) std::printf("rope: max |error| %s: %.3g\n", what.c_str(), err);
-  }
-} error_log;
+WorstErrors error_log("rope");
 
 relattn_rope Rope(relattn_rope_pairing pairing, int32_t rotary_dims = 0, float base = 0.0f,
                   float linear_scale = 0.0f) {

@@ -154,16 +154,16 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
     size_t bytes = 0;
     relattn_status status = relattn_kv_cache_size(&cache_desc, &bytes);
     if (status == RELATTN_OK) {
-      const size_t rounded = (bytes + RELATTN_KV_CACHE_ALIGNMENT - 1) /
-                             RELATTN_KV_CACHE_ALIGNMENT * RELATTN_KV_CACHE_ALIGNMENT;
+      const size_t rounded = (bytes + RELATTN_KV_CACHE_ALIGNMENT - 1) / RELATTN_KV_CACHE_ALIGNMENT *
+                             RELATTN_KV_CACHE_ALIGNMENT;
       cache_memory_[c] = std::aligned_alloc(RELATTN_KV_CACHE_ALIGNMENT, rounded);
       status = relattn_kv_cache_init(&cache_desc, cache_memory_[c], bytes, &cache_[c]);
     }
     if (status == RELATTN_OK) {
-      const relattn_tensor k = relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads,
-                                                       shape.head_dim);
-      const relattn_tensor v = relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads,
-                                                       shape.head_dim);
+      const relattn_tensor k =
+          relattn::TokensHeadsDim(k_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
+      const relattn_tensor v =
+          relattn::TokensHeadsDim(v_f16_.data(), RELATTN_F16, shape.kv_heads, shape.head_dim);
       status = relattn_kv_cache_append(cache_[c], shape.n_kv, &k, &v, nullptr);
     }
     if (status != RELATTN_OK) {

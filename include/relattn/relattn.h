@@ -217,7 +217,7 @@ typedef struct relattn_rope {
   relattn_rope_pairing pairing;
   int32_t rotary_dims; /* even, 2..head_dim; 0 means head_dim (which must be even) */
   float base;          /* theta base > 1, finite; 0 means 10000 */
-  float linear_scale;  /* positions are divided by it (linear scaling), >= 1e-6, finite; 0 means 1 */
+  float linear_scale; /* positions are divided by it (linear scaling), >= 1e-6, finite; 0 means 1 */
 } relattn_rope;
 
 /* ------------------------------------------------------------------ masks */

@@ -52,7 +52,7 @@ struct SubTile {
 // with AVX-512 VNNI (sub-tiles of 32 lanes), NEON with SDOT (8 lanes), for
 // int8 Q and K read from tensors (a KV cache keeps K in key groups: the
 // portable path reads those).
-HWY_INLINE bool UseVnni(const Plan& plan) {
+HWY_INLINE bool UseIntDot(const Plan& plan) {
 #if defined(RELATTN_HAVE_X86_VNNI) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
   return plan.int8_dot && !plan.cache.on && x86::VnniUsable();
 #elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
@@ -131,13 +131,13 @@ HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HW
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 // bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
 // rows are zero in k, v).
-// Int8 keys as the integer kernel reads them (UseVnni only).
+// Int8 keys as the integer kernel reads them (UseIntDot only).
 struct KeysI8 {
   const int8_t* rows;  // [n_keys][d4]
   const int32_t* sums;
 };
 
-// k_scale: int8 keys' row scales (else unused); k_i8: with UseVnni.
+// k_scale: int8 keys' row scales (else unused); k_i8: with UseIntDot.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
                                TileVisibility visibility, RowsF32 k, const float* k_scale,
                                KeysI8 k_i8, RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
@@ -236,7 +236,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const WorkspaceLayout& l = plan.ws;
   float* ws = worker.ws;
   const WorkItem it = WorkItemOf(plan, item);
-  const bool vnni = UseVnni(plan);
+  const bool int_dot = UseIntDot(plan);
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < it.n_heads; ++g) {
     biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
@@ -246,7 +246,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                             t.q_mul, t.poison, [&](int64_t i, float* row) {
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
-      if (vnni) PackQueriesU8(plan, t.q_t, it.w, t.q_u8);
+      if (int_dot) PackQueriesU8(plan, t.q_t, it.w, t.q_u8);
       if (plan.shaw_vector) {
         FillShawSkewed(plan, t.head, t.q_t, t.q_mul, it.w, ws + plan.shaw_products, t.shaw);
       }
@@ -274,8 +274,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
       continue;
     }
-    RowsF32 k{ws + l.k_block, plan.d};  // f32 keys (the VNNI path reads int8 ones)
-    if (!vnni) {
+    RowsF32 k{ws + l.k_block, plan.d};  // f32 keys (the int8 dot path reads int8 ones)
+    if (!int_dot) {
       k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
                         : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
     }
@@ -287,11 +287,11 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     // so that they cannot reach the queries that do not (a KV cache stored
     // them as zeros and flagged them).
     uint64_t bad_keys =
-        (vnni ? 0 : NonFiniteRows(k, n_keys, plan.d)) | NonFiniteRows(v, n_keys, plan.dv);
+        (int_dot ? 0 : NonFiniteRows(k, n_keys, plan.d)) | NonFiniteRows(v, n_keys, plan.dv);
     if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
     if (plan.k.dtype == RELATTN_I8) bad_keys |= KeyScales(plan, it.kv_head, j0, n_keys, k_scale);
     KeysI8 k_i8{nullptr, nullptr};
-    if (vnni) {
+    if (int_dot) {
       k_i8 = {reinterpret_cast<int8_t*>(ws + l.k_i8), reinterpret_cast<int32_t*>(ws + l.k_sum)};
       PackKeysI8(plan, it.kv_head, j0, n_keys, bad_keys, const_cast<int8_t*>(k_i8.rows),
                  const_cast<int32_t*>(k_i8.sums));

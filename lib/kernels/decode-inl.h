@@ -321,15 +321,13 @@ HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, 
   return bits;
 }
 
-// Scores of the rows against keys [j0, j0 + n_keys) of a KV cache's head.
+// Scores of the rows against f32 / f16 keys [j0, j0 + n_keys) of a KV cache's head
+// (int8 keys: CacheScoresI8).
 HWY_INLINE void CacheScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head, int64_t j0,
                             int64_t n_keys) {
   const int64_t offset = plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
   if (plan.k.dtype == RELATTN_F16) {
     GroupedScores(rows, static_cast<const hwy::float16_t*>(plan.k.data) + offset, n_keys, plan.d,
-                  plan.d_pad);
-  } else if (plan.k.dtype == RELATTN_I8) {
-    GroupedScores(rows, static_cast<const int8_t*>(plan.k.data) + offset, n_keys, plan.d,
                   plan.d_pad);
   } else {
     GroupedScores(rows, static_cast<const float*>(plan.k.data) + offset, n_keys, plan.d,

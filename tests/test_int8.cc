@@ -17,7 +17,8 @@
 #include "hwy/targets.h"
 #include "lib/reference/reference.h"
 #include "tests/attention_case.h"
-#if defined(RELATTN_HAVE_X86_VNNI)
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "ports/x86/madd_scores.h"
 #include "ports/x86/vnni_scores.h"
 #endif
 #if defined(RELATTN_HAVE_ARM_SDOT)
@@ -238,30 +239,32 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
   }
 }
 
-#if defined(RELATTN_HAVE_X86_VNNI) || defined(RELATTN_HAVE_ARM_SDOT)
-// The integer dot-product kernels (AVX-512 VNNI on the AVX3 target, SDOT on
-// NEON) and the portable path compute the same integer scores and scale them
-// alike: the outputs agree bit for bit.
-#if defined(RELATTN_HAVE_X86_VNNI)
-constexpr int64_t kIntDotTarget = HWY_AVX3;
-bool IntDotUsable() { return relattn::x86::VnniUsable(); }
-void SetIntDotEnabled(bool on) { relattn::x86::SetVnniEnabled(on); }
+#if defined(RELATTN_HAVE_X86_INT_DOT) || defined(RELATTN_HAVE_ARM_SDOT)
+// The integer dot-product kernels (AVX-512 VNNI on the AVX3 target, vpmaddwd
+// on AVX2, SDOT on NEON) and the portable path compute the same integer
+// scores and scale them alike: the outputs agree bit for bit.
+struct IntDotKernel {
+  int64_t target;
+  bool (*usable)();
+  void (*set_enabled)(bool);
+};
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+const IntDotKernel kIntDotKernels[] = {
+    {HWY_AVX3, relattn::x86::VnniUsable, relattn::x86::SetVnniEnabled},
+    {HWY_AVX2, relattn::x86::MaddUsable, relattn::x86::SetMaddEnabled}};
 #else
-constexpr int64_t kIntDotTarget = HWY_NEON;
-bool IntDotUsable() { return relattn::arm::SdotUsable(); }
-void SetIntDotEnabled(bool on) { relattn::arm::SetSdotEnabled(on); }
+const IntDotKernel kIntDotKernels[] = {
+    {HWY_NEON, relattn::arm::SdotUsable, relattn::arm::SetSdotEnabled}};
 #endif
 
-TEST_CASE("int8: the integer dot-product kernels and the portable path give the same bits") {
-  const std::vector<int64_t> targets = TargetsUnderTest();
-  const bool target = std::count(targets.begin(), targets.end(), kIntDotTarget) > 0;
-  if (!target || !IntDotUsable()) {
-    std::printf(
-        "int8: %s or its dot-product instructions not under test here: the comparison "
-        "did not run\n",
-        hwy::TargetName(kIntDotTarget));
-    return;
-  }
+// Sets every 7th int8 value of `t` (n_rows rows of d) to -128, the value
+// that would saturate pmaddubsw and has no positive counterpart.
+void PutMinimumValues(const relattn_tensor& t, int64_t n_rows, int32_t d) {
+  int8_t* data = static_cast<int8_t*>(const_cast<void*>(t.data));
+  for (int64_t i = 0; i < n_rows * d; i += 7) data[i] = -128;
+}
+
+void CompareIntDotWithPortable(const IntDotKernel& kernel) {
   int index = 0;
   for (int32_t d : {3, 64, 128, 256}) {
     for (int64_t n_q : {int64_t{33}, int64_t{100}}) {
@@ -277,16 +280,18 @@ TEST_CASE("int8: the integer dot-product kernels and the portable path give the 
       spec.scheme = RELATTN_BIAS_ALIBI;
       spec.alibi_causal = spec.causal;
       Case c(spec);
-      UseTarget(kIntDotTarget);
-      std::vector<uint8_t> vnni, portable;
-      REQUIRE(c.Run(&vnni) == RELATTN_OK);
-      SetIntDotEnabled(false);
+      PutMinimumValues(c.desc().q, spec.n_q * spec.n_heads, d);
+      PutMinimumValues(c.desc().k, spec.n_kv * spec.n_kv_heads, d);
+      UseTarget(kernel.target);
+      std::vector<uint8_t> int_dot, portable;
+      REQUIRE(c.Run(&int_dot) == RELATTN_OK);
+      kernel.set_enabled(false);
       REQUIRE(c.Run(&portable) == RELATTN_OK);
-      SetIntDotEnabled(true);
+      kernel.set_enabled(true);
       UseTarget(0);
-      INFO(spec.Name());
-      CHECK(vnni == portable);
-      CHECK(MaxAbsDiff(c.Decode(vnni), c.Reference()) <= ErrorBound(RELATTN_F32));
+      INFO(hwy::TargetName(kernel.target), " ", spec.Name());
+      CHECK(int_dot == portable);
+      CHECK(MaxAbsDiff(c.Decode(int_dot), c.Reference()) <= ErrorBound(RELATTN_F32));
     }
   }
   // Decode over an int8 KV cache: head dims off a multiple of 4 (masked
@@ -317,25 +322,40 @@ TEST_CASE("int8: the integer dot-product kernels and the portable path give the 
       desc.n_kv = desc.n_kv_heads = desc.head_dim = 0;
       desc.k = desc.v = relattn_tensor{};
       desc.kv_cache = cache;
-      std::vector<float> vnni(c.out_elems()), portable(c.out_elems());
-      desc.o.data = vnni.data();
+      std::vector<float> int_dot(c.out_elems()), portable(c.out_elems());
+      desc.o.data = int_dot.data();
       size_t ws_bytes = 0;
       REQUIRE(relattn_attention_workspace_size(&desc, 1, &ws_bytes) == RELATTN_OK);
       std::vector<uint64_t> ws(ws_bytes / 8 + 16);
       void* ws_aligned =
           reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-      UseTarget(kIntDotTarget);
-      desc.o.data = vnni.data();
+      UseTarget(kernel.target);
+      desc.o.data = int_dot.data();
       REQUIRE(relattn_attention(&desc, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-      SetIntDotEnabled(false);
+      kernel.set_enabled(false);
       desc.o.data = portable.data();
       REQUIRE(relattn_attention(&desc, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-      SetIntDotEnabled(true);
+      kernel.set_enabled(true);
       UseTarget(0);
-      INFO("decode d ", d, " group ", group);
-      CHECK(std::memcmp(vnni.data(), portable.data(), vnni.size() * sizeof(float)) == 0);
+      INFO(hwy::TargetName(kernel.target), " decode d ", d, " group ", group);
+      CHECK(std::memcmp(int_dot.data(), portable.data(), int_dot.size() * sizeof(float)) == 0);
     }
   }
+}
+
+TEST_CASE("int8: the integer dot-product kernels and the portable path give the same bits") {
+  const std::vector<int64_t> targets = TargetsUnderTest();
+  int compared = 0;
+  for (const IntDotKernel& kernel : kIntDotKernels) {
+    if (std::count(targets.begin(), targets.end(), kernel.target) == 0 || !kernel.usable()) {
+      std::printf("int8: %s or its integer kernel not under test here: not compared\n",
+                  hwy::TargetName(kernel.target));
+      continue;
+    }
+    CompareIntDotWithPortable(kernel);
+    ++compared;
+  }
+  std::printf("int8: %d integer kernel(s) compared with the portable path bit for bit\n", compared);
 }
 #endif
 

@@ -469,7 +469,7 @@ void LayOut(Plan* p) {
     l.k_block = a.Take(kBlockKeys * p->d_pad);
     l.k_scale = a.Take(kBlockKeys);
     const bool int8_keys = p->k.dtype == RELATTN_I8;
-    l.q_u8 = a.Take(int8_keys ? RoundUp(rows, 4) * RoundUp(p->d, 4) / 4 : 0);
+    l.q_int = a.Take(int8_keys ? RoundUp(rows, 4) * RoundUp(p->d, 4) * 2 / 4 : 0);
     l.q_mul = a.Take(int8_keys ? rows : 0);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
@@ -487,9 +487,9 @@ void LayOut(Plan* p) {
     l.k_scale = a.Take(kBlockKeys);
     l.v_block = a.Take(kBlockKeys * p->dv);
     l.row = a.Take(p->d > p->dv ? p->d : p->dv);
-    const int64_t bytes = p->int8_dot ? p->d4 : 0;
-    l.q_u8 = a.Take(chunk_rows * bytes / 4);
-    l.k_i8 = a.Take(kBlockKeys * bytes / 4);
+    const int64_t bytes = p->int8_dot ? 2 * p->d4 : 0;  // int16 or int8 channels
+    l.q_int = a.Take(chunk_rows * bytes / 4);
+    l.k_int = a.Take(kBlockKeys * bytes / 4);
     l.k_sum = a.Take(p->int8_dot ? kBlockKeys : 0);
   }
   p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);

@@ -103,10 +103,11 @@ struct WorkspaceLayout {
   size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
   size_t row;         // max(d, dv): one query or output row in transit
-  // int8_dot only (else empty): q + 128 as bytes, [d4 / 4][W][4] per sub-tile
-  // (heads_per_item x kQueryChunk x d4 bytes); int8 keys [kBlockKeys][d4];
-  // their sums (int32).
-  size_t q_u8, k_i8, k_sum;
+  // int8_dot only (else empty): the queries packed for the integer kernel
+  // (PackQueriesInt: 2 x d4 bytes per query, heads_per_item x kQueryChunk
+  // queries), the int8 keys ([kBlockKeys][d4] int8 or int16), their sums
+  // (int32).
+  size_t q_int, k_int, k_sum;
   size_t floats_per_worker;
 };
 
@@ -121,9 +122,10 @@ struct DecodeLayout {
   size_t s_rows;      // rows x kBlockKeys: scores, then probabilities
   size_t k_block;     // kBlockKeys x d_pad: converted keys, zero-padded
   size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
-  // Int8 KV-cache keys: the rows quantised ([rows4][d4] bytes, q + 128,
-  // rows4 = rows rounded up to 4) and their scales * scale_log2 ([rows]).
-  size_t q_u8, q_mul;
+  // Int8 KV-cache keys: the rows quantised (QuantizeDecodeRows: [rows4][d4]
+  // int16 or bytes, rows4 = rows rounded up to 4) and their scales *
+  // scale_log2 ([rows]).
+  size_t q_int, q_mul;
   size_t v_block;  // kBlockKeys x dv_pad: converted values, zero-padded
   size_t floats_per_worker;
 };
@@ -135,7 +137,7 @@ struct Plan {
   int32_t d, dv;
   int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
   // Q and K both int8 without RoPE: prefill may take the integer dot-product
-  // path (ports/x86/vnni_scores.h) on rows of d4 = d rounded up to 4 bytes.
+  // path (ports/x86, ports/arm) on rows of d4 = d rounded up to 4 channels.
   bool int8_dot;
   int64_t d4;
   TensorRef q, k, v;

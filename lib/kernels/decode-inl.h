@@ -27,7 +27,8 @@
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
-#if defined(RELATTN_HAVE_X86_VNNI)
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "ports/x86/madd_scores.h"
 #include "ports/x86/vnni_scores.h"
 #endif
 #if defined(RELATTN_HAVE_ARM_SDOT)
@@ -366,14 +367,23 @@ HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_R
 }
 
 // Int8 cache keys: the query rows (finite or poisoned) become integers in
-// rows.q (as f32) and in q_u8 (+ 128, rows4 x d4 bytes, 128 in the padding):
-// int8 queries already are (integers: true), other rows (unscaled) are
-// quantised per row as relattn_quantize_i8 does, their scale joining
-// q_mul[r]. Every target then sums the same integer products.
+// rows.q (as f32) and in q_int ([rows4][d4], rows4 = rows rounded up to 4,
+// zeros in the padding; int16 on AVX2 for vpmaddwd, else bytes q + 128 for
+// VNNI / SDOT): int8 queries already are (integers: true), other rows
+// (unscaled) are quantised per row as relattn_quantize_i8 does, their scale
+// joining q_mul[r]. Every target then sums the same integer products.
 HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows, bool integers,
-                                   float* HWY_RESTRICT q_mul, uint8_t* HWY_RESTRICT q_u8) {
-  const int64_t d4 = RoundUp(plan.d, 4);
-  std::memset(q_u8, 128, static_cast<size_t>(RoundUp(rows.n_rows, 4) * d4));
+                                   float* HWY_RESTRICT q_mul, void* HWY_RESTRICT q_int) {
+  const int64_t d4 = RoundUp(plan.d, 4), n = RoundUp(rows.n_rows, 4) * d4;
+#if HWY_TARGET == HWY_AVX2
+  using QInt = int16_t;
+  const int32_t offset = 0;
+#else
+  using QInt = uint8_t;
+  const int32_t offset = 128;
+#endif
+  QInt* out = static_cast<QInt*>(q_int);
+  std::fill(out, out + n, static_cast<QInt>(offset));
   int8_t q[RELATTN_MAX_HEAD_DIM];
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* row = rows.q + r * plan.d_pad;
@@ -385,44 +395,53 @@ HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows, boo
     }
     for (int64_t e = 0; e < plan.d; ++e) {
       row[e] = static_cast<float>(q[e]);
-      q_u8[r * d4 + e] = static_cast<uint8_t>(q[e] + 128);
+      out[r * d4 + e] = static_cast<QInt>(q[e] + offset);
     }
   }
 }
 
 // Integer scores of the quantised rows against int8 cache keys [j0, j0 +
-// n_keys): with VNNI (AVX3) or SDOT (any aarch64 target) where the CPU has
-// it, else in f32 (exact).
-HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const uint8_t* q_u8,
+// n_keys): with VNNI (AVX3), vpmaddwd (AVX2) or SDOT (any aarch64 target)
+// where the CPU has it, else in f32 (exact).
+HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const void* q_int,
                               int32_t kv_head, int64_t j0, int64_t n_keys) {
   const int8_t* keys =
       static_cast<const int8_t*>(plan.k.data) + plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
-#if (defined(RELATTN_HAVE_X86_VNNI) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)) || \
-    (defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64)
-#if defined(RELATTN_HAVE_X86_VNNI)
-  const bool usable = x86::VnniUsable();
-  const auto grouped_scores = &x86::VnniGroupedScores;
-#else
-  const bool usable = arm::SdotUsable();
-  const auto grouped_scores = &arm::SdotGroupedScores;
-#endif
-  if (usable) {
-    int32_t* s_int = reinterpret_cast<int32_t*>(rows.s);
-    grouped_scores(q_u8, rows.n_rows, keys, plan.d, n_keys, s_int, kBlockKeys);
-    const DF df;
-    const hn::RebindToSigned<DF> di;
-    const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-    for (int64_t r = 0; r < rows.n_rows; ++r) {
-      for (int64_t j = 0; j < n_keys; j += n) {
-        const int64_t at = r * kBlockKeys + j;
-        hn::Store(hn::ConvertTo(df, hn::Load(di, s_int + at)), df, rows.s + at);
-      }
-    }
-    return;
+  int32_t* s_int = reinterpret_cast<int32_t*>(rows.s);
+  bool done = false;
+#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+  done = x86::VnniUsable();
+  if (done) {
+    x86::VnniGroupedScores(static_cast<const uint8_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
+                           s_int, kBlockKeys);
+  }
+#elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
+  done = x86::MaddUsable();
+  if (done) {
+    x86::MaddGroupedScores(static_cast<const int16_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
+                           s_int, kBlockKeys);
+  }
+#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64
+  done = arm::SdotUsable();
+  if (done) {
+    arm::SdotGroupedScores(static_cast<const uint8_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
+                           s_int, kBlockKeys);
   }
 #endif
-  (void)q_u8;
-  GroupedScores(rows, keys, n_keys, plan.d, plan.d_pad);
+  if (!done) {
+    (void)q_int;
+    GroupedScores(rows, keys, n_keys, plan.d, plan.d_pad);
+    return;
+  }
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    for (int64_t j = 0; j < n_keys; j += n) {
+      const int64_t at = r * kBlockKeys + j;
+      hn::Store(hn::ConvertTo(df, hn::Load(di, s_int + at)), df, rows.s + at);
+    }
+  }
 }
 
 // Scalar form of DecodeBiasMask for keys at arbitrary positions.
@@ -642,7 +661,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const bool int8_cache = plan.cache.on && plan.k.dtype == RELATTN_I8;
   const bool int_queries = plan.q.dtype == RELATTN_I8 && !plan.rope.on;
   float* q_mul = ws + l.q_mul;
-  uint8_t* q_u8 = reinterpret_cast<uint8_t*>(ws + l.q_u8);
+  void* q_int = ws + l.q_int;
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
   std::memset(rows.o, 0, sizeof(float) * rows.n_rows * plan.dv_pad);
   for (int64_t r = 0; r < rows.n_rows; ++r) {
@@ -693,7 +712,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
                             ws + plan.shaw_products, ws + plan.shaw_row_tables + r * len);
     }
   }
-  if (int8_cache) QuantizeDecodeRows(plan, rows, int_queries, q_mul, q_u8);
+  if (int8_cache) QuantizeDecodeRows(plan, rows, int_queries, q_mul, q_int);
   int64_t anchors[kMaxHeadsPerItem * kDecodeMaxQueries] = {};  // ALiBi row anchors
   for (int64_t r = 0; r < rows.n_rows && plan.bias_kind == BiasKind::kAlibi; ++r) {
     anchors[r] =
@@ -719,7 +738,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       // The cache stored non-finite rows as zeros and flagged them.
       bad_keys |= CacheBadKeys(plan, kv_head, j0, n_keys);
       if (int8_cache) {
-        CacheScoresI8(plan, rows, q_u8, kv_head, j0, n_keys);
+        CacheScoresI8(plan, rows, q_int, kv_head, j0, n_keys);
       } else {
         CacheScores(plan, rows, kv_head, j0, n_keys);
       }

@@ -473,7 +473,7 @@ void LayOut(Plan* p) {
     l.q_mul = a.Take(int8_keys ? rows : 0);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
-    const int64_t chunk_rows = int64_t{p->heads_per_item} * kQueryChunk;
+    const int64_t chunk_rows = int64_t{p->heads_per_item} * p->chunk;
     WorkspaceLayout& l = p->ws;
     l.q_t = a.Take(chunk_rows * p->d);
     l.q_mul = a.Take(chunk_rows);
@@ -493,13 +493,13 @@ void LayOut(Plan* p) {
     l.k_sum = a.Take(p->int8_dot ? kBlockKeys : 0);
   }
   p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
-  // Shaw vector: per head slot, each sub-tile's skewed table (kQueryChunk x
+  // Shaw vector: per head slot, each sub-tile's skewed table (chunk x
   // (2k + W) floats in all), the products q . a[r] in transit, and in decode
   // one padded table per query row.
   const int64_t shaw_k = p->shaw_vector ? p->shaw_vector_k : -1;
-  p->shaw_skewed = a.Take(p->shaw_vector && !p->decode ? int64_t{p->heads_per_item} * kQueryChunk *
-                                                             (2 * shaw_k + kMaxSubTile)
-                                                       : 0);
+  p->shaw_skewed = a.Take(p->shaw_vector && !p->decode
+                              ? int64_t{p->heads_per_item} * p->chunk * (2 * shaw_k + kMaxSubTile)
+                              : 0);
   p->shaw_products = a.Take(p->shaw_vector ? (2 * shaw_k + 1) * kMaxSubTile : 0);
   p->shaw_row_tables = a.Take(p->shaw_vector && p->decode ? int64_t{p->heads_per_item} * p->n_q *
                                                                 (2 * shaw_k + 1 + 2 * kTablePad)
@@ -573,7 +573,9 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
   p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kTablePad : 0;
   p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
-  p->n_chunks = (d.n_q + kQueryChunk - 1) / kQueryChunk;
+  const int64_t chunk = kItemRows / p->heads_per_item / kMinQueryChunk * kMinQueryChunk;
+  p->chunk = std::max(chunk, kMinQueryChunk);
+  p->n_chunks = (d.n_q + p->chunk - 1) / p->chunk;
   p->decode = d.n_q <= kDecodeMaxQueries;
   const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
   p->n_splits =

@@ -1,5 +1,5 @@
 // The fused attention pipeline for prefill work items (one KV head, up to
-// kMaxHeadsPerItem of its query heads, kQueryChunk queries), per target:
+// kMaxHeadsPerItem of its query heads, plan.chunk queries), per target:
 // pack Q^T -> for each visible key block: K, V as f32 -> for each sub-tile:
 // scores -> + bias -> mask -> online softmax -> P.V -> finalize. Few queries
 // take the decode pipeline (decode-inl.h) instead.
@@ -225,12 +225,12 @@ HWY_INLINE WorkItem WorkItemOf(const Plan& plan, int64_t item) {
   WorkItem it;
   const int64_t per_chunk = int64_t{plan.n_kv_heads} * plan.head_batches;
   // Latest query chunks first: under a causal mask they see the most keys.
-  it.i0 = (plan.n_chunks - 1 - item / per_chunk) * kQueryChunk;
+  it.i0 = (plan.n_chunks - 1 - item / per_chunk) * plan.chunk;
   it.kv_head = static_cast<int32_t>(item % per_chunk / plan.head_batches);
   const int32_t batch = static_cast<int32_t>(item % per_chunk % plan.head_batches);
   it.head0 = it.kv_head * plan.group + batch * plan.heads_per_item;
   it.n_heads = std::min(plan.heads_per_item, (it.kv_head + 1) * plan.group - it.head0);
-  it.rows = std::min(kQueryChunk, plan.n_q - it.i0);
+  it.rows = std::min(plan.chunk, plan.n_q - it.i0);
   it.w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   it.n_sub = (it.rows + it.w - 1) / it.w;
   return it;
@@ -241,7 +241,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
                              int32_t g, int64_t sub, float* ws) {
   const WorkspaceLayout& l = plan.ws;
   const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
-  const int64_t at = g * kQueryChunk + sub * it.w;
+  const int64_t at = g * plan.chunk + sub * it.w;
   const PositionSpan span = SpanOf(plan.q_pos, first, rows);
   const bool vector_alibi = VectorAlibi(plan, span);
   const SubTileQueries queries{first,
@@ -332,6 +332,12 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
       v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
+    }
+    // The next block's K and V arrive while this one is computed.
+    const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
+    if (next > 0 && !plan.cache.on) {
+      PrefetchRows(plan.k, it.kv_head, j0 + n_keys, next, plan.d);
+      PrefetchRows(plan.v, it.kv_head, j0 + n_keys, next, plan.dv);
     }
     for (int32_t g = 0; g < it.n_heads; ++g) {
       for (int64_t sub = 0; sub < it.n_sub; ++sub) {

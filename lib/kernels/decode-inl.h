@@ -49,17 +49,6 @@ struct DecodeRows {
   float* poison;                 // [rows]: 1 where the query saw a non-finite value
 };
 
-// Prefetches the cache line at p into the outer caches (a streamed block
-// ahead: the L1's few miss buffers would cap a core's bandwidth far below
-// DRAM's; the L2 tracks many more misses).
-HWY_INLINE void PrefetchFar(const void* p) {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 0, 1);
-#else
-  (void)p;
-#endif
-}
-
 // Keys or values [j0, j0 + n_keys) of kv_head as f32 rows of `pad` floats,
 // zero beyond dim (the block's rows past n_keys are left as they are).
 // Rows up to kPrefetchRows ahead (below `limit`) are prefetched: decode

@@ -573,8 +573,9 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
   p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kTablePad : 0;
   p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
-  const int64_t chunk = kItemRows / p->heads_per_item / kMinQueryChunk * kMinQueryChunk;
-  p->chunk = std::max(chunk, kMinQueryChunk);
+  const int64_t state_per_query = int64_t{p->heads_per_item} * (p->d + p->dv) * 4;
+  const int64_t chunk = kItemStateBytes / state_per_query / kMinQueryChunk * kMinQueryChunk;
+  p->chunk = std::min(std::max(chunk, kMinQueryChunk), kMaxQueryChunk);
   p->n_chunks = (d.n_q + p->chunk - 1) / p->chunk;
   p->decode = d.n_q <= kDecodeMaxQueries;
   const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;

@@ -21,15 +21,17 @@ inline constexpr int64_t kMaxLanes = 16;
 inline constexpr int64_t kMaxSubTile = 2 * kMaxLanes;
 inline constexpr int64_t kBlockKeys = 64;
 inline constexpr int32_t kMaxHeadsPerItem = 8;
-// Queries per work item (Plan::chunk): kItemRows / heads per item, rounded
-// down to a multiple of kMinQueryChunk (a multiple of every sub-tile), at
-// least kMinQueryChunk; never dependent on n_q (nor is the workspace). Every
-// sub-tile of an item shares each converted key block, so a larger item
-// converts (and waits on L2 for) K and V less often: one head per item,
-// d 128, 64 -> 256 queries made prefill 15% faster. Head slots x chunk stays
-// <= 512 rows.
-inline constexpr int64_t kItemRows = 256;
+// Queries per work item (Plan::chunk): as many as keep the item's query
+// state (head slots x chunk x (d + dv) floats of q_t and o_t) within
+// kItemStateBytes, rounded down to a multiple of kMinQueryChunk (a multiple
+// of every sub-tile), between kMinQueryChunk and kMaxQueryChunk; never
+// dependent on n_q (nor is the workspace). Every sub-tile of an item shares
+// each converted key block, so a larger item converts (and waits on L2 for)
+// K and V less often: one head per item, d 128, 64 -> 256 queries made
+// prefill 15% faster on the AMD EPYC development machine (1 MB L2).
+inline constexpr int64_t kItemStateBytes = 256 * 1024;
 inline constexpr int64_t kMinQueryChunk = 64;
+inline constexpr int64_t kMaxQueryChunk = 256;
 // Up to this many queries take the decode pipeline: keys stream one row at a
 // time against every query row (dot products along the head dim), since
 // queries in lanes would leave most lanes idle.
@@ -183,7 +185,7 @@ struct Plan {
 
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)
-  int64_t chunk;           // queries per prefill work item (kItemRows)
+  int64_t chunk;           // queries per prefill work item (kItemStateBytes)
   int64_t n_chunks;        // ceil(n_q / chunk)
   bool decode;             // n_q <= kDecodeMaxQueries: the decode pipeline
   int32_t n_splits;        // decode: key splits per (KV head, head batch); 1: no merge

@@ -1,6 +1,8 @@
 // libFuzzer target: random bytes become an attention descriptor (dims,
 // strides, dtypes, scheme, tables, masks, positions with extreme int64 values,
-// workspace sizes including too small) with real buffers sized from it. Every
+// workspace sizes including too small) with real buffers sized from it,
+// sometimes with K and V appended to a KV cache (random capacity, storage
+// dtypes, ring mode, append chunks) that the call attends over. Every
 // call must either fail with a status and a message, leaving the output
 // untouched, or match the fp64 reference within the tested bounds. Any
 // crash, sanitizer report or mismatch aborts.
@@ -113,6 +115,122 @@ void PrintDesc(const relattn_attention_desc& d) {
   }
 }
 
+// Element (token, head, e) of an f32 or f16 tensor.
+float ElementOf(const relattn_tensor& t, int64_t token, int32_t head, int32_t e) {
+  const int64_t i = token * t.token_stride + head * t.head_stride + e;
+  return t.dtype == RELATTN_F16 ? relattn::F16ToF32(static_cast<const uint16_t*>(t.data)[i])
+                                : static_cast<const float*>(t.data)[i];
+}
+
+// A failed call must leave a message.
+void CheckFailed(relattn_status status) {
+  if (status == RELATTN_OK || relattn_last_error()[0] == '\0') std::abort();
+}
+
+// The KV-cache mode's buffers: the cache, and the tokens it holds as it
+// stores them (f16 storage rounds, int8 storage quantises each row as
+// relattn_quantize_i8 does) for the reference.
+struct CacheCase {
+  std::vector<uint8_t> memory;
+  std::vector<float> k, v;
+  std::vector<int8_t> k_i8;
+  std::vector<float> k_scales;
+  std::vector<int64_t> positions;
+};
+
+// Appends d's K and V (in random chunks) to a new cache and turns d into an
+// attention over it; *ref becomes the same attention over the tokens the
+// cache holds. False (after checking the failure's message) when a cache
+// call rejects its input.
+bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref, CacheCase* cc) {
+  const relattn_attention_desc plain = *d;
+  const bool rope = plain.rope.pairing != RELATTN_ROPE_NONE;
+  relattn_kv_cache_desc cd{};
+  cd.n_kv_heads = plain.n_kv_heads;
+  cd.head_dim = plain.head_dim;
+  cd.v_head_dim = plain.v_head_dim;
+  cd.capacity = 1 + b.Below(uint32_t(plain.n_kv) + 16);
+  cd.ring = b.Flag();
+  // With RoPE the cache rounds K after rotating it: only f32 storage keeps
+  // the reference (which rotates the unrounded K) within the bounds.
+  cd.k_dtype = rope ? RELATTN_F32 : relattn_dtype(b.Below(3));
+  cd.v_dtype = b.Flag() ? RELATTN_F16 : RELATTN_F32;
+  cd.rope = plain.rope;
+  size_t bytes = 0;
+  relattn_status status = relattn_kv_cache_size(&cd, &bytes);
+  if (status != RELATTN_OK) return CheckFailed(status), false;
+  cc->memory.assign(bytes + 64, 0);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(cc->memory.data()) + 63) &
+                                          ~uintptr_t{63});
+  relattn_kv_cache* cache = nullptr;
+  status = relattn_kv_cache_init(&cd, aligned, bytes, &cache);
+  if (status != RELATTN_OK) return CheckFailed(status), false;
+  // Positions: the descriptor's array, or start + t (start kept where no
+  // token's position can overflow the harness's own arithmetic).
+  int64_t start = plain.k_pos.start;
+  if (start > (int64_t(1) << 62) || start < -(int64_t(1) << 62)) start = 0;
+  const bool chunks = plain.k.token_stride >= 0 && plain.v.token_stride >= 0;
+  for (int64_t t0 = 0; t0 < plain.n_kv;) {
+    const int64_t n =
+        chunks ? std::min<int64_t>(plain.n_kv - t0, 1 + b.Below(uint32_t(plain.n_kv))) : plain.n_kv;
+    relattn_tensor k = plain.k, v = plain.v;
+    k.data = static_cast<const char*>(k.data) + t0 * k.token_stride * Bytes_(k.dtype);
+    v.data = static_cast<const char*>(v.data) + t0 * v.token_stride * Bytes_(v.dtype);
+    relattn_positions pos{nullptr, start + t0};
+    if (plain.k_pos.positions) pos = {plain.k_pos.positions + t0, 0};
+    status = relattn_kv_cache_append(cache, n, &k, &v, b.Below(8) == 0 ? nullptr : &pos);
+    if (status != RELATTN_OK) return CheckFailed(status), false;
+    t0 += n;
+  }
+  // The cache holds the last `held` tokens.
+  const int64_t held = relattn_kv_cache_length(cache);
+  if (held != std::min<int64_t>(plain.n_kv, cd.capacity)) std::abort();
+  const int64_t first = plain.n_kv - held;
+  const int32_t heads = plain.n_kv_heads, dim = plain.head_dim;
+  const int32_t dv = plain.v_head_dim ? plain.v_head_dim : dim;
+  cc->k.resize(size_t(held) * heads * dim);
+  cc->v.resize(size_t(held) * heads * dv);
+  cc->positions.resize(size_t(held));
+  for (int64_t t = 0; t < held; ++t) {
+    cc->positions[t] = plain.k_pos.positions ? plain.k_pos.positions[first + t] : start + first + t;
+    for (int32_t h = 0; h < heads; ++h) {
+      for (int32_t e = 0; e < dim; ++e) {
+        float x = ElementOf(plain.k, first + t, h, e);
+        if (cd.k_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
+        cc->k[(t * heads + h) * dim + e] = x;
+      }
+      for (int32_t e = 0; e < dv; ++e) {
+        float x = ElementOf(plain.v, first + t, h, e);
+        if (cd.v_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
+        cc->v[(t * heads + h) * dv + e] = x;
+      }
+    }
+  }
+  *ref = plain;
+  ref->n_kv = held;
+  ref->k = relattn_tensor{cc->k.data(), RELATTN_F32, int64_t(heads) * dim, dim, nullptr, 0, 0};
+  ref->v = relattn_tensor{cc->v.data(), RELATTN_F32, int64_t(heads) * dv, dv, nullptr, 0, 0};
+  if (cd.k_dtype == RELATTN_I8) {
+    cc->k_i8.resize(cc->k.size());
+    cc->k_scales.resize(size_t(held) * heads);
+    relattn_tensor quantized;
+    if (relattn_quantize_i8(&ref->k, held, heads, dim, cc->k_i8.data(), cc->k_scales.data(),
+                            &quantized) != RELATTN_OK) {
+      std::abort();  // finite rows of valid dims
+    }
+    ref->k = quantized;
+  }
+  ref->k_pos = relattn_positions{cc->positions.data(), 0};
+  ref->mask.n_valid_kv = -1;
+  d->kv_cache = cache;
+  if (b.Below(16) != 0) d->n_kv = 0;  // else kept: an error unless it equals held
+  d->n_kv_heads = d->head_dim = d->v_head_dim = 0;
+  d->k = d->v = relattn_tensor{};
+  d->k_pos = relattn_positions{};
+  d->mask.n_valid_kv = -1;
+  return true;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -200,11 +318,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     d.rope.base = b.Flag() ? 0.0f : 1.0f + 1e5f * float(b.Below(1000)) / 1000.0f;
     d.rope.linear_scale = b.Flag() ? 0.0f : float(b.Below(8)) / 2.0f;
   }
+  // KV-cache mode (K and V float, appended to a cache after the masks are set).
+  const bool use_cache = b.Below(4) == 0;
   // int8 K (and Q), quantised from the float rows.
   std::vector<int8_t> q_i8, k_i8;
   std::vector<float> q_scales, k_scales;
   const int int8_mode = int(b.Below(4));  // 0, 1: float; 2: k int8; 3: q and k int8
-  if (int8_mode >= 2 && d.k.token_stride >= 0 && d.k.head_stride >= 0) {
+  if (int8_mode >= 2 && !use_cache && d.k.token_stride >= 0 && d.k.head_stride >= 0) {
     k_i8.resize(size_t(d.n_kv) * d.n_kv_heads * d.head_dim);
     k_scales.resize(size_t(d.n_kv) * d.n_kv_heads);
     relattn_tensor out;
@@ -212,18 +332,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             &out) == RELATTN_OK) {
       d.k = out;
     }
-    if (int8_mode == 3 && d.q.token_stride >= 0 && d.q.head_stride >= 0) {
-      q_i8.resize(size_t(d.n_q) * d.n_heads * d.head_dim);
-      q_scales.resize(size_t(d.n_q) * d.n_heads);
-      if (relattn_quantize_i8(&d.q, d.n_q, d.n_heads, d.head_dim, q_i8.data(), q_scales.data(),
-                              &out) == RELATTN_OK) {
-        d.q = out;
-      }
+  }
+  if (int8_mode == 3 && d.q.token_stride >= 0 && d.q.head_stride >= 0) {
+    q_i8.resize(size_t(d.n_q) * d.n_heads * d.head_dim);
+    q_scales.resize(size_t(d.n_q) * d.n_heads);
+    relattn_tensor out;
+    if (relattn_quantize_i8(&d.q, d.n_q, d.n_heads, d.head_dim, q_i8.data(), q_scales.data(),
+                            &out) == RELATTN_OK) {
+      d.q = out;
     }
   }
   d.mask.causal = b.Flag();
   d.mask.window = b.Flag() ? int64_t(b.Below(100)) - 2 : 0;
   d.mask.n_valid_kv = b.Flag() ? int64_t(b.Below(d.n_kv + 3)) - 1 : -1;
+  relattn_attention_desc ref = d;
+  CacheCase cache_case;
+  if (use_cache && !UseKvCache(b, &d, &ref, &cache_case)) return 0;
   d.o.dtype = b.Flag() ? RELATTN_F16 : RELATTN_F32;
   d.o.token_stride = int64_t(d.n_heads) * dv;
   d.o.head_stride = dv;
@@ -245,7 +369,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::vector<double> expected(size_t(d.n_q) * d.n_heads * dv);
-  relattn::reference::Attention(d, expected.data());
+  ref.o = d.o;
+  relattn::reference::Attention(ref, expected.data());
   const double bound = d.o.dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
   if (std::getenv("RELATTN_FUZZ_PRINT")) {
     PrintDesc(d);

@@ -112,6 +112,7 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
                 "workspace_bytes = %zu: must be >= %zu for this desc and n_threads = %d",
                 workspace_bytes, needed, n_threads);
   }
+  relattn::FitWorkItemsToThreads(n_threads, &plan);
   relattn::Call call;
   call.plan = &plan;
   call.workspace = static_cast<float*>(workspace);

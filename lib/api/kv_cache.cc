@@ -82,17 +82,17 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   return r;
 }
 
-// Row (t, h) of src as f32 into row[0, dim), rotated by rope (if on) for
-// position p, then rounded as `storage` holds it; false if it holds a NaN or
-// inf (f32 beyond f16's range included).
+// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
+// token's angles (if rope is on), then rounded as `storage` holds it; false
+// if it holds a NaN or inf (f32 beyond f16's range included).
 bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
-             const RopeParams* rope, int64_t p, float* row) {
+             const RopeParams* rope, const RopeAngles& angles, float* row) {
   const int64_t from = t * src.token_stride + h * src.head_stride;
   for (int64_t e = 0; e < dim; ++e) {
     row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
                                       : static_cast<const float*>(src.data)[from + e];
   }
-  if (rope && rope->on) RotateRowScalar(*rope, p, row);
+  if (rope && rope->on) RotateRowScalar(*rope, angles, row);
   bool finite = true;
   for (int64_t e = 0; e < dim; ++e) {
     if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
@@ -130,9 +130,12 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
     const int64_t first = (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup;
     std::memset(static_cast<char*>(c->k) + first * DtypeBytes(d.k_dtype), 0, group_bytes);
   }
+  RopeAngles angles;
+  if (rope.on) RopeAnglesAt(rope, p, &angles);
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, p, k_row);
-    const bool finite = LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, p, v_row) && k_finite;
+    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, angles, k_row);
+    const bool finite =
+        LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, angles, v_row) && k_finite;
     if (!finite) {
       std::fill(k_row, k_row + d.head_dim, 0.0f);
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);

@@ -473,7 +473,7 @@ void LayOut(Plan* p) {
     l.q_mul = a.Take(int8_keys ? rows : 0);
     l.v_block = a.Take(kBlockKeys * p->dv_pad);
   } else {
-    const int64_t chunk_rows = int64_t{p->heads_per_item} * p->chunk;
+    const int64_t chunk_rows = int64_t{p->heads_per_item} * p->chunk_capacity;
     WorkspaceLayout& l = p->ws;
     l.q_t = a.Take(chunk_rows * p->d);
     l.q_mul = a.Take(chunk_rows);
@@ -497,9 +497,10 @@ void LayOut(Plan* p) {
   // (2k + W) floats in all), the products q . a[r] in transit, and in decode
   // one padded table per query row.
   const int64_t shaw_k = p->shaw_vector ? p->shaw_vector_k : -1;
-  p->shaw_skewed = a.Take(p->shaw_vector && !p->decode
-                              ? int64_t{p->heads_per_item} * p->chunk * (2 * shaw_k + kMaxSubTile)
-                              : 0);
+  p->shaw_skewed =
+      a.Take(p->shaw_vector && !p->decode
+                 ? int64_t{p->heads_per_item} * p->chunk_capacity * (2 * shaw_k + kMaxSubTile)
+                 : 0);
   p->shaw_products = a.Take(p->shaw_vector ? (2 * shaw_k + 1) * kMaxSubTile : 0);
   p->shaw_row_tables = a.Take(p->shaw_vector && p->decode ? int64_t{p->heads_per_item} * p->n_q *
                                                                 (2 * shaw_k + 1 + 2 * kTablePad)
@@ -575,7 +576,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
   p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
   const int64_t state_per_query = int64_t{p->heads_per_item} * (p->d + p->dv) * 4;
   const int64_t chunk = kItemStateBytes / state_per_query / kMinQueryChunk * kMinQueryChunk;
-  p->chunk = std::min(std::max(chunk, kMinQueryChunk), kMaxQueryChunk);
+  p->chunk_capacity = std::min(std::max(chunk, kMinQueryChunk), kMaxQueryChunk);
+  p->chunk = p->chunk_capacity;
   p->n_chunks = (d.n_q + p->chunk - 1) / p->chunk;
   p->decode = d.n_q <= kDecodeMaxQueries;
   const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
@@ -597,6 +599,17 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* 
 }
 
 }  // namespace
+
+void FitWorkItemsToThreads(int32_t n_threads, Plan* plan) {
+  if (plan->decode || n_threads <= 1) return;
+  const int64_t per_chunk = int64_t{plan->n_kv_heads} * plan->head_batches;
+  while (plan->chunk > kMinQueryChunk &&
+         plan->n_work_items < kWorkItemsPerThread * int64_t{n_threads}) {
+    plan->chunk /= 2;
+    plan->n_chunks = (plan->n_q + plan->chunk - 1) / plan->chunk;
+    plan->n_work_items = per_chunk * plan->n_chunks;
+  }
+}
 
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");

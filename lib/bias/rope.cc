@@ -83,11 +83,16 @@ void RopeSinCos(double x, double theta, double* sin_out, double* cos_out) {
   *cos_out = std::cos(r);
 }
 
-void RotateRowScalar(const RopeParams& rope, int64_t p, float* row) {
+void RopeAnglesAt(const RopeParams& rope, int64_t p, RopeAngles* out) {
+  for (int32_t i = 0; i < rope.pairs; ++i) {
+    RopeSinCos(static_cast<double>(p), rope.theta[i], &out->sin[i], &out->cos[i]);
+  }
+}
+
+void RotateRowScalar(const RopeParams& rope, const RopeAngles& angles, float* row) {
   const int32_t half = rope.pairs;
   for (int32_t i = 0; i < half; ++i) {
-    double s, c;
-    RopeSinCos(static_cast<double>(p), rope.theta[i], &s, &c);
+    const double s = angles.sin[i], c = angles.cos[i];
     float* x0 = rope.interleaved ? row + 2 * i : row + i;
     float* x1 = rope.interleaved ? row + 2 * i + 1 : row + i + half;
     const double a = *x0, b = *x1;

@@ -40,9 +40,15 @@ bool SameRope(const relattn_rope& a, const relattn_rope& b, int32_t head_dim);
 // the product and its reduction modulo 2 pi carried in double-double.
 void RopeSinCos(double x, double theta, double* sin_out, double* cos_out);
 
-// Rotates row[0, 2 * pairs) in place for a token at position p (scalar, with
-// double angles): the KV cache's append.
-void RotateRowScalar(const RopeParams& rope, int64_t p, float* row);
+// cos and sin of a token's angles p * theta_i (double), computed once per
+// token and applied to each of its heads' rows: the KV cache's append.
+struct RopeAngles {
+  double cos[kRopeMaxPairs], sin[kRopeMaxPairs];
+};
+void RopeAnglesAt(const RopeParams& rope, int64_t p, RopeAngles* out);
+
+// Rotates row[0, 2 * pairs) in place by angles (scalar, in double).
+void RotateRowScalar(const RopeParams& rope, const RopeAngles& angles, float* row);
 
 // The kernels split a position into p = a * 4096 + b * 64 + c (a = p >> 12,
 // 0 <= b, c < 64) and combine cos / sin of the three parts: c from a table

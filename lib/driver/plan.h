@@ -21,7 +21,7 @@ inline constexpr int64_t kMaxLanes = 16;
 inline constexpr int64_t kMaxSubTile = 2 * kMaxLanes;
 inline constexpr int64_t kBlockKeys = 64;
 inline constexpr int32_t kMaxHeadsPerItem = 8;
-// Queries per work item (Plan::chunk): as many as keep the item's query
+// Queries per work item (Plan::chunk_capacity): as many as keep the item's query
 // state (head slots x chunk x (d + dv) floats of q_t and o_t) within
 // kItemStateBytes, rounded down to a multiple of kMinQueryChunk (a multiple
 // of every sub-tile), between kMinQueryChunk and kMaxQueryChunk; never
@@ -32,6 +32,9 @@ inline constexpr int32_t kMaxHeadsPerItem = 8;
 inline constexpr int64_t kItemStateBytes = 256 * 1024;
 inline constexpr int64_t kMinQueryChunk = 64;
 inline constexpr int64_t kMaxQueryChunk = 256;
+// A call on several workers splits its chunks until each worker has this many
+// work items (FitWorkItemsToThreads).
+inline constexpr int64_t kWorkItemsPerThread = 16;
 // Up to this many queries take the decode pipeline: keys stream one row at a
 // time against every query row (dot products along the head dim), since
 // queries in lanes would leave most lanes idle.
@@ -50,7 +53,7 @@ inline constexpr int64_t kKeyGroup = 16;
 // kTablePad consecutive offsets reads inside the table wherever it starts.
 inline constexpr int64_t kTablePad = kBlockKeys > kMaxSubTile ? kBlockKeys : kMaxSubTile;
 // Largest clipping distance of the Shaw vector form: its per-query tables
-// take chunk x (2k + kMaxSubTile) floats of workspace per head slot.
+// take chunk_capacity x (2k + kMaxSubTile) floats of workspace per head slot.
 inline constexpr int32_t kShawVectorMaxK = 64;
 
 inline constexpr int64_t RoundUp(int64_t x, int64_t multiple) {
@@ -96,25 +99,25 @@ enum class BiasKind { kNone, kAlibi, kTable };
 // Per-worker scratch, in floats, each region 64-byte aligned. Sizes depend on
 // head dims, the GQA group and the bias table only, never on n_q or n_kv.
 // Sub-tile s (queries [s * W, s * W + W) of the chunk, W lanes) of head slot g
-// owns the W-column slices starting at (g * chunk + s * W) of q_t, o_t,
+// owns the W-column slices starting at (g * chunk_capacity + s * W) of q_t, o_t,
 // row_max, row_sum and row_poison.
 struct WorkspaceLayout {
-  size_t q_t;         // heads_per_item x chunk x d: queries transposed, [d][W] per sub-tile,
-                      // pre-scaled to log2 units (int8 queries: their integers)
-  size_t q_mul;       // heads_per_item x chunk: what a query's scores are multiplied by
-                      // when K is int8 (its row scale * scale_log2; 1 for float queries)
-  size_t o_t;         // heads_per_item x chunk x dv: unnormalised output, [dv][W] per sub-tile
-  size_t row_max;     // heads_per_item x chunk: running max (log2 units)
-  size_t row_sum;     // heads_per_item x chunk: running sum of probabilities
-  size_t row_poison;  // heads_per_item x chunk: 1 where the query saw a non-finite value
-  size_t row_anchor;  // heads_per_item x chunk int64 (2 floats each): ALiBi lane anchors
+  size_t q_t;    // heads_per_item x chunk_capacity x d: queries transposed, [d][W] per sub-tile,
+                 // pre-scaled to log2 units (int8 queries: their integers)
+  size_t q_mul;  // heads_per_item x chunk_capacity: what a query's scores are multiplied by
+                 // when K is int8 (its row scale * scale_log2; 1 for float queries)
+  size_t o_t;    // heads_per_item x chunk_capacity x dv: unnormalised output, [dv][W] per sub-tile
+  size_t row_max;     // heads_per_item x chunk_capacity: running max (log2 units)
+  size_t row_sum;     // heads_per_item x chunk_capacity: running sum of probabilities
+  size_t row_poison;  // heads_per_item x chunk_capacity: 1 where the query saw a non-finite value
+  size_t row_anchor;  // heads_per_item x chunk_capacity int64 (2 floats each): ALiBi lane anchors
   size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
   size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
   size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
   size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
   size_t row;         // max(d, dv): one query or output row in transit
   // int8_dot only (else empty): the queries packed for the integer kernel
-  // (PackQueriesInt: 2 x d4 bytes per query, heads_per_item x chunk
+  // (PackQueriesInt: 2 x d4 bytes per query, heads_per_item x chunk_capacity
   // queries), the int8 keys ([kBlockKeys][d4] int8 or int16), their sums
   // (int32).
   size_t q_int, k_int, k_sum;
@@ -185,7 +188,9 @@ struct Plan {
 
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)
-  int64_t chunk;           // queries per prefill work item (kItemStateBytes)
+  int64_t chunk_capacity;  // queries per head slot of the workspace (kItemStateBytes)
+  int64_t chunk;           // queries per prefill work item: chunk_capacity, or less to
+                           // give more workers items (FitWorkItemsToThreads)
   int64_t n_chunks;        // ceil(n_q / chunk)
   bool decode;             // n_q <= kDecodeMaxQueries: the decode pipeline
   int32_t n_splits;        // decode: key splits per (KV head, head batch); 1: no merge

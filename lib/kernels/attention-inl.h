@@ -242,7 +242,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
                              int32_t g, int64_t sub, float* ws) {
   const WorkspaceLayout& l = plan.ws;
   const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
-  const int64_t at = g * plan.chunk + sub * it.w;
+  const int64_t at = g * plan.chunk_capacity + sub * it.w;
   const PositionSpan span = SpanOf(plan.q_pos, first, rows);
   const bool vector_alibi = VectorAlibi(plan, span);
   const SubTileQueries queries{first,

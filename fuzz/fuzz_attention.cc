@@ -178,7 +178,9 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
     v.data = static_cast<const char*>(v.data) + t0 * v.token_stride * Bytes_(v.dtype);
     relattn_positions pos{nullptr, start + t0};
     if (plain.k_pos.positions) pos = {plain.k_pos.positions + t0, 0};
-    status = relattn_kv_cache_append(cache, n, &k, &v, b.Below(8) == 0 ? nullptr : &pos);
+    // NULL continues from the last position + 1 (0 for the first token).
+    const bool continuing = t0 > 0 && !plain.k_pos.positions && b.Below(8) == 0;
+    status = relattn_kv_cache_append(cache, n, &k, &v, continuing ? nullptr : &pos);
     if (status != RELATTN_OK) return CheckFailed(status), false;
     t0 += n;
   }

@@ -199,9 +199,8 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
       BiasMaskRow(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
     }
   }
-  HWY_ALIGN float alpha[kMaxSubTile];
-  const bool rescale = SoftmaxUpdate(s, n_keys, bad_keys, tile.max, tile.sum, tile.poison, alpha);
-  AccumulatePV(s, n_keys, v, plan.dv, rescale ? alpha : nullptr, tile.o_t);
+  SoftmaxUpdate(s, n_keys, bad_keys, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
+  AccumulatePV(s, n_keys, v, plan.dv, tile.o_t);
 }
 
 // Keys [j0, j0 + n_keys) rotated by RoPE into scratch ([n_keys][d], copied

@@ -15,7 +15,6 @@
 #include "hwy/highway.h"
 #include "lib/kernels/exp2-inl.h"
 #include "lib/kernels/pack-inl.h"
-#include "lib/kernels/scores-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -34,15 +33,14 @@ HWY_INLINE auto PoisonedLanes(V scores, bool bad_key) {
 }
 
 // Folds the scores s[n_keys][W] (log2 units, -inf = hidden) into the state
-// of the W lanes: updates max and sum and turns s into probabilities relative
-// to the new max. Returns whether any lane's max grew; then alpha[W] holds
-// the factor exp2(old - new) by which the lanes' output must be rescaled
-// (AccumulatePV applies it). Lanes that see a non-finite value
-// (PoisonedLanes; bad_keys bit j marks key j) get poison = 1 and that score
-// counts as hidden, so the arithmetic of every lane stays finite.
-HWY_INLINE bool SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, uint64_t bad_keys,
+// of the W lanes: updates max and sum, rescales o_t[dv][W] where the max grew
+// (skipped when no lane's max changed), and turns s into probabilities
+// relative to the new max. Lanes that see a non-finite value (PoisonedLanes;
+// bad_keys bit j marks key j) get poison = 1 and that score counts as hidden,
+// so the arithmetic of every lane stays finite.
+HWY_INLINE void SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, uint64_t bad_keys,
                               float* HWY_RESTRICT max, float* HWY_RESTRICT sum,
-                              float* HWY_RESTRICT poison, float* HWY_RESTRICT alpha) {
+                              float* HWY_RESTRICT poison, float* HWY_RESTRICT o_t, int64_t dv) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;
@@ -86,69 +84,70 @@ HWY_INLINE bool SoftmaxUpdate(float* HWY_RESTRICT s, int64_t n_keys, uint64_t ba
   if (hn::AllTrue(df, hn::Eq(new0, old0)) && hn::AllTrue(df, hn::Eq(new1, old1))) {
     hn::Store(hn::Add(hn::Load(df, sum), sum0), df, sum);
     hn::Store(hn::Add(hn::Load(df, sum + n), sum1), df, sum + n);
-    return false;
+    return;
   }
   // exp2(old - new): 1 where unchanged, 0 where old = -inf.
   const auto alpha0 = Exp2NonPositive(df, hn::Sub(old0, ref0));
   const auto alpha1 = Exp2NonPositive(df, hn::Sub(old1, ref1));
   hn::Store(hn::MulAdd(hn::Load(df, sum), alpha0, sum0), df, sum);
   hn::Store(hn::MulAdd(hn::Load(df, sum + n), alpha1, sum1), df, sum + n);
-  hn::Store(alpha0, df, alpha);
-  hn::Store(alpha1, df, alpha + n);
-  return true;
+  for (int64_t e = 0; e < dv; ++e) {
+    hn::Store(hn::Mul(hn::Load(df, o_t + e * w), alpha0), df, o_t + e * w);
+    hn::Store(hn::Mul(hn::Load(df, o_t + e * w + n), alpha1), df, o_t + e * w + n);
+  }
 }
 
-// o_t[e][0, W) = o_t[e][0, W) * alpha[0, W) (alpha: nullptr = 1) + sum_{j <
-// n_keys} v[j][e] * p[j][0, W) for output channels e0 <= e < e0 + kRows: the
-// accumulators (2 * kRows vectors) stay in registers across the key loop;
-// per key, 2 loads of p and kRows broadcasts of v feed 2 * kRows FMAs.
-template <int64_t kRows>
-HWY_INLINE void PVBlock(const float* HWY_RESTRICT p, int64_t n_keys, RowsF32 v, int64_t e0,
-                        const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o_t) {
+// o_t[e][0, W) += sum_{j < n_keys} v[j][e] * p[j][0, W) for e < dv.
+// Register block: 4 output rows x 2 query vectors = 8 accumulators held
+// across the key loop; per key, 2 loads of p and 4 broadcasts of v feed 8 FMAs.
+HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, int64_t n_keys, RowsF32 v, int64_t dv,
+                             float* HWY_RESTRICT o_t) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;
-  using V = decltype(hn::Zero(df));
-  V a0[kRows], a1[kRows];
-  float* o = o_t + e0 * w;
-#pragma GCC unroll 16
-  for (int64_t r = 0; r < kRows; ++r) {
-    a0[r] = hn::Load(df, o + r * w);
-    a1[r] = hn::Load(df, o + r * w + n);
-  }
-  if (alpha) {
-    const V alpha0 = hn::Load(df, alpha), alpha1 = hn::Load(df, alpha + n);
-#pragma GCC unroll 16
-    for (int64_t r = 0; r < kRows; ++r) {
-      a0[r] = hn::Mul(a0[r], alpha0);
-      a1[r] = hn::Mul(a1[r], alpha1);
-    }
-  }
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const V p0 = hn::Load(df, p + j * w), p1 = hn::Load(df, p + j * w + n);
-    const float* vj = v.rows + j * v.stride + e0;
-#pragma GCC unroll 16
-    for (int64_t r = 0; r < kRows; ++r) {
-      const V b = hn::Set(df, vj[r]);
-      a0[r] = hn::MulAdd(b, p0, a0[r]);
-      a1[r] = hn::MulAdd(b, p1, a1[r]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int64_t r = 0; r < kRows; ++r) {
-    hn::Store(a0[r], df, o + r * w);
-    hn::Store(a1[r], df, o + r * w + n);
-  }
-}
-
-// o_t[e][0, W) = o_t[e][0, W) * alpha + sum_{j < n_keys} v[j][e] * p[j][0, W)
-// for e < dv, W = 2 lanes (alpha: from SoftmaxUpdate, or nullptr when no
-// lane's max grew). p: [n_keys][W]; v: rows of dv floats; o_t: [dv][W].
-HWY_INLINE void AccumulatePV(const float* HWY_RESTRICT p, int64_t n_keys, RowsF32 v, int64_t dv,
-                             const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o_t) {
   int64_t e = 0;
-  for (; e + kBlockRows <= dv; e += kBlockRows) PVBlock<kBlockRows>(p, n_keys, v, e, alpha, o_t);
-  for (; e < dv; ++e) PVBlock<1>(p, n_keys, v, e, alpha, o_t);
+  for (; e + 4 <= dv; e += 4) {
+    float* o = o_t + e * w;
+    auto a00 = hn::Load(df, o), a01 = hn::Load(df, o + n);
+    auto a10 = hn::Load(df, o + w), a11 = hn::Load(df, o + w + n);
+    auto a20 = hn::Load(df, o + 2 * w), a21 = hn::Load(df, o + 2 * w + n);
+    auto a30 = hn::Load(df, o + 3 * w), a31 = hn::Load(df, o + 3 * w + n);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const auto p0 = hn::Load(df, p + j * w), p1 = hn::Load(df, p + j * w + n);
+      const float* vj = v.rows + j * v.stride + e;
+      const auto b0 = hn::Set(df, vj[0]);
+      a00 = hn::MulAdd(b0, p0, a00);
+      a01 = hn::MulAdd(b0, p1, a01);
+      const auto b1 = hn::Set(df, vj[1]);
+      a10 = hn::MulAdd(b1, p0, a10);
+      a11 = hn::MulAdd(b1, p1, a11);
+      const auto b2 = hn::Set(df, vj[2]);
+      a20 = hn::MulAdd(b2, p0, a20);
+      a21 = hn::MulAdd(b2, p1, a21);
+      const auto b3 = hn::Set(df, vj[3]);
+      a30 = hn::MulAdd(b3, p0, a30);
+      a31 = hn::MulAdd(b3, p1, a31);
+    }
+    hn::Store(a00, df, o);
+    hn::Store(a01, df, o + n);
+    hn::Store(a10, df, o + w);
+    hn::Store(a11, df, o + w + n);
+    hn::Store(a20, df, o + 2 * w);
+    hn::Store(a21, df, o + 2 * w + n);
+    hn::Store(a30, df, o + 3 * w);
+    hn::Store(a31, df, o + 3 * w + n);
+  }
+  for (; e < dv; ++e) {
+    float* o = o_t + e * w;
+    auto a0 = hn::Load(df, o), a1 = hn::Load(df, o + n);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const auto b = hn::Set(df, v.rows[j * v.stride + e]);
+      a0 = hn::MulAdd(b, hn::Load(df, p + j * w), a0);
+      a1 = hn::MulAdd(b, hn::Load(df, p + j * w + n), a1);
+    }
+    hn::Store(a0, df, o);
+    hn::Store(a1, df, o + n);
+  }
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -17,60 +17,61 @@ namespace relattn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Rows per register block of the micro-kernels (keys for the scores, output
-// channels for P.V): x 2 query vectors of accumulators. 8 (16 accumulators)
-// where the target has 32 vector registers, else 4 (8 of 16).
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-inline constexpr int64_t kBlockRows = 8;
-#else
-inline constexpr int64_t kBlockRows = 4;
-#endif
-
-// s[j][0, W) = sum_{e < d} k[j][e] * q_t[e][0, W) for keys j0 <= j < j0 +
-// rows (rows <= kBlockRows, a compile-time count so that the accumulators
-// stay in registers): per step of e, 2 vector loads of q_t and `rows`
-// broadcasts of k feed 2 * rows FMAs.
-template <int64_t kRows>
-HWY_INLINE void ScoresBlock(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t j0,
-                            float* HWY_RESTRICT s) {
+// s[j][0, W) = sum_{e < d} k[j][e] * q_t[e][0, W) for j < n_keys, W = 2 lanes.
+// q_t: [d][W], vector-aligned; k: rows of d floats; s: [n_keys][W], aligned.
+// Register block: 4 keys x 2 query vectors = 8 accumulators; per step of e,
+// 2 vector loads of q_t and 4 broadcasts of k feed 8 FMAs, and the FMA chains
+// are 8 deep, enough to cover FMA latency at 2 FMAs per cycle.
+HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t n_keys,
+                              float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;
-  using V = decltype(hn::Zero(df));
-  V a0[kRows], a1[kRows];
-  const float* kr[kRows];
-#pragma GCC unroll 16
-  for (int64_t r = 0; r < kRows; ++r) {
-    a0[r] = hn::Zero(df);
-    a1[r] = hn::Zero(df);
-    kr[r] = k.rows + (j0 + r) * k.stride;
-  }
-  for (int64_t e = 0; e < d; ++e) {
-    const V q0 = hn::Load(df, q_t + e * w);
-    const V q1 = hn::Load(df, q_t + e * w + n);
-#pragma GCC unroll 16
-    for (int64_t r = 0; r < kRows; ++r) {
-      const V b = hn::Set(df, kr[r][e]);
-      a0[r] = hn::MulAdd(b, q0, a0[r]);
-      a1[r] = hn::MulAdd(b, q1, a1[r]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int64_t r = 0; r < kRows; ++r) {
-    hn::Store(a0[r], df, s + (j0 + r) * w);
-    hn::Store(a1[r], df, s + (j0 + r) * w + n);
-  }
-}
-
-// s[j][0, W) = sum_{e < d} k[j][e] * q_t[e][0, W) for j < n_keys, W = 2 lanes.
-// q_t: [d][W], vector-aligned; k: rows of d floats; s: [n_keys][W], aligned.
-// Blocks of kBlockRows keys (the FMA chains are 2 * kBlockRows deep, enough
-// to cover FMA latency), then single keys.
-HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t n_keys,
-                              float* HWY_RESTRICT s) {
   int64_t j = 0;
-  for (; j + kBlockRows <= n_keys; j += kBlockRows) ScoresBlock<kBlockRows>(q_t, d, k, j, s);
-  for (; j < n_keys; ++j) ScoresBlock<1>(q_t, d, k, j, s);
+  for (; j + 4 <= n_keys; j += 4) {
+    const float* k0 = k.rows + j * k.stride;
+    const float* k1 = k0 + k.stride;
+    const float* k2 = k1 + k.stride;
+    const float* k3 = k2 + k.stride;
+    auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
+    auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
+    for (int64_t e = 0; e < d; ++e) {
+      const auto q0 = hn::Load(df, q_t + e * w);
+      const auto q1 = hn::Load(df, q_t + e * w + n);
+      const auto b0 = hn::Set(df, k0[e]);
+      a00 = hn::MulAdd(b0, q0, a00);
+      a01 = hn::MulAdd(b0, q1, a01);
+      const auto b1 = hn::Set(df, k1[e]);
+      a10 = hn::MulAdd(b1, q0, a10);
+      a11 = hn::MulAdd(b1, q1, a11);
+      const auto b2 = hn::Set(df, k2[e]);
+      a20 = hn::MulAdd(b2, q0, a20);
+      a21 = hn::MulAdd(b2, q1, a21);
+      const auto b3 = hn::Set(df, k3[e]);
+      a30 = hn::MulAdd(b3, q0, a30);
+      a31 = hn::MulAdd(b3, q1, a31);
+    }
+    float* s0 = s + j * w;
+    hn::Store(a00, df, s0);
+    hn::Store(a01, df, s0 + n);
+    hn::Store(a10, df, s0 + w);
+    hn::Store(a11, df, s0 + w + n);
+    hn::Store(a20, df, s0 + 2 * w);
+    hn::Store(a21, df, s0 + 2 * w + n);
+    hn::Store(a30, df, s0 + 3 * w);
+    hn::Store(a31, df, s0 + 3 * w + n);
+  }
+  for (; j < n_keys; ++j) {
+    const float* kj = k.rows + j * k.stride;
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+    for (int64_t e = 0; e < d; ++e) {
+      const auto b = hn::Set(df, kj[e]);
+      a0 = hn::MulAdd(b, hn::Load(df, q_t + e * w), a0);
+      a1 = hn::MulAdd(b, hn::Load(df, q_t + e * w + n), a1);
+    }
+    hn::Store(a0, df, s + j * w);
+    hn::Store(a1, df, s + j * w + n);
+  }
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

@@ -172,8 +172,7 @@ HWY_INLINE void PrefetchFar(const void* p) {
 // each) into the outer caches. Prefill reads a head's rows a whole stride
 // apart ([tokens][heads][dim]) in short bursts, which hardware prefetchers
 // miss: without this, converting each key block waited on L3.
-HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n,
-                             int64_t dim) {
+HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim) {
   const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : t.dtype == RELATTN_I8 ? 1 : 4;
   const char* base = static_cast<const char*>(t.data);
   for (int64_t j = t0; j < t0 + n; ++j) {

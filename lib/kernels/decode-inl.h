@@ -58,14 +58,9 @@ inline constexpr int64_t kPrefetchRows = 8;
 
 HWY_INLINE void ConvertBlock(const TensorRef& t, int32_t kv_head, int64_t j0, int64_t n_keys,
                              int64_t limit, int64_t dim, int64_t pad, float* HWY_RESTRICT block) {
-  const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : t.dtype == RELATTN_I8 ? 1 : 4;
-  const char* base = static_cast<const char*>(t.data);
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t ahead = j0 + j + kPrefetchRows;
-    if (ahead < limit) {
-      const char* row = base + (ahead * t.token_stride + kv_head * t.head_stride) * elem_bytes;
-      for (int64_t b = 0; b < dim * elem_bytes; b += 64) PrefetchFar(row + b);
-    }
+    if (ahead < limit) PrefetchRows(t, kv_head, ahead, 1, dim);
     const int64_t offset = (j0 + j) * t.token_stride + kv_head * t.head_stride;
     ConvertRow(t.data, t.dtype, offset, dim, 1.0f, block + j * pad);
   }

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <random>
 
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 
 namespace relattn_bench {
 

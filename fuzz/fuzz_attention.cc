@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.h"
 

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "hwy/targets.h"
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 #include "lib/kernels/attention.h"
 #include "lib/reference/reference.h"
 

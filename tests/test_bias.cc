@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "lib/bias/alibi.h"
-#include "lib/bias/f16.h"
 #include "lib/bias/shaw.h"
+#include "lib/common/f16.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.h"
 #include "tests/bias_tables.h"

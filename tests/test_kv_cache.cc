@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.hpp"
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 #include "lib/reference/reference.h"
 #include "tests/attention_case.h"
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "lib/bias/f16.h"
 #include "lib/bias/t5.h"
+#include "lib/common/f16.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.h"
 #include "tests/bias_tables.h"

@@ -5,9 +5,9 @@
 #include <cinttypes>
 #include <cstring>
 
-#include "lib/api/error.h"
 #include "lib/api/kv_cache.h"
 #include "lib/api/validate.h"
+#include "lib/common/error.h"
 #include "lib/driver/merge_splits.h"
 
 namespace relattn {

@@ -6,10 +6,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "lib/api/error.h"
-#include "lib/bias/f16.h"
-#include "lib/bias/quantize_row.h"
-#include "lib/bias/rope.h"
+#include "lib/common/dtype.h"
+#include "lib/common/error.h"
+#include "lib/common/f16.h"
+#include "lib/common/quantize_row.h"
+#include "lib/rope/rope.h"
 
 namespace relattn {
 namespace {
@@ -17,9 +18,6 @@ namespace {
 constexpr int64_t kMaxCapacity = int64_t{1} << 40;
 
 uint64_t Align64(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
-size_t DtypeBytes(relattn_dtype dtype) {
-  return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 ? 1 : 4;
-}
 
 relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool allow_i8) {
   if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || (allow_i8 && dtype == RELATTN_I8)) {

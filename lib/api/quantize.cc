@@ -2,9 +2,10 @@
 #include <cinttypes>
 #include <cmath>
 
-#include "lib/api/error.h"
-#include "lib/bias/f16.h"
-#include "lib/bias/quantize_row.h"
+#include "lib/common/dtype.h"
+#include "lib/common/error.h"
+#include "lib/common/f16.h"
+#include "lib/common/quantize_row.h"
 #include "relattn/relattn.h"
 
 namespace relattn {
@@ -49,7 +50,7 @@ extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t
                 "one token / head",
                 src->token_stride, src->head_stride);
   }
-  const size_t elem_bytes = src->dtype == RELATTN_F16 ? 2 : 4;
+  const size_t elem_bytes = static_cast<size_t>(relattn::DtypeBytes(src->dtype));
   if (reinterpret_cast<uintptr_t>(src->data) % elem_bytes != 0) {
     return Fail(RELATTN_ERR_BAD_ALIGNMENT, "src->data = %p: must be aligned to %zu bytes",
                 src->data, elem_bytes);

@@ -1,7 +1,7 @@
 // The ready default relattn_threads over a caller-owned pthreadpool_t.
 #include <pthreadpool.h>
 
-#include "lib/api/error.h"
+#include "lib/common/error.h"
 
 namespace {
 

@@ -5,9 +5,10 @@
 #include <cmath>
 #include <cstdio>
 
-#include "lib/api/error.h"
-#include "lib/bias/rope.h"
 #include "lib/bias/t5.h"
+#include "lib/common/dtype.h"
+#include "lib/common/error.h"
+#include "lib/rope/rope.h"
 
 namespace relattn {
 namespace {
@@ -20,10 +21,6 @@ const char* DtypeName(relattn_dtype dtype) {
     default: break;  // out-of-range values: handled below
   }
   return "unknown";
-}
-
-size_t DtypeBytes(relattn_dtype dtype) {
-  return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 ? 1 : 4;
 }
 
 // Byte range [first, last] of the elements of a strided [tokens][heads][dim] tensor.
@@ -215,10 +212,7 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
     return s;
   }
   const int64_t n = (int64_t)n_heads * t.num_buckets;
-  if (const relattn_status s = CheckAligned("bias.t5.table", t.table,
-                                            t.table_dtype == RELATTN_F32   ? 4
-                                            : t.table_dtype == RELATTN_F16 ? 2
-                                                                           : 1)) {
+  if (const relattn_status s = CheckAligned("bias.t5.table", t.table, DtypeBytes(t.table_dtype))) {
     return s;
   }
   switch (t.table_dtype) {

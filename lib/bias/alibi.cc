@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "lib/api/error.h"
+#include "lib/common/error.h"
 
 namespace relattn {
 
@@ -22,17 +22,3 @@ relattn_status CheckAlibiMaxBias(float max_bias, const char* name) {
 }
 
 }  // namespace relattn
-
-extern "C" relattn_status relattn_alibi_slopes(int32_t n_heads, float max_bias, float* slopes) {
-  if (slopes == nullptr) {
-    return relattn::Fail(RELATTN_ERR_NULL_ARGUMENT, "slopes = NULL: must point to n_heads floats");
-  }
-  if (n_heads < 1 || n_heads > RELATTN_MAX_HEADS) {
-    return relattn::Fail(RELATTN_ERR_BAD_DIMENSION, "n_heads = %d: must be in 1..%d", n_heads,
-                         RELATTN_MAX_HEADS);
-  }
-  const relattn_status status = relattn::CheckAlibiMaxBias(max_bias, "max_bias");
-  if (status != RELATTN_OK) return status;
-  for (int32_t h = 0; h < n_heads; ++h) slopes[h] = relattn::AlibiSlope(h, n_heads, max_bias);
-  return relattn::Succeed();
-}

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "lib/api/error.h"
-#include "lib/bias/f16.h"
+#include "lib/common/error.h"
+#include "lib/common/f16.h"
 
 namespace relattn {
 namespace {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "lib/bias/f16.h"
+#include "lib/common/f16.h"
 
 namespace relattn {
 namespace {

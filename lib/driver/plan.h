@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "lib/bias/rope.h"
+#include "lib/rope/rope.h"
 #include "relattn/relattn.h"
 
 namespace relattn {
@@ -201,7 +201,7 @@ struct Plan {
   // max, [rows] sum, [rows] poison, at i * partial_floats_per_item; rows = the
   // item's query heads * n_q (<= heads_per_item * n_q).
   size_t partial_floats_per_item;
-  size_t rope_tables;  // shared: RopeTableFloats(rope.pairs) (lib/bias/rope.h), after the partials
+  size_t rope_tables;  // shared: RopeTableFloats(rope.pairs) (lib/rope/rope.h), after the partials
   size_t shared_floats;
   WorkspaceLayout ws;      // prefill regions
   DecodeLayout decode_ws;  // decode regions

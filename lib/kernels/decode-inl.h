@@ -17,7 +17,7 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
-#include "lib/bias/quantize_row.h"
+#include "lib/common/quantize_row.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"

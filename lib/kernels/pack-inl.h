@@ -13,7 +13,8 @@
 #include <cstring>
 
 #include "hwy/highway.h"
-#include "lib/bias/f16.h"
+#include "lib/common/dtype.h"
+#include "lib/common/f16.h"
 #include "lib/driver/plan.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -173,7 +174,7 @@ HWY_INLINE void PrefetchFar(const void* p) {
 // apart ([tokens][heads][dim]) in short bursts, which hardware prefetchers
 // miss: without this, converting each key block waited on L3.
 HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim) {
-  const int64_t elem_bytes = t.dtype == RELATTN_F16 ? 2 : t.dtype == RELATTN_I8 ? 1 : 4;
+  const int64_t elem_bytes = DtypeBytes(t.dtype);
   const char* base = static_cast<const char*>(t.data);
   for (int64_t j = t0; j < t0 + n; ++j) {
     const char* row = base + (j * t.token_stride + head * t.head_stride) * elem_bytes;

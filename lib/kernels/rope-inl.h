@@ -1,6 +1,6 @@
 // Rotary position embedding of f32 rows as the kernels load them (per-target
 // code): cos / sin of a row's angles from the per-call tables and a
-// per-worker cache (lib/bias/rope.h), then the pair rotation.
+// per-worker cache (lib/rope/rope.h), then the pair rotation.
 #if defined(RELATTN_LIB_KERNELS_ROPE_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_ROPE_INL_H_
 #undef RELATTN_LIB_KERNELS_ROPE_INL_H_
@@ -11,10 +11,10 @@
 #include <cstdint>
 
 #include "hwy/highway.h"
-#include "lib/bias/rope.h"
 #include "lib/driver/plan.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/worker-inl.h"
+#include "lib/rope/rope.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {

@@ -1,9 +1,9 @@
-#include "lib/bias/rope.h"
+#include "lib/rope/rope.h"
 
 #include <cinttypes>
 #include <cmath>
 
-#include "lib/api/error.h"
+#include "lib/common/error.h"
 
 namespace relattn {
 namespace {

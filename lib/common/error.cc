@@ -1,4 +1,4 @@
-#include "lib/api/error.h"
+#include "lib/common/error.h"
 
 #include <cstdarg>
 #include <cstdio>

@@ -7,8 +7,8 @@
 // value). Angles are reduced modulo 2 pi in double-double from the exact
 // int64 position, so for |p| <= kRopeMaxPosition the cos / sin the kernels
 // use are within a few f32 ulps of the exact values.
-#ifndef RELATTN_LIB_BIAS_ROPE_H_
-#define RELATTN_LIB_BIAS_ROPE_H_
+#ifndef RELATTN_LIB_ROPE_ROPE_H_
+#define RELATTN_LIB_ROPE_ROPE_H_
 
 #include <cstdint>
 
@@ -64,4 +64,4 @@ void FillRopeTables(const RopeParams& rope, float* tables);
 
 }  // namespace relattn
 
-#endif  // RELATTN_LIB_BIAS_ROPE_H_
+#endif  // RELATTN_LIB_ROPE_ROPE_H_

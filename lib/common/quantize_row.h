@@ -1,8 +1,8 @@
 // Symmetric int8 quantisation of one row (relattn_quantize_i8, the KV cache's
 // int8 K storage): scale = max|x| / 127 (0 for an all-zero row),
 // q = round-half-away-from-zero(x / scale) clamped to [-127, 127].
-#ifndef RELATTN_LIB_BIAS_QUANTIZE_ROW_H_
-#define RELATTN_LIB_BIAS_QUANTIZE_ROW_H_
+#ifndef RELATTN_LIB_COMMON_QUANTIZE_ROW_H_
+#define RELATTN_LIB_COMMON_QUANTIZE_ROW_H_
 
 #include <algorithm>
 #include <cmath>
@@ -24,4 +24,4 @@ inline float QuantizeRowI8(const float* x, int64_t n, int8_t* q) {
 
 }  // namespace relattn
 
-#endif  // RELATTN_LIB_BIAS_QUANTIZE_ROW_H_
+#endif  // RELATTN_LIB_COMMON_QUANTIZE_ROW_H_

@@ -1,7 +1,7 @@
 // Scalar IEEE binary16 <-> binary32 conversion, portable (no F16C / NEON fp16 needed). For
 // single values (table entries, tests); kernels convert in bulk with Highway.
-#ifndef RELATTN_LIB_BIAS_F16_H_
-#define RELATTN_LIB_BIAS_F16_H_
+#ifndef RELATTN_LIB_COMMON_F16_H_
+#define RELATTN_LIB_COMMON_F16_H_
 
 #include <cstdint>
 #include <cstring>
@@ -55,4 +55,4 @@ inline uint16_t F32ToF16(float f) {
 
 }  // namespace relattn
 
-#endif  // RELATTN_LIB_BIAS_F16_H_
+#endif  // RELATTN_LIB_COMMON_F16_H_

@@ -1,12 +1,15 @@
-// relattn_quantize_table_i8: f32 bias tables to symmetric int8 with one scale per row (head).
-// |x - scale * q| <= scale / 2 (up to one f32 rounding) for every entry x, except in a row whose
-// max|x| / 127 underflows to 0 or a subnormal (max|x| < 127 * 2^-126), which loses precision.
+// The bias-table entry points: relattn_alibi_slopes (the ALiBi paper's slopes, lib/bias/alibi.h)
+// and relattn_quantize_table_i8 (f32 bias tables to symmetric int8 with one scale per row, head).
+// quantize_table_i8: |x - scale * q| <= scale / 2 (up to one f32 rounding) for every entry x,
+// except in a row whose max|x| / 127 underflows to 0 or a subnormal (max|x| < 127 * 2^-126), which
+// loses precision.
 
 #include <algorithm>
 #include <cmath>
 
-#include "lib/api/error.h"
+#include "lib/bias/alibi.h"
 #include "lib/bias/t5.h"
+#include "lib/common/error.h"
 #include "relattn/relattn.h"
 
 extern "C" relattn_status relattn_quantize_table_i8(const float* table, int32_t n_heads,
@@ -47,5 +50,19 @@ extern "C" relattn_status relattn_quantize_table_i8(const float* table, int32_t 
       out[b] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
     }
   }
+  return relattn::Succeed();
+}
+
+extern "C" relattn_status relattn_alibi_slopes(int32_t n_heads, float max_bias, float* slopes) {
+  if (slopes == nullptr) {
+    return relattn::Fail(RELATTN_ERR_NULL_ARGUMENT, "slopes = NULL: must point to n_heads floats");
+  }
+  if (n_heads < 1 || n_heads > RELATTN_MAX_HEADS) {
+    return relattn::Fail(RELATTN_ERR_BAD_DIMENSION, "n_heads = %d: must be in 1..%d", n_heads,
+                         RELATTN_MAX_HEADS);
+  }
+  const relattn_status status = relattn::CheckAlibiMaxBias(max_bias, "max_bias");
+  if (status != RELATTN_OK) return status;
+  for (int32_t h = 0; h < n_heads; ++h) slopes[h] = relattn::AlibiSlope(h, n_heads, max_bias);
   return relattn::Succeed();
 }

@@ -1,7 +1,7 @@
 // Internal error reporting: every public entry point returns through Fail()
 // so that relattn_last_error() names the argument at fault.
-#ifndef RELATTN_LIB_API_ERROR_H_
-#define RELATTN_LIB_API_ERROR_H_
+#ifndef RELATTN_LIB_COMMON_ERROR_H_
+#define RELATTN_LIB_COMMON_ERROR_H_
 
 #include "relattn/relattn.h"
 
@@ -16,4 +16,4 @@ relattn_status Succeed();
 
 }  // namespace relattn
 
-#endif  // RELATTN_LIB_API_ERROR_H_
+#endif  // RELATTN_LIB_COMMON_ERROR_H_

@@ -38,7 +38,7 @@ bool RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t to
       static_cast<uint64_t>((n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1);
   const uint64_t first = reinterpret_cast<uintptr_t>(data);
   uint64_t bytes, last;
-  if (__builtin_mul_overflow(last_elem + 1, uint64_t{DtypeBytes(dtype)}, &bytes) ||
+  if (__builtin_mul_overflow(last_elem + 1, static_cast<uint64_t>(DtypeBytes(dtype)), &bytes) ||
       __builtin_add_overflow(first, bytes - 1, &last) || last > UINTPTR_MAX) {
     return false;
   }

@@ -21,19 +21,13 @@
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"
 #include "lib/kernels/decode-inl.h"
+#include "lib/kernels/int_dot-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
-#if defined(RELATTN_HAVE_X86_INT_DOT)
-#include "ports/x86/madd_scores.h"
-#include "ports/x86/vnni_scores.h"
-#endif
-#if defined(RELATTN_HAVE_ARM_SDOT)
-#include "ports/arm/sdot_scores.h"
-#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -48,75 +42,6 @@ struct SubTile {
   float* shaw;  // Shaw vector form: the sub-tile's skewed table
   const HeadBias* bias;
 };
-
-// The integer dot-product kernel, where this target and CPU have one: AVX3
-// with AVX-512 VNNI (sub-tiles of 32 lanes), AVX2 with vpmaddwd (16 lanes),
-// NEON with SDOT (8 lanes), for int8 Q and K read from tensors (a KV cache
-// keeps K in key groups: the portable path reads those).
-HWY_INLINE bool UseIntDot(const Plan& plan) {
-#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
-  return plan.int8_dot && !plan.cache.on && x86::VnniUsable();
-#elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
-  return plan.int8_dot && !plan.cache.on && x86::MaddUsable();
-#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
-  return plan.int8_dot && !plan.cache.on && arm::SdotUsable();
-#else
-  (void)plan;
-  return false;
-#endif
-}
-
-// The int8 queries of a sub-tile (q_t: [d][W] integers held in f32) packed
-// for this target's integer kernel, channels d..d4 as zeros: vpmaddwd reads
-// int16 [d4 / 2][W][2]; VNNI and SDOT read q + 128 as bytes [d4 / 4][W][4].
-HWY_INLINE void PackQueriesInt(const Plan& plan, const float* HWY_RESTRICT q_t, int64_t w,
-                               void* HWY_RESTRICT q_int) {
-#if HWY_TARGET == HWY_AVX2
-  int16_t* q = static_cast<int16_t*>(q_int);
-  for (int64_t e = 0; e < plan.d4; ++e) {
-    int16_t* out = q + (e / 2) * w * 2 + e % 2;
-    for (int64_t lane = 0; lane < w; ++lane) {
-      out[lane * 2] = e < plan.d ? static_cast<int16_t>(q_t[e * w + lane]) : int16_t{0};
-    }
-  }
-#else
-  uint8_t* q = static_cast<uint8_t*>(q_int);
-  for (int64_t e = 0; e < plan.d4; ++e) {
-    uint8_t* out = q + (e / 4) * w * 4 + e % 4;
-    for (int64_t lane = 0; lane < w; ++lane) {
-      out[lane * 4] = e < plan.d
-                          ? static_cast<uint8_t>(static_cast<int32_t>(q_t[e * w + lane]) + 128)
-                          : uint8_t{128};
-    }
-  }
-#endif
-}
-
-// Int8 keys [j0, j0 + n_keys) of kv_head as this target's integer kernel
-// reads them: rows of d4 int16 (AVX2) or int8 (zero beyond d; zero for the
-// `bad` keys), and their sums.
-HWY_INLINE void PackKeysInt(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
-                            uint64_t bad, void* HWY_RESTRICT k_int, int32_t* HWY_RESTRICT k_sum) {
-#if HWY_TARGET == HWY_AVX2
-  using Int = int16_t;
-#else
-  using Int = int8_t;
-#endif
-  const int8_t* src = static_cast<const int8_t*>(plan.k.data);
-  for (int64_t j = 0; j < n_keys; ++j) {
-    Int* row = static_cast<Int*>(k_int) + j * plan.d4;
-    std::fill(row, row + plan.d4, Int{0});
-    int32_t sum = 0;
-    if (!((bad >> j) & 1)) {
-      const int8_t* key = src + (j0 + j) * plan.k.token_stride + kv_head * plan.k.head_stride;
-      for (int64_t e = 0; e < plan.d; ++e) {
-        row[e] = key[e];
-        sum += key[e];
-      }
-    }
-    k_sum[j] = sum;
-  }
-}
 
 // s[j][lane] = float(s_int[j][lane]) * q_mul[lane] * k_scale[j]: the same
 // operations ScaleInt8Scores applies to the same integers held in f32.
@@ -154,41 +79,23 @@ HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HW
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 // bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
 // rows are zero in k, v).
-// Int8 keys as the integer kernel reads them (UseIntDot only, PackKeysInt).
+// Int8 keys as the integer kernel reads them (IntDotPrefill only, PackKeysInt).
 struct KeysInt {
-  const void* rows;  // [n_keys][d4] int8, or int16 on AVX2
+  const IntDotKernels* kernels;  // IntDotPrefill
+  const void* rows;              // [n_keys][d4] as kernels->encoding says
   const int32_t* sums;
 };
 
-// k_scale: int8 keys' row scales (else unused); k_int: with UseIntDot.
+// k_scale: int8 keys' row scales (else unused); k_int: with IntDotPrefill.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
                                TileVisibility visibility, RowsF32 k, const float* k_scale,
                                KeysInt k_int, RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
-#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
   if (k_int.rows) {
-    x86::VnniSubTileScores(static_cast<const uint8_t*>(tile.q_int), plan.d4,
-                           static_cast<const int8_t*>(k_int.rows), k_int.sums, n_keys,
-                           reinterpret_cast<int32_t*>(s));
+    k_int.kernels->scores_qlanes(tile.q_int, plan.d4, k_int.rows, k_int.sums, n_keys,
+                                 reinterpret_cast<int32_t*>(s));
     ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
-  } else  // NOLINT(readability/braces)
-#elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
-  if (k_int.rows) {
-    x86::MaddSubTileScores(static_cast<const int16_t*>(tile.q_int), plan.d4,
-                           static_cast<const int16_t*>(k_int.rows), n_keys,
-                           reinterpret_cast<int32_t*>(s));
-    ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
-  } else  // NOLINT(readability/braces)
-#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_TARGET == HWY_NEON
-  if (k_int.rows) {
-    arm::SdotSubTileScores(static_cast<const uint8_t*>(tile.q_int), plan.d4,
-                           static_cast<const int8_t*>(k_int.rows), n_keys,
-                           reinterpret_cast<int32_t*>(s));
-    ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
-  } else  // NOLINT(readability/braces)
-#endif
-  {
-    (void)k_int;
+  } else {
     SubTileScores(tile.q_t, plan.d, k, n_keys, s);
     if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
   }
@@ -269,7 +176,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const WorkspaceLayout& l = plan.ws;
   float* ws = worker.ws;
   const WorkItem it = WorkItemOf(plan, item);
-  const bool int_dot = UseIntDot(plan);
+  const IntDotKernels* int_dot = IntDotPrefill(plan);
   HeadBias biases[kMaxHeadsPerItem];
   for (int32_t g = 0; g < it.n_heads; ++g) {
     biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
@@ -323,11 +230,11 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
         (int_dot ? 0 : NonFiniteRows(k, n_keys, plan.d)) | NonFiniteRows(v, n_keys, plan.dv);
     if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
     if (plan.k.dtype == RELATTN_I8) bad_keys |= KeyScales(plan, it.kv_head, j0, n_keys, k_scale);
-    KeysInt k_int{nullptr, nullptr};
+    KeysInt k_int{nullptr, nullptr, nullptr};
     if (int_dot) {
       int32_t* sums = reinterpret_cast<int32_t*>(ws + l.k_sum);
       PackKeysInt(plan, it.kv_head, j0, n_keys, bad_keys, ws + l.k_int, sums);
-      k_int = {ws + l.k_int, sums};
+      k_int = {int_dot, ws + l.k_int, sums};
     }
     if (bad_keys) {
       k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);

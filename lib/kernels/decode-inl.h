@@ -22,18 +22,12 @@
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_tile-inl.h"
 #include "lib/kernels/exp2-inl.h"
+#include "lib/kernels/int_dot-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
 #include "lib/kernels/worker-inl.h"
-#if defined(RELATTN_HAVE_X86_INT_DOT)
-#include "ports/x86/madd_scores.h"
-#include "ports/x86/vnni_scores.h"
-#endif
-#if defined(RELATTN_HAVE_ARM_SDOT)
-#include "ports/arm/sdot_scores.h"
-#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -351,23 +345,15 @@ HWY_INLINE void ScaleInt8DecodeScores(const DecodeRows& rows, const float* HWY_R
 }
 
 // Int8 cache keys: the query rows (finite or poisoned) become integers in
-// rows.q (as f32) and in q_int ([rows4][d4], rows4 = rows rounded up to 4,
-// zeros in the padding; int16 on AVX2 for vpmaddwd, else bytes q + 128 for
-// VNNI / SDOT): int8 queries already are (integers: true), other rows
-// (unscaled) are quantised per row as relattn_quantize_i8 does, their scale
-// joining q_mul[r]. Every target then sums the same integer products.
+// rows.q (as f32) and in q_int (as the target's IntEncoding says, rows
+// rounded up to 4, padding encoded zeros): int8 queries already are
+// (integers: true), other rows (unscaled) are quantised per row as
+// relattn_quantize_i8 does, their scale joining q_mul[r]. Every target then
+// sums the same integer products.
 HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows, bool integers,
                                    float* HWY_RESTRICT q_mul, void* HWY_RESTRICT q_int) {
-  const int64_t d4 = RoundUp(plan.d, 4), n = RoundUp(rows.n_rows, 4) * d4;
-#if HWY_TARGET == HWY_AVX2
-  using QInt = int16_t;
-  const int32_t offset = 0;
-#else
-  using QInt = uint8_t;
-  const int32_t offset = 128;
-#endif
-  QInt* out = static_cast<QInt*>(q_int);
-  std::fill(out, out + n, static_cast<QInt>(offset));
+  const int64_t d4 = RoundUp(plan.d, 4);
+  FillQueryRowsInt(RoundUp(rows.n_rows, 4), d4, q_int);
   int8_t q[RELATTN_MAX_HEAD_DIM];
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* row = rows.q + r * plan.d_pad;
@@ -377,46 +363,25 @@ HWY_INLINE void QuantizeDecodeRows(const Plan& plan, const DecodeRows& rows, boo
     } else {
       q_mul[r] *= QuantizeRowI8(row, plan.d, q);
     }
-    for (int64_t e = 0; e < plan.d; ++e) {
-      row[e] = static_cast<float>(q[e]);
-      out[r * d4 + e] = static_cast<QInt>(q[e] + offset);
-    }
+    for (int64_t e = 0; e < plan.d; ++e) row[e] = static_cast<float>(q[e]);
+    PackQueryRowInt(q, r, plan.d, d4, q_int);
   }
 }
 
 // Integer scores of the quantised rows against int8 cache keys [j0, j0 +
-// n_keys): with VNNI (AVX3), vpmaddwd (AVX2) or SDOT (any aarch64 target)
-// where the CPU has it, else in f32 (exact).
+// n_keys): with the target's kernel (IntDotDecode) where the CPU has it,
+// else in f32 (exact).
 HWY_INLINE void CacheScoresI8(const Plan& plan, const DecodeRows& rows, const void* q_int,
                               int32_t kv_head, int64_t j0, int64_t n_keys) {
   const int8_t* keys =
       static_cast<const int8_t*>(plan.k.data) + plan.cache.KeyGroupOffset(kv_head, j0, plan.d);
   int32_t* s_int = reinterpret_cast<int32_t*>(rows.s);
-  bool done = false;
-#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
-  done = x86::VnniUsable();
-  if (done) {
-    x86::VnniGroupedScores(static_cast<const uint8_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
-                           s_int, kBlockKeys);
-  }
-#elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
-  done = x86::MaddUsable();
-  if (done) {
-    x86::MaddGroupedScores(static_cast<const int16_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
-                           s_int, kBlockKeys);
-  }
-#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64
-  done = arm::SdotUsable();
-  if (done) {
-    arm::SdotGroupedScores(static_cast<const uint8_t*>(q_int), rows.n_rows, keys, plan.d, n_keys,
-                           s_int, kBlockKeys);
-  }
-#endif
-  if (!done) {
-    (void)q_int;
+  const IntDotKernels* kernels = IntDotDecode(plan);
+  if (!kernels) {
     GroupedScores(rows, keys, n_keys, plan.d, plan.d_pad);
     return;
   }
+  kernels->scores_klanes(q_int, rows.n_rows, keys, plan.d, n_keys, s_int, kBlockKeys);
   const DF df;
   const hn::RebindToSigned<DF> di;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));

@@ -1,0 +1,221 @@
+// The one per-target table of ISA micro-kernels (per-target code): for each
+// Highway target, the integer dot-product kernels of ports/ it may call, how
+// it encodes int8 operands for them and the run-time CPU check that enables
+// them. The only file in lib/ that includes ports/ headers or chooses a
+// kernel by HWY_TARGET; the pipelines ask IntDotPrefill / IntDotDecode and
+// take the portable f32 path when they return null.
+//
+// Kernels now: AVX3 with AVX-512 VNNI (sub-tiles of 32 lanes), AVX2 with
+// vpmaddwd (16 lanes), NEON with SDOT (8 lanes); decode over int8 KV-cache
+// key groups on those and on every other aarch64 target (SVE, SVE2: SDOT is
+// part of their baseline ISA, the kernel does not depend on the lane count).
+// Every kernel sums the same integers as the portable path, which multiplies
+// the int8 values in f32 (exact: each partial sum is an integer below 2^24).
+#if defined(RELATTN_LIB_KERNELS_INT_DOT_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RELATTN_LIB_KERNELS_INT_DOT_INL_H_
+#undef RELATTN_LIB_KERNELS_INT_DOT_INL_H_
+#else
+#define RELATTN_LIB_KERNELS_INT_DOT_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "lib/driver/plan.h"
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "ports/x86/madd_scores.h"
+#include "ports/x86/vnni_scores.h"
+#endif
+#if defined(RELATTN_HAVE_ARM_SDOT)
+#include "ports/arm/sdot_scores.h"
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace relattn {
+namespace HWY_NAMESPACE {
+
+// How a kernel reads int8 operands. kBytesOffset128: queries as q + 128 in
+// bytes, 4 channels per lane ([d4 / 4][W][4] in prefill, rows of d4 in
+// decode; padding 128), keys as int8 rows of d4. kInt16: both sign-extended
+// to int16 (queries [d4 / 2][W][2] in prefill, rows of d4 in decode; keys
+// rows of d4 int16; padding 0).
+enum class IntEncoding { kBytesOffset128, kInt16 };
+
+// Prefill, queries in lanes: s[j][lane] = q[lane] . k[j] for j < n_keys over
+// d4 channels (k_sum[j]: the sum of key j's channels, for the offset).
+using ScoresQLanesI8Fn = void (*)(const void* q, int64_t d4, const void* k, const int32_t* k_sum,
+                                  int64_t n_keys, int32_t* s);
+// Decode, keys in lanes over int8 KV-cache key groups: s[r * s_stride + j] =
+// q[r] . k_j for rows r < n_rows (rounded up to 4), keys j < n_keys (rounded
+// up to 16); q rows of d4 as the encoding says.
+using ScoresKLanesI8Fn = void (*)(const void* q, int64_t n_rows, const int8_t* keys, int32_t d,
+                                  int64_t n_keys, int32_t* s, int64_t s_stride);
+
+struct IntDotKernels {
+  const char* name;  // "vnni", "vpmaddwd", "sdot"; nullptr: this target has none
+  bool (*usable)();  // the CPU runs them and tests have not switched them off
+  IntEncoding encoding;
+  int64_t lanes;                   // prefill sub-tile lanes (2 vectors of DF)
+  ScoresQLanesI8Fn scores_qlanes;  // nullptr: none for prefill on this target
+  ScoresKLanesI8Fn scores_klanes;  // nullptr: none for decode on this target
+};
+
+#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+constexpr IntDotKernels kIntDot = {
+    "vnni",
+    x86::VnniUsable,
+    IntEncoding::kBytesOffset128,
+    x86::kVnniLanes,
+    [](const void* q, int64_t d4, const void* k, const int32_t* k_sum, int64_t n_keys, int32_t* s) {
+      x86::VnniSubTileScores(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
+                             k_sum, n_keys, s);
+    },
+    [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
+       int64_t s_stride) {
+      x86::VnniGroupedScores(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+    }};
+#elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
+constexpr IntDotKernels kIntDot = {
+    "vpmaddwd",
+    x86::MaddUsable,
+    IntEncoding::kInt16,
+    x86::kMaddLanes,
+    [](const void* q, int64_t d4, const void* k, const int32_t*, int64_t n_keys, int32_t* s) {
+      x86::MaddSubTileScores(static_cast<const int16_t*>(q), d4, static_cast<const int16_t*>(k),
+                             n_keys, s);
+    },
+    [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
+       int64_t s_stride) {
+      x86::MaddGroupedScores(static_cast<const int16_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+    }};
+#elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64
+constexpr IntDotKernels kIntDot = {
+    "sdot",
+    arm::SdotUsable,
+    IntEncoding::kBytesOffset128,
+    arm::kSdotLanes,
+#if HWY_TARGET == HWY_NEON  // the sub-tile kernel is written for NEON's 8 lanes
+    [](const void* q, int64_t d4, const void* k, const int32_t*, int64_t n_keys, int32_t* s) {
+      arm::SdotSubTileScores(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
+                             n_keys, s);
+    },
+#else
+    nullptr,
+#endif
+    [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
+       int64_t s_stride) {
+      arm::SdotGroupedScores(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+    }};
+#else
+constexpr IntDotKernels kIntDot = {nullptr, nullptr, IntEncoding::kBytesOffset128,
+                                   0,       nullptr, nullptr};
+#endif
+
+// The prefill kernel for int8 Q and K read from tensors (a KV cache keeps K
+// in key groups: the portable path reads those), or null.
+HWY_INLINE const IntDotKernels* IntDotPrefill(const Plan& plan) {
+  if (!plan.int8_dot || plan.cache.on || !kIntDot.scores_qlanes || !kIntDot.usable()) {
+    return nullptr;
+  }
+  return &kIntDot;
+}
+
+// The decode kernel over int8 KV-cache key groups, or null.
+HWY_INLINE const IntDotKernels* IntDotDecode(const Plan& plan) {
+  if (!plan.cache.on || plan.k.dtype != RELATTN_I8 || !kIntDot.scores_klanes || !kIntDot.usable()) {
+    return nullptr;
+  }
+  return &kIntDot;
+}
+
+// The encoding of this target's kernels (also when none is usable: the
+// workspace holds either).
+HWY_INLINE IntEncoding TargetIntEncoding() { return kIntDot.encoding; }
+
+// The int8 queries of a sub-tile (q_t: [d][w] integers held in f32) packed
+// for the prefill kernel, channels d..d4 as padding.
+HWY_INLINE void PackQueriesInt(const Plan& plan, const float* HWY_RESTRICT q_t, int64_t w,
+                               void* HWY_RESTRICT q_int) {
+  if (TargetIntEncoding() == IntEncoding::kInt16) {
+    int16_t* q = static_cast<int16_t*>(q_int);
+    for (int64_t e = 0; e < plan.d4; ++e) {
+      int16_t* out = q + (e / 2) * w * 2 + e % 2;
+      for (int64_t lane = 0; lane < w; ++lane) {
+        out[lane * 2] = e < plan.d ? static_cast<int16_t>(q_t[e * w + lane]) : int16_t{0};
+      }
+    }
+    return;
+  }
+  uint8_t* q = static_cast<uint8_t*>(q_int);
+  for (int64_t e = 0; e < plan.d4; ++e) {
+    uint8_t* out = q + (e / 4) * w * 4 + e % 4;
+    for (int64_t lane = 0; lane < w; ++lane) {
+      out[lane * 4] = e < plan.d
+                          ? static_cast<uint8_t>(static_cast<int32_t>(q_t[e * w + lane]) + 128)
+                          : uint8_t{128};
+    }
+  }
+}
+
+template <typename Int>
+HWY_INLINE void PackKeysIntAs(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
+                              uint64_t bad, Int* HWY_RESTRICT k_int, int32_t* HWY_RESTRICT k_sum) {
+  const int8_t* src = static_cast<const int8_t*>(plan.k.data);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    Int* row = k_int + j * plan.d4;
+    std::fill(row, row + plan.d4, Int{0});
+    int32_t sum = 0;
+    if (!((bad >> j) & 1)) {
+      const int8_t* key = src + (j0 + j) * plan.k.token_stride + kv_head * plan.k.head_stride;
+      for (int64_t e = 0; e < plan.d; ++e) {
+        row[e] = key[e];
+        sum += key[e];
+      }
+    }
+    k_sum[j] = sum;
+  }
+}
+
+// Int8 keys [j0, j0 + n_keys) of kv_head read from a tensor as the prefill
+// kernel reads them: rows of d4 (zero beyond d; zero for the `bad` keys),
+// and their sums.
+HWY_INLINE void PackKeysInt(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
+                            uint64_t bad, void* HWY_RESTRICT k_int, int32_t* HWY_RESTRICT k_sum) {
+  if (TargetIntEncoding() == IntEncoding::kInt16) {
+    PackKeysIntAs(plan, kv_head, j0, n_keys, bad, static_cast<int16_t*>(k_int), k_sum);
+  } else {
+    PackKeysIntAs(plan, kv_head, j0, n_keys, bad, static_cast<int8_t*>(k_int), k_sum);
+  }
+}
+
+// Decode: q_int ([n_rows4][d4], n_rows4 = rows rounded up to 4) set to the
+// encoding of zeros: the padding rows and channels.
+HWY_INLINE void FillQueryRowsInt(int64_t n_rows4, int64_t d4, void* HWY_RESTRICT q_int) {
+  if (TargetIntEncoding() == IntEncoding::kInt16) {
+    int16_t* out = static_cast<int16_t*>(q_int);
+    std::fill(out, out + n_rows4 * d4, int16_t{0});
+  } else {
+    uint8_t* out = static_cast<uint8_t*>(q_int);
+    std::fill(out, out + n_rows4 * d4, uint8_t{128});
+  }
+}
+
+// Decode: the integers q[0, d) of query row r into q_int's row r.
+HWY_INLINE void PackQueryRowInt(const int8_t* HWY_RESTRICT q, int64_t r, int32_t d, int64_t d4,
+                                void* HWY_RESTRICT q_int) {
+  if (TargetIntEncoding() == IntEncoding::kInt16) {
+    int16_t* out = static_cast<int16_t*>(q_int) + r * d4;
+    for (int32_t e = 0; e < d; ++e) out[e] = static_cast<int16_t>(q[e]);
+  } else {
+    uint8_t* out = static_cast<uint8_t*>(q_int) + r * d4;
+    for (int32_t e = 0; e < d; ++e) out[e] = static_cast<uint8_t>(q[e] + 128);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace relattn
+HWY_AFTER_NAMESPACE();
+
+#endif  // RELATTN_LIB_KERNELS_INT_DOT_INL_H_

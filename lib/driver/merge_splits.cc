@@ -4,63 +4,53 @@
 #include <cmath>
 #include <cstdint>
 
-#include "lib/common/f16.h"
+#include "lib/common/store_row.h"
+#include "lib/driver/softmax_state.h"
 
 namespace relattn {
 namespace {
 
-// Writes row * scale to output element `offset` as F32 or F16.
-void StoreScaled(const Plan& plan, const float* row, float scale, int64_t offset) {
-  if (plan.o_dtype == RELATTN_F16) {
-    uint16_t* out = static_cast<uint16_t*>(plan.o) + offset;
-    for (int64_t e = 0; e < plan.dv; ++e) out[e] = F32ToF16(row[e] * scale);
-  } else {
-    float* out = static_cast<float*>(plan.o) + offset;
-    for (int64_t e = 0; e < plan.dv; ++e) out[e] = row[e] * scale;
+// Merges row r of the n_splits partial states from `first` (each
+// partial_floats_per_item apart: o at r * dv_pad, then after rows * dv_pad
+// the maxes, the sums and the poison flags) into merged[0, dv); returns the
+// merged sum (the output is merged / sum, FinalScale).
+float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, float* merged) {
+  auto partial = [&](int32_t s) { return first + s * plan.partial_floats_per_item; };
+  const int64_t max_at = rows * plan.dv_pad + r, sum_at = max_at + rows, poison_at = sum_at + rows;
+  float max = -HUGE_VALF;
+  bool poisoned = false;
+  for (int32_t s = 0; s < plan.n_splits; ++s) {
+    max = std::max(max, partial(s)[max_at]);
+    poisoned = poisoned || partial(s)[poison_at] != 0.0f;
   }
+  std::fill(merged, merged + plan.dv, poisoned ? NAN : 0.0f);
+  float sum = 0.0f;
+  if (max == -HUGE_VALF) return sum;
+  for (int32_t s = 0; s < plan.n_splits; ++s) {
+    const float* p = partial(s);
+    if (p[max_at] == -HUGE_VALF) continue;  // the split saw no key
+    const float weight = MergeWeight(p[max_at], max);
+    sum += weight * p[sum_at];
+    if (poisoned) continue;
+    for (int64_t e = 0; e < plan.dv; ++e) merged[e] += weight * p[r * plan.dv_pad + e];
+  }
+  return sum;
 }
 
 }  // namespace
 
 void MergeSplits(const Plan& plan, const float* shared_ws) {
-  const int64_t n_groups = int64_t{plan.n_kv_heads} * plan.head_batches;
+  const int64_t n_batches = int64_t{plan.n_kv_heads} * plan.head_batches;
   float merged[RELATTN_MAX_HEAD_DIM];
-  for (int64_t group_item = 0; group_item < n_groups; ++group_item) {
-    const int32_t kv_head = static_cast<int32_t>(group_item / plan.head_batches);
-    const int32_t head0 =
-        kv_head * plan.group +
-        static_cast<int32_t>(group_item % plan.head_batches) * plan.heads_per_item;
-    const int32_t n_slots = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
-    const int64_t rows = int64_t{n_slots} * plan.n_q;
-    const float* first = shared_ws + group_item * plan.n_splits * plan.partial_floats_per_item;
+  for (int64_t index = 0; index < n_batches; ++index) {
+    const HeadBatch batch = HeadBatchOf(plan, index);
+    const int64_t rows = int64_t{batch.n_heads} * plan.n_q;
+    const float* first = shared_ws + index * plan.n_splits * plan.partial_floats_per_item;
     for (int64_t r = 0; r < rows; ++r) {
-      // Split s: o at partial + r * dv_pad, max at partial + rows * dv_pad + r,
-      // then the sums, then the poison flags.
-      auto partial = [&](int32_t s) { return first + s * plan.partial_floats_per_item; };
-      float max = -HUGE_VALF;
-      for (int32_t s = 0; s < plan.n_splits; ++s) {
-        max = std::max(max, partial(s)[rows * plan.dv_pad + r]);
-      }
-      float sum = 0.0f;
-      bool poisoned = false;
-      for (int32_t s = 0; s < plan.n_splits; ++s) {
-        poisoned = poisoned || partial(s)[rows * plan.dv_pad + 2 * rows + r] != 0.0f;
-      }
-      std::fill(merged, merged + plan.dv, poisoned ? NAN : 0.0f);
-      if (max != -HUGE_VALF) {
-        for (int32_t s = 0; s < plan.n_splits; ++s) {
-          const float* p = partial(s);
-          const float split_max = p[rows * plan.dv_pad + r];
-          if (split_max == -HUGE_VALF) continue;
-          const float weight = std::exp2(split_max - max);
-          sum += weight * p[rows * plan.dv_pad + rows + r];
-          if (poisoned) continue;
-          for (int64_t e = 0; e < plan.dv; ++e) merged[e] += weight * p[r * plan.dv_pad + e];
-        }
-      }
+      const float sum = MergeRow(plan, first, rows, r, merged);
       const int64_t offset =
-          (r % plan.n_q) * plan.o_token_stride + (head0 + r / plan.n_q) * plan.o_head_stride;
-      StoreScaled(plan, merged, sum > 0.0f ? 1.0f / sum : 0.0f, offset);
+          (r % plan.n_q) * plan.o_token_stride + (batch.head0 + r / plan.n_q) * plan.o_head_stride;
+      StoreRow(merged, plan.dv, FinalScale(sum), plan.o, plan.o_dtype, offset);
     }
   }
 }

@@ -3,6 +3,7 @@
 #ifndef RELATTN_LIB_DRIVER_PLAN_H_
 #define RELATTN_LIB_DRIVER_PLAN_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -216,6 +217,22 @@ struct Plan {
   size_t shaw_skewed, shaw_products, shaw_row_tables;
   size_t floats_per_worker;
 };
+
+// The query heads of one KV head that a work item takes together: heads
+// [head0, head0 + n_heads) of KV head kv_head.
+struct HeadBatch {
+  int32_t kv_head, head0, n_heads;
+};
+
+// Batch `index` (0 .. n_kv_heads * head_batches - 1): KV head index /
+// head_batches, its (index % head_batches)-th group of heads_per_item heads.
+inline HeadBatch HeadBatchOf(const Plan& plan, int64_t index) {
+  const int32_t kv_head = static_cast<int32_t>(index / plan.head_batches);
+  const int32_t head0 =
+      kv_head * plan.group + static_cast<int32_t>(index % plan.head_batches) * plan.heads_per_item;
+  const int32_t n_heads = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
+  return {kv_head, head0, n_heads};
+}
 
 // Fills out the per-head ALiBi slope in log2 units (multiplied by log2(e)).
 float AlibiSlopeLog2(const Plan& plan, int32_t head);

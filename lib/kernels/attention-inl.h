@@ -22,6 +22,7 @@
 #include "lib/kernels/bias_tile-inl.h"
 #include "lib/kernels/decode-inl.h"
 #include "lib/kernels/int_dot-inl.h"
+#include "lib/kernels/key_block-inl.h"
 #include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/rope-inl.h"
@@ -77,27 +78,17 @@ HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HW
 }
 
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
-// bad_keys: bit j set where key j0 + j has a non-finite K or V row (those
-// rows are zero in k, v).
-// Int8 keys as the integer kernel reads them (IntDotPrefill only, PackKeysInt).
-struct KeysInt {
-  const IntDotKernels* kernels;  // IntDotPrefill
-  const void* rows;              // [n_keys][d4] as kernels->encoding says
-  const int32_t* sums;
-};
-
-// k_scale: int8 keys' row scales (else unused); k_int: with IntDotPrefill.
-HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0, int64_t n_keys,
-                               TileVisibility visibility, RowsF32 k, const float* k_scale,
-                               KeysInt k_int, RowsF32 v, uint64_t bad_keys, float* HWY_RESTRICT s) {
+HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyBlock& b,
+                               TileVisibility visibility, float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
-  if (k_int.rows) {
-    k_int.kernels->scores_qlanes(tile.q_int, plan.d4, k_int.rows, k_int.sums, n_keys,
-                                 reinterpret_cast<int32_t*>(s));
-    ScaleInt32Scores(tile.q_mul, k_scale, n_keys, s);
+  const int64_t j0 = b.j0, n_keys = b.n_keys;
+  if (b.k_int.rows) {
+    b.k_int.kernels->scores_qlanes(tile.q_int, plan.d4, b.k_int.rows, b.k_int.sums, n_keys,
+                                   reinterpret_cast<int32_t*>(s));
+    ScaleInt32Scores(tile.q_mul, b.k_scale, n_keys, s);
   } else {
-    SubTileScores(tile.q_t, plan.d, k, n_keys, s);
-    if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, k_scale, n_keys, s);
+    SubTileScores(tile.q_t, plan.d, b.k, n_keys, s);
+    if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, b.k_scale, n_keys, s);
   }
   if (plan.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
@@ -106,25 +97,13 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, int64_t j0
       BiasMaskRow(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
     }
   }
-  SoftmaxUpdate(s, n_keys, bad_keys, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
-  AccumulatePV(s, n_keys, v, plan.dv, tile.o_t);
-}
-
-// Keys [j0, j0 + n_keys) rotated by RoPE into scratch ([n_keys][d], copied
-// there first unless they already live in it).
-HWY_INLINE RowsF32 RotatedRows(const Plan& plan, Worker& worker, RowsF32 k, int64_t j0,
-                               int64_t n_keys, float* HWY_RESTRICT scratch) {
-  for (int64_t j = 0; j < n_keys; ++j) {
-    float* row = scratch + j * plan.d;
-    if (k.rows != scratch) std::copy(k.rows + j * k.stride, k.rows + j * k.stride + plan.d, row);
-    RopeRotate(plan, worker, plan.k_pos.At(j0 + j), row);
-  }
-  return {scratch, plan.d};
+  SoftmaxUpdate(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
+  AccumulatePV(s, n_keys, b.v, plan.dv, tile.o_t);
 }
 
 // The query heads and queries of one work item.
 struct WorkItem {
-  int32_t kv_head, head0, n_heads;
+  HeadBatch batch;
   int64_t i0, rows, n_sub, w;  // queries [i0, i0 + rows) in n_sub sub-tiles of w lanes
 };
 
@@ -133,10 +112,7 @@ HWY_INLINE WorkItem WorkItemOf(const Plan& plan, int64_t item) {
   const int64_t per_chunk = int64_t{plan.n_kv_heads} * plan.head_batches;
   // Latest query chunks first: under a causal mask they see the most keys.
   it.i0 = (plan.n_chunks - 1 - item / per_chunk) * plan.chunk;
-  it.kv_head = static_cast<int32_t>(item % per_chunk / plan.head_batches);
-  const int32_t batch = static_cast<int32_t>(item % per_chunk % plan.head_batches);
-  it.head0 = it.kv_head * plan.group + batch * plan.heads_per_item;
-  it.n_heads = std::min(plan.heads_per_item, (it.kv_head + 1) * plan.group - it.head0);
+  it.batch = HeadBatchOf(plan, item % per_chunk);
   it.rows = std::min(plan.chunk, plan.n_q - it.i0);
   it.w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   it.n_sub = (it.rows + it.w - 1) / it.w;
@@ -159,7 +135,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
                                    ? AlibiRowAnchor(plan, biases[g].alibi_causal, span.first)
                                    : 0,
                                reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
-  return {it.head0 + g,
+  return {it.batch.head0 + g,
           queries,
           ws + l.q_t + at * plan.d,
           ws + l.q_mul + at,
@@ -172,18 +148,18 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
           &biases[g]};
 }
 
-HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
-  const WorkspaceLayout& l = plan.ws;
+// The first stage: every sub-tile's queries transposed into q_t (in log2
+// units, rotated by RoPE; integers for the int8 kernel), its Shaw vector
+// table, ALiBi anchors and an empty softmax state.
+HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* biases,
+                                const IntDotKernels* int_dot, Worker& worker) {
   float* ws = worker.ws;
-  const WorkItem it = WorkItemOf(plan, item);
-  const IntDotKernels* int_dot = IntDotPrefill(plan);
-  HeadBias biases[kMaxHeadsPerItem];
-  for (int32_t g = 0; g < it.n_heads; ++g) {
-    biases[g] = BiasOfHead(plan, it.head0 + g, g, worker);
+  for (int32_t g = 0; g < it.batch.n_heads; ++g) {
+    biases[g] = BiasOfHead(plan, it.batch.head0 + g, g, worker);
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-      PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + l.row, t.q_t,
-                            t.q_mul, t.poison, [&](int64_t i, float* row) {
+      PackQueriesTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, ws + plan.ws.row,
+                            t.q_t, t.q_mul, t.poison, [&](int64_t i, float* row) {
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
       if (int_dot) PackQueriesInt(plan, t.q_t, it.w, t.q_int);
@@ -202,69 +178,73 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       }
     }
   }
+}
 
-  const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
-  float* k_scale = ws + l.k_scale;
-  for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
-    const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
-    const PositionSpan k_span = SpanOf(plan.k_pos, j0, n_keys);
-    if (ClassifyTile(plan, chunk_span.min, chunk_span.max, k_span.min, k_span.max) ==
-        TileVisibility::kHidden) {
-      // Keys at start + j only move away once they pass the last query.
-      if (!plan.k_pos.positions && plan.causal && k_span.min > chunk_span.max) break;
-      continue;
-    }
-    RowsF32 k{ws + l.k_block, plan.d};  // f32 keys (the int8 dot path reads int8 ones)
-    if (!int_dot) {
-      k = plan.cache.on ? CacheKeyRows(plan, it.kv_head, j0, n_keys, ws + l.k_block)
-                        : RowsAsF32(plan.k, it.kv_head, j0, n_keys, plan.d, ws + l.k_block);
-    }
-    if (plan.rope.on && !plan.cache.on) {  // a KV cache rotated its keys at append
-      k = RotatedRows(plan, worker, k, j0, n_keys, ws + l.k_block);
-    }
-    RowsF32 v = RowsAsF32(plan.v, it.kv_head, j0, n_keys, plan.dv, ws + l.v_block);
-    // Non-finite K or V rows poison the queries that see them, and are zeroed
-    // so that they cannot reach the queries that do not (a KV cache stored
-    // them as zeros and flagged them).
-    uint64_t bad_keys =
-        (int_dot ? 0 : NonFiniteRows(k, n_keys, plan.d)) | NonFiniteRows(v, n_keys, plan.dv);
-    if (plan.cache.on) bad_keys |= CacheBadKeys(plan, it.kv_head, j0, n_keys);
-    if (plan.k.dtype == RELATTN_I8) bad_keys |= KeyScales(plan, it.kv_head, j0, n_keys, k_scale);
-    KeysInt k_int{nullptr, nullptr, nullptr};
-    if (int_dot) {
-      int32_t* sums = reinterpret_cast<int32_t*>(ws + l.k_sum);
-      PackKeysInt(plan, it.kv_head, j0, n_keys, bad_keys, ws + l.k_int, sums);
-      k_int = {int_dot, ws + l.k_int, sums};
-    }
-    if (bad_keys) {
-      k = ZeroBadRows(k, n_keys, plan.d, bad_keys, ws + l.k_block);
-      v = ZeroBadRows(v, n_keys, plan.dv, bad_keys, ws + l.v_block);
-    }
-    // The next block's K and V arrive while this one is computed.
-    const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
-    if (next > 0 && !plan.cache.on) {
-      PrefetchRows(plan.k, it.kv_head, j0 + n_keys, next, plan.d);
-      PrefetchRows(plan.v, it.kv_head, j0 + n_keys, next, plan.dv);
-    }
-    for (int32_t g = 0; g < it.n_heads; ++g) {
-      for (int64_t sub = 0; sub < it.n_sub; ++sub) {
-        const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-        const TileVisibility visibility =
-            ClassifyTile(plan, t.queries.span.min, t.queries.span.max, k_span.min, k_span.max);
-        if (visibility == TileVisibility::kHidden) continue;
-        AttendKeyBlock(plan, t, j0, n_keys, visibility, k, k_scale, k_int, v, bad_keys,
-                       ws + l.s_tile);
-      }
+HWY_INLINE KeyBlockScratch PrefillScratch(const Plan& plan, const IntDotKernels* int_dot,
+                                          float* ws) {
+  const WorkspaceLayout& l = plan.ws;
+  KeyBlockScratch b{};
+  b.k = ws + l.k_block;
+  b.v = ws + l.v_block;
+  b.k_scale = ws + l.k_scale;
+  b.k_int = ws + l.k_int;
+  b.k_sum = reinterpret_cast<int32_t*>(ws + l.k_sum);
+  b.k_stride = plan.d;
+  b.v_stride = plan.dv;
+  b.in_place = true;
+  b.int_dot = int_dot;
+  return b;
+}
+
+// Every sub-tile of the item that sees some key of the block takes it.
+HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadBias* biases,
+                               const KeyBlock& block, float* ws) {
+  for (int32_t g = 0; g < it.batch.n_heads; ++g) {
+    for (int64_t sub = 0; sub < it.n_sub; ++sub) {
+      const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
+      const TileVisibility visibility = ClassifyTile(plan, t.queries.span.min, t.queries.span.max,
+                                                     block.span.min, block.span.max);
+      if (visibility == TileVisibility::kHidden) continue;
+      AttendKeyBlock(plan, t, block, visibility, ws + plan.ws.s_tile);
     }
   }
+}
 
-  for (int32_t g = 0; g < it.n_heads; ++g) {
+// The last stage: every sub-tile's rows finalized into the output.
+HWY_INLINE void StoreSubTiles(const Plan& plan, const WorkItem& it, const HeadBias* biases,
+                              float* ws) {
+  for (int32_t g = 0; g < it.batch.n_heads; ++g) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
       StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.sum,
-                            t.poison, ws + l.row);
+                            t.poison, ws + plan.ws.row);
     }
   }
+}
+
+// Prefill work item: prepare sub-tiles -> for each visible key block {load
+// key block, prefetch the next -> each sub-tile: scores -> + bias -> mask ->
+// online softmax -> P.V} -> store.
+HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
+  const WorkItem it = WorkItemOf(plan, item);
+  const IntDotKernels* int_dot = IntDotPrefill(plan);
+  HeadBias biases[kMaxHeadsPerItem];
+  PrepareSubTiles(plan, it, biases, int_dot, worker);
+  const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
+  const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
+  for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
+    const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
+    bool done = false;
+    const TileVisibility visibility =
+        ClassifyKeyBlock(plan, chunk_span, SpanOf(plan.k_pos, j0, n_keys), &done);
+    if (done) break;
+    if (visibility == TileVisibility::kHidden) continue;
+    const KeyBlock block = LoadKeyBlock(plan, worker, it.batch.kv_head, j0, n_keys, scratch);
+    const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
+    PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
+    AttendSubTiles(plan, it, biases, block, worker.ws);
+  }
+  StoreSubTiles(plan, it, biases, worker.ws);
 }
 
 HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* shared_ws, float* worker_ws,

@@ -1,0 +1,237 @@
+// One block of keys as both pipelines' score and P.V stages read it, and the
+// one producer that loads it: K and V rows as f32 (converted, rotated by
+// RoPE), int8 keys' row scales or packed integers, and the keys whose K or V
+// row is non-finite (per-target code).
+#if defined(RELATTN_LIB_KERNELS_KEY_BLOCK_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RELATTN_LIB_KERNELS_KEY_BLOCK_INL_H_
+#undef RELATTN_LIB_KERNELS_KEY_BLOCK_INL_H_
+#else
+#define RELATTN_LIB_KERNELS_KEY_BLOCK_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "lib/common/dtype.h"
+#include "lib/common/f16.h"
+#include "lib/driver/plan.h"
+#include "lib/driver/visibility.h"
+#include "lib/kernels/int_dot-inl.h"
+#include "lib/kernels/pack-inl.h"
+#include "lib/kernels/rope-inl.h"
+#include "lib/kernels/worker-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace relattn {
+namespace HWY_NAMESPACE {
+
+// Int8 keys as the integer kernel reads them (IntDotPrefill, PackKeysInt).
+struct KeysInt {
+  const IntDotKernels* kernels;  // null: none
+  const void* rows;              // [n_keys][d4] as kernels->encoding says
+  const int32_t* sums;
+};
+
+// Keys [j0, j0 + n_keys) of one KV head. A row of k or v with rows == null
+// is read elsewhere: K as integers (k_int) or, in decode over a KV cache, K
+// from the cache's key groups and V from its rows, in place.
+struct KeyBlock {
+  int64_t j0, n_keys;
+  PositionSpan span;     // the keys' positions
+  RowsF32 k;             // f32 keys (RoPE applied), zero for the bad keys
+  KeysInt k_int;         // prefill with IntDotPrefill
+  RowsF32 v;             // f32 values, zero for the bad keys
+  const float* k_scale;  // int8 K: [kBlockKeys] row scales, 0 past n_keys and for bad keys
+  uint64_t bad;          // bit j: key j0 + j has a non-finite K or V row (or row scale)
+};
+
+// Where the producer puts what it converts, and how. Rows are `k_stride` /
+// `v_stride` floats apart (d, dv in prefill; d_pad, dv_pad in decode, whose
+// padding the pipeline zeroed). in_place: f32 rows back to back may be read
+// where they are (prefill; decode's kernels load whole aligned vectors).
+struct KeyBlockScratch {
+  float *k, *v, *k_scale;
+  void* k_int;
+  int32_t* k_sum;
+  int64_t k_stride, v_stride;
+  bool in_place;
+  const IntDotKernels* int_dot;  // prefill: IntDotPrefill
+  bool cache_in_place;           // decode over a KV cache: K groups and V rows in place
+};
+
+// Bit j set where row j (< n_rows <= 64) of `rows` holds a NaN or infinity.
+HWY_INLINE uint64_t NonFiniteRows(RowsF32 rows, int64_t n_rows, int64_t dim) {
+  uint64_t bad = 0;
+  for (int64_t j = 0; j < n_rows; ++j) {
+    if (!RowFinite(rows.rows + j * rows.stride, dim)) bad |= uint64_t{1} << j;
+  }
+  return bad;
+}
+
+// The rows with the `bad` ones replaced by zeros, in scratch (rows `stride`
+// floats apart; copied there first unless rows already live in it).
+HWY_INLINE RowsF32 ZeroBadRows(RowsF32 rows, int64_t n_rows, int64_t dim, int64_t stride,
+                               uint64_t bad, float* HWY_RESTRICT scratch) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    float* dst = scratch + j * stride;
+    if ((bad >> j) & 1) {
+      std::fill(dst, dst + dim, 0.0f);
+    } else if (rows.rows != scratch) {
+      std::copy(rows.rows + j * rows.stride, rows.rows + j * rows.stride + dim, dst);
+    }
+  }
+  return {scratch, stride};
+}
+
+// Rows [t0, t0 + n) of head `head` of tensor t (dim elements) as f32 rows
+// `stride` floats apart: the tensor itself when in_place allows and it is f32
+// with rows back to back (stride == dim), else converted into `scratch`. (Rows of one head a
+// power-of-two stride apart, as in [tokens][heads][dim], would share L1 sets
+// and evict each other in the micro-kernels.)
+HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim,
+                             int64_t stride, bool in_place, float* HWY_RESTRICT scratch) {
+  const int64_t first = t0 * t.token_stride + head * t.head_stride;
+  if (in_place && t.dtype == RELATTN_F32 && t.token_stride == dim && stride == dim) {
+    return {static_cast<const float*>(t.data) + first, dim};
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    ConvertRow(t.data, t.dtype, first + j * t.token_stride, dim, 1.0f, scratch + j * stride);
+  }
+  return {scratch, stride};
+}
+
+// Keys [j0, j0 + n) of a KV cache's head (key groups, kv_cache.h) as f32
+// rows `stride` floats apart in scratch.
+HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int64_t n,
+                                int64_t stride, float* HWY_RESTRICT scratch) {
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t slot = j0 + j;
+    const int64_t first = plan.cache.KeyGroupOffset(head, slot, plan.d) + slot % kKeyGroup;
+    float* row = scratch + j * stride;
+    if (plan.k.dtype == RELATTN_F16) {
+      const uint16_t* bits = static_cast<const uint16_t*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = F16ToF32(bits[c * kKeyGroup]);
+    } else if (plan.k.dtype == RELATTN_I8) {
+      const int8_t* src = static_cast<const int8_t*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = static_cast<float>(src[c * kKeyGroup]);
+    } else {
+      const float* src = static_cast<const float*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = src[c * kKeyGroup];
+    }
+  }
+  return {scratch, stride};
+}
+
+// Row scales of the int8 keys [j0, j0 + n) of kv_head (a tensor's or a KV
+// cache's) into scales[0, n), zeros up to kBlockKeys; returns the keys whose
+// scale is not finite as bits (their scale is set to 0: their rows are
+// zeroed and poison instead).
+HWY_INLINE uint64_t KeyScales(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n,
+                              float* HWY_RESTRICT scales) {
+  uint64_t bad = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const float scale = plan.k.RowScale(j0 + j, kv_head);
+    const bool finite = std::isfinite(scale);
+    scales[j] = finite ? scale : 0.0f;
+    if (!finite) bad |= uint64_t{1} << j;
+  }
+  std::fill(scales + n, scales + kBlockKeys, 0.0f);  // read by whole vectors past n
+  return bad;
+}
+
+// Bit j set where key j0 + j of kv_head was stored non-finite in the cache.
+HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
+  const uint8_t* bad = plan.cache.bad + kv_head * plan.cache.capacity + j0;
+  uint64_t bits = 0;
+  for (int64_t j = 0; j < n_keys; ++j) bits |= uint64_t{bad[j]} << j;
+  return bits;
+}
+
+// The block's keys as f32 rows, rotated by RoPE unless they come from a KV
+// cache (which rotated them at append).
+HWY_INLINE RowsF32 KeyRowsAsF32(const Plan& plan, Worker& worker, int32_t kv_head, int64_t j0,
+                                int64_t n_keys, const KeyBlockScratch& buf) {
+  if (plan.cache.on) return CacheKeyRows(plan, kv_head, j0, n_keys, buf.k_stride, buf.k);
+  RowsF32 k = RowsAsF32(plan.k, kv_head, j0, n_keys, plan.d, buf.k_stride, buf.in_place, buf.k);
+  if (!plan.rope.on) return k;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    float* row = buf.k + j * buf.k_stride;
+    if (k.rows != buf.k) std::copy(k.rows + j * k.stride, k.rows + j * k.stride + plan.d, row);
+    RopeRotate(plan, worker, plan.k_pos.At(j0 + j), row);
+  }
+  return {buf.k, buf.k_stride};
+}
+
+// Loads keys [j0, j0 + n_keys) of kv_head. Non-finite K or V rows poison the
+// queries that see them and are zeroed, so that they cannot reach the
+// queries that do not (a KV cache stored them as zeros and flagged them).
+HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_head, int64_t j0,
+                                 int64_t n_keys, const KeyBlockScratch& buf) {
+  KeyBlock b{j0,
+             n_keys,
+             SpanOf(plan.k_pos, j0, n_keys),
+             {nullptr, 0},
+             {nullptr, nullptr, nullptr},
+             {nullptr, 0},
+             buf.k_scale,
+             0};
+  if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
+  if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
+  if (buf.cache_in_place) return b;
+  if (!buf.int_dot) {
+    b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf);
+    b.bad |= NonFiniteRows(b.k, n_keys, plan.d);
+  }
+  b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, buf.in_place, buf.v);
+  b.bad |= NonFiniteRows(b.v, n_keys, plan.dv);
+  if (buf.int_dot) {
+    PackKeysInt(plan, kv_head, j0, n_keys, b.bad, buf.k_int, buf.k_sum);
+    b.k_int = {buf.int_dot, buf.k_int, buf.k_sum};
+  }
+  if (b.bad) {
+    if (b.k.rows) b.k = ZeroBadRows(b.k, n_keys, plan.d, buf.k_stride, b.bad, buf.k);
+    b.v = ZeroBadRows(b.v, n_keys, plan.dv, buf.v_stride, b.bad, buf.v);
+  }
+  return b;
+}
+
+// Prefetches rows [t0, t0 + n) of head `head` of tensor t (dim elements
+// each) into the outer caches. A head's rows lie a whole stride apart
+// ([tokens][heads][dim]) and are read in short bursts, which hardware
+// prefetchers miss: without this, converting each key block waited on L3.
+HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim) {
+  const int64_t elem_bytes = DtypeBytes(t.dtype);
+  const char* base = static_cast<const char*>(t.data);
+  for (int64_t j = t0; j < t0 + n; ++j) {
+    const char* row = base + (j * t.token_stride + head * t.head_stride) * elem_bytes;
+    for (int64_t b = 0; b < dim * elem_bytes; b += 64) PrefetchFar(row + b);
+  }
+}
+
+// The prefetch stage: the K and V rows of the keys [j0, j0 + n_keys) that
+// the next block will convert arrive while this one is computed (tensors; a
+// KV cache's key groups are prefetched by the kernels that stream them).
+HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
+  if (n_keys <= 0 || plan.cache.on) return;
+  PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
+  PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
+}
+
+// Whether the queries with positions q see the keys with positions k: the
+// block's visibility, and *done = true when no later block can be visible
+// (keys at start + j only move away once they pass the last query).
+HWY_INLINE TileVisibility ClassifyKeyBlock(const Plan& plan, const PositionSpan& q,
+                                           const PositionSpan& k, bool* done) {
+  const TileVisibility v = ClassifyTile(plan, q.min, q.max, k.min, k.max);
+  *done = v == TileVisibility::kHidden && !plan.k_pos.positions && plan.causal && k.min > q.max;
+  return v;
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace relattn
+HWY_AFTER_NAMESPACE();
+
+#endif  // RELATTN_LIB_KERNELS_KEY_BLOCK_INL_H_

@@ -328,7 +328,7 @@ void UseTarget(int64_t target) {
   if (target != 0) REQUIRE(std::string(relattn::ActiveTargetName()) == hwy::TargetName(target));
 }
 
-const char* TargetNameOf(int64_t target) { return hwy::TargetName(target); }
+std::string TargetNameOf(int64_t target) { return hwy::TargetName(target); }
 
 // The kernel computes in f32 from exactly converted inputs (f16 -> f32 is
 // exact), and the reference reads the same stored values, so the bound
@@ -353,6 +353,36 @@ WorstErrors::~WorstErrors() {
 void WorstErrors::Note(const std::string& label, double err) {
   double& w = worst_[label];
   w = std::max(w, err);
+}
+
+double CheckAllTargets(const std::function<std::vector<double>()>& run,
+                       const std::vector<double>& expected, double bound,
+                       const std::string& context) {
+  double worst = 0.0;
+  ForEachTarget([&](int64_t target) {
+    INFO(TargetNameOf(target), " ", context);
+    const double err = MaxAbsDiff(run(), expected);
+    CHECK(err <= bound);
+    worst = std::max(worst, err);
+  });
+  return worst;
+}
+
+double CheckAllTargets(Case& c, const std::vector<double>& expected, double bound,
+                       const std::string& context) {
+  return CheckAllTargets(
+      [&] {
+        std::vector<uint8_t> out;
+        REQUIRE(c.Run(&out) == RELATTN_OK);
+        return c.Decode(out);
+      },
+      expected, bound, context);
+}
+
+double CheckAllTargets(const CaseSpec& spec) {
+  Case c(spec);
+  const std::vector<double> expected = c.Reference();
+  return CheckAllTargets(c, expected, ErrorBound(spec.out_dtype), spec.Name());
 }
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {

@@ -4,6 +4,7 @@
 #define RELATTN_TESTS_ATTENTION_CASE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -83,7 +84,22 @@ class Case {
 std::vector<int64_t> TargetsUnderTest();
 // Forces the library onto one target (0: back to the best).
 void UseTarget(int64_t target);
-const char* TargetNameOf(int64_t target);
+std::string TargetNameOf(int64_t target);
+
+// Runs body(target) with the library forced onto each target of
+// TargetsUnderTest() in turn (which fails the test rather than run none),
+// then puts it back on the best target, also when body throws (a failed
+// REQUIRE).
+template <class F>
+void ForEachTarget(F&& body) {
+  struct BackToBest {
+    ~BackToBest() { UseTarget(0); }
+  } back_to_best;
+  for (int64_t target : TargetsUnderTest()) {
+    UseTarget(target);
+    body(target);
+  }
+}
 
 // Error bound, in absolute terms for inputs in [-1, 1], per output dtype:
 // see the comment in attention_case.cc.
@@ -103,6 +119,20 @@ class WorstErrors {
   const char* suite_;
   std::map<std::string, double> worst_;
 };
+
+// On every target (ForEachTarget): run() gives the output of one run on the
+// current target, which must be within bound of expected (max |difference|);
+// a failure names the target and context. Returns the worst error over the
+// targets.
+double CheckAllTargets(const std::function<std::vector<double>()>& run,
+                       const std::vector<double>& expected, double bound,
+                       const std::string& context);
+// The same for c.Run() (which must succeed), decoded.
+double CheckAllTargets(Case& c, const std::vector<double>& expected, double bound,
+                       const std::string& context);
+// spec's case against its fp64 reference, bound ErrorBound(spec.out_dtype),
+// context spec.Name().
+double CheckAllTargets(const CaseSpec& spec);
 
 // A relattn_parallel_for_fn on std::thread (one thread per task), to drive the
 // library's workers in tests, also under ThreadSanitizer.

@@ -1,11 +1,9 @@
 // The fused kernel against the fp64 reference, on every SIMD target.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <thread>
 #include <vector>
 
@@ -16,31 +14,14 @@ namespace {
 
 // Largest error seen per output dtype over the whole suite, printed at exit
 // so the closing note can state measured figures.
-struct ErrorLog {
-  std::map<int, double> worst;
-  ~ErrorLog() {
-    for (auto& [dtype, err] : worst) {
-      std::printf("max |error| vs fp64 reference, %s output: %.3g (bound %.3g)\n",
-                  dtype == RELATTN_F16 ? "f16" : "f32", err, ErrorBound(relattn_dtype(dtype)));
-    }
-  }
-} error_log;
+WorstErrors error_log("attention");
 
 // Runs spec on every target and checks the output against the reference.
 void CheckAgainstReference(const CaseSpec& spec) {
-  Case c(spec);
-  const std::vector<double> expected = c.Reference();
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
-    std::vector<uint8_t> out;
-    REQUIRE(c.Run(&out) == RELATTN_OK);
-    const double err = MaxAbsDiff(c.Decode(out), expected);
-    double& worst = error_log.worst[spec.out_dtype];
-    worst = std::max(worst, err);
-    INFO(std::string(TargetNameOf(target)), " ", spec.Name());
-    CHECK(err <= ErrorBound(spec.out_dtype));
-  }
-  UseTarget(0);
+  char label[80];
+  std::snprintf(label, sizeof(label), "vs fp64 reference, %s output (bound %.3g)",
+                spec.out_dtype == RELATTN_F16 ? "f16" : "f32", ErrorBound(spec.out_dtype));
+  error_log.Note(label, CheckAllTargets(spec));
 }
 
 // The mask variants: {causal, window, n_valid_kv as a fraction of n_kv (-1: all)}.

@@ -49,10 +49,9 @@ void Check(const CaseSpec& spec) {
   Case c(spec);
   const std::vector<double> dequantised = c.Reference();
   const std::vector<double> original = c.ReferenceOnFloatInputs();
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
+  ForEachTarget([&](int64_t target) {
     std::vector<uint8_t> out;
-    INFO(std::string(TargetNameOf(target)), " ", spec.Name());
+    INFO(TargetNameOf(target), " ", spec.Name());
     REQUIRE(c.Run(&out) == RELATTN_OK);
     const std::vector<double> got = c.Decode(out);
     const double kernel_err = MaxAbsDiff(got, dequantised);
@@ -64,8 +63,7 @@ void Check(const CaseSpec& spec) {
     error_log.Note("vs float inputs, " + Label(spec) +
                        (spec.k_outlier != 1.0f ? ", 20x outlier channels" : ", no outliers"),
                    total_err);
-  }
-  UseTarget(0);
+  });
 }
 
 TEST_CASE("int8: head dims x n_q x Q/K quantised x schemes, against both references") {
@@ -128,21 +126,19 @@ TEST_CASE("int8: saturated values, zero rows and zero scales") {
     d.scale = 3.0f;  // large enough that the saturated rows dominate
     std::vector<double> expected(kNq * kD);
     relattn::reference::Attention(d, expected.data());
-    for (int64_t target : TargetsUnderTest()) {
-      UseTarget(target);
-      std::vector<float> out(kNq * kD, NAN);
-      d.o = relattn_output{out.data(), RELATTN_F32, kD, kD};
-      size_t bytes = 0;
-      REQUIRE(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_OK);
-      std::vector<uint64_t> ws(bytes / 8 + 8);
-      void* aligned =
-          reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-      INFO(TargetNameOf(target), " int8 q ", int8_q);
-      REQUIRE(relattn_attention(&d, aligned, bytes, nullptr) == RELATTN_OK);
-      CHECK(MaxAbsDiff(std::vector<double>(out.begin(), out.end()), expected) <=
-            ErrorBound(RELATTN_F32));
-    }
-    UseTarget(0);
+    CheckAllTargets(
+        [&] {
+          std::vector<float> out(kNq * kD, NAN);
+          d.o = relattn_output{out.data(), RELATTN_F32, kD, kD};
+          size_t bytes = 0;
+          REQUIRE(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_OK);
+          std::vector<uint64_t> ws(bytes / 8 + 8);
+          void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) &
+                                                  ~uintptr_t{63});
+          REQUIRE(relattn_attention(&d, aligned, bytes, nullptr) == RELATTN_OK);
+          return std::vector<double>(out.begin(), out.end());
+        },
+        expected, ErrorBound(RELATTN_F32), "int8 q " + std::to_string(int8_q));
   }
 }
 
@@ -157,8 +153,7 @@ TEST_CASE("int8: a non-finite K row scale poisons exactly the queries that see i
   float* scales = const_cast<float*>(c.desc().k.row_scales);
   const std::vector<double> clean = c.Reference();  // rows 0..2 do not see key 3
   scales[3] = NAN;
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
+  ForEachTarget([&](int64_t target) {
     std::vector<uint8_t> out;
     REQUIRE(c.Run(&out) == RELATTN_OK);
     const std::vector<double> got = c.Decode(out);
@@ -173,8 +168,7 @@ TEST_CASE("int8: a non-finite K row scale poisons exactly the queries that see i
         }
       }
     }
-  }
-  UseTarget(0);
+  });
 }
 
 // int8 K in a KV cache is quantised at append exactly as relattn_quantize_i8
@@ -220,22 +214,20 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
     d.n_kv = d.n_kv_heads = d.head_dim = 0;
     d.k = d.v = relattn_tensor{};
     d.kv_cache = cache;
-    for (int64_t target : TargetsUnderTest()) {
-      UseTarget(target);
-      std::vector<float> out(c.out_elems(), NAN);
-      d.o.data = out.data();
-      size_t ws_bytes = 0;
-      REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
-      std::vector<uint64_t> ws(ws_bytes / 8 + 8);
-      void* ws_aligned =
-          reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-      INFO(TargetNameOf(target), " n_q ", n_q);
-      REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-      const double err = MaxAbsDiff(std::vector<double>(out.begin(), out.end()), expected);
-      error_log.Note("KV cache int8 K (f16 V) vs dequantised reference", err);
-      CHECK(err <= ErrorBound(RELATTN_F32));
-    }
-    UseTarget(0);
+    const double err = CheckAllTargets(
+        [&] {
+          std::vector<float> out(c.out_elems(), NAN);
+          d.o.data = out.data();
+          size_t ws_bytes = 0;
+          REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
+          std::vector<uint64_t> ws(ws_bytes / 8 + 8);
+          void* ws_aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) &
+                                                     ~uintptr_t{63});
+          REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
+          return std::vector<double>(out.begin(), out.end());
+        },
+        expected, ErrorBound(RELATTN_F32), "n_q " + std::to_string(n_q));
+    error_log.Note("KV cache int8 K (f16 V) vs dequantised reference", err);
   }
 }
 
@@ -289,7 +281,7 @@ void CompareIntDotWithPortable(const IntDotKernel& kernel) {
       REQUIRE(c.Run(&portable) == RELATTN_OK);
       kernel.set_enabled(true);
       UseTarget(0);
-      INFO(hwy::TargetName(kernel.target), " ", spec.Name());
+      INFO(std::string(hwy::TargetName(kernel.target)), " ", spec.Name());
       CHECK(int_dot == portable);
       CHECK(MaxAbsDiff(c.Decode(int_dot), c.Reference()) <= ErrorBound(RELATTN_F32));
     }
@@ -337,7 +329,7 @@ void CompareIntDotWithPortable(const IntDotKernel& kernel) {
       REQUIRE(relattn_attention(&desc, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
       kernel.set_enabled(true);
       UseTarget(0);
-      INFO(hwy::TargetName(kernel.target), " decode d ", d, " group ", group);
+      INFO(std::string(hwy::TargetName(kernel.target)), " decode d ", d, " group ", group);
       CHECK(std::memcmp(int_dot.data(), portable.data(), int_dot.size() * sizeof(float)) == 0);
     }
   }

@@ -40,8 +40,7 @@ std::vector<CaseSpec> SchemeSpecs() {
 TEST_CASE("translation invariance: shifting every position by C is bit-identical") {
   const int64_t shifts[] = {
       1, 1000, int64_t(1) << 31, int64_t(1) << 40, -(int64_t(1) << 40), 4'000'000'000'000'000'000};
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
+  ForEachTarget([&](int64_t target) {
     for (const CaseSpec& spec : SchemeSpecs()) {
       Case c(spec);
       std::vector<uint8_t> base, shifted;
@@ -50,12 +49,11 @@ TEST_CASE("translation invariance: shifting every position by C is bit-identical
         c.ShiftPositions(shift);
         REQUIRE(c.Run(&shifted) == RELATTN_OK);
         c.ShiftPositions(-shift);
-        INFO(std::string(TargetNameOf(target)), " shift ", shift, " ", spec.Name());
+        INFO(TargetNameOf(target), " shift ", shift, " ", spec.Name());
         CHECK(std::memcmp(base.data(), shifted.data(), base.size()) == 0);
       }
     }
-  }
-  UseTarget(0);
+  });
 }
 
 TEST_CASE("offsets up to 1e12 are exact: far keys behave as near keys") {
@@ -79,20 +77,18 @@ TEST_CASE("offsets up to 1e12 are exact: far keys behave as near keys") {
       spec.q_start = 1000;
       Case c(spec);
       const std::vector<double> expected = c.Reference();
-      for (int64_t target : TargetsUnderTest()) {
-        UseTarget(target);
+      ForEachTarget([&](int64_t target) {
         std::vector<uint8_t> near, far;
         REQUIRE(c.Run(&near) == RELATTN_OK);
-        INFO(std::string(TargetNameOf(target)), " ", spec.Name());
+        INFO(TargetNameOf(target), " ", spec.Name());
         CHECK(MaxAbsDiff(c.Decode(near), expected) <= ErrorBound(spec.out_dtype));
         c.desc().q_pos.start = 1'000'000'000'000;
         REQUIRE(c.Run(&far) == RELATTN_OK);
         c.desc().q_pos.start = 1000;
         CHECK(std::memcmp(near.data(), far.data(), near.size()) == 0);
-      }
+      });
     }
   }
-  UseTarget(0);
 }
 
 TEST_CASE("layouts: [tokens][heads][d] and [heads][tokens][d] give identical output") {

@@ -50,8 +50,7 @@ TEST_CASE("non-finite inputs poison exactly the rows that see them") {
         c.SetInput('q', 1, 2, 3, bad);
         c.SetInput('k', 120, 0, 5, bad);
         c.SetInput('v', 100, 1, 0, bad);
-        for (int64_t target : TargetsUnderTest()) {
-          UseTarget(target);
+        ForEachTarget([&](int64_t target) {
           std::vector<uint8_t> out;
           REQUIRE(c.Run(&out) == RELATTN_OK);
           const std::vector<double> got = c.Decode(out);
@@ -61,8 +60,8 @@ TEST_CASE("non-finite inputs poison exactly the rows that see them") {
               const bool sees_bad_k = h < 2 && p_q >= 120;
               const bool sees_bad_v = h >= 2 && p_q >= 100;
               const bool poisoned = (i == 1 && h == 2) || sees_bad_k || sees_bad_v;
-              INFO(std::string(TargetNameOf(target)), " n_q ", n_q, " in ", int(in), " bad ", bad,
-                   " row ", i, " head ", h);
+              INFO(TargetNameOf(target), " n_q ", n_q, " in ", int(in), " bad ", bad, " row ", i,
+                   " head ", h);
               CHECK_MESSAGE(RowHasNaN(got, i, h, spec.n_heads, spec.head_dim) == poisoned,
                             "o[0] = ", got[(size_t(i) * spec.n_heads + h) * spec.head_dim]);
               if (poisoned) continue;
@@ -72,8 +71,7 @@ TEST_CASE("non-finite inputs poison exactly the rows that see them") {
               }
             }
           }
-        }
-        UseTarget(0);
+        });
       }
     }
   }
@@ -82,16 +80,7 @@ TEST_CASE("non-finite inputs poison exactly the rows that see them") {
 void CheckCase(CaseSpec spec, const std::function<void(Case&)>& prepare, double bound) {
   Case c(spec);
   prepare(c);
-  const std::vector<double> expected = c.Reference();
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
-    std::vector<uint8_t> out;
-    REQUIRE(c.Run(&out) == RELATTN_OK);
-    const std::vector<double> got = c.Decode(out);
-    INFO(std::string(TargetNameOf(target)), " ", spec.Name());
-    CHECK(MaxAbsDiff(got, expected) <= bound);
-  }
-  UseTarget(0);
+  CheckAllTargets(c, c.Reference(), bound, spec.Name());
 }
 
 TEST_CASE("huge logits: |scale q.k| ~ 1e4 neither overflows nor loses the argmax") {
@@ -116,14 +105,8 @@ TEST_CASE("very negative biases (-1e30) hide keys without NaN") {
     std::vector<float> table(size_t(spec.n_heads) * 9, -1e30f);
     for (int32_t h = 0; h < spec.n_heads; ++h) table[size_t(h) * 9 + 4] = 0.0f;
     d.bias.shaw.table = table.data();
-    const std::vector<double> expected = c.Reference();
-    for (int64_t target : TargetsUnderTest()) {
-      UseTarget(target);
-      std::vector<uint8_t> out;
-      REQUIRE(c.Run(&out) == RELATTN_OK);
-      CHECK(MaxAbsDiff(c.Decode(out), expected) <= ErrorBound(spec.out_dtype));
-    }
-    UseTarget(0);
+    CheckAllTargets(c, c.Reference(), ErrorBound(spec.out_dtype),
+                    spec.Name() + " (Shaw table -1e30 off offset 0)");
   }
 }
 
@@ -222,15 +205,9 @@ TEST_CASE("ALiBi stays exact when a row's visible keys are 2^31 away and others 
       for (int64_t j = 0; j < 50; ++j) k_pos[j] = j < 30 ? j : (int64_t(1) << 31) + n_q + j;
       c.desc().q_pos.positions = q_pos.data();
       c.desc().k_pos.positions = k_pos.data();
-      const std::vector<double> expected = c.Reference();
-      for (int64_t target : TargetsUnderTest()) {
-        UseTarget(target);
-        std::vector<uint8_t> out;
-        REQUIRE(c.Run(&out) == RELATTN_OK);
-        INFO(std::string(TargetNameOf(target)), " n_q ", n_q, " causal form ", alibi_causal);
-        CHECK(MaxAbsDiff(c.Decode(out), expected) <= ErrorBound(spec.out_dtype));
-      }
-      UseTarget(0);
+      CheckAllTargets(
+          c, c.Reference(), ErrorBound(spec.out_dtype),
+          "n_q " + std::to_string(n_q) + " causal form " + std::to_string(alibi_causal));
     }
   }
 }

@@ -31,19 +31,7 @@ relattn_rope Rope(relattn_rope_pairing pairing, int32_t rotary_dims = 0, float b
 
 // Runs spec on every target against the reference; returns the worst error.
 double CheckAgainstReference(const CaseSpec& spec, const char* what) {
-  Case c(spec);
-  const std::vector<double> expected = c.Reference();
-  double worst = 0.0;
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
-    std::vector<uint8_t> out;
-    INFO(std::string(TargetNameOf(target)), " ", spec.Name());
-    REQUIRE(c.Run(&out) == RELATTN_OK);
-    const double err = MaxAbsDiff(c.Decode(out), expected);
-    CHECK(err <= ErrorBound(spec.out_dtype));
-    worst = std::max(worst, err);
-  }
-  UseTarget(0);
+  const double worst = CheckAllTargets(spec);
   error_log.Note(std::string(what) + (spec.out_dtype == RELATTN_F16 ? ", f16 out" : ", f32 out"),
                  worst);
   return worst;
@@ -172,29 +160,23 @@ class RopeCache {
   relattn_kv_cache* cache_ = nullptr;
 };
 
-// Output of d (its K and V replaced by the cache), every target, as doubles.
-std::vector<std::vector<double>> RunOverCache(Case& c, const relattn_kv_cache* cache) {
+// Output of d (its K and V replaced by the cache) on the current target, as
+// doubles.
+std::vector<double> RunOverCache(Case& c, const relattn_kv_cache* cache) {
   relattn_attention_desc d = c.desc();
   d.n_kv = d.n_kv_heads = d.head_dim = 0;
   d.k = d.v = relattn_tensor{};
   d.k_pos = relattn_positions{};
   d.kv_cache = cache;
-  std::vector<std::vector<double>> outs;
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
-    std::vector<uint8_t> bytes(c.out_elems() * 4);
-    d.o.data = bytes.data();
-    size_t ws_bytes = 0;
-    REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
-    std::vector<uint64_t> ws(ws_bytes / 8 + 16);
-    void* aligned =
-        reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-    INFO(TargetNameOf(target));
-    REQUIRE(relattn_attention(&d, aligned, ws_bytes, nullptr) == RELATTN_OK);
-    outs.push_back(c.Decode(bytes));
-  }
-  UseTarget(0);
-  return outs;
+  std::vector<uint8_t> bytes(c.out_elems() * 4);
+  d.o.data = bytes.data();
+  size_t ws_bytes = 0;
+  REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
+  std::vector<uint64_t> ws(ws_bytes / 8 + 16);
+  void* aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+  REQUIRE(relattn_attention(&d, aligned, ws_bytes, nullptr) == RELATTN_OK);
+  return c.Decode(bytes);
 }
 
 TEST_CASE("rope: a KV cache rotates K at append; decode and prefill over it match the reference") {
@@ -220,19 +202,15 @@ TEST_CASE("rope: a KV cache rotates K at append; decode and prefill over it matc
       f32_cache.Append(c.desc(), 0, 77);
       f32_cache.Append(c.desc(), 77, 78);
       f32_cache.Append(c.desc(), 78, 200);
-      for (const std::vector<double>& out : RunOverCache(c, f32_cache.get())) {
-        const double err = MaxAbsDiff(out, expected);
-        error_log.Note("KV cache, f32 storage", err);
-        CHECK(err <= ErrorBound(RELATTN_F32));
-      }
+      error_log.Note("KV cache, f32 storage",
+                     CheckAllTargets([&] { return RunOverCache(c, f32_cache.get()); }, expected,
+                                     ErrorBound(RELATTN_F32), "f32 cache, " + spec.Name()));
       // f16 storage rounds the rotated keys: half an f16 ulp per element more.
       RopeCache f16_cache(c.desc(), 256, RELATTN_F16, false);
       f16_cache.Append(c.desc(), 0, 200);
-      for (const std::vector<double>& out : RunOverCache(c, f16_cache.get())) {
-        const double err = MaxAbsDiff(out, expected);
-        error_log.Note("KV cache, f16 storage (rotated K rounded to f16)", err);
-        CHECK(err <= 1e-3);
-      }
+      error_log.Note("KV cache, f16 storage (rotated K rounded to f16)",
+                     CheckAllTargets([&] { return RunOverCache(c, f16_cache.get()); }, expected,
+                                     1e-3, "f16 cache, " + spec.Name()));
     }
   }
 }
@@ -258,9 +236,8 @@ TEST_CASE("rope: a ring cache after wrap-around equals the reference over the la
   ring.Append(all.desc(), 0, 236);
   ring.Append(tail.desc(), 0, 64);
   const std::vector<double> expected = tail.Reference();
-  for (const std::vector<double>& out : RunOverCache(tail, ring.get())) {
-    CHECK(MaxAbsDiff(out, expected) <= ErrorBound(RELATTN_F32));
-  }
+  CheckAllTargets([&] { return RunOverCache(tail, ring.get()); }, expected, ErrorBound(RELATTN_F32),
+                  "ring cache, " + spec.Name());
 }
 
 TEST_CASE("rope: bad parameters fail with a message naming the field and write nothing") {

@@ -16,27 +16,10 @@
 namespace relattn_test {
 namespace {
 
-struct ErrorLog {
-  double worst[2] = {0, 0};
-  ~ErrorLog() {
-    std::printf("shaw vector: max |error| f32 out %.3g, f16 out %.3g\n", worst[0], worst[1]);
-  }
-} error_log;
+WorstErrors error_log("shaw vector");
 
 void Check(const CaseSpec& spec) {
-  Case c(spec);
-  const std::vector<double> expected = c.Reference();
-  for (int64_t target : TargetsUnderTest()) {
-    UseTarget(target);
-    std::vector<uint8_t> out;
-    INFO(std::string(TargetNameOf(target)), " ", spec.Name());
-    REQUIRE(c.Run(&out) == RELATTN_OK);
-    const double err = MaxAbsDiff(c.Decode(out), expected);
-    CHECK(err <= ErrorBound(spec.out_dtype));
-    double& w = error_log.worst[spec.out_dtype == RELATTN_F16];
-    w = std::max(w, err);
-  }
-  UseTarget(0);
+  error_log.Note(spec.out_dtype == RELATTN_F16 ? "f16 out" : "f32 out", CheckAllTargets(spec));
 }
 
 TEST_CASE("shaw vector: k x head_dim x n_q x positions, every target") {

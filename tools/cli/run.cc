@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "ports/cli/args.h"
-#include "ports/cli/commands.h"
-#include "ports/cli/npy.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/npy.h"
 #include "relattn/relattn.hpp"
 
 namespace relattn_cli {

@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
-#include "ports/cli/args.h"
-#include "ports/cli/commands.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
 #include "relattn/relattn.h"
 
 namespace relattn_cli {

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "relattn/relattn.hpp"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/npy.h"
-#include "relattn/relattn.hpp"
 
 namespace relattn_cli {
 namespace {

@@ -5,9 +5,9 @@
 #include <utility>
 #include <vector>
 
+#include "relattn/relattn.h"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
-#include "relattn/relattn.h"
 
 namespace relattn_cli {
 namespace {

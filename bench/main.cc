@@ -19,7 +19,7 @@
 #include "bench/measure.h"
 #include "bench/peer_xnnpack.h"
 #include "bench/report.h"
-#include "lib/kernels/attention.h"
+#include "relattn/relattn.h"
 
 namespace relattn_bench {
 namespace {
@@ -229,7 +229,7 @@ int Main(int argc, char** argv) {
   for (const Record& r : limit_records) emit(r);
 
   ForceTarget(forced);
-  config.target = relattn::ActiveTargetName();
+  config.target = relattn_active_target();
   std::string error;
   if (config.with_xnnpack && !InitializeXnnpack(&error)) {
     std::fprintf(stderr, "relattn-bench: %s; XNNPACK left out\n", error.c_str());

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "lib/common/f16.h"
-#include "lib/kernels/attention.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.hpp"
 
@@ -122,7 +121,7 @@ int main(int argc, char** argv) {
       "relattn %s demo: n_q = n_kv = %lld, heads %d (kv heads %d), d = %d, f16 in, "
       "f32 out, SIMD target %s, 1 thread\n",
       relattn_version_string(), (long long)opt.n, opt.heads, opt.kv_heads, opt.d,
-      relattn::ActiveTargetName());
+      relattn_active_target());
   std::printf("%-18s %-17s %11s %10s %10s %9s %8s\n", "scheme", "mask", "max|err|", "relattn ms",
               "ref ms", "GFLOP/s", "speedup");
   relattn::Workspace workspace;

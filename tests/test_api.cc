@@ -249,5 +249,11 @@ TEST_CASE("version") {
   CHECK(std::string(relattn_version_string()) == "0.1.0");
 }
 
+TEST_CASE("active target") {
+  const char* target = relattn_active_target();
+  REQUIRE(target != nullptr);
+  CHECK(std::strlen(target) > 0);
+}
+
 }  // namespace
 }  // namespace relattn_test

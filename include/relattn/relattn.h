@@ -48,6 +48,11 @@ extern "C" {
 RELATTN_API int relattn_version(void);
 /* "MAJOR.MINOR.PATCH" of the linked library; static storage. */
 RELATTN_API const char* relattn_version_string(void);
+/* Name of the SIMD target the kernels dispatch to now: the best of those
+ * compiled in that this CPU supports, chosen at run time (Highway's names:
+ * "AVX3", "AVX2", "SSE4", "SSSE3", "SCALAR"; "NEON", "SVE", "SVE2", ...).
+ * A static string, never NULL (for logs and benchmark reports). */
+RELATTN_API const char* relattn_active_target(void);
 
 /* ------------------------------------------------------------------ errors */
 

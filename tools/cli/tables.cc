@@ -5,9 +5,9 @@
 #include <utility>
 #include <vector>
 
-#include "ports/cli/args.h"
-#include "ports/cli/commands.h"
 #include "relattn/relattn.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
 
 namespace relattn_cli {
 namespace {

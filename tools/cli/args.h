@@ -2,8 +2,8 @@
 // switch), "--name=VALUE" for arity 1, and positional arguments, which may be negative numbers
 // ("-5" is a value, not a flag). "--" ends the options. Any error ends the program with one line
 // on stderr ("relattn <command>: <message>") and exit status 2.
-#ifndef RELATTN_PORTS_CLI_ARGS_H_
-#define RELATTN_PORTS_CLI_ARGS_H_
+#ifndef RELATTN_TOOLS_CLI_ARGS_H_
+#define RELATTN_TOOLS_CLI_ARGS_H_
 
 #include <cstdint>
 #include <string>
@@ -58,4 +58,4 @@ class Args {
 
 }  // namespace relattn_cli
 
-#endif  // RELATTN_PORTS_CLI_ARGS_H_
+#endif  // RELATTN_TOOLS_CLI_ARGS_H_

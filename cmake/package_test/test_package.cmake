@@ -1,4 +1,4 @@
-# cmake -P script run by ctest (ports/package/CMakeLists.txt): install, check the exported
+# cmake -P script run by ctest (cmake/package_test/CMakeLists.txt): install, check the exported
 # symbols, then build and run consumer/ through find_package and through pkg-config.
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "ports/cli/args.h"
-#include "ports/cli/commands.h"
-#include "ports/cli/npy.h"
 #include "relattn/relattn.hpp"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/npy.h"
 
 namespace relattn_cli {
 namespace {

@@ -1,4 +1,4 @@
-#include "ports/cli/npy.h"
+#include "tools/cli/npy.h"
 
 #include <unistd.h>
 

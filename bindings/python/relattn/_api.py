@@ -1,5 +1,5 @@
-"""attention(), alibi_slopes(), t5_bucket(), quantize_table_i8() and quantize_i8() over the C
-API."""
+"""attention(), alibi_slopes(), t5_bucket(), quantize_table_i8(), quantize_i8() and
+active_target() over the C API."""
 import atexit
 import ctypes
 import threading
@@ -280,3 +280,9 @@ def quantize_i8(x):
                                   arrays.to_int("x: dim", dim, 0, arrays.INT32_MAX),
                                   out.ctypes.data, scales.ctypes.data, ctypes.byref(quantized)))
     return out, scales
+
+
+def active_target():
+    """Name of the SIMD target the library's kernels dispatch to now ("AVX3", "AVX2", "NEON",
+    "SVE2", ...: relattn_active_target)."""
+    return lib.relattn_active_target().decode()

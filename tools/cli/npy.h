@@ -1,8 +1,8 @@
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0), the subset relattn exchanges:
 // little-endian float32 ('<f4'), float16 ('<f2') and int64 ('<i8') arrays in C order.
 // Fortran order, big-endian data and every other dtype are rejected with a message.
-#ifndef RELATTN_PORTS_CLI_NPY_H_
-#define RELATTN_PORTS_CLI_NPY_H_
+#ifndef RELATTN_TOOLS_CLI_NPY_H_
+#define RELATTN_TOOLS_CLI_NPY_H_
 
 #include <cstdint>
 #include <string>
@@ -37,4 +37,4 @@ bool WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape, con
 
 }  // namespace relattn_cli
 
-#endif  // RELATTN_PORTS_CLI_NPY_H_
+#endif  // RELATTN_TOOLS_CLI_NPY_H_

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "ports/cli/args.h"
-#include "ports/cli/commands.h"
 #include "relattn/relattn.h"
+#include "tools/cli/args.h"
+#include "tools/cli/commands.h"
 
 namespace relattn_cli {
 namespace {
@@ -22,7 +22,7 @@ constexpr char kUsage[] =
   run       one attention call on .npy arrays, written to an .npy file
   bench     the benchmark (relattn-bench: relattn against XNNPACK and the machine's limits)
   demo      the demo (relattn-demo: every scheme and mask against the fp64 reference)
-  --version the library's version
+  --version the library's version and the SIMD target its kernels run on
 )";
 
 // A tool built beside this one: bench and demo are separate programs (they link the fp64
@@ -89,7 +89,10 @@ int main(int argc, char** argv) {
   if (command == "--help" || command == "-h" || command == "help") {
     return std::fputs(kUsage, stdout), 0;
   }
-  if (command == "--version") return std::printf("relattn %s\n", relattn_version_string()), 0;
+  if (command == "--version") {
+    std::printf("relattn %s\ntarget %s\n", relattn_version_string(), relattn_active_target());
+    return 0;
+  }
   if (command == "slopes") return SlopesCommand(argc, argv, 2);
   if (command == "buckets") return BucketsCommand(argc, argv, 2);
   if (command == "run") return RunCommand(argc, argv, 2);

@@ -1,4 +1,4 @@
-#include "ports/cli/args.h"
+#include "tools/cli/args.h"
 
 #include <cctype>
 #include <cerrno>

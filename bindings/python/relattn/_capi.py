@@ -115,6 +115,7 @@ lib = _load()
 P = ctypes.POINTER
 _prototypes = {
     "relattn_version_string": (ctypes.c_char_p, []),
+    "relattn_active_target": (ctypes.c_char_p, []),
     "relattn_status_string": (ctypes.c_char_p, [c_int]),
     "relattn_last_error": (ctypes.c_char_p, []),
     "relattn_attention_desc_init": (None, [P(AttentionDesc)]),

@@ -44,3 +44,7 @@ def test_quantize_table_i8():
 
 def test_version():
     assert relattn.__version__.count(".") == 2
+
+
+def test_active_target():
+    assert isinstance(relattn.active_target(), str) and relattn.active_target()

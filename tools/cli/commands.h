@@ -1,7 +1,7 @@
 // The relattn tool's subcommands. Each takes the whole argv and the index of its first argument
-// and returns the process exit status; errors end the process through Die() (ports/cli/args.h).
-#ifndef RELATTN_PORTS_CLI_COMMANDS_H_
-#define RELATTN_PORTS_CLI_COMMANDS_H_
+// and returns the process exit status; errors end the process through Die() (tools/cli/args.h).
+#ifndef RELATTN_TOOLS_CLI_COMMANDS_H_
+#define RELATTN_TOOLS_CLI_COMMANDS_H_
 
 namespace relattn_cli {
 
@@ -11,4 +11,4 @@ int RunCommand(int argc, char** argv, int first);      // run.cc
 
 }  // namespace relattn_cli
 
-#endif  // RELATTN_PORTS_CLI_COMMANDS_H_
+#endif  // RELATTN_TOOLS_CLI_COMMANDS_H_

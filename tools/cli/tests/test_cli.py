@@ -25,7 +25,8 @@ def lines(result):
 
 
 def test_version_and_help():
-    assert run("--version").stdout == "relattn %s\n" % relattn.__version__
+    assert run("--version").stdout == "relattn %s\ntarget %s\n" % (relattn.__version__,
+                                                                  relattn.active_target())
     for command in ["", "slopes", "buckets", "run", "bench", "demo"]:
         result = run(*([command] if command else []), "--help")
         assert result.returncode == 0 and result.stdout.startswith("usage: relattn"), command

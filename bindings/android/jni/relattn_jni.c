@@ -1,4 +1,4 @@
-/* JNI glue for org.relattn.RelAttn (ports/android/java/): reads RelAttn.Params into a
+/* JNI glue for org.relattn.RelAttn (bindings/android/java/): reads RelAttn.Params into a
  * relattn_attention_desc, points it at the caller's float[] arrays or direct buffers (sizes
  * already checked by the Java side) and runs one call. Failures throw: RelAttnException with
  * the library's status and message, IllegalArgumentException for a buffer the Java checks

@@ -19,15 +19,16 @@
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
-#include "lib/kernels/bias_tile-inl.h"
+#include "lib/kernels/bias_qlanes-inl.h"
 #include "lib/kernels/decode-inl.h"
 #include "lib/kernels/int_dot-inl.h"
 #include "lib/kernels/key_block-inl.h"
-#include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
+#include "lib/kernels/pv_qlanes-inl.h"
 #include "lib/kernels/rope-inl.h"
-#include "lib/kernels/scores-inl.h"
+#include "lib/kernels/scores_qlanes-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
+#include "lib/kernels/softmax_qlanes-inl.h"
 #include "lib/kernels/worker-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -44,39 +45,6 @@ struct SubTile {
   const HeadBias* bias;
 };
 
-// s[j][lane] = float(s_int[j][lane]) * q_mul[lane] * k_scale[j]: the same
-// operations ScaleInt8Scores applies to the same integers held in f32.
-HWY_INLINE void ScaleInt32Scores(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
-                                 int64_t n_keys, float* HWY_RESTRICT s) {
-  const DF df;
-  const hn::RebindToSigned<DF> di;
-  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
-  const int32_t* s_int = reinterpret_cast<const int32_t*>(s);
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const auto ks = hn::Set(df, k_scale[j]);
-    const auto x0 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n));
-    const auto x1 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n + n));
-    hn::Store(hn::Mul(x0, hn::Mul(m0, ks)), df, s + j * 2 * n);
-    hn::Store(hn::Mul(x1, hn::Mul(m1, ks)), df, s + j * 2 * n + n);
-  }
-}
-
-// Int8 keys: s[j][lane] *= q_mul[lane] * k_scale[j], turning the integer
-// products (exact in f32) into scaled scores in log2 units.
-HWY_INLINE void ScaleInt8Scores(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
-                                int64_t n_keys, float* HWY_RESTRICT s) {
-  const DF df;
-  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const auto ks = hn::Set(df, k_scale[j]);
-    float* row = s + j * 2 * n;
-    hn::Store(hn::Mul(hn::Load(df, row), hn::Mul(m0, ks)), df, row);
-    hn::Store(hn::Mul(hn::Load(df, row + n), hn::Mul(m1, ks)), df, row + n);
-  }
-}
-
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyBlock& b,
                                TileVisibility visibility, float* HWY_RESTRICT s) {
@@ -85,20 +53,20 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
   if (b.k_int.rows) {
     b.k_int.kernels->scores_qlanes(tile.q_int, plan.d4, b.k_int.rows, b.k_int.sums, n_keys,
                                    reinterpret_cast<int32_t*>(s));
-    ScaleInt32Scores(tile.q_mul, b.k_scale, n_keys, s);
+    ScaleQLanesI32(tile.q_mul, b.k_scale, n_keys, s);
   } else {
-    SubTileScores(tile.q_t, plan.d, b.k, n_keys, s);
-    if (plan.k.dtype == RELATTN_I8) ScaleInt8Scores(tile.q_mul, b.k_scale, n_keys, s);
+    ScoresQLanesF32(tile.q_t, plan.d, b.k, n_keys, s);
+    if (plan.k.dtype == RELATTN_I8) ScaleQLanesI8(tile.q_mul, b.k_scale, n_keys, s);
   }
   if (plan.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
-      BiasMaskRow(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
+      BiasMaskQLanes(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
     }
   }
-  SoftmaxUpdate(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
-  AccumulatePV(s, n_keys, b.v, plan.dv, tile.o_t);
+  SoftmaxQLanes(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
+  PVQLanesF32(s, n_keys, b.v, plan.dv, tile.o_t);
 }
 
 // The query heads and queries of one work item.

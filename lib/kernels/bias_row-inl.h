@@ -16,7 +16,7 @@
 #include "lib/driver/alibi_anchor.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
-#include "lib/kernels/bias_tile-inl.h"
+#include "lib/kernels/bias_qlanes-inl.h"
 #include "lib/kernels/pack-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -25,17 +25,11 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Scalar form of BiasMaskRow for keys at arbitrary positions.
-HWY_INLINE void BiasMaskScalar(const Plan& plan, const HeadBias& bias, int64_t p_q, int64_t anchor,
-                               int64_t j0, int64_t n_keys, bool partial, float* HWY_RESTRICT s) {
+HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias, int64_t p_q,
+                                  int64_t anchor, int64_t j0, int64_t n_keys, bool partial,
+                                  float* HWY_RESTRICT s) {
   for (int64_t j = 0; j < n_keys; ++j) {
-    const int64_t p_k = plan.k_pos.At(j0 + j);
-    if (bias.kind == BiasKind::kAlibi) {
-      const int64_t dist = AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, p_k);
-      s[j] -= bias.alibi_slope_log2 * static_cast<float>(dist);
-    } else if (bias.kind == BiasKind::kTable) {
-      s[j] += bias.table[TableIndex(bias, p_k - p_q)];
-    }
-    if (partial && !PairVisible(plan, p_q, p_k)) s[j] = -HUGE_VALF;
+    BiasMaskPair(plan, bias, anchor, p_q, plan.k_pos.At(j0 + j), partial, s + j);
   }
 }
 
@@ -48,7 +42,7 @@ HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, int64_t p_q,
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   if (!k_span.contiguous) {
-    BiasMaskScalar(plan, bias, p_q, anchor, j0, n_keys, partial, s);
+    BiasMaskRowScalar(plan, bias, p_q, anchor, j0, n_keys, partial, s);
   } else {
     const int64_t r0 = p_q - k_span.first;  // p_q - p_k of key 0
     if (bias.kind == BiasKind::kAlibi) {

@@ -183,7 +183,7 @@ HWY_INLINE KeyBlockScratch DecodeScratch(const Plan& plan, float* ws) {
 HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
                              const KeyBlock& b) {
   if (!plan.cache.on) {
-    ScoresRows(rows.q, rows.n_rows, plan.d_pad, b.k.rows, b.n_keys, rows.s);
+    ScoresRowsF32(rows.q, rows.n_rows, plan.d_pad, b.k.rows, b.n_keys, rows.s);
   } else if (plan.k.dtype == RELATTN_I8) {
     ScoresKLanesI8(plan, rows.q, rows.n_rows, rows.q_int, kv_head, b.j0, b.n_keys, rows.s);
   } else {
@@ -212,7 +212,7 @@ HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, int32_t kv_he
   if (plan.cache.on) {
     PVRowsCache(plan, rows.s, rows.n_rows, kv_head, b.j0, b.n_keys, rows.o);
   } else {
-    PVRows(rows.s, b.v.rows, b.n_keys, rows.n_rows, plan.dv_pad, rows.o);
+    PVRowsF32(rows.s, b.v.rows, b.n_keys, rows.n_rows, plan.dv_pad, rows.o);
   }
 }
 

@@ -68,12 +68,12 @@ constexpr IntDotKernels kIntDot = {
     IntEncoding::kBytesOffset128,
     x86::kVnniLanes,
     [](const void* q, int64_t d4, const void* k, const int32_t* k_sum, int64_t n_keys, int32_t* s) {
-      x86::VnniSubTileScores(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
-                             k_sum, n_keys, s);
+      x86::ScoresQLanesI8Vnni(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
+                              k_sum, n_keys, s);
     },
     [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
        int64_t s_stride) {
-      x86::VnniGroupedScores(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+      x86::ScoresKLanesI8Vnni(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
     }};
 #elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
 constexpr IntDotKernels kIntDot = {
@@ -82,12 +82,12 @@ constexpr IntDotKernels kIntDot = {
     IntEncoding::kInt16,
     x86::kMaddLanes,
     [](const void* q, int64_t d4, const void* k, const int32_t*, int64_t n_keys, int32_t* s) {
-      x86::MaddSubTileScores(static_cast<const int16_t*>(q), d4, static_cast<const int16_t*>(k),
-                             n_keys, s);
+      x86::ScoresQLanesI16Madd(static_cast<const int16_t*>(q), d4, static_cast<const int16_t*>(k),
+                               n_keys, s);
     },
     [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
        int64_t s_stride) {
-      x86::MaddGroupedScores(static_cast<const int16_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+      x86::ScoresKLanesI8Madd(static_cast<const int16_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
     }};
 #elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64
 constexpr IntDotKernels kIntDot = {
@@ -97,15 +97,15 @@ constexpr IntDotKernels kIntDot = {
     arm::kSdotLanes,
 #if HWY_TARGET == HWY_NEON  // the sub-tile kernel is written for NEON's 8 lanes
     [](const void* q, int64_t d4, const void* k, const int32_t*, int64_t n_keys, int32_t* s) {
-      arm::SdotSubTileScores(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
-                             n_keys, s);
+      arm::ScoresQLanesI8Sdot(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
+                              n_keys, s);
     },
 #else
     nullptr,
 #endif
     [](const void* q, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
        int64_t s_stride) {
-      arm::SdotGroupedScores(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
+      arm::ScoresKLanesI8Sdot(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
     }};
 #else
 constexpr IntDotKernels kIntDot = {nullptr, nullptr, IntEncoding::kBytesOffset128,

@@ -152,8 +152,8 @@ HWY_INLINE void PVRowsCache(const Plan& plan, const float* HWY_RESTRICT p_rows, 
 // registers across the keys, so each loaded value vector feeds 4 independent
 // FMA chains. p: [rows][kBlockKeys]; o: [rows][dv_pad]. (Named accumulators,
 // not arrays: SVE vectors are sizeless.)
-HWY_INLINE void PVRows4(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
-                        int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
+HWY_INLINE void PVRowsF32x4(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                            int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const float *p0 = p, *p1 = p + kBlockKeys, *p2 = p + 2 * kBlockKeys, *p3 = p + 3 * kBlockKeys;
@@ -208,8 +208,8 @@ HWY_INLINE void PVRows4(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v
 
 // One row: 4 output vectors at a time, two keys per step into separate
 // accumulators so that the FMA chains are 8 deep.
-HWY_INLINE void PVRow(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
-                      int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
+HWY_INLINE void PVRowF32(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                         int64_t n_keys, int64_t dv_pad, float* HWY_RESTRICT o) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t e = 0; e < dv_pad; e += n) {
@@ -224,14 +224,14 @@ HWY_INLINE void PVRow(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_b
   }
 }
 
-// o[r] += p[r] . v_block for rows r < n_rows (PVRows4, then PVRow).
-HWY_INLINE void PVRows(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
-                       int64_t n_keys, int64_t rows, int64_t dv_pad, float* HWY_RESTRICT o) {
+// o[r] += p[r] . v_block for rows r < n_rows (PVRowsF32x4, then PVRowF32).
+HWY_INLINE void PVRowsF32(const float* HWY_RESTRICT p, const float* HWY_RESTRICT v_block,
+                          int64_t n_keys, int64_t rows, int64_t dv_pad, float* HWY_RESTRICT o) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    PVRows4(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
+    PVRowsF32x4(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
   }
-  for (; r < rows; ++r) PVRow(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
+  for (; r < rows; ++r) PVRowF32(p + r * kBlockKeys, v_block, n_keys, dv_pad, o + r * dv_pad);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

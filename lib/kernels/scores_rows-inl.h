@@ -22,9 +22,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 // q_rows [n_rows][d_pad] and k_block [n_keys][d_pad] zero-padded, s_rows
 // [n_rows][kBlockKeys]. 4 keys per step share each load of q_r, one
 // horizontal sum per score.
-HWY_INLINE void ScoresRows(const float* HWY_RESTRICT q_rows, int64_t n_rows, int64_t d_pad,
-                           const float* HWY_RESTRICT k_block, int64_t n_keys,
-                           float* HWY_RESTRICT s_rows) {
+HWY_INLINE void ScoresRowsF32(const float* HWY_RESTRICT q_rows, int64_t n_rows, int64_t d_pad,
+                              const float* HWY_RESTRICT k_block, int64_t n_keys,
+                              float* HWY_RESTRICT s_rows) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t r = 0; r < n_rows; ++r) {

@@ -20,9 +20,9 @@
 
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
-#include "lib/kernels/bias_tile-inl.h"
+#include "lib/kernels/bias_qlanes-inl.h"
 #include "lib/kernels/pack-inl.h"
-#include "lib/kernels/scores-inl.h"
+#include "lib/kernels/scores_qlanes-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {
@@ -43,7 +43,7 @@ HWY_INLINE void FillShawSkewed(const Plan& plan, int32_t head, const float* HWY_
                                const float* HWY_RESTRICT q_mul, int64_t w,
                                float* HWY_RESTRICT products, float* HWY_RESTRICT skewed) {
   const int64_t k = plan.shaw_vector_k, n_r = 2 * k + 1;
-  SubTileScores(q_t, plan.d, ShawVectorRows(plan, head), n_r, products);
+  ScoresQLanesF32(q_t, plan.d, ShawVectorRows(plan, head), n_r, products);
   if (plan.q.dtype == RELATTN_I8) {
     for (int64_t r = 0; r < n_r; ++r) {
       for (int64_t i = 0; i < w; ++i) products[r * w + i] *= q_mul[i];

@@ -15,8 +15,8 @@
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
 #include "lib/kernels/exp2-inl.h"
-#include "lib/kernels/online_softmax-inl.h"
 #include "lib/kernels/pack-inl.h"
+#include "lib/kernels/softmax_qlanes-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {

@@ -12,7 +12,7 @@
 
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
-#include "lib/kernels/bias_tile-inl.h"
+#include "lib/kernels/bias_qlanes-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace relattn {

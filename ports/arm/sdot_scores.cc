@@ -39,7 +39,7 @@ void SetSdotEnabled(bool enabled) { g_enabled.store(enabled, std::memory_order_r
 
 // 4 keys x 2 query vectors = 8 accumulators; per quad of channels, 2 loads of
 // q, 4 broadcasts of k and 8 SDOTs.
-__attribute__((target("arch=armv8.2-a+dotprod"))) void SdotSubTileScores(
+__attribute__((target("arch=armv8.2-a+dotprod"))) void ScoresQLanesI8Sdot(
     const uint8_t* q_u8, int64_t d4, const int8_t* k, int64_t n_keys, int32_t* s) {
   const int64_t steps = d4 / 4;
   const uint8x16_t flip = vdupq_n_u8(0x80);
@@ -91,7 +91,7 @@ __attribute__((target("arch=armv8.2-a+dotprod"))) void SdotSubTileScores(
 
 // Per group and quad of channels: 4 rows of 16 keys (zero past d) zipped into
 // 4 vectors of 4 keys x 4 channels, then 4 SDOTs per query row.
-__attribute__((target("arch=armv8.2-a+dotprod"))) void SdotGroupedScores(
+__attribute__((target("arch=armv8.2-a+dotprod"))) void ScoresKLanesI8Sdot(
     const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
     int64_t s_stride) {
   const int64_t d4 = (d + 3) / 4 * 4, quads = d4 / 4, groups = (n_keys + 15) / 16;

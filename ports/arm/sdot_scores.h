@@ -20,14 +20,14 @@ void SetSdotEnabled(bool enabled);
 // Prefill: s[j][lane] = sum_{e < d4} q[lane][e] * k[j][e] for j < n_keys and
 // 8 lanes; q_u8 holds q + 128 as [d4 / 4][8 lanes][4 channels] bytes; k rows
 // of d4 int8 at k + j * d4 (zero beyond d). s: [n_keys][8] int32.
-void SdotSubTileScores(const uint8_t* q_u8, int64_t d4, const int8_t* k, int64_t n_keys,
-                       int32_t* s);
+void ScoresQLanesI8Sdot(const uint8_t* q_u8, int64_t d4, const int8_t* k, int64_t n_keys,
+                        int32_t* s);
 
 // Decode over int8 KV-cache key groups ([group][d][16], kv_cache.h): as
-// x86::VnniGroupedScores (q_u8: rows of d4 bytes, q + 128; rows rounded up
+// x86::ScoresKLanesI8Vnni (q_u8: rows of d4 bytes, q + 128; rows rounded up
 // to 4, keys to 16).
-void SdotGroupedScores(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
-                       int64_t n_keys, int32_t* s, int64_t s_stride);
+void ScoresKLanesI8Sdot(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
+                        int64_t n_keys, int32_t* s, int64_t s_stride);
 
 }  // namespace relattn::arm
 

@@ -32,9 +32,9 @@ void SetMaddEnabled(bool enabled) { g_enabled.store(enabled, std::memory_order_r
 
 // 4 keys x 2 query vectors = 8 accumulators; per pair of channels, 2 loads of
 // q, 4 broadcasts of k and 8 vpmaddwd + 8 vpaddd (256 multiply-adds).
-__attribute__((target("avx2"))) void MaddSubTileScores(const int16_t* q, int64_t d4,
-                                                       const int16_t* k, int64_t n_keys,
-                                                       int32_t* s) {
+__attribute__((target("avx2"))) void ScoresQLanesI16Madd(const int16_t* q, int64_t d4,
+                                                         const int16_t* k, int64_t n_keys,
+                                                         int32_t* s) {
   const int64_t steps = d4 / 2;
   int64_t j = 0;
   for (; j + 4 <= n_keys; j += 4) {
@@ -88,10 +88,10 @@ __attribute__((target("avx2"))) void MaddSubTileScores(const int16_t* q, int64_t
 // sign-extended to int16 and interleaved in-lane, so `lo` holds keys 0-3 and
 // 8-11, `hi` keys 4-7 and 12-15, as (channel e, e + 1) pairs; one vpmaddwd
 // per row and half. The halves are put back in key order at the store.
-__attribute__((target("avx2"))) void MaddGroupedScores(const int16_t* q, int64_t n_rows,
-                                                       const int8_t* keys, int32_t d,
-                                                       int64_t n_keys, int32_t* s,
-                                                       int64_t s_stride) {
+__attribute__((target("avx2"))) void ScoresKLanesI8Madd(const int16_t* q, int64_t n_rows,
+                                                        const int8_t* keys, int32_t d,
+                                                        int64_t n_keys, int32_t* s,
+                                                        int64_t s_stride) {
   const int64_t d4 = (d + 3) / 4 * 4, groups = (n_keys + 15) / 16;
   for (int64_t g = 0; g < groups; ++g) {
     const int8_t* group = keys + g * int64_t{d} * 16;

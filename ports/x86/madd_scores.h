@@ -23,15 +23,16 @@ void SetMaddEnabled(bool enabled);
 // 16 lanes. q: [d4 / 2][16 lanes][2 channels] int16 (32-byte aligned); k:
 // rows of d4 int16 at k + j * d4 (zero beyond d); d4 is a multiple of 4.
 // s: [n_keys][16] int32, 32-byte aligned.
-void MaddSubTileScores(const int16_t* q, int64_t d4, const int16_t* k, int64_t n_keys, int32_t* s);
+void ScoresQLanesI16Madd(const int16_t* q, int64_t d4, const int16_t* k, int64_t n_keys,
+                         int32_t* s);
 
 // Decode over int8 KV-cache key groups ([group][d][16]: channel e of a
 // group's 16 keys contiguous, kv_cache.h): s[r * s_stride + j] =
 // sum_{e < d} q[r][e] * k_j[e] for keys j < n_keys (rounded up to 16) and
 // rows r < n_rows (rounded up to 4). q: rows of d4 int16 (zero beyond d),
 // for every row of the rounded count. Nothing past a group is read.
-void MaddGroupedScores(const int16_t* q, int64_t n_rows, const int8_t* keys, int32_t d,
-                       int64_t n_keys, int32_t* s, int64_t s_stride);
+void ScoresKLanesI8Madd(const int16_t* q, int64_t n_rows, const int8_t* keys, int32_t d,
+                        int64_t n_keys, int32_t* s, int64_t s_stride);
 
 }  // namespace relattn::x86
 

@@ -34,7 +34,7 @@ void SetVnniEnabled(bool enabled) { g_enabled.store(enabled, std::memory_order_r
 
 // 4 keys x 2 query vectors = 8 accumulators; per step of 4 channels, 2 loads
 // of q, 4 broadcasts of k and 8 vpdpbusd (512 multiply-adds).
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniSubTileScores(
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void ScoresQLanesI8Vnni(
     const uint8_t* q_u8, int64_t d4, const int8_t* k, const int32_t* k_sum, int64_t n_keys,
     int32_t* s) {
   const int64_t steps = d4 / 4;
@@ -93,7 +93,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniSubTileScores(
 // Per quad of channels and group: one (masked) 64-byte load of 4 channels x
 // 16 keys, a dword permute and an in-lane byte shuffle turn it into 16 keys
 // x 4 channels, then one vpdpbusd per row and one for the keys' sums.
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void VnniGroupedScores(
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void ScoresKLanesI8Vnni(
     const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d, int64_t n_keys, int32_t* s,
     int64_t s_stride) {
   const int64_t d4 = (d + 3) / 4 * 4, quads = d4 / 4, groups = (n_keys + 15) / 16;

@@ -24,8 +24,8 @@ void SetVnniEnabled(bool enabled);
 // aligned), k rows of d4 int8 at k + j * d4 (zero beyond d), k_sum[j] =
 // sum_e k[j][e]; the 128 * k_sum[j] the offset adds is taken off. d4 is a
 // multiple of 4. s: [n_keys][32] int32, 64-byte aligned.
-void VnniSubTileScores(const uint8_t* q_u8, int64_t d4, const int8_t* k, const int32_t* k_sum,
-                       int64_t n_keys, int32_t* s);
+void ScoresQLanesI8Vnni(const uint8_t* q_u8, int64_t d4, const int8_t* k, const int32_t* k_sum,
+                        int64_t n_keys, int32_t* s);
 
 // Decode over int8 KV-cache key groups ([group][d][16]: channel e of a
 // group's 16 keys contiguous, kv_cache.h): s[r * s_stride + j] =
@@ -33,8 +33,8 @@ void VnniSubTileScores(const uint8_t* q_u8, int64_t d4, const int8_t* k, const i
 // rows r < n_rows (rounded up to 4). q_u8: rows of d4 = d rounded up to 4
 // bytes, q + 128 (128 beyond d), for every row of the rounded count. The
 // last, partial quad of channels is read with a mask (nothing past a group).
-void VnniGroupedScores(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
-                       int64_t n_keys, int32_t* s, int64_t s_stride);
+void ScoresKLanesI8Vnni(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
+                        int64_t n_keys, int32_t* s, int64_t s_stride);
 
 }  // namespace relattn::x86
 

@@ -1,11 +1,11 @@
 // Adds the position bias and applies the masks to one key row of a score
 // sub-tile whose lanes are queries (per-target code). Scores and biases are in
 // log2 units.
-#if defined(RELATTN_LIB_KERNELS_BIAS_TILE_INL_H_) == defined(HWY_TARGET_TOGGLE)
-#ifdef RELATTN_LIB_KERNELS_BIAS_TILE_INL_H_
-#undef RELATTN_LIB_KERNELS_BIAS_TILE_INL_H_
+#if defined(RELATTN_LIB_KERNELS_BIAS_QLANES_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RELATTN_LIB_KERNELS_BIAS_QLANES_INL_H_
+#undef RELATTN_LIB_KERNELS_BIAS_QLANES_INL_H_
 #else
-#define RELATTN_LIB_KERNELS_BIAS_TILE_INL_H_
+#define RELATTN_LIB_KERNELS_BIAS_QLANES_INL_H_
 #endif
 
 #include <algorithm>
@@ -62,28 +62,38 @@ HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span) {
   return span.contiguous && !plan.k_pos.positions;
 }
 
+// The scalar form of bias and mask, for one (query, key) pair: adds the
+// bias to *s (ALiBi: anchored distance from the row's anchor; tables: the
+// entry of p_k - p_q) and, if partial, hides the pair the masks hide. Both
+// layouts take it where positions are not consecutive.
+HWY_INLINE void BiasMaskPair(const Plan& plan, const HeadBias& bias, int64_t anchor, int64_t p_q,
+                             int64_t p_k, bool partial, float* HWY_RESTRICT s) {
+  if (bias.kind == BiasKind::kAlibi) {
+    const int64_t dist = AlibiAnchoredDistance(bias.alibi_causal, anchor, p_q, p_k);
+    *s -= bias.alibi_slope_log2 * static_cast<float>(dist);
+  } else if (bias.kind == BiasKind::kTable) {
+    *s += bias.table[TableIndex(bias, p_k - p_q)];
+  }
+  if (partial && !PairVisible(plan, p_q, p_k)) *s = -HUGE_VALF;
+}
+
 // Scalar form for queries at arbitrary positions: lanes i < rows of s.
-HWY_INLINE void BiasMaskRowScalar(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
-                                  int64_t p_k, bool partial, float* HWY_RESTRICT s) {
+HWY_INLINE void BiasMaskQLanesScalar(const Plan& plan, const HeadBias& bias,
+                                     const SubTileQueries& q, int64_t p_k, bool partial,
+                                     float* HWY_RESTRICT s) {
   for (int64_t i = 0; i < q.rows; ++i) {
-    const int64_t p_q = plan.q_pos.At(q.i0 + i);
-    if (bias.kind == BiasKind::kAlibi) {
-      const int64_t dist = AlibiAnchoredDistance(bias.alibi_causal, q.lane_anchors[i], p_q, p_k);
-      s[i] -= bias.alibi_slope_log2 * static_cast<float>(dist);
-    } else if (bias.kind == BiasKind::kTable) {
-      s[i] += bias.table[TableIndex(bias, p_k - p_q)];
-    }
-    if (partial && !PairVisible(plan, p_q, p_k)) s[i] = -HUGE_VALF;
+    const int64_t anchor = bias.kind == BiasKind::kAlibi ? q.lane_anchors[i] : 0;
+    BiasMaskPair(plan, bias, anchor, plan.q_pos.At(q.i0 + i), p_k, partial, s + i);
   }
 }
 
 // Adds bias(p_q(lane), p_k) to the 2 vectors of scores s (lane = query) and,
 // if partial, sets hidden lanes to -inf. Contiguous queries: lane i is at
 // q.span.first + i.
-HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
-                            int64_t p_k, bool partial, float* HWY_RESTRICT s) {
+HWY_INLINE void BiasMaskQLanes(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
+                               int64_t p_k, bool partial, float* HWY_RESTRICT s) {
   if (!q.span.contiguous || (bias.kind == BiasKind::kAlibi && !q.vector_alibi)) {
-    return BiasMaskRowScalar(plan, bias, q, p_k, partial, s);
+    return BiasMaskQLanesScalar(plan, bias, q, p_k, partial, s);
   }
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
@@ -146,4 +156,4 @@ HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, const SubTil
 }  // namespace relattn
 HWY_AFTER_NAMESPACE();
 
-#endif  // RELATTN_LIB_KERNELS_BIAS_TILE_INL_H_
+#endif  // RELATTN_LIB_KERNELS_BIAS_QLANES_INL_H_

@@ -1,10 +1,11 @@
-// Score micro-kernel with queries in lanes: S[j][lane] = k_j . q_lane
-// (per-target code).
-#if defined(RELATTN_LIB_KERNELS_SCORES_INL_H_) == defined(HWY_TARGET_TOGGLE)
-#ifdef RELATTN_LIB_KERNELS_SCORES_INL_H_
-#undef RELATTN_LIB_KERNELS_SCORES_INL_H_
+// Score micro-kernels with queries in lanes: S[j][lane] = k_j . q_lane, and
+// the scaling of int8 products (per-target code; the integer kernels are in
+// int_dot-inl.h's table).
+#if defined(RELATTN_LIB_KERNELS_SCORES_QLANES_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RELATTN_LIB_KERNELS_SCORES_QLANES_INL_H_
+#undef RELATTN_LIB_KERNELS_SCORES_QLANES_INL_H_
 #else
-#define RELATTN_LIB_KERNELS_SCORES_INL_H_
+#define RELATTN_LIB_KERNELS_SCORES_QLANES_INL_H_
 #endif
 
 #include <cstdint>
@@ -22,8 +23,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Register block: 4 keys x 2 query vectors = 8 accumulators; per step of e,
 // 2 vector loads of q_t and 4 broadcasts of k feed 8 FMAs, and the FMA chains
 // are 8 deep, enough to cover FMA latency at 2 FMAs per cycle.
-HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t n_keys,
-                              float* HWY_RESTRICT s) {
+HWY_INLINE void ScoresQLanesF32(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 k, int64_t n_keys,
+                                float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t w = 2 * n;
@@ -74,9 +75,42 @@ HWY_INLINE void SubTileScores(const float* HWY_RESTRICT q_t, int64_t d, RowsF32 
   }
 }
 
+// s[j][lane] = float(s_int[j][lane]) * q_mul[lane] * k_scale[j]: the same
+// operations ScaleQLanesI8 applies to the same integers held in f32.
+HWY_INLINE void ScaleQLanesI32(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
+                               int64_t n_keys, float* HWY_RESTRICT s) {
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
+  const int32_t* s_int = reinterpret_cast<const int32_t*>(s);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto ks = hn::Set(df, k_scale[j]);
+    const auto x0 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n));
+    const auto x1 = hn::ConvertTo(df, hn::Load(di, s_int + j * 2 * n + n));
+    hn::Store(hn::Mul(x0, hn::Mul(m0, ks)), df, s + j * 2 * n);
+    hn::Store(hn::Mul(x1, hn::Mul(m1, ks)), df, s + j * 2 * n + n);
+  }
+}
+
+// Int8 keys: s[j][lane] *= q_mul[lane] * k_scale[j], turning the integer
+// products (exact in f32) into scaled scores in log2 units.
+HWY_INLINE void ScaleQLanesI8(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,
+                              int64_t n_keys, float* HWY_RESTRICT s) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto m0 = hn::Load(df, q_mul), m1 = hn::Load(df, q_mul + n);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto ks = hn::Set(df, k_scale[j]);
+    float* row = s + j * 2 * n;
+    hn::Store(hn::Mul(hn::Load(df, row), hn::Mul(m0, ks)), df, row);
+    hn::Store(hn::Mul(hn::Load(df, row + n), hn::Mul(m1, ks)), df, row + n);
+  }
+}
+
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace relattn
 HWY_AFTER_NAMESPACE();
 
-#endif  // RELATTN_LIB_KERNELS_SCORES_INL_H_
+#endif  // RELATTN_LIB_KERNELS_SCORES_QLANES_INL_H_

@@ -117,14 +117,14 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
   call.plan = &plan;
   call.workspace = static_cast<float*>(workspace);
   if (plan.rope.on) relattn::FillRopeTables(plan.rope, call.workspace + plan.rope_tables);
-  const int64_t n_tasks = plan.n_work_items < n_threads ? plan.n_work_items : n_threads;
+  const int64_t n_tasks = plan.work.n_work_items < n_threads ? plan.work.n_work_items : n_threads;
   if (n_tasks <= 1) {
     relattn::RunWorker(&call, 0);
   } else {
     threads->parallel_for(threads->context, static_cast<size_t>(n_tasks), relattn::RunWorker,
                           &call);
   }
-  if (plan.n_splits > 1) relattn::MergeSplits(plan, call.workspace);
+  if (plan.work.n_splits > 1) relattn::MergeSplits(plan, call.workspace);
   return relattn::Succeed();
 }
 

@@ -124,19 +124,6 @@ relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_
   return s;
 }
 
-// positions[t] = positions[0] + t for t < n (differences compared unsigned:
-// they may not fit in int64).
-bool Consecutive(const int64_t* positions, int64_t n) {
-  for (int64_t t = 1; t < n; ++t) {
-    if (positions[t] <= positions[0] ||
-        static_cast<uint64_t>(positions[t]) - static_cast<uint64_t>(positions[0]) !=
-            static_cast<uint64_t>(t)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Range [min, max] of the positions of n tokens; fails if start + n - 1 overflows.
 relattn_status PositionRange(const char* name, const relattn_positions& pos, int64_t n,
                              int64_t* min, int64_t* max) {
@@ -434,176 +421,7 @@ relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   return RELATTN_OK;
 }
 
-// Hands out consecutive regions of floats, each rounded to 16 floats (64 bytes).
-class RegionAllocator {
- public:
-  size_t Take(int64_t floats) {
-    const size_t start = at_;
-    at_ += static_cast<size_t>(RoundUp(floats, 16));
-    return start;
-  }
-  size_t total() const { return at_; }
-
- private:
-  size_t at_ = 0;
-};
-
-// Lays out the worker scratch of the pipeline plan uses, then the bias tables.
-void LayOut(Plan* p) {
-  RegionAllocator a;
-  if (p->decode) {
-    const int64_t rows = int64_t{p->heads_per_item} * p->n_q;
-    DecodeLayout& l = p->decode_ws;
-    l.q_rows = a.Take(rows * p->d_pad);
-    l.o_rows = a.Take(rows * p->dv_pad);
-    l.row_max = a.Take(rows);
-    l.row_sum = a.Take(rows);
-    l.row_poison = a.Take(rows);
-    l.s_rows = a.Take(rows * kBlockKeys);
-    l.k_block = a.Take(kBlockKeys * p->d_pad);
-    l.k_scale = a.Take(kBlockKeys);
-    const bool int8_keys = p->k.dtype == RELATTN_I8;
-    l.q_int = a.Take(int8_keys ? RoundUp(rows, 4) * RoundUp(p->d, 4) * 2 / 4 : 0);
-    l.q_mul = a.Take(int8_keys ? rows : 0);
-    l.v_block = a.Take(kBlockKeys * p->dv_pad);
-  } else {
-    const int64_t chunk_rows = int64_t{p->heads_per_item} * p->chunk_capacity;
-    WorkspaceLayout& l = p->ws;
-    l.q_t = a.Take(chunk_rows * p->d);
-    l.q_mul = a.Take(chunk_rows);
-    l.o_t = a.Take(chunk_rows * p->dv);
-    l.row_max = a.Take(chunk_rows);
-    l.row_sum = a.Take(chunk_rows);
-    l.row_poison = a.Take(chunk_rows);
-    l.row_anchor = a.Take(2 * chunk_rows);
-    l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
-    l.k_block = a.Take(kBlockKeys * p->d);
-    l.k_scale = a.Take(kBlockKeys);
-    l.v_block = a.Take(kBlockKeys * p->dv);
-    l.row = a.Take(p->d > p->dv ? p->d : p->dv);
-    const int64_t bytes = p->int8_dot ? 2 * p->d4 : 0;  // int16 or int8 channels
-    l.q_int = a.Take(chunk_rows * bytes / 4);
-    l.k_int = a.Take(kBlockKeys * bytes / 4);
-    l.k_sum = a.Take(p->int8_dot ? kBlockKeys : 0);
-  }
-  p->bias_tables = a.Take(int64_t{p->heads_per_item} * p->table_len);
-  // Shaw vector: per head slot, each sub-tile's skewed table (chunk x
-  // (2k + W) floats in all), the products q . a[r] in transit, and in decode
-  // one padded table per query row.
-  const int64_t shaw_k = p->shaw_vector ? p->shaw_vector_k : -1;
-  p->shaw_skewed =
-      a.Take(p->shaw_vector && !p->decode
-                 ? int64_t{p->heads_per_item} * p->chunk_capacity * (2 * shaw_k + kMaxSubTile)
-                 : 0);
-  p->shaw_products = a.Take(p->shaw_vector ? (2 * shaw_k + 1) * kMaxSubTile : 0);
-  p->shaw_row_tables = a.Take(p->shaw_vector && p->decode ? int64_t{p->heads_per_item} * p->n_q *
-                                                                (2 * shaw_k + 1 + 2 * kTablePad)
-                                                          : 0);
-  const int64_t pairs = p->rope.on ? p->rope.pairs : 0;
-  p->rope_top = a.Take(4 * pairs);
-  p->rope_mid = a.Take(2 * pairs);
-  p->rope_row = a.Take(2 * pairs);
-  p->floats_per_worker = a.total();
-}
-
-void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, Plan* p) {
-  *p = Plan{};
-  p->rope = rope;
-  p->desc = &d;
-  p->n_q = d.n_q;
-  p->n_kv = d.n_kv;
-  p->n_valid_kv = d.mask.n_valid_kv < 0 ? d.n_kv : d.mask.n_valid_kv;
-  p->n_heads = d.n_heads;
-  p->n_kv_heads = d.n_kv_heads;
-  p->group = d.n_heads / d.n_kv_heads;
-  p->d = d.head_dim;
-  p->dv = d.v_head_dim ? d.v_head_dim : d.head_dim;
-  p->d_pad = RoundUp(p->d, kMaxLanes);
-  p->int8_dot = d.q.dtype == RELATTN_I8 && d.k.dtype == RELATTN_I8 && !rope.on;
-  p->d4 = RoundUp(p->d, 4);
-  p->dv_pad = RoundUp(p->dv, kMaxLanes);
-  p->q = {d.q.data,
-          d.q.dtype,
-          d.q.token_stride,
-          d.q.head_stride,
-          d.q.row_scales,
-          d.q.scale_token_stride,
-          d.q.scale_head_stride};
-  p->k = {d.k.data,
-          d.k.dtype,
-          d.k.token_stride,
-          d.k.head_stride,
-          d.k.row_scales,
-          d.k.scale_token_stride,
-          d.k.scale_head_stride};
-  p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride, nullptr, 0, 0};
-  p->o = d.o.data;
-  p->o_dtype = d.o.dtype;
-  p->o_token_stride = d.o.token_stride;
-  p->o_head_stride = d.o.head_stride;
-  p->q_pos = {d.q_pos.positions, d.q_pos.start};
-  p->k_pos = {d.k_pos.positions, d.k_pos.start};
-  const double scale = d.scale != 0.0f ? d.scale : 1.0 / std::sqrt((double)d.head_dim);
-  p->scale_log2 = static_cast<float>(scale * M_LOG2E);
-  p->causal = d.mask.causal != 0;
-  p->window = d.mask.window;
-  switch (d.bias.kind) {
-    case RELATTN_BIAS_ALIBI: p->bias_kind = BiasKind::kAlibi; break;
-    case RELATTN_BIAS_T5:
-      p->bias_kind = BiasKind::kTable;
-      p->table_radius = T5SaturationDistance(d.bias.t5.num_buckets, d.bias.t5.max_distance,
-                                             d.bias.t5.bidirectional != 0);
-      break;
-    case RELATTN_BIAS_SHAW:
-      p->bias_kind = BiasKind::kTable;
-      p->table_radius = d.bias.shaw.k;
-      break;
-    default: p->bias_kind = BiasKind::kNone;
-  }
-  if (d.bias.kind == RELATTN_BIAS_SHAW_VECTOR) {
-    p->shaw_vector_k = d.bias.shaw_vector.k;
-    p->shaw_vector_per_head = d.bias.shaw_vector.per_head != 0;
-    p->shaw_vector = d.bias.shaw_vector.table;
-  }
-  p->table_len = p->bias_kind == BiasKind::kTable ? 2 * p->table_radius + 1 + 2 * kTablePad : 0;
-  p->heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
-  p->head_batches = (p->group + p->heads_per_item - 1) / p->heads_per_item;
-  const int64_t state_per_query = int64_t{p->heads_per_item} * (p->d + p->dv) * 4;
-  const int64_t chunk = kItemStateBytes / state_per_query / kMinQueryChunk * kMinQueryChunk;
-  p->chunk_capacity = std::min(std::max(chunk, kMinQueryChunk), kMaxQueryChunk);
-  p->chunk = p->chunk_capacity;
-  p->n_chunks = (d.n_q + p->chunk - 1) / p->chunk;
-  p->decode = d.n_q <= kDecodeMaxQueries;
-  const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
-  p->n_splits =
-      p->decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
-  p->n_work_items =
-      int64_t{d.n_kv_heads} * p->head_batches * (p->decode ? p->n_splits : p->n_chunks);
-  // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
-  p->partial_floats_per_item =
-      p->decode
-          ? static_cast<size_t>(RoundUp(int64_t{p->heads_per_item} * d.n_q * (p->dv_pad + 3), 16))
-          : 0;
-  p->rope_tables = p->decode ? p->partial_floats_per_item * kMaxSplits * d.n_kv_heads *
-                                   static_cast<size_t>(p->head_batches)
-                             : 0;
-  p->shared_floats =
-      p->rope_tables + static_cast<size_t>(rope.on ? RoundUp(RopeTableFloats(rope.pairs), 16) : 0);
-  LayOut(p);
-}
-
 }  // namespace
-
-void FitWorkItemsToThreads(int32_t n_threads, Plan* plan) {
-  if (plan->decode || n_threads <= 1) return;
-  const int64_t per_chunk = int64_t{plan->n_kv_heads} * plan->head_batches;
-  while (plan->chunk > kMinQueryChunk &&
-         plan->n_work_items < kWorkItemsPerThread * int64_t{n_threads}) {
-    plan->chunk /= 2;
-    plan->n_chunks = (plan->n_q + plan->chunk - 1) / plan->chunk;
-    plan->n_work_items = per_chunk * plan->n_chunks;
-  }
-}
 
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
@@ -621,19 +439,12 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
       (rope.on && (s = CheckRopePositions(d, k_min, k_max))) || (s = CheckMask(d.mask, d.n_kv))) {
     return s;
   }
-  ResolvePlan(d, rope, plan);
-  // Consecutive position arrays (a KV cache before its ring wraps, say) take
-  // the start + t paths of the kernels.
-  for (PositionsRef* pos : {&plan->q_pos, &plan->k_pos}) {
-    const int64_t n = pos == &plan->q_pos ? d.n_q : d.n_kv;
-    if (pos->positions && Consecutive(pos->positions, n)) *pos = {nullptr, pos->positions[0]};
-  }
   // The ALiBi anchors need the range of the keys that can be seen: the valid ones.
-  if (plan->n_valid_kv > 0 && plan->n_valid_kv < d.n_kv) {
-    PositionRange("k_pos", d.k_pos, plan->n_valid_kv, &k_min, &k_max);  // cannot fail: a prefix
+  const int64_t n_valid_kv = d.mask.n_valid_kv < 0 ? d.n_kv : d.mask.n_valid_kv;
+  if (n_valid_kv > 0 && n_valid_kv < d.n_kv) {
+    PositionRange("k_pos", d.k_pos, n_valid_kv, &k_min, &k_max);  // cannot fail: a prefix
   }
-  plan->k_min = k_min;
-  plan->k_max = k_max;
+  ResolvePlan(d, rope, k_min, k_max, plan);
   return RELATTN_OK;
 }
 

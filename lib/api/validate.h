@@ -13,12 +13,6 @@ namespace relattn {
 // bias tables (to check ranges and finiteness); writes nothing else.
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan);
 
-// For a call on n_threads workers: halves the prefill chunk (not below
-// kMinQueryChunk) until there are kWorkItemsPerThread work items per worker,
-// so that dynamic scheduling balances items of unequal cost (causal). The
-// workspace layout (chunk_capacity) stays as it is.
-void FitWorkItemsToThreads(int32_t n_threads, Plan* plan);
-
 }  // namespace relattn
 
 #endif  // RELATTN_LIB_API_VALIDATE_H_

@@ -27,10 +27,10 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
   if (!plan.k_pos.positions) {
     // The visible keys form one range [lo, hi] of positions.
     int64_t lo = plan.k_min, hi = plan.k_max, edge;
-    if (plan.causal) hi = std::min(hi, p_q);
-    if (plan.window > 0) {
-      if (!__builtin_sub_overflow(p_q, plan.window - 1, &edge)) lo = std::max(lo, edge);
-      if (!plan.causal && !__builtin_add_overflow(p_q, plan.window - 1, &edge)) {
+    if (plan.mask.causal) hi = std::min(hi, p_q);
+    if (plan.mask.window > 0) {
+      if (!__builtin_sub_overflow(p_q, plan.mask.window - 1, &edge)) lo = std::max(lo, edge);
+      if (!plan.mask.causal && !__builtin_add_overflow(p_q, plan.mask.window - 1, &edge)) {
         hi = std::min(hi, edge);
       }
     }
@@ -42,7 +42,7 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
   int64_t best = 0;
   for (int64_t j = 0; j < plan.n_valid_kv; ++j) {
     const int64_t p_k = plan.k_pos.positions[j];
-    if (!PairVisible(plan, p_q, p_k)) continue;
+    if (!PairVisible(plan.mask, p_q, p_k)) continue;
     const int64_t r = p_q - p_k;
     const int64_t candidate = causal_form ? p_k : (r < 0 ? -r : r);
     best = !found ? candidate : causal_form ? std::max(best, candidate) : std::min(best, candidate);

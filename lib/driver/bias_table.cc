@@ -24,17 +24,17 @@ float TableBias(const relattn_bias& bias, int32_t head, int64_t r) {
 }  // namespace
 
 float AlibiSlopeLog2(const Plan& plan, int32_t head) {
-  const relattn_alibi& alibi = plan.desc->bias.alibi;
+  const relattn_alibi& alibi = plan.bias.params.alibi;
   const float slope =
       alibi.slopes ? alibi.slopes[head] : AlibiSlope(head, plan.n_heads, alibi.max_bias);
   return static_cast<float>(slope * M_LOG2E);
 }
 
 void FillBiasTable(const Plan& plan, int32_t head, float* table) {
-  const int64_t radius = plan.table_radius;
-  for (int64_t x = 0; x < plan.table_len; ++x) {
+  const int64_t radius = plan.bias.table_radius;
+  for (int64_t x = 0; x < plan.bias.table_len; ++x) {
     const int64_t r = std::clamp<int64_t>(radius + kTablePad - x, -radius, radius);
-    table[x] = static_cast<float>(TableBias(plan.desc->bias, head, r) * M_LOG2E);
+    table[x] = static_cast<float>(TableBias(plan.bias.params, head, r) * M_LOG2E);
   }
 }
 

@@ -15,18 +15,18 @@ namespace {
 // the maxes, the sums and the poison flags) into merged[0, dv); returns the
 // merged sum (the output is merged / sum, FinalScale).
 float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, float* merged) {
-  auto partial = [&](int32_t s) { return first + s * plan.partial_floats_per_item; };
+  auto partial = [&](int32_t s) { return first + s * plan.work.partial_floats_per_item; };
   const int64_t max_at = rows * plan.dv_pad + r, sum_at = max_at + rows, poison_at = sum_at + rows;
   float max = -HUGE_VALF;
   bool poisoned = false;
-  for (int32_t s = 0; s < plan.n_splits; ++s) {
+  for (int32_t s = 0; s < plan.work.n_splits; ++s) {
     max = std::max(max, partial(s)[max_at]);
     poisoned = poisoned || partial(s)[poison_at] != 0.0f;
   }
   std::fill(merged, merged + plan.dv, poisoned ? NAN : 0.0f);
   float sum = 0.0f;
   if (max == -HUGE_VALF) return sum;
-  for (int32_t s = 0; s < plan.n_splits; ++s) {
+  for (int32_t s = 0; s < plan.work.n_splits; ++s) {
     const float* p = partial(s);
     if (p[max_at] == -HUGE_VALF) continue;  // the split saw no key
     const float weight = MergeWeight(p[max_at], max);
@@ -40,12 +40,12 @@ float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, fl
 }  // namespace
 
 void MergeSplits(const Plan& plan, const float* shared_ws) {
-  const int64_t n_batches = int64_t{plan.n_kv_heads} * plan.head_batches;
+  const int64_t n_batches = int64_t{plan.n_kv_heads} * plan.work.head_batches;
   float merged[RELATTN_MAX_HEAD_DIM];
   for (int64_t index = 0; index < n_batches; ++index) {
     const HeadBatch batch = HeadBatchOf(plan, index);
     const int64_t rows = int64_t{batch.n_heads} * plan.n_q;
-    const float* first = shared_ws + index * plan.n_splits * plan.partial_floats_per_item;
+    const float* first = shared_ws + index * plan.work.n_splits * plan.work.partial_floats_per_item;
     for (int64_t r = 0; r < rows; ++r) {
       const float sum = MergeRow(plan, first, rows, r, merged);
       const int64_t offset =

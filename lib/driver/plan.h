@@ -1,5 +1,6 @@
 // The validated, resolved form of one relattn_attention_desc: what the kernel
-// reads. Built by BuildPlan() (lib/api/validate.cc); immutable during a call.
+// reads. Built by BuildPlan() (lib/api/validate.cc: validation, then
+// ResolvePlan below, lib/driver/plan.cc); immutable during a call.
 #ifndef RELATTN_LIB_DRIVER_PLAN_H_
 #define RELATTN_LIB_DRIVER_PLAN_H_
 
@@ -144,49 +145,35 @@ struct DecodeLayout {
   size_t floats_per_worker;
 };
 
-struct Plan {
-  int64_t n_q, n_kv;
-  int64_t n_valid_kv;                  // keys j >= n_valid_kv are hidden; 0..n_kv
-  int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
-  int32_t d, dv;
-  int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
-  // Q and K both int8 without RoPE: prefill may take the integer dot-product
-  // path (ports/x86, ports/arm) on rows of d4 = d rounded up to 4 channels.
-  bool int8_dot;
-  int64_t d4;
-  TensorRef q, k, v;
-  CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
-  void* o;
-  relattn_dtype o_dtype;
-  int64_t o_token_stride, o_head_stride;
-  PositionsRef q_pos, k_pos;
-  int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
-  float scale_log2;      // scale * log2(e): scores live in the log2 domain
-
-  // Rotary embedding of Q (on load) and K (on conversion, unless it comes
-  // from a KV cache, which rotated it at append); rope.on false: none.
-  RopeParams rope;
-
-  // Masks.
+// Masks as the header defines them (the key count n_valid_kv is Plan's).
+struct MaskRef {
   bool causal;
   int64_t window;  // 0: none
+};
 
-  // Bias, in log2 units (multiplied by log2(e)).
-  BiasKind bias_kind;
-  const relattn_attention_desc* desc;  // for per-head bias parameters
-  // Table schemes: bias(r) for r = key - query is constant for r <= -table_radius
-  // and for r >= table_radius. The padded table of a head stores, at index x,
-  // bias(clamp(table_radius + kTablePad - x, -table_radius, table_radius)):
-  // r decreasing along x, so that a row of queries (r falling by one per
-  // lane) reads consecutive entries; kTablePad edge copies on each side.
+// The position bias, resolved; its values in log2 units (times log2(e)).
+struct BiasRef {
+  BiasKind kind;
+  // The caller's parameters (per-head slopes and tables: pointers into
+  // caller memory that the call reads, never a pointer to the descriptor).
+  relattn_bias params;
+  // Table schemes: bias(r) for r = key - query is constant for r <=
+  // -table_radius and for r >= table_radius. The padded table of a head
+  // stores, at index x, bias(clamp(table_radius + kTablePad - x,
+  // -table_radius, table_radius)): r decreasing along x, so that a row of
+  // queries (r falling by one per lane) reads consecutive entries; kTablePad
+  // edge copies on each side.
   int64_t table_radius;
   int64_t table_len;  // 2 * table_radius + 1 + 2 * kTablePad, or 0
-  // Shaw vector form (bias_kind kNone for the scalar part): a[h][2k+1][d] or
+  // Shaw vector form (kind kNone for the scalar part): a[h][2k+1][d] or
   // a[2k+1][d]; NULL when off.
   const float* shaw_vector;
   int32_t shaw_vector_k;
   bool shaw_vector_per_head;
+};
 
+// How the work is cut into work items.
+struct WorkSplit {
   int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
   int32_t head_batches;    // ceil(group / heads_per_item)
   int64_t chunk_capacity;  // queries per head slot of the workspace (kItemStateBytes)
@@ -202,6 +189,36 @@ struct Plan {
   // max, [rows] sum, [rows] poison, at i * partial_floats_per_item; rows = the
   // item's query heads * n_q (<= heads_per_item * n_q).
   size_t partial_floats_per_item;
+};
+
+struct Plan {
+  int64_t n_q, n_kv;
+  int64_t n_valid_kv;                  // keys j >= n_valid_kv are hidden; 0..n_kv
+  int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
+  int32_t d, dv;
+  int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
+  // Q and K both int8 without RoPE: prefill may take the integer dot-product
+  // path (lib/kernels/int_dot-inl.h) on rows of d4 = d rounded up to 4 channels.
+  bool int8_dot;
+  int64_t d4;
+  TensorRef q, k, v;
+  CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
+  void* o;
+  relattn_dtype o_dtype;
+  int64_t o_token_stride, o_head_stride;
+  PositionsRef q_pos, k_pos;
+  int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
+  float scale_log2;      // scale * log2(e): scores live in the log2 domain
+
+  // Rotary embedding of Q (on load) and K (on conversion, unless it comes
+  // from a KV cache, which rotated it at append); rope.on false: none.
+  RopeParams rope;
+  MaskRef mask;
+  BiasRef bias;
+  WorkSplit work;
+
+  // The workspace: shared_floats floats all workers write disjoint parts of,
+  // then floats_per_worker floats per worker (offsets in floats).
   size_t rope_tables;  // shared: RopeTableFloats(rope.pairs) (lib/rope/rope.h), after the partials
   size_t shared_floats;
   WorkspaceLayout ws;      // prefill regions
@@ -218,6 +235,19 @@ struct Plan {
   size_t floats_per_worker;
 };
 
+// Resolves a validated desc (lib/api/validate.cc) into *plan: tensors,
+// positions (consecutive position arrays become start + t), bias, work
+// split and workspace layout. k_min, k_max: the range of the valid keys'
+// positions; rope: the resolved RoPE parameters.
+void ResolvePlan(const relattn_attention_desc& desc, const RopeParams& rope, int64_t k_min,
+                 int64_t k_max, Plan* plan);
+
+// For a call on n_threads workers: halves the prefill chunk (not below
+// kMinQueryChunk) until there are kWorkItemsPerThread work items per worker,
+// so that dynamic scheduling balances items of unequal cost (causal). The
+// workspace layout (chunk_capacity) stays as it is.
+void FitWorkItemsToThreads(int32_t n_threads, Plan* plan);
+
 // The query heads of one KV head that a work item takes together: heads
 // [head0, head0 + n_heads) of KV head kv_head.
 struct HeadBatch {
@@ -227,10 +257,10 @@ struct HeadBatch {
 // Batch `index` (0 .. n_kv_heads * head_batches - 1): KV head index /
 // head_batches, its (index % head_batches)-th group of heads_per_item heads.
 inline HeadBatch HeadBatchOf(const Plan& plan, int64_t index) {
-  const int32_t kv_head = static_cast<int32_t>(index / plan.head_batches);
+  const int32_t kv_head = static_cast<int32_t>(index / plan.work.head_batches);
   const int32_t head0 =
-      kv_head * plan.group + static_cast<int32_t>(index % plan.head_batches) * plan.heads_per_item;
-  const int32_t n_heads = std::min(plan.heads_per_item, (kv_head + 1) * plan.group - head0);
+      kv_head * plan.group + static_cast<int32_t>(index % plan.work.head_batches) * plan.work.heads_per_item;
+  const int32_t n_heads = std::min(plan.work.heads_per_item, (kv_head + 1) * plan.group - head0);
   return {kv_head, head0, n_heads};
 }
 

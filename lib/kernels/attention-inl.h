@@ -1,5 +1,5 @@
 // The fused attention pipeline for prefill work items (one KV head, up to
-// kMaxHeadsPerItem of its query heads, plan.chunk queries), per target:
+// kMaxHeadsPerItem of its query heads, plan.work.chunk queries), per target:
 // pack Q^T -> for each visible key block: K, V as f32 -> for each sub-tile:
 // scores -> + bias -> mask -> online softmax -> P.V -> finalize. Few queries
 // take the decode pipeline (decode-inl.h) instead.
@@ -58,7 +58,7 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     ScoresQLanesF32(tile.q_t, plan.d, b.k, n_keys, s);
     if (plan.k.dtype == RELATTN_I8) ScaleQLanesI8(tile.q_mul, b.k_scale, n_keys, s);
   }
-  if (plan.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
+  if (plan.bias.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
@@ -77,11 +77,11 @@ struct WorkItem {
 
 HWY_INLINE WorkItem WorkItemOf(const Plan& plan, int64_t item) {
   WorkItem it;
-  const int64_t per_chunk = int64_t{plan.n_kv_heads} * plan.head_batches;
+  const int64_t per_chunk = int64_t{plan.n_kv_heads} * plan.work.head_batches;
   // Latest query chunks first: under a causal mask they see the most keys.
-  it.i0 = (plan.n_chunks - 1 - item / per_chunk) * plan.chunk;
+  it.i0 = (plan.work.n_chunks - 1 - item / per_chunk) * plan.work.chunk;
   it.batch = HeadBatchOf(plan, item % per_chunk);
-  it.rows = std::min(plan.chunk, plan.n_q - it.i0);
+  it.rows = std::min(plan.work.chunk, plan.n_q - it.i0);
   it.w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   it.n_sub = (it.rows + it.w - 1) / it.w;
   return it;
@@ -92,7 +92,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
                              int32_t g, int64_t sub, float* ws) {
   const WorkspaceLayout& l = plan.ws;
   const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
-  const int64_t at = g * plan.chunk_capacity + sub * it.w;
+  const int64_t at = g * plan.work.chunk_capacity + sub * it.w;
   const PositionSpan span = SpanOf(plan.q_pos, first, rows);
   const bool vector_alibi = VectorAlibi(plan, span);
   const SubTileQueries queries{first,
@@ -112,7 +112,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
           ws + l.row_sum + at,
           ws + l.row_poison + at,
           reinterpret_cast<uint8_t*>(ws + l.q_int) + at * 2 * plan.d4,
-          ws + plan.shaw_skewed + at * (2 * int64_t{plan.shaw_vector_k} + kMaxSubTile),
+          ws + plan.shaw_skewed + at * (2 * int64_t{plan.bias.shaw_vector_k} + kMaxSubTile),
           &biases[g]};
 }
 
@@ -131,7 +131,7 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
       if (int_dot) PackQueriesInt(plan, t.q_t, it.w, t.q_int);
-      if (plan.shaw_vector) {
+      if (plan.bias.shaw_vector) {
         FillShawSkewed(plan, t.head, t.q_t, t.q_mul, it.w, ws + plan.shaw_products, t.shaw);
       }
       std::memset(t.o_t, 0, sizeof(float) * plan.dv * it.w);
@@ -170,8 +170,8 @@ HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadB
   for (int32_t g = 0; g < it.batch.n_heads; ++g) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-      const TileVisibility visibility = ClassifyTile(plan, t.queries.span.min, t.queries.span.max,
-                                                     block.span.min, block.span.max);
+      const TileVisibility visibility = ClassifyTile(
+          plan.mask, t.queries.span.min, t.queries.span.max, block.span.min, block.span.max);
       if (visibility == TileVisibility::kHidden) continue;
       AttendKeyBlock(plan, t, block, visibility, ws + plan.ws.s_tile);
     }
@@ -221,8 +221,8 @@ HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* shared_ws, float* w
   std::fill(worker.table_head, worker.table_head + kMaxHeadsPerItem, -1);
   for (;;) {
     const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);
-    if (item >= plan.n_work_items) return;
-    if (plan.decode) {
+    if (item >= plan.work.n_work_items) return;
+    if (plan.work.decode) {
       DecodeWorkItem(plan, item, worker);
     } else {
       AttendWorkItem(plan, item, worker);

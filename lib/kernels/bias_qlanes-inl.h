@@ -74,7 +74,7 @@ HWY_INLINE void BiasMaskPair(const Plan& plan, const HeadBias& bias, int64_t anc
   } else if (bias.kind == BiasKind::kTable) {
     *s += bias.table[TableIndex(bias, p_k - p_q)];
   }
-  if (partial && !PairVisible(plan, p_q, p_k)) *s = -HUGE_VALF;
+  if (partial && !PairVisible(plan.mask, p_q, p_k)) *s = -HUGE_VALF;
 }
 
 // Scalar form for queries at arbitrary positions: lanes i < rows of s.
@@ -135,11 +135,11 @@ HWY_INLINE void BiasMaskQLanes(const Plan& plan, const HeadBias& bias, const Sub
     // causal also p_k - p_q < W (i > -t - W).
     const int64_t rel = std::clamp<int64_t>(-t, -(int64_t{1} << 40), int64_t{1} << 40);
     int64_t lo = INT64_MIN / 2, hi = INT64_MAX / 2;
-    if (plan.causal) lo = rel;
-    if (plan.window > 0) {
-      const int64_t window = std::min<int64_t>(plan.window, int64_t{1} << 41);
+    if (plan.mask.causal) lo = rel;
+    if (plan.mask.window > 0) {
+      const int64_t window = std::min<int64_t>(plan.mask.window, int64_t{1} << 41);
       hi = rel + window;
-      if (!plan.causal) lo = rel - window + 1;
+      if (!plan.mask.causal) lo = rel - window + 1;
     }
     const auto vlo = hn::Set(df, static_cast<float>(std::clamp<int64_t>(lo, -1, w + 1)));
     const auto vhi = hn::Set(df, static_cast<float>(std::clamp<int64_t>(hi, -1, w + 1)));

@@ -71,7 +71,7 @@ HWY_INLINE void BiasMaskRow(const Plan& plan, const HeadBias& bias, int64_t p_q,
     }
     if (partial) {
       for (int64_t j = 0; j < n_keys; ++j) {
-        if (!PairVisible(plan, p_q, k_span.first + j)) s[j] = -HUGE_VALF;
+        if (!PairVisible(plan.mask, p_q, k_span.first + j)) s[j] = -HUGE_VALF;
       }
     }
   }

@@ -110,17 +110,17 @@ HWY_INLINE void PrepareRowBiases(const Plan& plan, Worker& worker, DecodeRows& r
   for (int32_t g = 0; g < rows.batch.n_heads; ++g) {
     heads[g] = BiasOfHead(plan, rows.batch.head0 + g, g, worker);
   }
-  const int64_t shaw_len = 2 * int64_t{plan.shaw_vector_k} + 1 + 2 * kTablePad;
+  const int64_t shaw_len = 2 * int64_t{plan.bias.shaw_vector_k} + 1 + 2 * kTablePad;
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     const HeadBias& head_bias = heads[r / plan.n_q];
     rows.bias[r] = head_bias;
-    if (plan.shaw_vector) {
+    if (plan.bias.shaw_vector) {
       const float mul = plan.k.dtype == RELATTN_I8 ? rows.q_mul[r] : 1.0f;
       rows.bias[r] = ShawVectorRowBias(plan, rows.Head(r), rows.q + r * plan.d_pad, mul,
                                        worker.ws + plan.shaw_products,
                                        worker.ws + plan.shaw_row_tables + r * shaw_len);
     }
-    rows.anchor[r] = plan.bias_kind == BiasKind::kAlibi
+    rows.anchor[r] = plan.bias.kind == BiasKind::kAlibi
                          ? AlibiRowAnchor(plan, head_bias.alibi_causal, plan.q_pos.At(r % plan.n_q))
                          : 0;
   }
@@ -220,8 +220,8 @@ HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, int32_t kv_he
 // MergeSplits (unnormalised o, max, sum, poison per row); else the output.
 HWY_INLINE void StoreDecodeRows(const Plan& plan, int64_t item, const DecodeRows& rows,
                                 float* shared_ws) {
-  if (plan.n_splits > 1) {
-    float* partial = shared_ws + item * plan.partial_floats_per_item;
+  if (plan.work.n_splits > 1) {
+    float* partial = shared_ws + item * plan.work.partial_floats_per_item;
     const int64_t o_floats = rows.n_rows * plan.dv_pad;
     std::memcpy(partial, rows.o, sizeof(float) * o_floats);
     std::memcpy(partial + o_floats, rows.max, sizeof(float) * rows.n_rows);
@@ -237,8 +237,8 @@ HWY_INLINE void StoreDecodeRows(const Plan& plan, int64_t item, const DecodeRows
 }
 
 HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
-  const int64_t split = item % plan.n_splits;
-  const HeadBatch batch = HeadBatchOf(plan, item / plan.n_splits);
+  const int64_t split = item % plan.work.n_splits;
+  const HeadBatch batch = HeadBatchOf(plan, item / plan.work.n_splits);
   DecodeRows rows;
   DecodeRowsOf(plan, batch, worker.ws, &rows);
   PrepareDecodeRows(plan, worker, rows);
@@ -246,8 +246,9 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
   const int64_t n_blocks = (plan.n_valid_kv + kBlockKeys - 1) / kBlockKeys;
   const int64_t end =
-      std::min((split + 1) * n_blocks / plan.n_splits * kBlockKeys, plan.n_valid_kv);
-  for (int64_t j0 = split * n_blocks / plan.n_splits * kBlockKeys; j0 < end; j0 += kBlockKeys) {
+      std::min((split + 1) * n_blocks / plan.work.n_splits * kBlockKeys, plan.n_valid_kv);
+  for (int64_t j0 = split * n_blocks / plan.work.n_splits * kBlockKeys; j0 < end;
+       j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
     bool done = false;
     const TileVisibility visibility =

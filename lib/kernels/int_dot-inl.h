@@ -61,7 +61,13 @@ struct IntDotKernels {
   ScoresKLanesI8Fn scores_klanes;  // nullptr: none for decode on this target
 };
 
+// RELATTN_INT_DOT_QLANES / _KLANES: the target's table has that kernel (the
+// pipelines test these, not the pointers, which the compiler knows non-null).
+#undef RELATTN_INT_DOT_QLANES
+#undef RELATTN_INT_DOT_KLANES
 #if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+#define RELATTN_INT_DOT_QLANES 1
+#define RELATTN_INT_DOT_KLANES 1
 constexpr IntDotKernels kIntDot = {
     "vnni",
     x86::VnniUsable,
@@ -76,6 +82,8 @@ constexpr IntDotKernels kIntDot = {
       x86::ScoresKLanesI8Vnni(static_cast<const uint8_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
     }};
 #elif defined(RELATTN_HAVE_X86_INT_DOT) && HWY_TARGET == HWY_AVX2
+#define RELATTN_INT_DOT_QLANES 1
+#define RELATTN_INT_DOT_KLANES 1
 constexpr IntDotKernels kIntDot = {
     "vpmaddwd",
     x86::MaddUsable,
@@ -90,12 +98,14 @@ constexpr IntDotKernels kIntDot = {
       x86::ScoresKLanesI8Madd(static_cast<const int16_t*>(q), n_rows, keys, d, n_keys, s, s_stride);
     }};
 #elif defined(RELATTN_HAVE_ARM_SDOT) && HWY_ARCH_ARM_A64
+#define RELATTN_INT_DOT_KLANES 1
 constexpr IntDotKernels kIntDot = {
     "sdot",
     arm::SdotUsable,
     IntEncoding::kBytesOffset128,
     arm::kSdotLanes,
 #if HWY_TARGET == HWY_NEON  // the sub-tile kernel is written for NEON's 8 lanes
+#define RELATTN_INT_DOT_QLANES 1
     [](const void* q, int64_t d4, const void* k, const int32_t*, int64_t n_keys, int32_t* s) {
       arm::ScoresQLanesI8Sdot(static_cast<const uint8_t*>(q), d4, static_cast<const int8_t*>(k),
                               n_keys, s);
@@ -115,18 +125,22 @@ constexpr IntDotKernels kIntDot = {nullptr, nullptr, IntEncoding::kBytesOffset12
 // The prefill kernel for int8 Q and K read from tensors (a KV cache keeps K
 // in key groups: the portable path reads those), or null.
 HWY_INLINE const IntDotKernels* IntDotPrefill(const Plan& plan) {
-  if (!plan.int8_dot || plan.cache.on || !kIntDot.scores_qlanes || !kIntDot.usable()) {
-    return nullptr;
-  }
-  return &kIntDot;
+#if defined(RELATTN_INT_DOT_QLANES)
+  if (plan.int8_dot && !plan.cache.on && kIntDot.usable()) return &kIntDot;
+#else
+  (void)plan;
+#endif
+  return nullptr;
 }
 
 // The decode kernel over int8 KV-cache key groups, or null.
 HWY_INLINE const IntDotKernels* IntDotDecode(const Plan& plan) {
-  if (!plan.cache.on || plan.k.dtype != RELATTN_I8 || !kIntDot.scores_klanes || !kIntDot.usable()) {
-    return nullptr;
-  }
-  return &kIntDot;
+#if defined(RELATTN_INT_DOT_KLANES)
+  if (plan.cache.on && plan.k.dtype == RELATTN_I8 && kIntDot.usable()) return &kIntDot;
+#else
+  (void)plan;
+#endif
+  return nullptr;
 }
 
 // The encoding of this target's kernels (also when none is usable: the

@@ -224,8 +224,9 @@ HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, 
 // (keys at start + j only move away once they pass the last query).
 HWY_INLINE TileVisibility ClassifyKeyBlock(const Plan& plan, const PositionSpan& q,
                                            const PositionSpan& k, bool* done) {
-  const TileVisibility v = ClassifyTile(plan, q.min, q.max, k.min, k.max);
-  *done = v == TileVisibility::kHidden && !plan.k_pos.positions && plan.causal && k.min > q.max;
+  const TileVisibility v = ClassifyTile(plan.mask, q.min, q.max, k.min, k.max);
+  *done =
+      v == TileVisibility::kHidden && !plan.k_pos.positions && plan.mask.causal && k.min > q.max;
   return v;
 }
 

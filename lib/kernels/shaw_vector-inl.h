@@ -31,9 +31,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // The 2k+1 rows a[r] of head h.
 HWY_INLINE RowsF32 ShawVectorRows(const Plan& plan, int32_t head) {
-  const int64_t n_r = 2 * int64_t{plan.shaw_vector_k} + 1;
-  const int64_t first = plan.shaw_vector_per_head ? head * n_r * plan.d : 0;
-  return {plan.shaw_vector + first, plan.d};
+  const int64_t n_r = 2 * int64_t{plan.bias.shaw_vector_k} + 1;
+  const int64_t first = plan.bias.shaw_vector_per_head ? head * n_r * plan.d : 0;
+  return {plan.bias.shaw_vector + first, plan.d};
 }
 
 // Fills a sub-tile's skewed table (w lanes, [2k + w][w]) from its packed
@@ -42,7 +42,7 @@ HWY_INLINE RowsF32 ShawVectorRows(const Plan& plan, int32_t head) {
 HWY_INLINE void FillShawSkewed(const Plan& plan, int32_t head, const float* HWY_RESTRICT q_t,
                                const float* HWY_RESTRICT q_mul, int64_t w,
                                float* HWY_RESTRICT products, float* HWY_RESTRICT skewed) {
-  const int64_t k = plan.shaw_vector_k, n_r = 2 * k + 1;
+  const int64_t k = plan.bias.shaw_vector_k, n_r = 2 * k + 1;
   ScoresQLanesF32(q_t, plan.d, ShawVectorRows(plan, head), n_r, products);
   if (plan.q.dtype == RELATTN_I8) {
     for (int64_t r = 0; r < n_r; ++r) {
@@ -64,7 +64,7 @@ HWY_INLINE void AddShawVector(const Plan& plan, const SubTileQueries& q,
                               float* HWY_RESTRICT s) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  const int64_t w = 2 * n, k = plan.shaw_vector_k;
+  const int64_t w = 2 * n, k = plan.bias.shaw_vector_k;
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t p_k = plan.k_pos.At(j0 + j);
     float* row = s + j * w;
@@ -88,7 +88,7 @@ HWY_INLINE void AddShawVector(const Plan& plan, const SubTileQueries& q,
 HWY_INLINE HeadBias ShawVectorRowBias(const Plan& plan, int32_t head, const float* HWY_RESTRICT q,
                                       float mul, float* HWY_RESTRICT products,
                                       float* HWY_RESTRICT table) {
-  const int64_t k = plan.shaw_vector_k, n_r = 2 * k + 1;
+  const int64_t k = plan.bias.shaw_vector_k, n_r = 2 * k + 1;
   const RowsF32 a = ShawVectorRows(plan, head);
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));

@@ -45,12 +45,12 @@ struct Worker {
 };
 
 HWY_INLINE HeadBias BiasOfHead(const Plan& plan, int32_t head, int32_t slot, Worker& worker) {
-  float* table = worker.ws + plan.bias_tables + slot * plan.table_len;
-  HeadBias bias{plan.bias_kind, false, 0.0f, table, plan.table_radius, plan.table_len};
-  if (plan.bias_kind == BiasKind::kAlibi) {
-    bias.alibi_causal = plan.desc->bias.alibi.causal != 0;
+  float* table = worker.ws + plan.bias_tables + slot * plan.bias.table_len;
+  HeadBias bias{plan.bias.kind, false, 0.0f, table, plan.bias.table_radius, plan.bias.table_len};
+  if (plan.bias.kind == BiasKind::kAlibi) {
+    bias.alibi_causal = plan.bias.params.alibi.causal != 0;
     bias.alibi_slope_log2 = AlibiSlopeLog2(plan, head);
-  } else if (plan.bias_kind == BiasKind::kTable && worker.table_head[slot] != head) {
+  } else if (plan.bias.kind == BiasKind::kTable && worker.table_head[slot] != head) {
     FillBiasTable(plan, head, table);
     worker.table_head[slot] = head;
   }

@@ -71,7 +71,7 @@ typedef enum relattn_status {
       10, /* a difference of two positions (either order) overflows int64 */
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
   RELATTN_ERR_BAD_THREADS = 12,   /* thread count < 1 or no parallel_for */
-  RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 before it lands) */
+  RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 v) */
   RELATTN_ERR_BAD_ALIGNMENT = 14, /* workspace or cache memory misaligned */
   RELATTN_ERR_CACHE_FULL = 15,    /* append past the capacity of a non-ring KV cache */
   RELATTN_ERR_OVERLAP = 16,       /* the output's memory overlaps an input's */

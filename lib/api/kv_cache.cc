@@ -60,8 +60,6 @@ struct Regions {
   uint64_t positions, bad, k_scales, k, v, total;
 };
 
-int64_t KeyGroups(int64_t capacity) { return (capacity + kKeyGroup - 1) / kKeyGroup; }
-
 // In uint64 whatever size_t is: a valid desc needs at most about 2^62 bytes
 // (capacity 2^40 x 4096 heads x 256 x 4), which a 32-bit target cannot hold
 // (CheckDesc rejects a total above SIZE_MAX).
@@ -74,8 +72,8 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   r.k_scales = r.bad + Align64(heads * capacity);
   const uint64_t scale_bytes = d.k_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0;
   r.k = r.k_scales + Align64(scale_bytes);
-  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads * uint64_t(KeyGroups(d.capacity)) * kKeyGroup *
-                      uint64_t(d.head_dim));
+  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads *
+                      uint64_t(KeyGroupHeadStride(d.capacity, d.head_dim)));
   r.total = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
   return r;
 }
@@ -117,7 +115,7 @@ void StoreRow(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int
 void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tensor& k,
                 const relattn_tensor& v, int64_t t, int64_t p, int64_t slot) {
   const relattn_kv_cache_desc& d = c->desc;
-  const int64_t groups = KeyGroups(d.capacity);
+  const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
   float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
   // The first token of a key group never written before: the group's other
   // slots are read (as whole vectors, their scores then hidden) before they
@@ -125,7 +123,7 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
   const bool fresh_group = slot % kKeyGroup == 0 && slot >= c->length;
   const size_t group_bytes = DtypeBytes(d.k_dtype) * kKeyGroup * size_t(d.head_dim);
   for (int32_t h = 0; fresh_group && h < d.n_kv_heads; ++h) {
-    const int64_t first = (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup;
+    const int64_t first = KeyGroupOffset(head_stride, h, slot, d.head_dim);
     std::memset(static_cast<char*>(c->k) + first * DtypeBytes(d.k_dtype), 0, group_bytes);
   }
   RopeAngles angles;
@@ -139,8 +137,7 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);
     }
     c->bad[h * d.capacity + slot] = finite ? 0 : 1;
-    const int64_t k_offset =
-        (h * groups + slot / kKeyGroup) * d.head_dim * kKeyGroup + slot % kKeyGroup;
+    const int64_t k_offset = KeyGroupOffset(head_stride, h, slot, d.head_dim) + slot % kKeyGroup;
     if (d.k_dtype == RELATTN_I8) {
       int8_t q[RELATTN_MAX_HEAD_DIM];
       c->k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
@@ -338,7 +335,7 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   resolved->v_head_dim = c.v_head_dim;
   // K's strides only size the region for the overlap check; the kernel reads
   // key groups (AttachKvCache).
-  const int64_t k_head_elements = KeyGroups(c.capacity) * kKeyGroup * c.head_dim;
+  const int64_t k_head_elements = KeyGroupHeadStride(c.capacity, c.head_dim);
   resolved->k = relattn_tensor{cache->k,        c.k_dtype, c.head_dim, k_head_elements,
                                cache->k_scales, 1,         c.capacity};
   resolved->v =
@@ -357,7 +354,7 @@ void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   const relattn_kv_cache* c = desc->kv_cache;
   if (!c) return;
   plan->cache.on = true;
-  plan->cache.k_head_stride = KeyGroups(c->desc.capacity) * kKeyGroup * c->desc.head_dim;
+  plan->cache.k_head_stride = KeyGroupHeadStride(c->desc.capacity, c->desc.head_dim);
   plan->cache.bad = c->bad;
   plan->cache.k_scales = c->k_scales;
   plan->cache.capacity = c->desc.capacity;

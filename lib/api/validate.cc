@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "lib/api/validate_memory.h"
 #include "lib/bias/t5.h"
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
@@ -21,35 +22,6 @@ const char* DtypeName(relattn_dtype dtype) {
     default: break;  // out-of-range values: handled below
   }
   return "unknown";
-}
-
-// Byte range [first, last] of the elements of a strided [tokens][heads][dim] tensor.
-struct ByteRange {
-  uintptr_t first, last;
-  bool Overlaps(const ByteRange& o) const { return first <= o.last && o.first <= last; }
-};
-
-// The byte range of a tensor whose element offsets passed CheckStrides (the
-// last index fits in int64); false if it does not fit in the address space
-// (a 32-bit target).
-bool RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
-             int32_t n_heads, int64_t head_stride, int64_t dim, ByteRange* range) {
-  const uint64_t last_elem =
-      static_cast<uint64_t>((n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1);
-  const uint64_t first = reinterpret_cast<uintptr_t>(data);
-  uint64_t bytes, last;
-  if (__builtin_mul_overflow(last_elem + 1, static_cast<uint64_t>(DtypeBytes(dtype)), &bytes) ||
-      __builtin_add_overflow(first, bytes - 1, &last) || last > UINTPTR_MAX) {
-    return false;
-  }
-  *range = {static_cast<uintptr_t>(first), static_cast<uintptr_t>(last)};
-  return true;
-}
-
-relattn_status CheckAligned(const char* name, const void* data, size_t alignment) {
-  if (reinterpret_cast<uintptr_t>(data) % alignment == 0) return RELATTN_OK;
-  return Fail(RELATTN_ERR_BAD_ALIGNMENT, "%s = %p: must be aligned to %zu bytes", name, data,
-              alignment);
 }
 
 relattn_status CheckRange(const char* name, int64_t value, int64_t lo, int64_t hi,
@@ -274,102 +246,6 @@ relattn_status CheckShape(const relattn_attention_desc& d) {
   if (d.n_heads % d.n_kv_heads != 0) {
     return Fail(RELATTN_ERR_BAD_GQA_RATIO, "n_heads = %d: must be a multiple of n_kv_heads = %d",
                 d.n_heads, d.n_kv_heads);
-  }
-  return RELATTN_OK;
-}
-
-// The output must not share memory with an input, and every pointer must be
-// aligned to its element size.
-relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
-  relattn_status s;
-  if ((s = CheckAligned("q.data", d.q.data, DtypeBytes(d.q.dtype))) ||
-      (s = CheckAligned("k.data", d.k.data, DtypeBytes(d.k.dtype))) ||
-      (s = CheckAligned("v.data", d.v.data, DtypeBytes(d.v.dtype))) ||
-      (s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) {
-    return s;
-  }
-  struct Extent {
-    const char* name;
-    const void* data;
-    relattn_dtype dtype;
-    int64_t n_tokens, token_stride;
-    int32_t n_heads;
-    int64_t head_stride, dim;
-    ByteRange range;
-  } extents[] = {
-      {"o", d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv, {}},
-      {"q",
-       d.q.data,
-       d.q.dtype,
-       d.n_q,
-       d.q.token_stride,
-       d.n_heads,
-       d.q.head_stride,
-       d.head_dim,
-       {}},
-      {"k",
-       d.k.data,
-       d.k.dtype,
-       d.n_kv,
-       d.k.token_stride,
-       d.n_kv_heads,
-       d.k.head_stride,
-       d.head_dim,
-       {}},
-      {"v", d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv, {}},
-  };
-  for (Extent& e : extents) {
-    if (!RangeOf(e.data, e.dtype, e.n_tokens, e.token_stride, e.n_heads, e.head_stride, e.dim,
-                 &e.range)) {
-      return Fail(RELATTN_ERR_BAD_STRIDE, "%s: its extent does not fit in the address space",
-                  e.name);
-    }
-  }
-  for (int i = 1; i < 4; ++i) {
-    if (extents[0].range.Overlaps(extents[i].range)) {
-      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
-                  extents[i].name);
-    }
-  }
-  // The other inputs the kernel reads while it writes o: int8 row scales and
-  // the Shaw vector table (its k is checked later; out of range: skipped).
-  struct Other {
-    const char* name;
-    const float* data;
-    int64_t n_tokens, token_stride;
-    int32_t n_heads;
-    int64_t head_stride;
-  } others[] = {
-      {"q.row_scales", d.q.dtype == RELATTN_I8 ? d.q.row_scales : nullptr, d.n_q,
-       d.q.scale_token_stride, d.n_heads, d.q.scale_head_stride},
-      {"k.row_scales", d.k.dtype == RELATTN_I8 ? d.k.row_scales : nullptr, d.n_kv,
-       d.k.scale_token_stride, d.n_kv_heads, d.k.scale_head_stride},
-      {"bias.shaw_vector.table",
-       d.bias.kind == RELATTN_BIAS_SHAW_VECTOR && d.bias.shaw_vector.k >= 0 &&
-               d.bias.shaw_vector.k <= kShawVectorMaxK
-           ? d.bias.shaw_vector.table
-           : nullptr,
-       1, 0, 1, 0},
-  };
-  const relattn_shaw_vector& sv = d.bias.shaw_vector;
-  const int64_t shaw_floats =
-      (sv.per_head ? int64_t{d.n_heads} : 1) * (2 * int64_t{sv.k} + 1) * d.head_dim;
-  for (const Other& x : others) {
-    ByteRange range;
-    const int64_t dim = x.name[0] == 'b' ? shaw_floats : 1;
-    if (x.data &&
-        RangeOf(x.data, RELATTN_F32, x.n_tokens, x.token_stride, x.n_heads, x.head_stride, dim,
-                &range) &&
-        extents[0].range.Overlaps(range)) {
-      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
-                  x.name);
-    }
-  }
-  for (const auto* pos : {&d.q_pos, &d.k_pos}) {
-    if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
-                                            pos->positions, sizeof(int64_t)))) {
-      return s;
-    }
   }
   return RELATTN_OK;
 }

@@ -29,8 +29,7 @@ inline constexpr int32_t kMaxHeadsPerItem = 8;
 // of every sub-tile), between kMinQueryChunk and kMaxQueryChunk; never
 // dependent on n_q (nor is the workspace). Every sub-tile of an item shares
 // each converted key block, so a larger item converts (and waits on L2 for)
-// K and V less often: one head per item, d 128, 64 -> 256 queries made
-// prefill 15% faster on the AMD EPYC development machine (1 MB L2).
+// K and V less often; 256 KB of state stays within a 512 KB - 1 MB L2.
 inline constexpr int64_t kItemStateBytes = 256 * 1024;
 inline constexpr int64_t kMinQueryChunk = 64;
 inline constexpr int64_t kMaxQueryChunk = 256;
@@ -75,18 +74,30 @@ struct TensorRef {
   }
 };
 
+// The key-group layout of a KV cache's K (kv_cache.h), shared by the cache
+// that writes it and the kernels that read it: per KV head
+// ceil(capacity / kKeyGroup) groups of [d][kKeyGroup] elements.
+inline int64_t KeyGroupHeadStride(int64_t capacity, int32_t d) {
+  return (capacity + kKeyGroup - 1) / kKeyGroup * kKeyGroup * d;
+}
+// Element of the first key of the group holding `slot`, channel 0, of head h
+// (slot s, channel c: + s % kKeyGroup + c * kKeyGroup).
+inline int64_t KeyGroupOffset(int64_t head_stride, int32_t h, int64_t slot, int32_t d) {
+  return h * head_stride + slot / kKeyGroup * d * kKeyGroup;
+}
+
 // K and V of a KV cache (kv_cache.h): K in key groups, V rows [slot][dv] per
 // head, and the tokens whose K or V row held a non-finite value (stored as
 // zeros, flagged here).
 struct CacheRef {
   bool on;
-  int64_t k_head_stride;  // elements of K per KV head: groups * d * kKeyGroup
+  int64_t k_head_stride;  // elements of K per KV head: KeyGroupHeadStride
   const uint8_t* bad;     // [n_kv_heads][capacity]: 1 = non-finite K or V row
   const float* k_scales;  // I8 storage: [n_kv_heads][capacity] row scales
   int64_t capacity;
   // The first key of group g (slot 16 g), channel 0, of head h.
   int64_t KeyGroupOffset(int32_t h, int64_t slot, int32_t d) const {
-    return h * k_head_stride + slot / kKeyGroup * d * kKeyGroup;
+    return relattn::KeyGroupOffset(k_head_stride, h, slot, d);
   }
 };
 
@@ -259,7 +270,8 @@ struct HeadBatch {
 inline HeadBatch HeadBatchOf(const Plan& plan, int64_t index) {
   const int32_t kv_head = static_cast<int32_t>(index / plan.work.head_batches);
   const int32_t head0 =
-      kv_head * plan.group + static_cast<int32_t>(index % plan.work.head_batches) * plan.work.heads_per_item;
+      kv_head * plan.group +
+      static_cast<int32_t>(index % plan.work.head_batches) * plan.work.heads_per_item;
   const int32_t n_heads = std::min(plan.work.heads_per_item, (kv_head + 1) * plan.group - head0);
   return {kv_head, head0, n_heads};
 }

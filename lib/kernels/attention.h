@@ -11,7 +11,7 @@
 namespace relattn {
 
 // Claims work items from *next_item (Plan::n_work_items of them: see
-// attention-inl.h and decode-inl.h) until none are left, and writes their
+// prefill-inl.h and decode-inl.h) until none are left, and writes their
 // output rows.
 // shared_ws: plan.shared_floats floats that all workers write disjoint parts
 // of (decode partial states); worker_ws: plan.floats_per_worker floats,

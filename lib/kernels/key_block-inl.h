@@ -200,7 +200,7 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
 // Prefetches rows [t0, t0 + n) of head `head` of tensor t (dim elements
 // each) into the outer caches. A head's rows lie a whole stride apart
 // ([tokens][heads][dim]) and are read in short bursts, which hardware
-// prefetchers miss: without this, converting each key block waited on L3.
+// prefetchers miss.
 HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim) {
   const int64_t elem_bytes = DtypeBytes(t.dtype);
   const char* base = static_cast<const char*>(t.data);

@@ -1,5 +1,5 @@
-// Loads strided f32 / f16 rows into the kernel's f32 tiles and stores output
-// rows (per-target code).
+// Row conversion (f32 / f16 / int8 to f32), query packing into sub-tiles and
+// the output store (per-target code).
 #if defined(RELATTN_LIB_KERNELS_PACK_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_PACK_INL_H_
 #undef RELATTN_LIB_KERNELS_PACK_INL_H_

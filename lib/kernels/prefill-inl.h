@@ -3,11 +3,11 @@
 // pack Q^T -> for each visible key block: K, V as f32 -> for each sub-tile:
 // scores -> + bias -> mask -> online softmax -> P.V -> finalize. Few queries
 // take the decode pipeline (decode-inl.h) instead.
-#if defined(RELATTN_LIB_KERNELS_ATTENTION_INL_H_) == defined(HWY_TARGET_TOGGLE)
-#ifdef RELATTN_LIB_KERNELS_ATTENTION_INL_H_
-#undef RELATTN_LIB_KERNELS_ATTENTION_INL_H_
+#if defined(RELATTN_LIB_KERNELS_PREFILL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RELATTN_LIB_KERNELS_PREFILL_INL_H_
+#undef RELATTN_LIB_KERNELS_PREFILL_INL_H_
 #else
-#define RELATTN_LIB_KERNELS_ATTENTION_INL_H_
+#define RELATTN_LIB_KERNELS_PREFILL_INL_H_
 #endif
 
 #include <algorithm>
@@ -20,7 +20,6 @@
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_qlanes-inl.h"
-#include "lib/kernels/decode-inl.h"
 #include "lib/kernels/int_dot-inl.h"
 #include "lib/kernels/key_block-inl.h"
 #include "lib/kernels/pack-inl.h"
@@ -215,24 +214,9 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   StoreSubTiles(plan, it, biases, worker.ws);
 }
 
-HWY_INLINE void AttendWorkItemsImpl(const Plan& plan, float* shared_ws, float* worker_ws,
-                                    std::atomic<int64_t>* next_item) {
-  Worker worker{worker_ws, shared_ws, {}};
-  std::fill(worker.table_head, worker.table_head + kMaxHeadsPerItem, -1);
-  for (;;) {
-    const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);
-    if (item >= plan.work.n_work_items) return;
-    if (plan.work.decode) {
-      DecodeWorkItem(plan, item, worker);
-    } else {
-      AttendWorkItem(plan, item, worker);
-    }
-  }
-}
-
 // NOLINTNEXTLINE(google-readability-namespace-comments)
 }  // namespace HWY_NAMESPACE
 }  // namespace relattn
 HWY_AFTER_NAMESPACE();
 
-#endif  // RELATTN_LIB_KERNELS_ATTENTION_INL_H_
+#endif  // RELATTN_LIB_KERNELS_PREFILL_INL_H_

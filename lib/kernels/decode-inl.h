@@ -247,20 +247,15 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const int64_t n_blocks = (plan.n_valid_kv + kBlockKeys - 1) / kBlockKeys;
   const int64_t end =
       std::min((split + 1) * n_blocks / plan.work.n_splits * kBlockKeys, plan.n_valid_kv);
-  for (int64_t j0 = split * n_blocks / plan.work.n_splits * kBlockKeys; j0 < end;
-       j0 += kBlockKeys) {
-    const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
-    bool done = false;
-    const TileVisibility visibility =
-        ClassifyKeyBlock(plan, q_span, SpanOf(plan.k_pos, j0, n_keys), &done);
-    if (done) break;
-    if (visibility == TileVisibility::kHidden) continue;
-    const KeyBlock block = LoadKeyBlock(plan, worker, batch.kv_head, j0, n_keys, scratch);
-    PrefetchKeyBlock(plan, batch.kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
-    DecodeScores(plan, rows, batch.kv_head, block);
-    DecodeSoftmax(plan, rows, block, visibility);
-    DecodePV(plan, rows, batch.kv_head, block);
-  }
+  const int64_t begin = split * n_blocks / plan.work.n_splits * kBlockKeys;
+  ForEachVisibleKeyBlock(
+      plan, q_span, begin, end, [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
+        const KeyBlock block = LoadKeyBlock(plan, worker, batch.kv_head, j0, n_keys, scratch);
+        PrefetchKeyBlock(plan, batch.kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
+        DecodeScores(plan, rows, batch.kv_head, block);
+        DecodeSoftmax(plan, rows, block, visibility);
+        DecodePV(plan, rows, batch.kv_head, block);
+      });
   StoreDecodeRows(plan, item, rows, worker.shared_ws);
 }
 

@@ -219,15 +219,23 @@ HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, 
   PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
 }
 
-// Whether the queries with positions q see the keys with positions k: the
-// block's visibility, and *done = true when no later block can be visible
-// (keys at start + j only move away once they pass the last query).
-HWY_INLINE TileVisibility ClassifyKeyBlock(const Plan& plan, const PositionSpan& q,
-                                           const PositionSpan& k, bool* done) {
-  const TileVisibility v = ClassifyTile(plan.mask, q.min, q.max, k.min, k.max);
-  *done =
-      v == TileVisibility::kHidden && !plan.k_pos.positions && plan.mask.causal && k.min > q.max;
-  return v;
+// Calls body(j0, n_keys, visibility) for each block of up to kBlockKeys keys
+// in [j_begin, j_end) that some query with positions q sees, in order; stops
+// where no later block can be visible (keys at start + j only move away
+// once they pass the last query). j_begin: a multiple of kBlockKeys.
+template <class Body>
+HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q, int64_t j_begin,
+                                       int64_t j_end, const Body& body) {
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kBlockKeys) {
+    const int64_t n_keys = std::min(kBlockKeys, j_end - j0);
+    const PositionSpan k = SpanOf(plan.k_pos, j0, n_keys);
+    const TileVisibility v = ClassifyTile(plan.mask, q.min, q.max, k.min, k.max);
+    if (v == TileVisibility::kHidden) {
+      if (!plan.k_pos.positions && plan.mask.causal && k.min > q.max) return;
+      continue;
+    }
+    body(j0, n_keys, v);
+  }
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)

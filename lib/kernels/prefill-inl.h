@@ -199,18 +199,13 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   PrepareSubTiles(plan, it, biases, int_dot, worker);
   const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
-  for (int64_t j0 = 0; j0 < plan.n_valid_kv; j0 += kBlockKeys) {
-    const int64_t n_keys = std::min(kBlockKeys, plan.n_valid_kv - j0);
-    bool done = false;
-    const TileVisibility visibility =
-        ClassifyKeyBlock(plan, chunk_span, SpanOf(plan.k_pos, j0, n_keys), &done);
-    if (done) break;
-    if (visibility == TileVisibility::kHidden) continue;
-    const KeyBlock block = LoadKeyBlock(plan, worker, it.batch.kv_head, j0, n_keys, scratch);
-    const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
-    PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
-    AttendSubTiles(plan, it, biases, block, worker.ws);
-  }
+  ForEachVisibleKeyBlock(
+      plan, chunk_span, 0, plan.n_valid_kv, [&](int64_t j0, int64_t n_keys, TileVisibility) {
+        const KeyBlock block = LoadKeyBlock(plan, worker, it.batch.kv_head, j0, n_keys, scratch);
+        const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
+        PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
+        AttendSubTiles(plan, it, biases, block, worker.ws);
+      });
   StoreSubTiles(plan, it, biases, worker.ws);
 }
 

@@ -125,6 +125,36 @@ TEST_CASE("threads: output is bit-identical for any thread count") {
   pthreadpool_destroy(pool);
 }
 
+// Work items are split for more workers (FitWorkItemsToThreads); the split
+// must never move a sub-tile boundary. Head dims x GQA ratios cover every
+// query-chunk capacity (64, 128, 192, 256 queries) and so every halving.
+TEST_CASE("threads: bit-identical over head dims x GQA ratios, causal ALiBi form") {
+  ForEachTarget([&](int64_t target) {
+    for (int32_t d : {16, 48, 80, 96, 128, 160, 176}) {
+      for (int32_t group : {1, 2, 3, 4}) {
+        CaseSpec spec;
+        spec.seed = 900 + d + group;
+        spec.n_q = spec.n_kv = 100;
+        spec.n_heads = group;
+        spec.n_kv_heads = 1;
+        spec.head_dim = d;
+        spec.scheme = RELATTN_BIAS_ALIBI;
+        spec.alibi_causal = true;
+        spec.causal = true;
+        Case c(spec);
+        std::vector<uint8_t> serial, parallel;
+        REQUIRE(c.Run(&serial) == RELATTN_OK);
+        for (int32_t n : {2, 3, 5}) {
+          const relattn_threads threads{StdThreadsParallelFor, nullptr, n};
+          REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
+          INFO(TargetNameOf(target), " ", spec.Name(), " threads ", n);
+          CHECK(std::memcmp(serial.data(), parallel.data(), serial.size()) == 0);
+        }
+      }
+    }
+  });
+}
+
 TEST_CASE("workspace size does not depend on n_q or n_kv") {
   for (int32_t heads : {1, 32}) {
     CaseSpec spec;

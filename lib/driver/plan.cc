@@ -216,7 +216,10 @@ void FitWorkItemsToThreads(int32_t n_threads, Plan* plan) {
   WorkSplit& w = plan->work;
   if (w.decode || n_threads <= 1) return;
   const int64_t per_chunk = int64_t{plan->n_kv_heads} * w.head_batches;
-  while (w.chunk > kMinQueryChunk && w.n_work_items < kWorkItemsPerThread * int64_t{n_threads}) {
+  // A chunk stays a multiple of every target's sub-tile (kMaxSubTile): the
+  // sub-tiles, and so the output bits, are those of a serial call.
+  while (w.chunk / 2 >= kMinQueryChunk && w.chunk / 2 % kMaxSubTile == 0 &&
+         w.n_work_items < kWorkItemsPerThread * int64_t{n_threads}) {
     w.chunk /= 2;
     w.n_chunks = (plan->n_q + w.chunk - 1) / w.chunk;
     w.n_work_items = per_chunk * w.n_chunks;

@@ -254,7 +254,8 @@ void ResolvePlan(const relattn_attention_desc& desc, const RopeParams& rope, int
                  int64_t k_max, Plan* plan);
 
 // For a call on n_threads workers: halves the prefill chunk (not below
-// kMinQueryChunk) until there are kWorkItemsPerThread work items per worker,
+// kMinQueryChunk, always a multiple of kMaxSubTile: sub-tiles do not depend
+// on the thread count) until there are kWorkItemsPerThread work items per worker,
 // so that dynamic scheduling balances items of unequal cost (causal). The
 // workspace layout (chunk_capacity) stays as it is.
 void FitWorkItemsToThreads(int32_t n_threads, Plan* plan);

@@ -47,8 +47,8 @@ enum class IntEncoding { kBytesOffset128, kInt16 };
 using ScoresQLanesI8Fn = void (*)(const void* q, int64_t d4, const void* k, const int32_t* k_sum,
                                   int64_t n_keys, int32_t* s);
 // Decode, keys in lanes over int8 KV-cache key groups: s[r * s_stride + j] =
-// q[r] . k_j for rows r < n_rows (rounded up to 4), keys j < n_keys (rounded
-// up to 16); q rows of d4 as the encoding says.
+// q[r] . k_j for rows r < n_rows, keys j < n_keys rounded up to 16; q: rows
+// of d4 as the encoding says, read up to n_rows rounded up to 4.
 using ScoresKLanesI8Fn = void (*)(const void* q, int64_t n_rows, const int8_t* keys, int32_t d,
                                   int64_t n_keys, int32_t* s, int64_t s_stride);
 

@@ -24,8 +24,8 @@ void ScoresQLanesI8Sdot(const uint8_t* q_u8, int64_t d4, const int8_t* k, int64_
                         int32_t* s);
 
 // Decode over int8 KV-cache key groups ([group][d][16], kv_cache.h): as
-// x86::ScoresKLanesI8Vnni (q_u8: rows of d4 bytes, q + 128; rows rounded up
-// to 4, keys to 16).
+// x86::ScoresKLanesI8Vnni (q_u8: rows of d4 bytes, q + 128, read up to
+// n_rows rounded up to 4; keys rounded up to 16).
 void ScoresKLanesI8Sdot(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,
                         int64_t n_keys, int32_t* s, int64_t s_stride);
 

@@ -29,7 +29,8 @@ void ScoresQLanesI16Madd(const int16_t* q, int64_t d4, const int16_t* k, int64_t
 // Decode over int8 KV-cache key groups ([group][d][16]: channel e of a
 // group's 16 keys contiguous, kv_cache.h): s[r * s_stride + j] =
 // sum_{e < d} q[r][e] * k_j[e] for keys j < n_keys (rounded up to 16) and
-// rows r < n_rows (rounded up to 4). q: rows of d4 int16 (zero beyond d),
+// rows r < n_rows (the query rows are read in quads: up to n_rows rounded
+// up to 4). q: rows of d4 int16 (zero beyond d),
 // for every row of the rounded count. Nothing past a group is read.
 void ScoresKLanesI8Madd(const int16_t* q, int64_t n_rows, const int8_t* keys, int32_t d,
                         int64_t n_keys, int32_t* s, int64_t s_stride);

@@ -30,7 +30,8 @@ void ScoresQLanesI8Vnni(const uint8_t* q_u8, int64_t d4, const int8_t* k, const 
 // Decode over int8 KV-cache key groups ([group][d][16]: channel e of a
 // group's 16 keys contiguous, kv_cache.h): s[r * s_stride + j] =
 // sum_{e < d} q[r][e] * k_j[e] for keys j < n_keys (rounded up to 16) and
-// rows r < n_rows (rounded up to 4). q_u8: rows of d4 = d rounded up to 4
+// rows r < n_rows (the query rows are read in quads: up to n_rows rounded
+// up to 4). q_u8: rows of d4 = d rounded up to 4
 // bytes, q + 128 (128 beyond d), for every row of the rounded count. The
 // last, partial quad of channels is read with a mask (nothing past a group).
 void ScoresKLanesI8Vnni(const uint8_t* q_u8, int64_t n_rows, const int8_t* keys, int32_t d,

@@ -47,6 +47,18 @@ std::vector<BadInput> BadInputs() {
       {"v.data", [](D& d) { d.v.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "v.data is NULL"},
       {"o.data", [](D& d) { d.o.data = nullptr; }, RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL"},
       {"q.dtype", [](D& d) { d.q.dtype = relattn_dtype(9); }, RELATTN_ERR_BAD_DTYPE, "q.dtype = 9"},
+      // Negative values are valid values of every public enum (MIN_ENUM):
+      // rejected with their number, no undefined behaviour (UBSan runs this).
+      {"q.dtype negative", [](D& d) { d.q.dtype = relattn_dtype(-3); }, RELATTN_ERR_BAD_DTYPE,
+       "q.dtype = -3"},
+      {"v.dtype INT_MIN", [](D& d) { d.v.dtype = RELATTN_DTYPE_MIN_ENUM; }, RELATTN_ERR_BAD_DTYPE,
+       "v.dtype = -2147483648"},
+      {"o.dtype negative", [](D& d) { d.o.dtype = relattn_dtype(-1); }, RELATTN_ERR_BAD_DTYPE,
+       "o.dtype = unknown (-1)"},
+      {"bias.kind negative", [](D& d) { d.bias.kind = relattn_bias_kind(-1); },
+       RELATTN_ERR_BAD_BIAS_KIND, "bias.kind = -1"},
+      {"rope.pairing negative", [](D& d) { d.rope.pairing = relattn_rope_pairing(-2); },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "pairing = -2"},
       {"k.dtype int8 without scales", [](D& d) { d.k.dtype = RELATTN_I8; },
        RELATTN_ERR_NULL_ARGUMENT, "k.row_scales is NULL"},
       {"q int8 with float k",
@@ -142,6 +154,15 @@ std::vector<BadInput> BadInputs() {
          d.bias.t5.max_distance = 128;
        },
        RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = 5"},
+      {"t5 table dtype negative",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kF16InfTable;
+         d.bias.t5.table_dtype = relattn_dtype(-7);
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = -7"},
       {"shaw table", [](D& d) { d.bias.kind = RELATTN_BIAS_SHAW; }, RELATTN_ERR_NULL_ARGUMENT,
        "bias.shaw.table is NULL"},
       {"shaw k",
@@ -206,6 +227,13 @@ TEST_CASE("every bad descriptor field: its own status and message, output untouc
     size_t bytes = 0;
     CHECK(relattn_attention_workspace_size(&desc, 1, &bytes) == bad.status);
     CHECK(std::string(relattn_status_string(status)) != "unknown status");
+  }
+}
+
+TEST_CASE("status strings: every int is a status value, unknown ones say so") {
+  CHECK(std::string(relattn_status_string(RELATTN_ERR_OVERLAP)) == "output overlaps an input");
+  for (int v : {-1, 18, -2147483647 - 1, 2147483647}) {
+    CHECK(std::string(relattn_status_string(relattn_status(v))) == "unknown status");
   }
 }
 

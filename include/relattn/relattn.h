@@ -70,12 +70,14 @@ typedef enum relattn_status {
   RELATTN_ERR_POSITION_OVERFLOW =
       10, /* a difference of two positions (either order) overflows int64 */
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
-  RELATTN_ERR_BAD_THREADS = 12,   /* thread count < 1 or no parallel_for */
-  RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 v) */
-  RELATTN_ERR_BAD_ALIGNMENT = 14, /* workspace or cache memory misaligned */
-  RELATTN_ERR_CACHE_FULL = 15,    /* append past the capacity of a non-ring KV cache */
-  RELATTN_ERR_OVERLAP = 16,       /* the output's memory overlaps an input's */
-  RELATTN_ERR_NON_FINITE = 17     /* a value to quantise is a NaN or an infinity */
+  RELATTN_ERR_BAD_THREADS = 12,              /* thread count < 1 or no parallel_for */
+  RELATTN_ERR_UNSUPPORTED = 13,              /* valid but not implemented (e.g. int8 v) */
+  RELATTN_ERR_BAD_ALIGNMENT = 14,            /* workspace or cache memory misaligned */
+  RELATTN_ERR_CACHE_FULL = 15,               /* append past the capacity of a non-ring KV cache */
+  RELATTN_ERR_OVERLAP = 16,                  /* the output's memory overlaps an input's */
+  RELATTN_ERR_NON_FINITE = 17,               /* a value to quantise is a NaN or an infinity */
+  RELATTN_STATUS_MIN_ENUM = -0x7fffffff - 1, /* any int is a valid value (status_string) */
+  RELATTN_STATUS_MAX_ENUM = 0x7fffffff
 } relattn_status;
 
 /* Short fixed text for a status ("workspace too small"); static storage. */
@@ -94,7 +96,10 @@ typedef enum relattn_dtype {
   /* Symmetric int8 with one f32 scale per (token, head) row (relattn_tensor
    * row_scales): element = scale * int8. Q and K only (Q int8 needs K int8). */
   RELATTN_I8 = 2,
-  RELATTN_DTYPE_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
+  /* MIN and MAX keep every int a valid value of the type (no undefined
+   * behaviour in C or C++ for any int stored here); validation rejects them. */
+  RELATTN_DTYPE_MIN_ENUM = -0x7fffffff - 1,
+  RELATTN_DTYPE_MAX_ENUM = 0x7fffffff
 } relattn_dtype;
 
 /* A [tokens][heads][dim] tensor of one sequence, with element strides, so that
@@ -142,11 +147,12 @@ typedef struct relattn_positions {
 
 typedef enum relattn_bias_kind {
   RELATTN_BIAS_NONE = 0,
-  RELATTN_BIAS_ALIBI = 1,                 /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
-  RELATTN_BIAS_T5 = 2,                    /* b_h = table[h][t5_bucket(p_k - p_q)] */
-  RELATTN_BIAS_SHAW = 3,                  /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
-  RELATTN_BIAS_SHAW_VECTOR = 4,           /* b = scale * q . a_h[clip(p_k - p_q, -k, k) + k] */
-  RELATTN_BIAS_KIND_MAX_ENUM = 0x7fffffff /* keeps any int a valid value: validation rejects it */
+  RELATTN_BIAS_ALIBI = 1,       /* b_h(r) = -m_h * |r| or -m_h * r, r = p_q - p_k */
+  RELATTN_BIAS_T5 = 2,          /* b_h = table[h][t5_bucket(p_k - p_q)] */
+  RELATTN_BIAS_SHAW = 3,        /* b_h = table[h][clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_SHAW_VECTOR = 4, /* b = scale * q . a_h[clip(p_k - p_q, -k, k) + k] */
+  RELATTN_BIAS_KIND_MIN_ENUM = -0x7fffffff - 1, /* as relattn_dtype's: any int is valid */
+  RELATTN_BIAS_KIND_MAX_ENUM = 0x7fffffff
 } relattn_bias_kind;
 
 typedef struct relattn_alibi {
@@ -215,6 +221,7 @@ typedef enum relattn_rope_pairing {
   RELATTN_ROPE_NONE = 0,
   RELATTN_ROPE_INTERLEAVED = 1,
   RELATTN_ROPE_HALVES = 2,
+  RELATTN_ROPE_PAIRING_MIN_ENUM = -0x7fffffff - 1, /* as relattn_dtype's: any int is valid */
   RELATTN_ROPE_PAIRING_MAX_ENUM = 0x7fffffff
 } relattn_rope_pairing;
 

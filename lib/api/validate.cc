@@ -263,8 +263,8 @@ relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   }
   if (!d.o.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL");
   if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %s: must be RELATTN_F32 or RELATTN_F16",
-                DtypeName(d.o.dtype));
+    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %s (%d): must be RELATTN_F32 or RELATTN_F16",
+                DtypeName(d.o.dtype), static_cast<int>(d.o.dtype));
   }
   if ((s = CheckStrides("o", d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv))) return s;
   return CheckMemory(d, dv);

@@ -45,6 +45,8 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_CACHE_FULL: return "KV cache full";
     case RELATTN_ERR_OVERLAP: return "output overlaps an input";
     case RELATTN_ERR_NON_FINITE: return "non-finite value to quantise";
+    case RELATTN_STATUS_MIN_ENUM:
+    case RELATTN_STATUS_MAX_ENUM: break;
   }
   return "unknown status";
 }

@@ -127,11 +127,12 @@ TEST_CASE("threads: output is bit-identical for any thread count") {
 
 // Work items are split for more workers (FitWorkItemsToThreads); the split
 // must never move a sub-tile boundary. Head dims x GQA ratios cover every
-// query-chunk capacity (64, 128, 192, 256 queries) and so every halving.
+// query-chunk capacity (heads per item x (d + dv) floats of state: 256, 192,
+// 128 and 64 queries) and so every halving.
 TEST_CASE("threads: bit-identical over head dims x GQA ratios, causal ALiBi form") {
   ForEachTarget([&](int64_t target) {
-    for (int32_t d : {16, 48, 80, 96, 128, 160, 176}) {
-      for (int32_t group : {1, 2, 3, 4}) {
+    for (int32_t d : {16, 80, 160}) {
+      for (int32_t group : {1, 2, 3}) {
         CaseSpec spec;
         spec.seed = 900 + d + group;
         spec.n_q = spec.n_kv = 100;
@@ -144,7 +145,7 @@ TEST_CASE("threads: bit-identical over head dims x GQA ratios, causal ALiBi form
         Case c(spec);
         std::vector<uint8_t> serial, parallel;
         REQUIRE(c.Run(&serial) == RELATTN_OK);
-        for (int32_t n : {2, 3, 5}) {
+        for (int32_t n : {2, 3}) {
           const relattn_threads threads{StdThreadsParallelFor, nullptr, n};
           REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
           INFO(TargetNameOf(target), " ", spec.Name(), " threads ", n);

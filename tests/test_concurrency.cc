@@ -3,6 +3,7 @@
 // ThreadSanitizer in CI too).
 #include <doctest/doctest.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -66,6 +67,47 @@ TEST_CASE("the library's workers share work items and split states race-free") {
     const relattn_threads threads{StdThreadsParallelFor, nullptr, 3};
     REQUIRE(c.Run(&parallel, &threads) == RELATTN_OK);
     CHECK(parallel == serial);
+  }
+}
+
+// parallel_for implementations that break the contract (run each index in
+// [0, n_tasks) once).
+void RunsNothing(void*, size_t, relattn_task_fn, void*) {}
+void RunsOneIndexTooMany(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
+  for (size_t i = 0; i <= n_tasks; ++i) task(arg, i);
+}
+void RunsTaskZeroTwiceConcurrently(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] { task(arg, 0); });
+  for (size_t i = 0; i < n_tasks; ++i) threads.emplace_back([&, i] { task(arg, i); });
+  for (std::thread& t : threads) t.join();
+}
+void SkipsTheLastIndex(void*, size_t n_tasks, relattn_task_fn task, void* arg) {
+  for (size_t i = 0; i + 1 < n_tasks; ++i) task(arg, i);
+}
+
+TEST_CASE("a parallel_for that breaks its contract is an error, not a wrong output") {
+  for (int64_t n_q : {int64_t(3), int64_t(200)}) {  // split decode, prefill
+    CaseSpec spec;
+    spec.n_q = n_q;
+    spec.n_kv = 5000;
+    spec.q_start = 5000 - n_q;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 1;
+    spec.head_dim = 16;
+    spec.causal = true;
+    Case c(spec);
+    for (relattn_parallel_for_fn bad :
+         {RunsNothing, RunsOneIndexTooMany, RunsTaskZeroTwiceConcurrently, SkipsTheLastIndex}) {
+      const relattn_threads threads{bad, nullptr, 3};
+      std::vector<uint8_t> out;
+      CHECK(c.Run(&out, &threads) == RELATTN_ERR_BAD_THREADS);
+      CHECK(std::string(relattn_last_error()).find("threads->parallel_for ran") == 0);
+      if (bad == RunsNothing) CHECK(out == std::vector<uint8_t>(out.size(), 0xff));  // untouched
+    }
+    std::vector<uint8_t> out;
+    const relattn_threads good{StdThreadsParallelFor, nullptr, 3};
+    CHECK(c.Run(&out, &good) == RELATTN_OK);
   }
 }
 

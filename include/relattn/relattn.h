@@ -340,7 +340,10 @@ RELATTN_API void relattn_attention_desc_init(relattn_attention_desc* desc);
 /* A parallel-for supplied by the caller: runs task(task_arg, i) once for each
  * i in [0, n_tasks), possibly concurrently, and returns when all are done.
  * relattn calls it with n_tasks <= the thread count it was given; each task
- * uses its own slice of the workspace. */
+ * uses its own slice of the workspace. A parallel_for that runs fewer or more
+ * tasks, an index out of range, or (among the first 1024) one index twice
+ * makes the call fail with RELATTN_ERR_BAD_THREADS: a task that would share a
+ * slice or leave it does not run, but the output may then be incomplete. */
 typedef void (*relattn_task_fn)(void* task_arg, size_t index);
 typedef void (*relattn_parallel_for_fn)(void* context, size_t n_tasks, relattn_task_fn task,
                                         void* task_arg);

@@ -43,17 +43,54 @@ relattn_status PlanOf(const relattn_attention_desc* desc, relattn_attention_desc
   return RELATTN_OK;
 }
 
+// One compute call. The caller's parallel_for must run each task index in
+// [0, n_tasks) once; what is cheap to check of that is checked: an index out
+// of range or claimed twice (the first kTrackedTasks indices) does not run,
+// and the call fails unless exactly n_tasks tasks ran.
+inline constexpr size_t kTrackedTasks = 1024;
+
 struct Call {
   const Plan* plan;
   float* workspace;
+  size_t n_tasks;
   std::atomic<int64_t> next_item{0};
+  std::atomic<int64_t> tasks_run{0};
+  std::atomic<bool> misuse{false};
+  std::atomic<uint64_t> claimed[kTrackedTasks / 64] = {};
 };
 
 void RunWorker(void* arg, size_t worker) {
   Call* call = static_cast<Call*>(arg);
   const Plan& plan = *call->plan;
+  const uint64_t bit = uint64_t{1} << (worker % 64);
+  if (worker >= call->n_tasks ||
+      (worker < kTrackedTasks && (call->claimed[worker / 64].fetch_or(bit) & bit))) {
+    call->misuse.store(true);  // a second worker on one workspace slice would race
+    return;
+  }
+  call->tasks_run.fetch_add(1);
   float* ws = call->workspace + plan.shared_floats + worker * plan.floats_per_worker;
   AttendWorkItems(plan, call->workspace, ws, &call->next_item);
+}
+
+// Runs the work items on the caller's threads; RELATTN_ERR_BAD_THREADS if
+// parallel_for did not run each task once (the output is then incomplete).
+relattn_status RunWorkers(const relattn_threads* threads, Call* call) {
+  if (call->n_tasks <= 1) {
+    RunWorker(call, 0);
+    return RELATTN_OK;
+  }
+  threads->parallel_for(threads->context, call->n_tasks, RunWorker, call);
+  const int64_t ran = call->tasks_run.load();
+  if (call->misuse.load() || ran != static_cast<int64_t>(call->n_tasks)) {
+    return Fail(RELATTN_ERR_BAD_THREADS,
+                "threads->parallel_for ran %" PRId64
+                " of %zu tasks%s: each index in 0..%zu must "
+                "run once",
+                ran, call->n_tasks, call->misuse.load() ? " (an index twice or out of range)" : "",
+                call->n_tasks - 1);
+  }
+  return RELATTN_OK;
 }
 
 }  // namespace
@@ -118,12 +155,8 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
   call.workspace = static_cast<float*>(workspace);
   if (plan.rope.on) relattn::FillRopeTables(plan.rope, call.workspace + plan.rope_tables);
   const int64_t n_tasks = plan.work.n_work_items < n_threads ? plan.work.n_work_items : n_threads;
-  if (n_tasks <= 1) {
-    relattn::RunWorker(&call, 0);
-  } else {
-    threads->parallel_for(threads->context, static_cast<size_t>(n_tasks), relattn::RunWorker,
-                          &call);
-  }
+  call.n_tasks = static_cast<size_t>(n_tasks);
+  if ((s = relattn::RunWorkers(threads, &call))) return s;
   if (plan.work.n_splits > 1) relattn::MergeSplits(plan, call.workspace);
   return relattn::Succeed();
 }

@@ -31,6 +31,45 @@ std::vector<BadInput> BadInputs() {
   std::fill(std::begin(kF16InfTable), std::end(kF16InfTable), uint16_t(0x7c00));
   return {
       {"n_q", [](D& d) { d.n_q = 0; }, RELATTN_ERR_BAD_DIMENSION, "n_q = 0: must be >= 1"},
+      // The output shares memory with an input it is computed from.
+      {"o aliases q_pos",
+       [](D& d) { d.q_pos.positions = static_cast<const int64_t*>(d.o.data) + 3; },
+       RELATTN_ERR_OVERLAP, "o overlaps q_pos.positions"},
+      {"o aliases k_pos", [](D& d) { d.k_pos.positions = static_cast<const int64_t*>(d.o.data); },
+       RELATTN_ERR_OVERLAP, "o overlaps k_pos.positions"},
+      {"o aliases ALiBi slopes",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_ALIBI;
+         d.bias.alibi.slopes = static_cast<const float*>(d.o.data) + 100;
+       },
+       RELATTN_ERR_OVERLAP, "o overlaps bias.alibi.slopes"},
+      {"o aliases the T5 table",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = static_cast<const float*>(d.o.data) + 7;
+         d.bias.t5.table_dtype = RELATTN_F32;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_OVERLAP, "o overlaps bias.t5.table"},
+      {"o aliases the T5 table scales",
+       [](D& d) {
+         static const int8_t table[4 * 32] = {};
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = table;
+         d.bias.t5.table_dtype = RELATTN_I8;
+         d.bias.t5.table_scales = static_cast<const float*>(d.o.data) + 50;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_OVERLAP, "o overlaps bias.t5.table_scales"},
+      {"o aliases the Shaw table",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_SHAW;
+         d.bias.shaw.table = static_cast<const float*>(d.o.data) + 1;
+         d.bias.shaw.k = 4;
+       },
+       RELATTN_ERR_OVERLAP, "o overlaps bias.shaw.table"},
       {"n_kv", [](D& d) { d.n_kv = -3; }, RELATTN_ERR_BAD_DIMENSION, "n_kv = -3"},
       {"n_heads", [](D& d) { d.n_heads = 5000; }, RELATTN_ERR_BAD_DIMENSION,
        "n_heads = 5000: must be in 1..4096"},
@@ -228,6 +267,31 @@ TEST_CASE("every bad descriptor field: its own status and message, output untouc
     CHECK(relattn_attention_workspace_size(&desc, 1, &bytes) == bad.status);
     CHECK(std::string(relattn_status_string(status)) != "unknown status");
   }
+}
+
+TEST_CASE("the workspace shares no byte with the output or an input") {
+  Case c(ValidSpec());
+  std::vector<uint8_t> out;
+  REQUIRE(c.Run(&out) == RELATTN_OK);
+  size_t bytes = 0;
+  REQUIRE(relattn_attention_workspace_size(&c.desc(), 1, &bytes) == RELATTN_OK);
+  alignas(64) static float workspace[1 << 18];
+  REQUIRE(bytes <= sizeof(workspace) / 2);
+  relattn_attention_desc desc = c.desc();
+  // q copied into the workspace's second half, then the call given all of it.
+  std::vector<float> q_copy(static_cast<const float*>(desc.q.data),
+                            static_cast<const float*>(desc.q.data) + 8 * 4 * 16);
+  float* inside = workspace + sizeof(workspace) / sizeof(float) - q_copy.size();
+  std::copy(q_copy.begin(), q_copy.end(), inside);
+  desc.q.data = inside;
+  CHECK(relattn_attention(&desc, workspace, sizeof(workspace), nullptr) == RELATTN_OK);  // unused
+  CHECK(relattn_attention(&desc, inside - bytes / sizeof(float) + 16, bytes, nullptr) ==
+        RELATTN_ERR_OVERLAP);
+  CHECK(std::string(relattn_last_error()) == "workspace overlaps q: they must not share memory");
+  desc = c.desc();
+  desc.o.data = workspace + 64;
+  CHECK(relattn_attention(&desc, workspace, bytes, nullptr) == RELATTN_ERR_OVERLAP);
+  CHECK(std::string(relattn_last_error()) == "workspace overlaps o: they must not share memory");
 }
 
 TEST_CASE("status strings: every int is a status value, unknown ones say so") {

@@ -7,6 +7,7 @@
 
 #include "lib/api/kv_cache.h"
 #include "lib/api/validate.h"
+#include "lib/api/validate_memory.h"
 #include "lib/common/error.h"
 #include "lib/driver/merge_splits.h"
 
@@ -39,6 +40,13 @@ relattn_status PlanOf(const relattn_attention_desc* desc, relattn_attention_desc
                       Plan* plan) {
   relattn_status s;
   if ((s = ResolveKvCache(desc, resolved)) || (s = BuildPlan(resolved, plan))) return s;
+  if (desc->kv_cache) {
+    const uint64_t bytes = KvCacheBytes(desc->kv_cache);
+    if ((s = CheckRegionApart(*resolved, "the KV cache's memory", desc->kv_cache,
+                              static_cast<size_t>(bytes), /*output_only=*/true))) {
+      return s;
+    }
+  }
   AttachKvCache(desc, plan);
   return RELATTN_OK;
 }
@@ -148,6 +156,10 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
     return Fail(RELATTN_ERR_WORKSPACE_TOO_SMALL,
                 "workspace_bytes = %zu: must be >= %zu for this desc and n_threads = %d",
                 workspace_bytes, needed, n_threads);
+  }
+  if ((s = relattn::CheckRegionApart(resolved, "workspace", workspace, needed,
+                                     /*output_only=*/false))) {
+    return s;
   }
   relattn::FitWorkItemsToThreads(n_threads, &plan);
   relattn::Call call;

@@ -349,6 +349,8 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
 
 namespace relattn {
 
+uint64_t KvCacheBytes(const relattn_kv_cache* cache) { return RegionsOf(cache->desc).total; }
+
 void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   plan->cache = CacheRef{};
   const relattn_kv_cache* c = desc->kv_cache;

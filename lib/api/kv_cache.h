@@ -36,6 +36,10 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 // checking that the caller left them empty or equal, and clears kv_cache.
 relattn_status ResolveKvCache(const relattn_attention_desc* desc, relattn_attention_desc* resolved);
 
+// Bytes of caller memory an initialised cache spans (header, positions,
+// flags, scales, K, V).
+uint64_t KvCacheBytes(const relattn_kv_cache* cache);
+
 // Points plan->cache at desc->kv_cache's key groups and flags (off without a
 // cache). Call after BuildPlan on the resolved desc.
 void AttachKvCache(const relattn_attention_desc* desc, Plan* plan);

@@ -1,5 +1,7 @@
 #include "lib/api/validate_memory.h"
 
+#include "lib/bias/shaw.h"
+#include "lib/bias/t5.h"
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
 #include "lib/driver/plan.h"
@@ -61,24 +63,44 @@ relattn_status TensorRanges(const relattn_attention_desc& d, int32_t dv, ByteRan
   return RELATTN_OK;
 }
 
-// The other inputs the kernel reads while it writes o: int8 row scales and
-// the Shaw vector table (its k is checked later; out of range: skipped).
-// Their extents are not validated here: one that does not fit is skipped.
+// The other inputs the kernel reads while it writes o: positions, int8 row
+// scales, ALiBi slopes, T5 / Shaw tables, the Shaw vector table (parameters
+// out of their range are rejected later: such an input is skipped here, as
+// is one whose extent does not fit in the address space).
 relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const ByteRange& o) {
-  const relattn_shaw_vector& sv = d.bias.shaw_vector;
-  const bool shaw = d.bias.kind == RELATTN_BIAS_SHAW_VECTOR && sv.k >= 0 && sv.k <= kShawVectorMaxK;
-  const int64_t shaw_floats =
+  const relattn_bias& b = d.bias;
+  const relattn_shaw_vector& sv = b.shaw_vector;
+  const bool shaw_vector =
+      b.kind == RELATTN_BIAS_SHAW_VECTOR && sv.k >= 0 && sv.k <= kShawVectorMaxK;
+  const bool t5 = b.kind == RELATTN_BIAS_T5 && b.t5.num_buckets >= 2 &&
+                  b.t5.num_buckets <= kT5MaxBuckets &&
+                  (b.t5.table_dtype == RELATTN_F32 || b.t5.table_dtype == RELATTN_F16 ||
+                   b.t5.table_dtype == RELATTN_I8);
+  const bool shaw = b.kind == RELATTN_BIAS_SHAW && b.shaw.k >= 0 && b.shaw.k <= kShawMaxK;
+  const int64_t shaw_vector_floats =
       (sv.per_head ? int64_t{d.n_heads} : 1) * (2 * int64_t{sv.k} + 1) * d.head_dim;
   const Extent others[] = {
+      // int64 positions: 2 floats' worth of bytes each.
+      {"q_pos.positions", d.q_pos.positions, RELATTN_F32, 1, 0, 1, 0, 2 * d.n_q},
+      {"k_pos.positions", d.k_pos.positions, RELATTN_F32, 1, 0, 1, 0, 2 * d.n_kv},
       {"q.row_scales", d.q.dtype == RELATTN_I8 ? d.q.row_scales : nullptr, RELATTN_F32, d.n_q,
        d.q.scale_token_stride, d.n_heads, d.q.scale_head_stride, 1},
       {"k.row_scales", d.k.dtype == RELATTN_I8 ? d.k.row_scales : nullptr, RELATTN_F32, d.n_kv,
        d.k.scale_token_stride, d.n_kv_heads, d.k.scale_head_stride, 1},
-      {"bias.shaw_vector.table", shaw ? sv.table : nullptr, RELATTN_F32, 1, 0, 1, 0, shaw_floats},
+      {"bias.alibi.slopes", b.kind == RELATTN_BIAS_ALIBI ? b.alibi.slopes : nullptr, RELATTN_F32, 1,
+       0, 1, 0, d.n_heads},
+      {"bias.t5.table", t5 ? b.t5.table : nullptr, b.t5.table_dtype, 1, 0, 1, 0,
+       int64_t{d.n_heads} * b.t5.num_buckets},
+      {"bias.t5.table_scales", t5 && b.t5.table_dtype == RELATTN_I8 ? b.t5.table_scales : nullptr,
+       RELATTN_F32, 1, 0, 1, 0, d.n_heads},
+      {"bias.shaw.table", shaw ? b.shaw.table : nullptr, RELATTN_F32, 1, 0, 1, 0,
+       int64_t{d.n_heads} * (2 * int64_t{b.shaw.k} + 1)},
+      {"bias.shaw_vector.table", shaw_vector ? sv.table : nullptr, RELATTN_F32, 1, 0, 1, 0,
+       shaw_vector_floats},
   };
   for (const Extent& x : others) {
     ByteRange range;
-    if (x.data &&
+    if (x.data && x.dim > 0 &&
         RangeOf(x.data, x.dtype, x.n_tokens, x.token_stride, x.n_heads, x.head_stride, x.dim,
                 &range) &&
         o.Overlaps(range)) {
@@ -126,6 +148,25 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
     if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
                                             pos->positions, sizeof(int64_t)))) {
       return s;
+    }
+  }
+  return RELATTN_OK;
+}
+
+relattn_status CheckRegionApart(const relattn_attention_desc& d, const char* name, const void* data,
+                                size_t bytes, bool output_only) {
+  if (bytes == 0) return RELATTN_OK;
+  ByteRange ranges[4];  // o, q, k, v: validated, they fit
+  if (const relattn_status s = TensorRanges(d, d.v_head_dim ? d.v_head_dim : d.head_dim, ranges)) {
+    return s;
+  }
+  const uintptr_t first = reinterpret_cast<uintptr_t>(data);
+  const ByteRange region{first, bytes - 1 > UINTPTR_MAX - first ? UINTPTR_MAX : first + bytes - 1};
+  const char* const names[4] = {"o", "q", "k", "v"};
+  for (int i = 0; i < (output_only ? 1 : 4); ++i) {
+    if (region.Overlaps(ranges[i])) {
+      return Fail(RELATTN_ERR_OVERLAP, "%s overlaps %s: they must not share memory", name,
+                  names[i]);
     }
   }
   return RELATTN_OK;

@@ -210,36 +210,13 @@ HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64
   }
 }
 
-// Prefetches bytes [p, p + bytes) into the outer caches, a line at a time.
-HWY_INLINE void PrefetchBytes(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t b = 0; b < bytes; b += 64) PrefetchFar(c + b);
-}
-
-// The prefetch stage of tensors: the K and V rows of the keys [j0, j0 +
-// n_keys) that the next block will convert arrive while this one is
-// computed (a KV cache: PrefetchCacheKeys, PrefetchCacheValues).
+// The prefetch stage: the K and V rows of the keys [j0, j0 + n_keys) that
+// the next block will convert arrive while this one is computed (tensors; a
+// KV cache's key groups are prefetched by the kernels that stream them).
 HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
   if (n_keys <= 0 || plan.cache.on) return;
   PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
   PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
-}
-
-// The prefetch stages of decode over a KV cache, which reads K and V where
-// they lie: the key groups, and the value rows, of keys [j0, j0 + n_keys).
-HWY_INLINE void PrefetchCacheKeys(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
-  if (n_keys <= 0) return;
-  const int64_t elems = RoundUp(n_keys, kKeyGroup) * plan.d;
-  PrefetchBytes(static_cast<const char*>(plan.k.data) +
-                    plan.cache.KeyGroupOffset(kv_head, j0, plan.d) * DtypeBytes(plan.k.dtype),
-                elems * DtypeBytes(plan.k.dtype));
-}
-
-HWY_INLINE void PrefetchCacheValues(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
-  if (n_keys <= 0) return;
-  const int64_t first = j0 * plan.v.token_stride + kv_head * plan.v.head_stride;
-  PrefetchBytes(static_cast<const char*>(plan.v.data) + first * DtypeBytes(plan.v.dtype),
-                n_keys * plan.v.token_stride * DtypeBytes(plan.v.dtype));
 }
 
 // Calls body(j0, n_keys, visibility) for each block of up to kBlockKeys keys

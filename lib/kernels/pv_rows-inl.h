@@ -74,6 +74,10 @@ HWY_INLINE void PVRowsInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT
       auto a32 = hn::Load(df, o3 + e + 2 * n), a33 = hn::Load(df, o3 + e + 3 * n);
       for (int64_t j = 0; j < n_keys; ++j) {
         const T* vj = v + j * v_stride + e;
+        if (r == 0) {  // the same values of the next block
+          const char* ahead = reinterpret_cast<const char*>(vj + kBlockKeys * v_stride);
+          for (size_t b = 0; b < 4 * n * sizeof(T); b += 64) PrefetchFar(ahead + b);
+        }
         const auto x0 = LoadF32(vj), x1 = LoadF32(vj + n);
         const auto x2 = LoadF32(vj + 2 * n), x3 = LoadF32(vj + 3 * n);
         const auto b0 = hn::Set(df, p0[j]);
@@ -119,6 +123,12 @@ HWY_INLINE void PVRowsInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT
     }
   }
   for (; r < n_rows; ++r) {
+    if (r == 0) {  // fewer than 4 rows: the prefetch of the 4-row loop
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const char* ahead = reinterpret_cast<const char*>(v + (j + kBlockKeys) * v_stride);
+        for (size_t b = 0; b < dv * sizeof(T); b += 64) PrefetchFar(ahead + b);
+      }
+    }
     PVRowInPlace(p + r * kBlockKeys, v, v_stride, n_keys, 0, dv, o + r * dv_pad);
   }
 }

@@ -62,6 +62,10 @@ HWY_INLINE void ScoresKLanes(const float* HWY_RESTRICT q_rows, int64_t n_rows, i
       auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
       auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
       for (int32_t c = 0; c < d; ++c) {
+        if (r == 0) {  // the next block's keys: as many bytes ahead as a block holds
+          PrefetchFar(k0 + c * kKeyGroup + kBlockKeys * d);
+          PrefetchFar(k1 + c * kKeyGroup + kBlockKeys * d);
+        }
         const auto x = LoadF32(k0 + c * kKeyGroup), y = LoadF32(k1 + c * kKeyGroup);
         const auto b0 = hn::Set(df, q0[c]), b1 = hn::Set(df, q1[c]);
         a00 = hn::MulAdd(b0, x, a00);
@@ -88,6 +92,10 @@ HWY_INLINE void ScoresKLanes(const float* HWY_RESTRICT q_rows, int64_t n_rows, i
       const float* q = q_rows + r * d_pad;
       auto a0 = hn::Zero(df), a1 = hn::Zero(df);
       for (int32_t c = 0; c < d; ++c) {
+        if (r == 0) {  // fewer than 4 rows: the prefetch of the 4-row loop
+          PrefetchFar(k0 + c * kKeyGroup + kBlockKeys * d);
+          PrefetchFar(k1 + c * kKeyGroup + kBlockKeys * d);
+        }
         const auto b = hn::Set(df, q[c]);
         a0 = hn::MulAdd(b, LoadF32(k0 + c * kKeyGroup), a0);
         a1 = hn::MulAdd(b, LoadF32(k1 + c * kKeyGroup), a1);

@@ -1,5 +1,9 @@
 #include "ports/arm/sdot_scores.h"
 
+#if !defined(__aarch64__)
+#error "ports/arm is aarch64 code: CMakeLists.txt builds it only for aarch64"
+#endif
+
 #include <arm_neon.h>
 #include <sys/auxv.h>
 

@@ -1,5 +1,9 @@
 #include "ports/x86/madd_scores.h"
 
+#if !defined(__x86_64__)
+#error "ports/x86 is x86-64 code: CMakeLists.txt builds it only for x86-64"
+#endif
+
 #include <immintrin.h>
 
 #include <atomic>

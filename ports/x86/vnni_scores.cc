@@ -1,5 +1,9 @@
 #include "ports/x86/vnni_scores.h"
 
+#if !defined(__x86_64__)
+#error "ports/x86 is x86-64 code: CMakeLists.txt builds it only for x86-64"
+#endif
+
 // gcc 12 flags _mm512_undefined_epi32() inside its own intrinsics headers.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"

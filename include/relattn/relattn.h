@@ -375,7 +375,12 @@ RELATTN_API relattn_status relattn_attention_workspace_size(const relattn_attent
 /* Computes attention for desc into desc->o. threads NULL: the calling thread.
  * workspace: workspace_bytes >= relattn_attention_workspace_size(desc,
  * threads ? threads->n_threads : 1), aligned to RELATTN_WORKSPACE_ALIGNMENT.
- * Queries that see no key get a zero output row. Allocates nothing. */
+ * Queries that see no key get a zero output row. Allocates nothing.
+ * Aliasing: o shares no byte with q, k, v, their row scales, the position
+ * arrays, the ALiBi slopes, the bias tables and their scales, or the KV
+ * cache's memory; the workspace (one per call in flight) shares none with
+ * o, q, k or v; each is checked (RELATTN_ERR_OVERLAP). Inputs may alias
+ * each other (q and k may be one tensor). */
 RELATTN_API relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
                                              size_t workspace_bytes,
                                              const relattn_threads* threads);

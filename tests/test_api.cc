@@ -30,7 +30,27 @@ std::vector<BadInput> BadInputs() {
   using D = relattn_attention_desc;
   std::fill(std::begin(kF16InfTable), std::end(kF16InfTable), uint16_t(0x7c00));
   return {
-      {"n_q", [](D& d) { d.n_q = 0; }, RELATTN_ERR_BAD_DIMENSION, "n_q = 0: must be >= 1"},
+      {"n_q", [](D& d) { d.n_q = 0; }, RELATTN_ERR_BAD_DIMENSION,
+       "n_q = 0: must be in 1..1099511627776"},
+      // Counts beyond any buffer: named, not blamed on strides or overlaps.
+      {"n_q 2^62", [](D& d) { d.n_q = int64_t{1} << 62; }, RELATTN_ERR_BAD_DIMENSION,
+       "n_q = 4611686018427387904: must be in 1..1099511627776"},
+      {"n_kv INT64_MAX", [](D& d) { d.n_kv = INT64_MAX; }, RELATTN_ERR_BAD_DIMENSION,
+       "n_kv = 9223372036854775807: must be in 1..1099511627776"},
+      // o == v where k's span covers v's start (K and V interleaved in one buffer).
+      {"o is v inside k's span",
+       [](D& d) {
+         d.v.data = static_cast<const float*>(d.k.data) + 16;
+         d.o.data = const_cast<void*>(d.v.data);
+       },
+       RELATTN_ERR_OVERLAP, "o overlaps v:"},
+      {"q position beyond 2^53 with rope",
+       [](D& d) {
+         d.rope.pairing = RELATTN_ROPE_HALVES;
+         d.q_pos.start = (int64_t{1} << 53) + 1;
+         d.k_pos.start = 0;
+       },
+       RELATTN_ERR_POSITION_OVERFLOW, "q_pos: positions 9007199254740993.."},
       // The output shares memory with an input it is computed from.
       {"o aliases q_pos",
        [](D& d) { d.q_pos.positions = static_cast<const int64_t*>(d.o.data) + 3; },
@@ -149,7 +169,7 @@ std::vector<BadInput> BadInputs() {
        },
        RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.slopes[1] = nan"},
       {"t5 table", [](D& d) { d.bias.kind = RELATTN_BIAS_T5; }, RELATTN_ERR_NULL_ARGUMENT,
-       "bias.t5.table is NULL"},
+       "bias.kind = T5 needs bias.t5.table: it is NULL"},
       {"t5 num_buckets",
        [](D& d) {
          d.bias.kind = RELATTN_BIAS_T5;
@@ -203,7 +223,10 @@ std::vector<BadInput> BadInputs() {
        },
        RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = -7"},
       {"shaw table", [](D& d) { d.bias.kind = RELATTN_BIAS_SHAW; }, RELATTN_ERR_NULL_ARGUMENT,
-       "bias.shaw.table is NULL"},
+       "bias.kind = SHAW needs bias.shaw.table: it is NULL"},
+      {"shaw vector table", [](D& d) { d.bias.kind = RELATTN_BIAS_SHAW_VECTOR; },
+       RELATTN_ERR_NULL_ARGUMENT,
+       "bias.kind = SHAW_VECTOR needs bias.shaw_vector.table: it is NULL"},
       {"shaw k",
        [](D& d) {
          d.bias.kind = RELATTN_BIAS_SHAW;
@@ -287,16 +310,21 @@ TEST_CASE("the workspace shares no byte with the output or an input") {
   CHECK(relattn_attention(&desc, workspace, sizeof(workspace), nullptr) == RELATTN_OK);  // unused
   CHECK(relattn_attention(&desc, inside - bytes / sizeof(float) + 16, bytes, nullptr) ==
         RELATTN_ERR_OVERLAP);
-  CHECK(std::string(relattn_last_error()) == "workspace overlaps q: they must not share memory");
+  CHECK(std::string(relattn_last_error()).rfind("workspace overlaps q: workspace spans bytes", 0) ==
+        0);
   desc = c.desc();
   desc.o.data = workspace + 64;
   CHECK(relattn_attention(&desc, workspace, bytes, nullptr) == RELATTN_ERR_OVERLAP);
-  CHECK(std::string(relattn_last_error()) == "workspace overlaps o: they must not share memory");
+  CHECK(std::string(relattn_last_error()).rfind("workspace overlaps o: workspace spans bytes", 0) ==
+        0);
+  CHECK(std::string(relattn_last_error()).find("they must not share memory") != std::string::npos);
 }
 
 TEST_CASE("status strings: every int is a status value, unknown ones say so") {
   CHECK(std::string(relattn_status_string(RELATTN_ERR_OVERLAP)) == "output overlaps an input");
-  for (int v : {-1, 18, -2147483647 - 1, 2147483647}) {
+  CHECK(std::string(relattn_status_string(RELATTN_ERR_BUSY)) ==
+        "KV cache busy with another append");
+  for (int v : {-1, 20, -2147483647 - 1, 2147483647}) {
     CHECK(std::string(relattn_status_string(relattn_status(v))) == "unknown status");
   }
 }
@@ -326,6 +354,14 @@ TEST_CASE("workspace, threads and NULL arguments") {
   const relattn_threads zero{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 0};
   CHECK(relattn_attention(&desc, workspace, bytes, &zero) == RELATTN_ERR_BAD_THREADS);
   CHECK(relattn_attention_workspace_size(&desc, 0, &bytes) == RELATTN_ERR_BAD_THREADS);
+  // A thread count beyond RELATTN_MAX_THREADS is an error, not a 26 TB workspace.
+  size_t huge = 0;
+  CHECK(relattn_attention_workspace_size(&desc, INT32_MAX, &huge) == RELATTN_ERR_BAD_THREADS);
+  CHECK(std::string(relattn_last_error()) == "n_threads = 2147483647: must be in 1..1024");
+  CHECK(huge == 0);
+  const relattn_threads too_many{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 1025};
+  CHECK(relattn_attention(&desc, workspace, bytes, &too_many) == RELATTN_ERR_BAD_THREADS);
+  CHECK(std::string(relattn_last_error()) == "threads->n_threads = 1025: must be in 1..1024");
   CHECK(relattn_attention_workspace_size(&desc, 1, nullptr) == RELATTN_ERR_NULL_ARGUMENT);
   // Two threads need twice the workspace.
   const relattn_threads two{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 2};

@@ -4,10 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lib/common/f16.h"
@@ -221,7 +223,9 @@ TEST_CASE("cache misuse gets a status and a message") {
   CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_OK);
   alignas(64) uint64_t junk[64] = {};
   run.desc.kv_cache = reinterpret_cast<const relattn_kv_cache*>(junk);
-  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_NULL_ARGUMENT);
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_CACHE);
+  CHECK(std::string(relattn_last_error()).find("not a cache laid out by relattn_kv_cache_init") !=
+        std::string::npos);
   relattn_kv_cache_desc bad{kKvHeads, kDim, 0, 0, RELATTN_F16, RELATTN_F16, 0, {}};
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
   CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
@@ -231,6 +235,153 @@ TEST_CASE("cache misuse gets a status and a message") {
   bad.v_dtype = RELATTN_I8;
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_UNSUPPORTED);
   CHECK(std::string(relattn_last_error()).find("v_dtype = I8") != std::string::npos);
+}
+
+// Each bad append argument: its status and message, the cache unchanged.
+TEST_CASE("append checks k, v and positions as attention checks its tensors") {
+  std::mt19937 rng(7);
+  const Tokens tokens = RandomTokens(rng, 8, false);
+  Cache cache(16, RELATTN_F32, false);
+  REQUIRE(cache.Append(tokens, 0, 3) == RELATTN_OK);
+  Run run = MakeRun(rng, 1, 2, 1);
+  run.desc.kv_cache = cache.get();
+  const std::vector<float> before = Attend(run.desc);
+  const relattn_tensor good = relattn::TokensHeadsDim(tokens.k.data(), RELATTN_F32, kKvHeads, kDim);
+  alignas(8) static int64_t positions[4] = {3, 4, 5, 6};
+  struct Bad {
+    const char* what;
+    relattn_tensor k;
+    int64_t n_tokens;
+    const int64_t* positions;
+    relattn_status status;
+    const char* message;
+  };
+  relattn_tensor misaligned = good, huge_stride = good, zero_stride = good, heads_overlap = good;
+  relattn_tensor int8 = good, inside = good;
+  misaligned.data = reinterpret_cast<const char*>(good.data) + 2;
+  huge_stride.token_stride = (int64_t{1} << 62) + 1;
+  zero_stride.token_stride = 0;
+  heads_overlap.head_stride = kDim - 1;
+  int8.dtype = RELATTN_I8;
+  inside.data = reinterpret_cast<const char*>(cache.get()) + 4096;
+  const int64_t* misaligned_positions =
+      reinterpret_cast<const int64_t*>(reinterpret_cast<const char*>(positions) + 4);
+  const Bad bad[] = {
+      {"misaligned k", misaligned, 2, nullptr, RELATTN_ERR_BAD_ALIGNMENT, "k.data = "},
+      {"token stride 2^62 + 1", huge_stride, 2, nullptr, RELATTN_ERR_BAD_STRIDE,
+       "k: its extent does not fit in the address space"},
+      {"zero token stride", zero_stride, 2, nullptr, RELATTN_ERR_BAD_STRIDE,
+       "k.token_stride = 0: rows overlap"},
+      {"overlapping heads", heads_overlap, 1, nullptr, RELATTN_ERR_BAD_STRIDE,
+       "k.head_stride = 23: rows overlap"},
+      {"int8 k", int8, 2, nullptr, RELATTN_ERR_UNSUPPORTED, "k.dtype = I8: append takes F32"},
+      {"k inside the cache", inside, 2, nullptr, RELATTN_ERR_OVERLAP,
+       "k overlaps the KV cache's memory"},
+      {"n_tokens 2^41", good, int64_t{1} << 41, nullptr, RELATTN_ERR_BAD_DIMENSION,
+       "n_tokens = 2199023255552: must be in 1..2^40"},
+      {"misaligned positions", good, 2, misaligned_positions, RELATTN_ERR_BAD_ALIGNMENT,
+       "positions->positions"},
+  };
+  const relattn_tensor v = relattn::TokensHeadsDim(tokens.v.data(), RELATTN_F32, kKvHeads, kDim);
+  for (const Bad& b : bad) {
+    INFO(b.what);
+    const relattn_positions pos{b.positions, 0};
+    const relattn_status status =
+        relattn_kv_cache_append(cache.get(), b.n_tokens, &b.k, &v, b.positions ? &pos : nullptr);
+    INFO(relattn_last_error());
+    CHECK(status == b.status);
+    CHECK(std::string(relattn_last_error()).find(b.message) != std::string::npos);
+    CHECK(relattn_kv_cache_length(cache.get()) == 3);
+    CHECK(relattn_kv_cache_next_position(cache.get()) == 3);
+  }
+  CHECK(Attend(run.desc) == before);
+  // Positions stored inside the cache's own memory.
+  const relattn_positions in_cache{reinterpret_cast<const int64_t*>(cache.get()) + 64, 0};
+  CHECK(relattn_kv_cache_append(cache.get(), 2, &good, &v, &in_cache) == RELATTN_ERR_OVERLAP);
+  CHECK(std::string(relattn_last_error()).find("positions->positions overlaps") !=
+        std::string::npos);
+  CHECK(Attend(run.desc) == before);
+}
+
+TEST_CASE("a header that is not a cache's, or no longer consistent, is refused when used") {
+  std::mt19937 rng(8);
+  const Tokens tokens = RandomTokens(rng, 4, false);
+  Cache cache(8, RELATTN_F32, false);
+  REQUIRE(cache.Append(tokens, 0, 4) == RELATTN_OK);
+  Run run = MakeRun(rng, 1, 3, 0);
+  run.desc.kv_cache = cache.get();
+  const std::vector<float> before = Attend(run.desc);
+  // The header is the cache's first bytes: length (after magic and desc)
+  // overwritten by a stray write, then restored.
+  int64_t* length = nullptr;
+  for (int64_t* p = reinterpret_cast<int64_t*>(cache.get());
+       p < reinterpret_cast<int64_t*>(cache.get()) + 32; ++p) {
+    if (*p == 4 && p[1] == 4 && p[2] == 4) {  // length, next_slot, next_position
+      length = p;
+      break;
+    }
+  }
+  REQUIRE(length != nullptr);
+  *length = 9;  // > capacity
+  size_t bytes = 0;
+  CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_CACHE);
+  CHECK(std::string(relattn_last_error()).find("header is inconsistent") != std::string::npos);
+  CHECK(cache.Append(tokens, 0, 1) == RELATTN_ERR_BAD_CACHE);
+  *length = 4;
+  CHECK(Attend(run.desc) == before);
+}
+
+TEST_CASE("a byte copy of a cache is a cache of its own: the original does not change") {
+  std::mt19937 rng(9);
+  const Tokens tokens = RandomTokens(rng, 8, false);
+  Cache original(16, RELATTN_F16, true), reference(16, RELATTN_F16, true);
+  REQUIRE(original.Append(tokens, 0, 5) == RELATTN_OK);
+  REQUIRE(reference.Append(tokens, 0, 8) == RELATTN_OK);
+  Run run = MakeRun(rng, 2, 6, 2);
+  run.desc.kv_cache = original.get();
+  const std::vector<float> original_before = Attend(run.desc);
+  size_t bytes = 0;
+  const relattn_kv_cache_desc d{kKvHeads, kDim, 0, 16, RELATTN_F16, RELATTN_F16, 1, {}};
+  REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
+  std::vector<uint64_t> copy_memory(bytes / 8 + 16);
+  void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(copy_memory.data()) + 63) &
+                                          ~uintptr_t{63});
+  std::memcpy(aligned, original.get(), bytes);
+  relattn_kv_cache* copy = static_cast<relattn_kv_cache*>(aligned);
+  const relattn_tensor k =
+      relattn::TokensHeadsDim(tokens.k.data() + 5 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
+  const relattn_tensor v =
+      relattn::TokensHeadsDim(tokens.v.data() + 5 * kKvHeads * kDim, RELATTN_F32, kKvHeads, kDim);
+  REQUIRE(relattn_kv_cache_append(copy, 3, &k, &v, nullptr) == RELATTN_OK);
+  CHECK(relattn_kv_cache_length(original.get()) == 5);
+  CHECK(relattn_kv_cache_length(copy) == 8);
+  CHECK(Attend(run.desc) == original_before);
+  run.desc.kv_cache = copy;
+  const std::vector<float> from_copy = Attend(run.desc);
+  run.desc.kv_cache = reference.get();
+  CHECK(from_copy == Attend(run.desc));
+}
+
+// Appends to one cache from two threads: each either stores its token or
+// fails with RELATTN_ERR_BUSY; none is lost.
+TEST_CASE("concurrent appends to one cache: each stores its token or fails BUSY") {
+  std::mt19937 rng(10);
+  const Tokens tokens = RandomTokens(rng, 1, false);
+  Cache cache(64, RELATTN_F32, true);
+  std::atomic<int64_t> stored{0}, busy{0}, other{0};
+  auto append_many = [&] {
+    for (int i = 0; i < 20000; ++i) {
+      const relattn_status s = cache.Append(tokens, 0, 1);
+      (s == RELATTN_OK ? stored : s == RELATTN_ERR_BUSY ? busy : other)++;
+    }
+  };
+  std::thread a(append_many), b(append_many);
+  a.join();
+  b.join();
+  CHECK(other == 0);
+  CHECK(stored + busy == 40000);
+  CHECK(relattn_kv_cache_next_position(cache.get()) == stored);
+  MESSAGE("appends stored ", stored.load(), ", refused as busy ", busy.load());
 }
 
 }  // namespace

@@ -76,6 +76,8 @@ typedef enum relattn_status {
   RELATTN_ERR_CACHE_FULL = 15,               /* append past the capacity of a non-ring KV cache */
   RELATTN_ERR_OVERLAP = 16,                  /* the output's memory overlaps an input's */
   RELATTN_ERR_NON_FINITE = 17,               /* a value to quantise is a NaN or an infinity */
+  RELATTN_ERR_BAD_CACHE = 18,                /* not a KV cache relattn_kv_cache_init laid out */
+  RELATTN_ERR_BUSY = 19,                     /* another call is appending to the same KV cache */
   RELATTN_STATUS_MIN_ENUM = -0x7fffffff - 1, /* any int is a valid value (status_string) */
   RELATTN_STATUS_MAX_ENUM = 0x7fffffff
 } relattn_status;
@@ -278,15 +280,28 @@ RELATTN_API relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* de
 
 /* Lays out an empty cache in memory (cache_bytes >= relattn_kv_cache_size,
  * aligned to RELATTN_KV_CACHE_ALIGNMENT); *cache points into memory, which
- * the caller owns and keeps alive. Allocates nothing. */
+ * the caller owns and keeps alive. Allocates nothing.
+ * The cache holds no pointer: a byte copy of its relattn_kv_cache_size bytes
+ * to other memory aligned as above is a cache of its own (appending to the
+ * copy leaves the original as it was). Every call that takes a cache checks
+ * its header (RELATTN_ERR_BAD_CACHE: not laid out by this function, or its
+ * length and slots no longer consistent with its desc).
+ * Threads: any number of attention calls may read one cache at once while no
+ * append to it runs. Appends to one cache must not overlap: a second one that
+ * starts while one runs fails with RELATTN_ERR_BUSY and stores nothing, as
+ * does an attention call that starts while an append runs (an append that
+ * starts during an attention call is not detected: the caller orders those). */
 RELATTN_API relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
                                                  size_t cache_bytes, relattn_kv_cache** cache);
 
-/* Appends n_tokens tokens: k [n_tokens][n_kv_heads][head_dim] and v
- * [n_tokens][n_kv_heads][v_head_dim] (f32 or f16, any valid strides), at
- * positions (NULL: continuing from the last appended position + 1, or 0 for
- * the first token). Non-ring: fails with RELATTN_ERR_CACHE_FULL and changes
- * nothing if the tokens do not fit. */
+/* Appends n_tokens (1..RELATTN_MAX_TOKENS) tokens: k
+ * [n_tokens][n_kv_heads][head_dim] and v [n_tokens][n_kv_heads][v_head_dim]
+ * (f32 or f16), at positions (NULL: continuing from the last appended
+ * position + 1, or 0 for the first token). k and v are checked as
+ * relattn_attention checks its tensors (alignment, strides, extent), and
+ * they and the positions array must not overlap the cache's memory. A
+ * failed append changes nothing; non-ring: RELATTN_ERR_CACHE_FULL if the
+ * tokens do not fit. */
 RELATTN_API relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens,
                                                    const relattn_tensor* k, const relattn_tensor* v,
                                                    const relattn_positions* positions);
@@ -304,12 +319,14 @@ RELATTN_API void relattn_kv_cache_clear(relattn_kv_cache* cache);
 
 #define RELATTN_MAX_HEAD_DIM 256
 #define RELATTN_MAX_HEADS 4096
+/* Tokens in one call (n_q, n_kv, n_tokens of an append) or a cache: 2^40. */
+#define RELATTN_MAX_TOKENS (INT64_C(1) << 40)
 
 /* One attention call over all heads of one sequence. Zero-initialise, then
  * fill; relattn_attention_desc_init() sets the defaults named below. */
 typedef struct relattn_attention_desc {
-  int64_t n_q;        /* >= 1 queries */
-  int64_t n_kv;       /* >= 1 keys / values */
+  int64_t n_q;        /* 1..RELATTN_MAX_TOKENS queries */
+  int64_t n_kv;       /* 1..RELATTN_MAX_TOKENS keys / values */
   int32_t n_heads;    /* 1..RELATTN_MAX_HEADS query heads */
   int32_t n_kv_heads; /* divides n_heads; query head h reads KV head h / (n_heads / n_kv_heads) */
   int32_t head_dim;   /* 1..256, of Q and K */
@@ -348,10 +365,12 @@ typedef void (*relattn_task_fn)(void* task_arg, size_t index);
 typedef void (*relattn_parallel_for_fn)(void* context, size_t n_tasks, relattn_task_fn task,
                                         void* task_arg);
 
+#define RELATTN_MAX_THREADS 1024
+
 typedef struct relattn_threads {
   relattn_parallel_for_fn parallel_for;
   void* context;
-  int32_t n_threads; /* >= 1: concurrency the workspace is sized for */
+  int32_t n_threads; /* 1..RELATTN_MAX_THREADS: concurrency the workspace is sized for */
 } relattn_threads;
 
 /* Ready default over a pthreadpool_t (from <pthreadpool.h>), which the caller

@@ -17,9 +17,9 @@ namespace {
 relattn_status CheckThreads(const relattn_threads* threads, int32_t* n_threads) {
   *n_threads = 1;
   if (!threads) return RELATTN_OK;
-  if (threads->n_threads < 1) {
-    return Fail(RELATTN_ERR_BAD_THREADS, "threads->n_threads = %d: must be >= 1",
-                threads->n_threads);
+  if (threads->n_threads < 1 || threads->n_threads > RELATTN_MAX_THREADS) {
+    return Fail(RELATTN_ERR_BAD_THREADS, "threads->n_threads = %d: must be in 1..%d",
+                threads->n_threads, RELATTN_MAX_THREADS);
   }
   if (!threads->parallel_for) {
     return Fail(RELATTN_ERR_NULL_ARGUMENT, "threads->parallel_for is NULL");
@@ -126,8 +126,9 @@ void relattn_attention_desc_init(relattn_attention_desc* desc) {
 relattn_status relattn_attention_workspace_size(const relattn_attention_desc* desc,
                                                 int32_t n_threads, size_t* workspace_bytes) {
   if (!workspace_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace_bytes is NULL");
-  if (n_threads < 1) {
-    return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be >= 1", n_threads);
+  if (n_threads < 1 || n_threads > RELATTN_MAX_THREADS) {
+    return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be in 1..%d", n_threads,
+                RELATTN_MAX_THREADS);
   }
   relattn_attention_desc resolved;
   relattn::Plan plan;

@@ -1,21 +1,16 @@
-// The KV cache: sizing, layout in caller memory, append (convert + store).
+// The KV cache's C API: sizing, layout in caller memory, checks, append
+// (whose per-token conversion is kv_cache_store.cc), and attention's view.
 #include "lib/api/kv_cache.h"
 
-#include <algorithm>
 #include <cinttypes>
-#include <cmath>
-#include <cstring>
 
+#include "lib/api/validate_memory.h"
+#include "lib/api/validate_tensor.h"
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
-#include "lib/common/f16.h"
-#include "lib/common/quantize_row.h"
-#include "lib/rope/rope.h"
 
 namespace relattn {
 namespace {
-
-constexpr int64_t kMaxCapacity = int64_t{1} << 40;
 
 uint64_t Align64(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
 
@@ -44,9 +39,9 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "v_head_dim = %d: must be in 0..%d", d->v_head_dim,
                 RELATTN_MAX_HEAD_DIM);
   }
-  if (d->capacity < 1 || d->capacity > kMaxCapacity) {
-    return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..%" PRId64,
-                d->capacity, kMaxCapacity);
+  if (d->capacity < 1 || d->capacity > RELATTN_MAX_TOKENS) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..2^40",
+                d->capacity);
   }
   relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
   if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, false);
@@ -78,102 +73,66 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   return r;
 }
 
-// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
-// token's angles (if rope is on), then rounded as `storage` holds it; false
-// if it holds a NaN or inf (f32 beyond f16's range included).
-bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
-             const RopeParams* rope, const RopeAngles& angles, float* row) {
-  const int64_t from = t * src.token_stride + h * src.head_stride;
-  for (int64_t e = 0; e < dim; ++e) {
-    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
-                                      : static_cast<const float*>(src.data)[from + e];
+// k or v as append takes it: a [n_tokens][n_kv_heads][dim] F32 or F16
+// tensor sharing no byte with the cache.
+relattn_status CheckAppendInput(const relattn_kv_cache& c, const char* name,
+                                const relattn_tensor* t, int64_t n_tokens, int64_t dim) {
+  if (!t) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", name);
+  const int32_t heads = c.desc.n_kv_heads;
+  relattn_status s = CheckTensor(name, *t, n_tokens, heads, dim,
+                                 "append takes F32 or F16 (the cache quantises K itself)");
+  if (s == RELATTN_OK) {
+    s = CheckTensorApart(name, *t, n_tokens, heads, dim, "the KV cache's memory", &c,
+                         static_cast<size_t>(RegionsOf(c.desc).total));
   }
-  if (rope && rope->on) RotateRowScalar(*rope, angles, row);
-  bool finite = true;
-  for (int64_t e = 0; e < dim; ++e) {
-    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
-    finite = finite && std::isfinite(row[e]);
-  }
-  return finite;
+  return s;
 }
 
-// Stores row[0, dim) as dtype at dst + offset + e * step (elements).
-void StoreRow(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int64_t offset,
-              int64_t step) {
-  for (int64_t e = 0; e < dim; ++e) {
-    if (dtype == RELATTN_F16) {
-      static_cast<uint16_t*>(dst)[offset + e * step] = F32ToF16(row[e]);
-    } else {
-      static_cast<float*>(dst)[offset + e * step] = row[e];
+// n_tokens, k, v and the positions of an append (the positions array aligned
+// and apart from the cache; with RoPE, each within +-2^53).
+relattn_status CheckAppend(const relattn_kv_cache& c, int64_t n_tokens, const relattn_tensor* k,
+                           const relattn_tensor* v, const relattn_positions* positions,
+                           const RopeParams& rope) {
+  if (n_tokens < 1 || n_tokens > RELATTN_MAX_TOKENS) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_tokens = %" PRId64 ": must be in 1..2^40", n_tokens);
+  }
+  relattn_status s = CheckAppendInput(c, "k", k, n_tokens, c.desc.head_dim);
+  if (s == RELATTN_OK) s = CheckAppendInput(c, "v", v, n_tokens, c.desc.v_head_dim);
+  if (s != RELATTN_OK) return s;
+  if (!c.desc.ring && n_tokens > c.desc.capacity - c.length) {
+    return Fail(RELATTN_ERR_CACHE_FULL,
+                "n_tokens = %" PRId64 ": the cache holds %" PRId64 " of %" PRId64
+                " tokens and is not a ring",
+                n_tokens, c.length, c.desc.capacity);
+  }
+  if (!positions || !positions->positions) {
+    const int64_t start = positions ? positions->start : c.next_position;
+    if (start > INT64_MAX - (n_tokens - 1)) {
+      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                  "positions: start %" PRId64 " + n_tokens - 1 overflows int64", start);
     }
-  }
-}
-
-// Converts token t (at position p) of k and v (all heads) into cache slot
-// `slot`: K rotated by rope into its key group, V as a row. A head whose K or
-// V row is not finite stores zeros and is flagged.
-void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tensor& k,
-                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot) {
-  const relattn_kv_cache_desc& d = c->desc;
-  const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
-  float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
-  // The first token of a key group never written before: the group's other
-  // slots are read (as whole vectors, their scores then hidden) before they
-  // hold tokens, so they start as zeros rather than stale memory.
-  const bool fresh_group = slot % kKeyGroup == 0 && slot >= c->length;
-  const size_t group_bytes = DtypeBytes(d.k_dtype) * kKeyGroup * size_t(d.head_dim);
-  for (int32_t h = 0; fresh_group && h < d.n_kv_heads; ++h) {
-    const int64_t first = KeyGroupOffset(head_stride, h, slot, d.head_dim);
-    std::memset(static_cast<char*>(c->k) + first * DtypeBytes(d.k_dtype), 0, group_bytes);
-  }
-  RopeAngles angles;
-  if (rope.on) RopeAnglesAt(rope, p, &angles);
-  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, angles, k_row);
-    const bool finite =
-        LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, angles, v_row) && k_finite;
-    if (!finite) {
-      std::fill(k_row, k_row + d.head_dim, 0.0f);
-      std::fill(v_row, v_row + d.v_head_dim, 0.0f);
+    if (rope.on && (start < -kRopeMaxPosition || start + (n_tokens - 1) > kRopeMaxPosition)) {
+      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                  "positions: %" PRId64 "..%" PRId64
+                  " with the cache's rope: must be within +-2^53",
+                  start, start + (n_tokens - 1));
     }
-    c->bad[h * d.capacity + slot] = finite ? 0 : 1;
-    const int64_t k_offset = KeyGroupOffset(head_stride, h, slot, d.head_dim) + slot % kKeyGroup;
-    if (d.k_dtype == RELATTN_I8) {
-      int8_t q[RELATTN_MAX_HEAD_DIM];
-      c->k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
-      int8_t* k = static_cast<int8_t*>(c->k) + k_offset;
-      for (int32_t e = 0; e < d.head_dim; ++e) k[e * kKeyGroup] = q[e];
-    } else {
-      StoreRow(k_row, d.head_dim, d.k_dtype, c->k, k_offset, kKeyGroup);
+    return RELATTN_OK;
+  }
+  const int64_t* p = positions->positions;
+  if ((s = CheckAligned("positions->positions", p, sizeof(int64_t))) ||
+      (s = CheckBytesApart("positions->positions", p, sizeof(int64_t) * size_t(n_tokens),
+                           "the KV cache's memory", &c,
+                           static_cast<size_t>(RegionsOf(c.desc).total)))) {
+    return s;
+  }
+  for (int64_t t = 0; rope.on && t < n_tokens; ++t) {
+    if (p[t] < -kRopeMaxPosition || p[t] > kRopeMaxPosition) {
+      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
+                  "positions->positions[%" PRId64 "] = %" PRId64
+                  " with the cache's rope: must be within +-2^53",
+                  t, p[t]);
     }
-    StoreRow(v_row, d.v_head_dim, d.v_dtype, c->v, (h * d.capacity + slot) * d.v_head_dim, 1);
-  }
-}
-
-relattn_status CheckInput(const char* name, const relattn_tensor* t, int64_t n_tokens,
-                          int32_t n_heads, int64_t dim) {
-  if (!t || !t->data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", name);
-  if (t->dtype != RELATTN_F32 && t->dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "%s->dtype = %d: must be RELATTN_F32 or RELATTN_F16", name,
-                (int)t->dtype);
-  }
-  if (t->token_stride < 0 || t->head_stride < 0) {
-    return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: must be >= 0", name);
-  }
-  if (n_heads > 1 && t->head_stride < dim && t->token_stride < dim) {
-    return Fail(RELATTN_ERR_BAD_STRIDE, "%s->head_stride = %" PRId64 ": rows overlap", name,
-                t->head_stride);
-  }
-  (void)n_tokens;
-  return RELATTN_OK;
-}
-
-}  // namespace
-
-relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
-  if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", what);
-  if (cache->magic != kKvCacheMagic) {
-    return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s: not initialised by relattn_kv_cache_init", what);
   }
   return RELATTN_OK;
 }
@@ -190,6 +149,53 @@ relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d) {
   }
   return RELATTN_OK;
 }
+
+// Claims the cache for one append (RELATTN_ERR_BUSY if another holds it).
+relattn_status BeginAppend(relattn_kv_cache* c) {
+  if (__atomic_exchange_n(&c->appending, 1u, __ATOMIC_ACQUIRE) == 0) return RELATTN_OK;
+  return Fail(RELATTN_ERR_BUSY,
+              "cache: another relattn_kv_cache_append to it has not returned (appends to one "
+              "cache must not overlap)");
+}
+
+relattn_status EndAppend(relattn_kv_cache* c, relattn_status status) {
+  __atomic_store_n(&c->appending, 0u, __ATOMIC_RELEASE);
+  return status;
+}
+
+}  // namespace
+
+relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
+  if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", what);
+  if (cache->magic != kKvCacheMagic) {
+    return Fail(RELATTN_ERR_BAD_CACHE, "%s: not a cache laid out by relattn_kv_cache_init", what);
+  }
+  if (reinterpret_cast<uintptr_t>(cache) % RELATTN_KV_CACHE_ALIGNMENT != 0) {
+    return Fail(RELATTN_ERR_BAD_ALIGNMENT,
+                "%s = %p: a cache (or its copy) must be aligned to %d bytes", what,
+                static_cast<const void*>(cache), RELATTN_KV_CACHE_ALIGNMENT);
+  }
+  const relattn_kv_cache_desc& d = cache->desc;
+  if (CheckDescAndSize(&d) != RELATTN_OK || d.v_head_dim == 0 || cache->length < 0 ||
+      cache->length > d.capacity || cache->next_slot < 0 || cache->next_slot >= d.capacity ||
+      (cache->length < d.capacity && cache->next_slot != cache->length)) {
+    return Fail(RELATTN_ERR_BAD_CACHE,
+                "%s: its header is inconsistent (desc, length %" PRId64 ", next slot %" PRId64
+                "): overwritten, or not a cache",
+                what, cache->length, cache->next_slot);
+  }
+  return RELATTN_OK;
+}
+
+KvCacheView ViewOf(relattn_kv_cache* cache) {
+  const Regions r = RegionsOf(cache->desc);
+  char* base = reinterpret_cast<char*>(cache);
+  return KvCacheView{reinterpret_cast<int64_t*>(base + r.positions),
+                     reinterpret_cast<uint8_t*>(base + r.bad),
+                     reinterpret_cast<float*>(base + r.k_scales), base + r.k, base + r.v};
+}
+
+uint64_t KvCacheBytes(const relattn_kv_cache* cache) { return RegionsOf(cache->desc).total; }
 
 }  // namespace relattn
 
@@ -213,21 +219,15 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
     return Fail(RELATTN_ERR_BAD_ALIGNMENT, "memory = %p: must be aligned to %d bytes", memory,
                 RELATTN_KV_CACHE_ALIGNMENT);
   }
-  const relattn::Regions r = relattn::RegionsOf(*desc);
-  if (cache_bytes < r.total) {
+  const uint64_t total = relattn::RegionsOf(*desc).total;
+  if (cache_bytes < total) {
     return Fail(RELATTN_ERR_WORKSPACE_TOO_SMALL, "cache_bytes = %zu: must be >= %zu", cache_bytes,
-                static_cast<size_t>(r.total));
+                static_cast<size_t>(total));
   }
-  char* base = static_cast<char*>(memory);
-  relattn_kv_cache* c = reinterpret_cast<relattn_kv_cache*>(base);
+  relattn_kv_cache* c = static_cast<relattn_kv_cache*>(memory);
   *c = relattn_kv_cache{};
   c->desc = *desc;
   if (!c->desc.v_head_dim) c->desc.v_head_dim = desc->head_dim;
-  c->positions = reinterpret_cast<int64_t*>(base + r.positions);
-  c->bad = reinterpret_cast<uint8_t*>(base + r.bad);
-  c->k_scales = reinterpret_cast<float*>(base + r.k_scales);
-  c->k = base + r.k;
-  c->v = base + r.v;
   c->magic = relattn::kKvCacheMagic;
   *cache = c;
   return relattn::Succeed();
@@ -236,47 +236,25 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
 relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens,
                                        const relattn_tensor* k, const relattn_tensor* v,
                                        const relattn_positions* positions) {
-  if (const relattn_status s = relattn::CheckKvCache(cache, "cache")) return s;
+  relattn_status s;
+  if ((s = relattn::CheckKvCache(cache, "cache")) || (s = relattn::BeginAppend(cache))) return s;
   const relattn_kv_cache_desc& d = cache->desc;
-  if (n_tokens < 1) {
-    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_tokens = %" PRId64 ": must be >= 1", n_tokens);
-  }
-  relattn_status s = relattn::CheckInput("k", k, n_tokens, d.n_kv_heads, d.head_dim);
-  if (s == RELATTN_OK) s = relattn::CheckInput("v", v, n_tokens, d.n_kv_heads, d.v_head_dim);
-  if (s != RELATTN_OK) return s;
-  if (!d.ring && n_tokens > d.capacity - cache->length) {
-    return Fail(RELATTN_ERR_CACHE_FULL,
-                "n_tokens = %" PRId64 ": the cache holds %" PRId64 " of %" PRId64
-                " tokens and is not a ring",
-                n_tokens, cache->length, d.capacity);
+  relattn::RopeParams rope;
+  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: CheckKvCache
+  if ((s = relattn::CheckAppend(*cache, n_tokens, k, v, positions, rope))) {
+    return relattn::EndAppend(cache, s);
   }
   const bool given = positions && positions->positions;
   const int64_t start = positions && !given ? positions->start : cache->next_position;
-  if (!given && start > INT64_MAX - n_tokens) {
-    return Fail(RELATTN_ERR_POSITION_OVERFLOW,
-                "positions: start %" PRId64 " + n_tokens overflows int64", start);
-  }
-  relattn::RopeParams rope;
-  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: checked at init
-  for (int64_t t = 0; rope.on && t < n_tokens; ++t) {
-    const int64_t p = given ? positions->positions[t] : start + t;
-    if (p < -relattn::kRopeMaxPosition || p > relattn::kRopeMaxPosition) {
-      return Fail(RELATTN_ERR_POSITION_OVERFLOW,
-                  "positions: token %" PRId64 " at %" PRId64
-                  " with the cache's rope: must be within +-2^53",
-                  t, p);
-    }
-  }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t slot = cache->next_slot;
     const int64_t p = given ? positions->positions[t] : start + t;
     relattn::StoreToken(cache, rope, *k, *v, t, p, slot);
-    cache->positions[slot] = p;
     cache->next_position = p == INT64_MAX ? p : p + 1;
     cache->next_slot = slot + 1 == d.capacity ? 0 : slot + 1;
     if (cache->length < d.capacity) ++cache->length;
   }
-  return relattn::Succeed();
+  return relattn::EndAppend(cache, relattn::Succeed());
 }
 
 int64_t relattn_kv_cache_length(const relattn_kv_cache* cache) {
@@ -305,6 +283,9 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   const relattn_kv_cache* cache = desc->kv_cache;
   if (!cache) return RELATTN_OK;
   if (const relattn_status s = CheckKvCache(cache, "kv_cache")) return s;
+  if (__atomic_load_n(&cache->appending, __ATOMIC_ACQUIRE)) {
+    return Fail(RELATTN_ERR_BUSY, "kv_cache: an append to it is running");
+  }
   const relattn_kv_cache_desc& c = cache->desc;
   if (cache->length == 0) return Fail(RELATTN_ERR_BAD_DIMENSION, "kv_cache holds no token");
   struct Field {
@@ -336,20 +317,15 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   // K's strides only size the region for the overlap check; the kernel reads
   // key groups (AttachKvCache).
   const int64_t k_head_elements = KeyGroupHeadStride(c.capacity, c.head_dim);
-  resolved->k = relattn_tensor{cache->k,        c.k_dtype, c.head_dim, k_head_elements,
-                               cache->k_scales, 1,         c.capacity};
+  const KvCacheView view = ViewOf(cache);
+  resolved->k =
+      relattn_tensor{view.k, c.k_dtype, c.head_dim, k_head_elements, view.k_scales, 1, c.capacity};
   resolved->v =
-      relattn_tensor{cache->v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
-  resolved->k_pos = relattn_positions{cache->positions, 0};
+      relattn_tensor{view.v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
+  resolved->k_pos = relattn_positions{view.positions, 0};
   resolved->kv_cache = nullptr;
   return RELATTN_OK;
 }
-
-}  // namespace relattn
-
-namespace relattn {
-
-uint64_t KvCacheBytes(const relattn_kv_cache* cache) { return RegionsOf(cache->desc).total; }
 
 void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   plan->cache = CacheRef{};
@@ -357,8 +333,9 @@ void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   if (!c) return;
   plan->cache.on = true;
   plan->cache.k_head_stride = KeyGroupHeadStride(c->desc.capacity, c->desc.head_dim);
-  plan->cache.bad = c->bad;
-  plan->cache.k_scales = c->k_scales;
+  const KvCacheView view = ViewOf(c);
+  plan->cache.bad = view.bad;
+  plan->cache.k_scales = view.k_scales;
   plan->cache.capacity = c->desc.capacity;
 }
 

@@ -1,34 +1,53 @@
 // The KV cache's layout in caller memory (relattn_kv_cache is opaque in the
-// public header).
+// public header). The header holds no pointer: every region is found from
+// the cache's own address and its desc, so a byte copy of a cache (memcpy to
+// other memory of the same size and alignment) is a cache of its own.
 #ifndef RELATTN_LIB_API_KV_CACHE_H_
 #define RELATTN_LIB_API_KV_CACHE_H_
 
 #include <cstdint>
 
 #include "lib/driver/plan.h"
+#include "lib/rope/rope.h"
 #include "relattn/relattn.h"
 
 struct relattn_kv_cache {
   uint64_t magic;              // kKvCacheMagic once initialised
   relattn_kv_cache_desc desc;  // v_head_dim resolved (never 0)
   int64_t length;              // tokens held, <= capacity
-  int64_t next_slot;           // slot the next token goes to
+  int64_t next_slot;           // slot the next token goes to, < capacity
   int64_t next_position;       // position of the next token appended without positions
-  int64_t* positions;          // [capacity]: position of the token in each slot
-  void* k;          // [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
-                    // ceil(capacity / kKeyGroup): slot s of head h, channel c at
-                    // ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
-  void* v;          // [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
-  float* k_scales;  // I8 K: [n_kv_heads][capacity] row scales (else unused)
-  uint8_t* bad;     // [n_kv_heads][capacity]: 1 where the appended K or V row held a NaN or
-                    // infinity (the row is stored as zeros; queries that see it give NaN)
+  uint32_t appending;          // 1 while an append runs (atomic): a second one fails
 };
 
 namespace relattn {
 
 inline constexpr uint64_t kKvCacheMagic = 0x72656c6174746e4bull;  // "relattnK"
 
-// Checks that cache was initialised by relattn_kv_cache_init; names `what`.
+// The regions of an initialised cache, after its header (64-byte aligned):
+//   positions  [capacity] int64: position of the token in each slot
+//   bad        [n_kv_heads][capacity] uint8: 1 where the appended K or V row
+//              held a NaN or infinity (stored as zeros; queries seeing it give NaN)
+//   k_scales   I8 K: [n_kv_heads][capacity] f32 row scales (else empty)
+//   k          [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
+//              ceil(capacity / kKeyGroup): slot s of head h, channel c at
+//              ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
+//   v          [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+struct KvCacheView {
+  int64_t* positions;
+  uint8_t* bad;
+  float* k_scales;
+  void* k;
+  void* v;
+};
+KvCacheView ViewOf(relattn_kv_cache* cache);
+inline KvCacheView ViewOf(const relattn_kv_cache* cache) {
+  return ViewOf(const_cast<relattn_kv_cache*>(cache));
+}
+
+// Checks that cache holds a cache relattn_kv_cache_init laid out and that its
+// header is consistent (desc valid, length and slots within capacity), so
+// that a copied or stored cache is checked when used; names `what`.
 relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 
 // Copies desc to *resolved; if desc->kv_cache is set, fills the key-side
@@ -36,13 +55,18 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 // checking that the caller left them empty or equal, and clears kv_cache.
 relattn_status ResolveKvCache(const relattn_attention_desc* desc, relattn_attention_desc* resolved);
 
-// Bytes of caller memory an initialised cache spans (header, positions,
-// flags, scales, K, V).
+// Bytes of caller memory an initialised cache spans (header and regions).
 uint64_t KvCacheBytes(const relattn_kv_cache* cache);
 
 // Points plan->cache at desc->kv_cache's key groups and flags (off without a
 // cache). Call after BuildPlan on the resolved desc.
 void AttachKvCache(const relattn_attention_desc* desc, Plan* plan);
+
+// Converts token t (at position p) of k and v (all heads, validated) into
+// cache slot `slot`: K rotated by rope into its key group, V as a row. A head
+// whose K or V row is not finite stores zeros and is flagged.
+void StoreToken(relattn_kv_cache* cache, const RopeParams& rope, const relattn_tensor& k,
+                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot);
 
 }  // namespace relattn
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "lib/api/validate_memory.h"
+#include "lib/api/validate_tensor.h"
 #include "lib/bias/t5.h"
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
@@ -28,72 +29,6 @@ relattn_status CheckRange(const char* name, int64_t value, int64_t lo, int64_t h
                           relattn_status status) {
   if (value >= lo && value <= hi) return RELATTN_OK;
   return Fail(status, "%s = %" PRId64 ": must be in %" PRId64 "..%" PRId64, name, value, lo, hi);
-}
-
-// Rows (t, h) of `dim` elements at t * token_stride + h * head_stride must not
-// overlap: strides >= 0, and the larger stride spans all rows of the smaller.
-relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_stride,
-                            int32_t n_heads, int64_t head_stride, int64_t dim) {
-  if (token_stride < 0 || head_stride < 0) {
-    return Fail(RELATTN_ERR_BAD_STRIDE,
-                "%s strides (token %" PRId64 ", head %" PRId64 "): must be >= 0", name,
-                token_stride, head_stride);
-  }
-  struct Axis {
-    int64_t count, stride;
-    const char* name;
-  };
-  Axis inner{n_tokens, token_stride, "token_stride"}, outer{n_heads, head_stride, "head_stride"};
-  if (inner.count == 1 || (outer.count > 1 && outer.stride < inner.stride)) {
-    const Axis t = inner;
-    inner = outer;
-    outer = t;
-  }
-  if (inner.count > 1 && inner.stride < dim) {
-    return Fail(RELATTN_ERR_BAD_STRIDE, "%s.%s = %" PRId64 ": rows overlap, must be >= %" PRId64,
-                name, inner.name, inner.stride, dim);
-  }
-  // Overflow checks by builtins: no 128-bit integers on 32-bit targets.
-  int64_t inner_span = dim;
-  const bool span_overflows =
-      inner.count > 1 && __builtin_mul_overflow(inner.stride, inner.count, &inner_span);
-  if (outer.count > 1 && (span_overflows || outer.stride < inner_span)) {
-    return Fail(RELATTN_ERR_BAD_STRIDE,
-                "%s.%s = %" PRId64 ": rows overlap, must be >= %s.%s * %" PRId64, name, outer.name,
-                outer.stride, name, inner.name, inner.count);
-  }
-  // The last element's index must fit in int64.
-  int64_t token_part, head_part, last;
-  if (__builtin_mul_overflow(n_tokens - 1, token_stride, &token_part) ||
-      __builtin_mul_overflow(int64_t{n_heads} - 1, head_stride, &head_part) ||
-      __builtin_add_overflow(token_part, head_part, &last) ||
-      __builtin_add_overflow(last, dim - 1, &last)) {
-    return Fail(RELATTN_ERR_BAD_STRIDE, "%s strides: last element index overflows int64", name);
-  }
-  return RELATTN_OK;
-}
-
-// allow_i8: q and k may be I8 (with row scales), v may not.
-relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_tokens,
-                           int32_t n_heads, int64_t dim, bool allow_i8) {
-  if (!t.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.data is NULL", name);
-  if (t.dtype == RELATTN_I8 && !allow_i8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: only q and k may be int8", name);
-  }
-  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_I8) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32, RELATTN_F16%s", name,
-                (int)t.dtype, allow_i8 ? " or RELATTN_I8" : "");
-  }
-  relattn_status s = CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
-  if (s != RELATTN_OK || t.dtype != RELATTN_I8) return s;
-  if (!t.row_scales) {
-    return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.row_scales is NULL: required for I8", name);
-  }
-  char scales[32];
-  std::snprintf(scales, sizeof(scales), "%s.row_scales", name);
-  s = CheckStrides(scales, n_tokens, t.scale_token_stride, n_heads, t.scale_head_stride, 1);
-  if (s == RELATTN_OK) s = CheckAligned(scales, t.row_scales, sizeof(float));
-  return s;
 }
 
 // Range [min, max] of the positions of n tokens; fails if start + n - 1 overflows.
@@ -165,7 +100,9 @@ relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
 }
 
 relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
-  if (!t.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.t5.table is NULL");
+  if (!t.table) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.kind = T5 needs bias.t5.table: it is NULL");
+  }
   if (const relattn_status s =
           CheckT5Params(t.num_buckets, t.max_distance, t.bidirectional != 0, "bias.t5.")) {
     return s;
@@ -199,7 +136,9 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
 }
 
 relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
-  if (!sh.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.shaw.table is NULL");
+  if (!sh.table) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.kind = SHAW needs bias.shaw.table: it is NULL");
+  }
   relattn_status s = CheckRange("bias.shaw.k", sh.k, 0, 16384, RELATTN_ERR_BAD_BIAS_PARAMETER);
   if (s == RELATTN_OK) s = CheckAligned("bias.shaw.table", sh.table, sizeof(float));
   if (s != RELATTN_OK) return s;
@@ -207,7 +146,10 @@ relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
 }
 
 relattn_status CheckShawVector(const relattn_shaw_vector& sv, int32_t n_heads, int32_t head_dim) {
-  if (!sv.table) return Fail(RELATTN_ERR_NULL_ARGUMENT, "bias.shaw_vector.table is NULL");
+  if (!sv.table) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT,
+                "bias.kind = SHAW_VECTOR needs bias.shaw_vector.table: it is NULL");
+  }
   relattn_status s =
       CheckRange("bias.shaw_vector.k", sv.k, 0, kShawVectorMaxK, RELATTN_ERR_BAD_BIAS_PARAMETER);
   if (s == RELATTN_OK) s = CheckAligned("bias.shaw_vector.table", sv.table, sizeof(float));
@@ -231,11 +173,9 @@ relattn_status CheckBias(const relattn_bias& b, int32_t n_heads, int32_t head_di
 
 relattn_status CheckShape(const relattn_attention_desc& d) {
   relattn_status s = RELATTN_OK;
-  if (d.n_q < 1) return Fail(RELATTN_ERR_BAD_DIMENSION, "n_q = %" PRId64 ": must be >= 1", d.n_q);
-  if (d.n_kv < 1) {
-    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_kv = %" PRId64 ": must be >= 1", d.n_kv);
-  }
-  if ((s = CheckRange("n_heads", d.n_heads, 1, RELATTN_MAX_HEADS, RELATTN_ERR_BAD_DIMENSION)) ||
+  if ((s = CheckRange("n_q", d.n_q, 1, RELATTN_MAX_TOKENS, RELATTN_ERR_BAD_DIMENSION)) ||
+      (s = CheckRange("n_kv", d.n_kv, 1, RELATTN_MAX_TOKENS, RELATTN_ERR_BAD_DIMENSION)) ||
+      (s = CheckRange("n_heads", d.n_heads, 1, RELATTN_MAX_HEADS, RELATTN_ERR_BAD_DIMENSION)) ||
       (s = CheckRange("n_kv_heads", d.n_kv_heads, 1, d.n_heads, RELATTN_ERR_BAD_DIMENSION)) ||
       (s = CheckRange("head_dim", d.head_dim, 1, RELATTN_MAX_HEAD_DIM,
                       RELATTN_ERR_BAD_DIMENSION)) ||
@@ -252,9 +192,9 @@ relattn_status CheckShape(const relattn_attention_desc& d) {
 
 relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
-  if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim, true)) ||
-      (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim, true)) ||
-      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, false))) {
+  if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim, nullptr)) ||
+      (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim, nullptr)) ||
+      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, "only q and k may be int8"))) {
     return s;
   }
   if (d.q.dtype == RELATTN_I8 && d.k.dtype != RELATTN_I8) {

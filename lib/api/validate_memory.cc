@@ -15,6 +15,35 @@ struct ByteRange {
   bool Overlaps(const ByteRange& o) const { return first <= o.last && o.first <= last; }
 };
 
+// Bytes [data, data + bytes), bytes >= 1 (clamped to the address space).
+ByteRange BytesAt(const void* data, size_t bytes) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(data);
+  return {first, bytes - 1 > UINTPTR_MAX - first ? UINTPTR_MAX : first + bytes - 1};
+}
+
+// RELATTN_ERR_OVERLAP: `a` shares bytes with `b`, with both spans (from the
+// shapes and strides given) in the message.
+relattn_status OverlapError(const char* a, const ByteRange& ra, const char* b,
+                            const ByteRange& rb) {
+  return Fail(RELATTN_ERR_OVERLAP,
+              "%s overlaps %s: %s spans bytes [%p, %p] and %s [%p, %p] by their shapes and "
+              "strides; they must not share memory",
+              a, b, a, reinterpret_cast<void*>(ra.first), reinterpret_cast<void*>(ra.last), b,
+              reinterpret_cast<void*>(rb.first), reinterpret_cast<void*>(rb.last));
+}
+
+// The first of ranges[0, n) that overlaps `r`, preferring one that starts
+// where r starts (o == v names v even where k's span covers v); -1 if none.
+int FirstOverlap(const ByteRange& r, const ByteRange* ranges, int n) {
+  for (int i = 0; i < n; ++i) {
+    if (ranges[i].first == r.first) return i;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (r.Overlaps(ranges[i])) return i;
+  }
+  return -1;
+}
+
 // The byte range of a tensor whose element offsets passed CheckStrides (the
 // last index fits in int64); false if it does not fit in the address space
 // (a 32-bit target).
@@ -104,20 +133,8 @@ relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const Byte
         RangeOf(x.data, x.dtype, x.n_tokens, x.token_stride, x.n_heads, x.head_stride, x.dim,
                 &range) &&
         o.Overlaps(range)) {
-      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
-                  x.name);
+      return OverlapError("o", o, x.name, range);
     }
-  }
-  return RELATTN_OK;
-}
-
-relattn_status CheckAlignments(const relattn_attention_desc& d) {
-  relattn_status s;
-  if ((s = CheckAligned("q.data", d.q.data, DtypeBytes(d.q.dtype))) ||
-      (s = CheckAligned("k.data", d.k.data, DtypeBytes(d.k.dtype))) ||
-      (s = CheckAligned("v.data", d.v.data, DtypeBytes(d.v.dtype))) ||
-      (s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) {
-    return s;
   }
   return RELATTN_OK;
 }
@@ -132,17 +149,13 @@ relattn_status CheckAligned(const char* name, const void* data, size_t alignment
 
 relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
-  if ((s = CheckAlignments(d))) return s;
+  if ((s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) return s;
   ByteRange ranges[4];  // o, q, k, v
   if ((s = TensorRanges(d, dv, ranges))) return s;
   const ByteRange& o = ranges[0];
   const char* const names[4] = {"o", "q", "k", "v"};
-  for (int i = 1; i < 4; ++i) {
-    if (o.Overlaps(ranges[i])) {
-      return Fail(RELATTN_ERR_OVERLAP, "o overlaps %s: the output must not share memory with it",
-                  names[i]);
-    }
-  }
+  const int i = FirstOverlap(o, ranges + 1, 3) + 1;
+  if (i > 0) return OverlapError("o", o, names[i], ranges[i]);
   if ((s = CheckOtherInputsApart(d, o))) return s;
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {
     if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
@@ -160,16 +173,28 @@ relattn_status CheckRegionApart(const relattn_attention_desc& d, const char* nam
   if (const relattn_status s = TensorRanges(d, d.v_head_dim ? d.v_head_dim : d.head_dim, ranges)) {
     return s;
   }
-  const uintptr_t first = reinterpret_cast<uintptr_t>(data);
-  const ByteRange region{first, bytes - 1 > UINTPTR_MAX - first ? UINTPTR_MAX : first + bytes - 1};
+  const ByteRange region = BytesAt(data, bytes);
   const char* const names[4] = {"o", "q", "k", "v"};
-  for (int i = 0; i < (output_only ? 1 : 4); ++i) {
-    if (region.Overlaps(ranges[i])) {
-      return Fail(RELATTN_ERR_OVERLAP, "%s overlaps %s: they must not share memory", name,
-                  names[i]);
-    }
+  const int i = FirstOverlap(region, ranges, output_only ? 1 : 4);
+  return i < 0 ? RELATTN_OK : OverlapError(name, region, names[i], ranges[i]);
+}
+
+relattn_status CheckBytesApart(const char* a, const void* a_data, size_t a_bytes, const char* b,
+                               const void* b_data, size_t b_bytes) {
+  if (a_bytes == 0 || b_bytes == 0) return RELATTN_OK;
+  const ByteRange ra = BytesAt(a_data, a_bytes), rb = BytesAt(b_data, b_bytes);
+  return ra.Overlaps(rb) ? OverlapError(a, ra, b, rb) : RELATTN_OK;
+}
+
+relattn_status CheckTensorApart(const char* name, const relattn_tensor& t, int64_t n_tokens,
+                                int32_t n_heads, int64_t dim, const char* region_name,
+                                const void* region, size_t bytes) {
+  ByteRange tensor;
+  if (!RangeOf(t.data, t.dtype, n_tokens, t.token_stride, n_heads, t.head_stride, dim, &tensor)) {
+    return Fail(RELATTN_ERR_BAD_STRIDE, "%s: its extent does not fit in the address space", name);
   }
-  return RELATTN_OK;
+  const ByteRange r = BytesAt(region, bytes);
+  return bytes && tensor.Overlaps(r) ? OverlapError(name, tensor, region_name, r) : RELATTN_OK;
 }
 
 }  // namespace relattn

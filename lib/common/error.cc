@@ -5,7 +5,18 @@
 
 namespace relattn {
 namespace {
-thread_local char last_error[256];
+// Static TLS (initial-exec) under glibc: a dlopen'ed library's dynamic TLS
+// would be malloc'ed by ld.so on each thread's first call, and every call may
+// fail and write here ("allocates nothing" holds for dlopen'ed use too;
+// tests/test_dlopen_alloc.c). glibc keeps surplus static TLS for dlopen'ed
+// libraries; these 256 bytes fit it. Bionic and musl allocate a dlopen'ed
+// library's TLS without malloc, and bionic refuses initial-exec there.
+#if defined(__GLIBC__)
+#define RELATTN_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#define RELATTN_TLS_MODEL
+#endif
+thread_local char last_error[256] RELATTN_TLS_MODEL;
 }  // namespace
 
 relattn_status Fail(relattn_status status, const char* format, ...) {
@@ -37,7 +48,8 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_BAD_BIAS_KIND: return "unknown position scheme";
     case RELATTN_ERR_BAD_BIAS_PARAMETER: return "bad position scheme parameter";
     case RELATTN_ERR_BAD_MASK: return "bad mask";
-    case RELATTN_ERR_POSITION_OVERFLOW: return "position difference overflows int64";
+    case RELATTN_ERR_POSITION_OVERFLOW:
+      return "position out of range (a difference overflows int64, or beyond +-2^53 with RoPE)";
     case RELATTN_ERR_WORKSPACE_TOO_SMALL: return "workspace too small";
     case RELATTN_ERR_BAD_THREADS: return "bad threads";
     case RELATTN_ERR_UNSUPPORTED: return "unsupported";
@@ -45,6 +57,8 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_CACHE_FULL: return "KV cache full";
     case RELATTN_ERR_OVERLAP: return "output overlaps an input";
     case RELATTN_ERR_NON_FINITE: return "non-finite value to quantise";
+    case RELATTN_ERR_BAD_CACHE: return "not an initialised KV cache";
+    case RELATTN_ERR_BUSY: return "KV cache busy with another append";
     case RELATTN_STATUS_MIN_ENUM:
     case RELATTN_STATUS_MAX_ENUM: break;
   }

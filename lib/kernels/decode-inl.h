@@ -175,7 +175,6 @@ HWY_INLINE KeyBlockScratch DecodeScratch(const Plan& plan, float* ws) {
   b.k_scale = ws + l.k_scale;
   b.k_stride = plan.d_pad;
   b.v_stride = plan.dv_pad;
-  b.cache_in_place = plan.cache.on;
   return b;
 }
 
@@ -250,7 +249,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const int64_t begin = split * n_blocks / plan.work.n_splits * kBlockKeys;
   ForEachVisibleKeyBlock(
       plan, q_span, begin, end, [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
-        const KeyBlock block = LoadKeyBlock(plan, worker, batch.kv_head, j0, n_keys, scratch);
+        const KeyBlock block = LoadKeyBlock<true>(plan, worker, batch.kv_head, j0, n_keys, scratch);
         PrefetchKeyBlock(plan, batch.kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
         DecodeScores(plan, rows, batch.kv_head, block);
         DecodeSoftmax(plan, rows, block, visibility);

@@ -158,7 +158,6 @@ HWY_INLINE KeyBlockScratch PrefillScratch(const Plan& plan, const IntDotKernels*
   b.k_sum = reinterpret_cast<int32_t*>(ws + l.k_sum);
   b.k_stride = plan.d;
   b.v_stride = plan.dv;
-  b.in_place = true;
   b.int_dot = int_dot;
   return b;
 }
@@ -199,13 +198,14 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   PrepareSubTiles(plan, it, biases, int_dot, worker);
   const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
-  ForEachVisibleKeyBlock(
-      plan, chunk_span, 0, plan.n_valid_kv, [&](int64_t j0, int64_t n_keys, TileVisibility) {
-        const KeyBlock block = LoadKeyBlock(plan, worker, it.batch.kv_head, j0, n_keys, scratch);
-        const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
-        PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
-        AttendSubTiles(plan, it, biases, block, worker.ws);
-      });
+  ForEachVisibleKeyBlock(plan, chunk_span, 0, plan.n_valid_kv,
+                         [&](int64_t j0, int64_t n_keys, TileVisibility) RELATTN_INLINE_LAMBDA {
+                           const KeyBlock block = LoadKeyBlock<false>(
+                               plan, worker, it.batch.kv_head, j0, n_keys, scratch);
+                           const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
+                           PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
+                           AttendSubTiles(plan, it, biases, block, worker.ws);
+                         });
   StoreSubTiles(plan, it, biases, worker.ws);
 }
 

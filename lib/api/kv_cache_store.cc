@@ -1,0 +1,94 @@
+// The KV cache's append conversion: one token's K and V rows into a slot.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "lib/api/kv_cache.h"
+#include "lib/common/dtype.h"
+#include "lib/common/f16.h"
+#include "lib/common/quantize_row.h"
+
+namespace relattn {
+namespace {
+
+// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
+// token's angles (if rope is on), then rounded as `storage` holds it; false
+// if it holds a NaN or inf (f32 beyond f16's range included).
+bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
+             const RopeParams* rope, const RopeAngles& angles, float* row) {
+  const int64_t from = t * src.token_stride + h * src.head_stride;
+  for (int64_t e = 0; e < dim; ++e) {
+    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
+                                      : static_cast<const float*>(src.data)[from + e];
+  }
+  if (rope && rope->on) RotateRowScalar(*rope, angles, row);
+  bool finite = true;
+  for (int64_t e = 0; e < dim; ++e) {
+    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
+    finite = finite && std::isfinite(row[e]);
+  }
+  return finite;
+}
+
+// Stores row[0, dim) as dtype (F32 or F16) at dst + offset + e * step (elements).
+void StoreElements(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int64_t offset,
+                   int64_t step) {
+  for (int64_t e = 0; e < dim; ++e) {
+    if (dtype == RELATTN_F16) {
+      static_cast<uint16_t*>(dst)[offset + e * step] = F32ToF16(row[e]);
+    } else {
+      static_cast<float*>(dst)[offset + e * step] = row[e];
+    }
+  }
+}
+
+// Zeroes the key group of every head that slot opens when it was never
+// written: the group's other slots are read (as whole vectors, their scores
+// then hidden) before they hold tokens, so they start as zeros, not stale memory.
+void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t slot) {
+  const relattn_kv_cache_desc& d = c.desc;
+  if (slot % kKeyGroup != 0 || slot < c.length) return;
+  const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
+  const size_t group_bytes = DtypeBytes(d.k_dtype) * kKeyGroup * size_t(d.head_dim);
+  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
+    const int64_t first = KeyGroupOffset(head_stride, h, slot, d.head_dim);
+    std::memset(static_cast<char*>(view.k) + first * DtypeBytes(d.k_dtype), 0, group_bytes);
+  }
+}
+
+}  // namespace
+
+void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tensor& k,
+                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot) {
+  const relattn_kv_cache_desc& d = c->desc;
+  const KvCacheView view = ViewOf(c);
+  const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
+  float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
+  OpenKeyGroups(*c, view, slot);
+  RopeAngles angles;
+  if (rope.on) RopeAnglesAt(rope, p, &angles);
+  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
+    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, angles, k_row);
+    const bool finite =
+        LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, angles, v_row) && k_finite;
+    if (!finite) {
+      std::fill(k_row, k_row + d.head_dim, 0.0f);
+      std::fill(v_row, v_row + d.v_head_dim, 0.0f);
+    }
+    view.bad[h * d.capacity + slot] = finite ? 0 : 1;
+    const int64_t k_offset = KeyGroupOffset(head_stride, h, slot, d.head_dim) + slot % kKeyGroup;
+    if (d.k_dtype == RELATTN_I8) {
+      int8_t q[RELATTN_MAX_HEAD_DIM];
+      view.k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
+      int8_t* k_bytes = static_cast<int8_t*>(view.k) + k_offset;
+      for (int32_t e = 0; e < d.head_dim; ++e) k_bytes[e * kKeyGroup] = q[e];
+    } else {
+      StoreElements(k_row, d.head_dim, d.k_dtype, view.k, k_offset, kKeyGroup);
+    }
+    StoreElements(v_row, d.v_head_dim, d.v_dtype, view.v, (h * d.capacity + slot) * d.v_head_dim,
+                  1);
+  }
+  view.positions[slot] = p;
+}
+
+}  // namespace relattn

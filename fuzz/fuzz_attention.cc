@@ -1,11 +1,17 @@
 // libFuzzer target: random bytes become an attention descriptor (dims,
 // strides, dtypes, scheme, tables, masks, positions with extreme int64 values,
-// workspace sizes including too small) with real buffers sized from it,
-// sometimes with K and V appended to a KV cache (random capacity, storage
-// dtypes, ring mode, append chunks) that the call attends over. Every
-// call must either fail with a status and a message, leaving the output
-// untouched, or match the fp64 reference within the tested bounds. Any
-// crash, sanitizer report or mismatch aborts.
+// workspace sizes including too small) with real buffers sized exactly from
+// it (so that any overread meets ASan's redzone), sometimes with K and V
+// appended to a KV cache (random capacity, storage dtypes, ring mode, append
+// chunks, a clear and a second fill) that the call attends over, or with
+// arbitrary bytes handed in as a cache. Each call runs on a SIMD target and
+// with 1..5 threads the input picks. Every call must either fail with a
+// status and a message, leaving the output untouched, or match the fp64
+// reference within lib/reference/bounds.h, and give the same bits as one
+// thread, and (int8 paths) as the portable kernel. Any crash, sanitizer
+// report or mismatch aborts.
+#include <pthreadpool.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,9 +20,17 @@
 #include <cstring>
 #include <vector>
 
+#include "hwy/targets.h"
 #include "lib/common/f16.h"
+#include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
 #include "relattn/relattn.h"
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "ports/x86/madd_scores.h"
+#include "ports/x86/vnni_scores.h"
+#elif defined(RELATTN_HAVE_ARM_SDOT)
+#include "ports/arm/sdot_scores.h"
+#endif
 
 namespace {
 
@@ -73,7 +87,7 @@ relattn_tensor Tensor(Bytes& b, int64_t tokens, int32_t heads, int32_t dim,
   // buffer's size; invalid strides are rejected before any read).
   const int64_t reach = (tokens - 1) * std::max<int64_t>(t.token_stride, 0) +
                         (heads - 1) * std::max<int64_t>(t.head_stride, 0) + dim;
-  const size_t elems = size_t(std::max<int64_t>(reach, int64_t(tokens) * heads * dim)) + 64;
+  const size_t elems = size_t(std::max<int64_t>(reach, 1));
   storage.assign(elems * Bytes_(t.dtype), 0);
   for (size_t i = 0; i < elems; ++i) {
     const float x = b.Unit();
@@ -133,10 +147,25 @@ void CheckFailed(relattn_status status) {
 struct CacheCase {
   std::vector<uint8_t> memory;
   std::vector<float> k, v;
-  std::vector<int8_t> k_i8;
-  std::vector<float> k_scales;
+  std::vector<int8_t> k_i8, q_i8;
+  std::vector<float> k_scales, q_scales;
   std::vector<int64_t> positions;
+  std::vector<uint64_t> junk;  // ArbitraryCache's bytes
 };
+
+// Decode (n_q <= 7) over int8 cache keys quantises each float query row as
+// relattn_quantize_i8 does and uses it for every product (relattn.h): the
+// reference gets the same int8 rows.
+void QuantiseDecodeQueries(relattn_attention_desc* ref, CacheCase* cc) {
+  if (ref->n_q > 7 || ref->q.dtype == RELATTN_I8) return;
+  cc->q_i8.resize(size_t(ref->n_q) * ref->n_heads * ref->head_dim);
+  cc->q_scales.resize(size_t(ref->n_q) * ref->n_heads);
+  relattn_tensor quantized;
+  if (relattn_quantize_i8(&ref->q, ref->n_q, ref->n_heads, ref->head_dim, cc->q_i8.data(),
+                          cc->q_scales.data(), &quantized) == RELATTN_OK) {
+    ref->q = quantized;  // else q is invalid: the attention call fails too
+  }
+}
 
 // Appends d's K and V (in random chunks) to a new cache and turns d into an
 // attention over it; *ref becomes the same attention over the tokens the
@@ -184,6 +213,15 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
     if (status != RELATTN_OK) return CheckFailed(status), false;
     t0 += n;
   }
+  if (b.Below(8) == 0) {  // cleared, then filled again in one append
+    relattn_kv_cache_clear(cache);
+    if (relattn_kv_cache_length(cache) != 0 || relattn_kv_cache_next_position(cache) != 0) {
+      std::abort();
+    }
+    relattn_positions pos{plain.k_pos.positions, plain.k_pos.positions ? 0 : start};
+    status = relattn_kv_cache_append(cache, plain.n_kv, &plain.k, &plain.v, &pos);
+    if (status != RELATTN_OK) return CheckFailed(status), false;
+  }
   // The cache holds the last `held` tokens.
   const int64_t held = relattn_kv_cache_length(cache);
   if (held != std::min<int64_t>(plain.n_kv, cd.capacity)) std::abort();
@@ -221,6 +259,7 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
       std::abort();  // finite rows of valid dims
     }
     ref->k = quantized;
+    QuantiseDecodeQueries(ref, cc);
   }
   ref->k_pos = relattn_positions{cc->positions.data(), 0};
   ref->mask.n_valid_kv = -1;
@@ -231,6 +270,146 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
   d->k_pos = relattn_positions{};
   d->mask.n_valid_kv = -1;
   return true;
+}
+
+// The SIMD target and thread count one execution runs with.
+struct Run {
+  int64_t target;
+  int32_t n_threads;
+};
+
+Run ChooseRun(Bytes& b) {
+  static const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  Run run{0, 1 + int32_t(b.Below(5))};
+  if (!targets.empty()) run.target = targets[b.Below(uint32_t(targets.size()))];
+  return run;
+}
+
+// A pthreadpool of n threads (2..5), made once and kept.
+const relattn_threads* ThreadsFor(int32_t n) {
+  static relattn_threads threads[6];
+  if (n < 2) return nullptr;
+  if (!threads[n].parallel_for) {
+    if (relattn_threads_from_pthreadpool(pthreadpool_create(size_t(n)), &threads[n]) !=
+        RELATTN_OK) {
+      std::abort();
+    }
+  }
+  return &threads[n];
+}
+
+// One relattn_attention call of d on run's target and threads, with a
+// workspace of ws_bytes (aligned, sized exactly but for the alignment).
+relattn_status Call(const relattn_attention_desc& d, const Run& run, size_t ws_bytes, void* out) {
+  relattn_attention_desc call = d;
+  call.o.data = out;
+  hwy::SetSupportedTargetsForTest(run.target);
+  void* ws = std::aligned_alloc(64, (ws_bytes + 64) / 64 * 64);
+  const relattn_status status = relattn_attention(&call, ws, ws_bytes, ThreadsFor(run.n_threads));
+  std::free(ws);
+  hwy::SetSupportedTargetsForTest(0);
+  return status;
+}
+
+// Element i of an output as a double.
+double OutputAt(const relattn_output& o, const std::vector<uint8_t>& out, size_t i) {
+  return o.dtype == RELATTN_F16
+             ? relattn::F16ToF32(reinterpret_cast<const uint16_t*>(out.data())[i])
+             : reinterpret_cast<const float*>(out.data())[i];
+}
+
+// Prints what ref (the tensors the reference read: never NULL) holds.
+void PrintKeys(const relattn_attention_desc& ref) {
+  for (int64_t t = 0; t < ref.n_kv; ++t) {
+    const int64_t k_at = t * ref.k.token_stride, v_at = t * ref.v.token_stride;
+    const double k = ref.k.dtype == RELATTN_I8
+                         ? double(static_cast<const int8_t*>(ref.k.data)[k_at])
+                         : double(ElementOf(ref.k, t, 0, 0));
+    std::fprintf(stderr, "key %lld: k %g (%s) v %g\n", (long long)t, k,
+                 ref.k.dtype == RELATTN_I8 ? "int8" : "float", double(ElementOf(ref.v, t, 0, 0)));
+    (void)v_at;
+  }
+}
+
+void CheckAgainstReference(const relattn_attention_desc& d, const relattn_attention_desc& ref,
+                           const std::vector<uint8_t>& out, const std::vector<double>& expected,
+                           float slope0) {
+  const double bound = relattn::bounds::Output(d.o.dtype);
+  if (std::getenv("RELATTN_FUZZ_PRINT")) {
+    PrintDesc(d);
+    std::fprintf(stderr, "reference o[0] = %.9g; slope0 %.9g\n", expected[0], slope0);
+  }
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double got = OutputAt(d.o, out, i);
+    if (!(std::fabs(got - expected[i]) <= bound)) {
+      std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
+      PrintDesc(d);
+      PrintKeys(ref);
+      std::abort();
+    }
+  }
+}
+
+// True where relattn.h promises the int8 products summed exactly: int8 Q and
+// K without RoPE, or decode over int8 cache keys.
+bool IntegerProducts(const relattn_attention_desc& d, const relattn_attention_desc& ref) {
+  const bool tensors = !d.kv_cache && d.q.dtype == RELATTN_I8 && d.k.dtype == RELATTN_I8 &&
+                       d.rope.pairing == RELATTN_ROPE_NONE;
+  return tensors || (d.kv_cache && ref.k.dtype == RELATTN_I8 && d.n_q <= 7);
+}
+
+// The integer dot-product kernels (VNNI, vpmaddwd, SDOT) on or off.
+void SetIntDotKernels(bool enabled) {
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+  relattn::x86::SetVnniEnabled(enabled);
+  relattn::x86::SetMaddEnabled(enabled);
+#elif defined(RELATTN_HAVE_ARM_SDOT)
+  relattn::arm::SetSdotEnabled(enabled);
+#else
+  (void)enabled;
+#endif
+}
+
+// Reruns d with one thread (the same bits for any thread count) and, where
+// the products are integers, with the portable kernel (the same bits as the
+// ISA's): any difference aborts.
+void CheckSameBits(const relattn_attention_desc& d, const Run& run, const std::vector<uint8_t>& out,
+                   bool integer) {
+  size_t ws_bytes = 0;
+  if (relattn_attention_workspace_size(&d, 1, &ws_bytes) != RELATTN_OK) std::abort();
+  const Run one{run.target, 1};
+  std::vector<uint8_t> again(out.size());
+  if (run.n_threads > 1) {
+    if (Call(d, one, ws_bytes, again.data()) != RELATTN_OK || again != out) {
+      std::fprintf(stderr, "%d threads and 1 thread differ\n", run.n_threads);
+      PrintDesc(d);
+      std::abort();
+    }
+  }
+  if (integer) {
+    SetIntDotKernels(false);
+    const relattn_status status = Call(d, one, ws_bytes, again.data());
+    SetIntDotKernels(true);
+    if (status != RELATTN_OK || again != out) {
+      std::fprintf(stderr, "the integer kernel and the portable path differ on %s\n",
+                   hwy::TargetName(run.target));
+      PrintDesc(d);
+      std::abort();
+    }
+  }
+}
+
+// Bytes that are not a cache, handed in as one: refused, nothing read past
+// its header. (Their first byte differs from the magic's, which the fuzzer
+// could otherwise learn from the comparison: a header that passes every
+// check over too little memory is what attaching with a size will catch.)
+const relattn_kv_cache* ArbitraryCache(Bytes& b, CacheCase* cc) {
+  cc->junk.assign(64 * 8, 0);
+  for (uint64_t& word : cc->junk) {
+    for (int i = 0; i < 8; ++i) word = word << 8 | b.Next();
+  }
+  reinterpret_cast<uint8_t*>(cc->junk.data())[0] = 0;
+  return reinterpret_cast<const relattn_kv_cache*>(cc->junk.data());
 }
 
 }  // namespace
@@ -356,13 +535,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t out_bytes = size_t(d.n_q) * d.n_heads * dv * Bytes_(d.o.dtype);
   std::vector<uint8_t> out(out_bytes, 0xa5);
   d.o.data = out.data();
+  const bool shrink_workspace = b.Below(8) == 0;
+  const uint32_t workspace_choice = b.Below(1 << 16);
+  // Choices read last, so that older seeds decode as before up to here.
+  const Run run = ChooseRun(b);
+  if (use_cache && b.Below(16) == 0) d.kv_cache = ArbitraryCache(b, &cache_case);
 
   size_t ws_bytes = 0;
-  const relattn_status size_status = relattn_attention_workspace_size(&d, 1, &ws_bytes);
-  if (size_status == RELATTN_OK && b.Below(8) == 0) ws_bytes = b.Below(ws_bytes + 1);
-  void* ws = std::aligned_alloc(64, (ws_bytes + 64) / 64 * 64);
-  const relattn_status status = relattn_attention(&d, ws, ws_bytes, nullptr);
-  std::free(ws);
+  if (relattn_attention_workspace_size(&d, run.n_threads, &ws_bytes) == RELATTN_OK &&
+      shrink_workspace) {
+    ws_bytes = workspace_choice % (ws_bytes + 1);
+  }
+  const relattn_status status = Call(d, run, ws_bytes, out.data());
   if (status != RELATTN_OK) {
     for (uint8_t byte : out) {
       if (byte != 0xa5) std::abort();  // a failed call wrote to the output
@@ -373,34 +557,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<double> expected(size_t(d.n_q) * d.n_heads * dv);
   ref.o = d.o;
   relattn::reference::Attention(ref, expected.data());
-  const double bound = d.o.dtype == RELATTN_F16 ? 2.5e-4 : 5e-6;
-  if (std::getenv("RELATTN_FUZZ_PRINT")) {
-    PrintDesc(d);
-    std::fprintf(stderr, "reference o[0] = %.9g; q[0] bits %04x q[1] bits %04x slope0 %.9g\n",
-                 expected[0], static_cast<const uint16_t*>(d.q.data)[0],
-                 static_cast<const uint16_t*>(d.q.data)[1], slopes[0]);
-  }
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const double got = d.o.dtype == RELATTN_F16
-                           ? relattn::F16ToF32(reinterpret_cast<const uint16_t*>(out.data())[i])
-                           : reinterpret_cast<const float*>(out.data())[i];
-    if (!(std::fabs(got - expected[i]) <= bound)) {
-      std::fprintf(stderr, "mismatch at %zu: %.9g vs reference %.9g\n", i, got, expected[i]);
-      PrintDesc(d);
-      for (int64_t t = 0; t < d.n_kv; ++t) {
-        std::fprintf(
-            stderr, "key %lld: k %g v %g\n", (long long)t,
-            relattn::F16ToF32(0) +
-                (d.k.dtype == RELATTN_F16
-                     ? relattn::F16ToF32(
-                           static_cast<const uint16_t*>(d.k.data)[t * d.k.token_stride])
-                     : static_cast<const float*>(d.k.data)[t * d.k.token_stride]),
-            d.v.dtype == RELATTN_F16
-                ? relattn::F16ToF32(static_cast<const uint16_t*>(d.v.data)[t * d.v.token_stride])
-                : static_cast<const float*>(d.v.data)[t * d.v.token_stride]);
-      }
-      std::abort();
-    }
-  }
+  CheckAgainstReference(d, ref, out, expected, slopes[0]);
+  CheckSameBits(d, run, out, IntegerProducts(d, ref));
   return 0;
 }

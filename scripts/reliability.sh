@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # The reliability suites (run by scripts/test.sh): the host tests under
 # ASan + UBSan, the concurrency tests under TSan, valgrind memcheck on a
-# representative subset, and the libFuzzer target for a fixed time on its
-# committed seed corpus. Any report, crash or mismatch fails.
-# RELATTN_FUZZ_SECONDS (default 60) sets the fuzzing time; the fixed seed makes
-# a CI run replay the mutation sequence checked before landing.
+# representative subset, and the libFuzzer target for 10^6 executions from
+# its committed seed corpus. Any report, crash or mismatch fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash toolchains/install-deps.sh clang-14 libclang-rt-14-dev valgrind
@@ -34,14 +32,30 @@ echo "reliability: valgrind memcheck clean on test_api, test_kv_cache (${SECONDS
 SECONDS=0
 cmake --preset fuzz > /dev/null
 cmake --build --preset fuzz
-corpus=build/fuzz/corpus
-mkdir -p "$corpus"
-cp fuzz/seeds/* "$corpus"/
-build/fuzz/fuzz/fuzz_attention -max_total_time="${RELATTN_FUZZ_SECONDS:-60}" -max_len=4096 -seed=1 \
-  -print_final_stats=1 "$corpus" > build/fuzz/fuzz.log 2>&1 || {
-  tail -40 build/fuzz/fuzz.log
-  echo "reliability: the fuzzer found a failure (input saved under build/fuzz)"
-  exit 1
-}
-grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/fuzz.log || true
-echo "reliability: fuzzing clean (${SECONDS} s)"
+# RELATTN_FUZZ_RUNS executions (default 10^6) in two processes with seeds that
+# differ each run (printed: rerun one with -seed=S -runs=N on the same corpus
+# to replay it), each on its own copy of the committed seed corpus.
+runs=${RELATTN_FUZZ_RUNS:-1000000}
+base_seed=${RELATTN_FUZZ_SEED:-$(( $(date +%s) % 1000000 ))}
+pids=()
+for i in 1 2; do
+  corpus=build/fuzz/corpus-$i
+  rm -rf "$corpus" && mkdir -p "$corpus" && cp fuzz/seeds/* "$corpus"/
+  seed=$((base_seed + i))
+  echo "reliability: fuzzing $((runs / 2)) executions with -seed=$seed"
+  build/fuzz/fuzz/fuzz_attention -runs=$((runs / 2)) -max_len=4096 -seed=$seed \
+    -print_final_stats=1 -artifact_prefix=build/fuzz/ "$corpus" > build/fuzz/fuzz-$i.log 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in 1 2; do
+  if ! wait "${pids[$((i - 1))]}"; then
+    tail -40 build/fuzz/fuzz-$i.log
+    echo "reliability: the fuzzer found a failure with -seed=$((base_seed + i)) (input saved under build/fuzz)"
+    failed=1
+  fi
+  grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb" \
+    build/fuzz/fuzz-$i.log || true
+done
+[ "$failed" -eq 0 ] || exit 1
+echo "reliability: fuzzing clean, $runs executions (${SECONDS} s)"

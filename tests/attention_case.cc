@@ -12,6 +12,7 @@
 #include "hwy/targets.h"
 #include "lib/common/f16.h"
 #include "lib/kernels/attention.h"
+#include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
 
 namespace relattn_test {
@@ -330,14 +331,8 @@ void UseTarget(int64_t target) {
 
 std::string TargetNameOf(int64_t target) { return hwy::TargetName(target); }
 
-// The kernel computes in f32 from exactly converted inputs (f16 -> f32 is
-// exact), and the reference reads the same stored values, so the bound
-// covers only the kernel's arithmetic: f32 dot products of up to 256 terms
-// (|q|,|k| <= 1), fp32 bias tables, exp2 within 2 ulp, sums over up to 1000
-// keys; outputs are convex combinations of V rows, |o| <= 1.
-//  - f32 output: 5e-6 absolute (measured worst 1.2e-6 over the whole suite).
-//  - f16 output: half an f16 ulp at |o| < 1 (2^-12 = 2.44e-4) on top: 2.5e-4.
-double ErrorBound(relattn_dtype out_dtype) { return out_dtype == RELATTN_F16 ? 2.5e-4 : 5e-6; }
+// lib/reference/bounds.h states and derives the bounds.
+double ErrorBound(relattn_dtype out_dtype) { return relattn::bounds::Output(out_dtype); }
 
 void StdThreadsParallelFor(void*, size_t n_tasks, relattn_task_fn task, void* task_arg) {
   std::vector<std::thread> workers;

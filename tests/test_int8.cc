@@ -16,6 +16,7 @@
 
 #include "hwy/targets.h"
 #include "lib/reference/reference.h"
+#include "lib/reference/bounds.h"
 #include "tests/attention_case.h"
 #if defined(RELATTN_HAVE_X86_INT_DOT)
 #include "ports/x86/madd_scores.h"
@@ -33,8 +34,8 @@ namespace {
 // quantisation error, not the kernel's. Outliers (every 8th K channel 20x the
 // others, as in LLMs) set the row scale, so the other channels keep only
 // about 6 of the 127 levels: per-row int8 K loses ~15x more there.
-constexpr double kQuantisedBound = 5e-3;         // measured <= 2.1e-3 (d 256, Q and K)
-constexpr double kQuantisedOutlierBound = 6e-2;  // measured <= 3.1e-2 (d 128, Q and K)
+constexpr double kQuantisedBound = relattn::bounds::kInt8Quantised;
+constexpr double kQuantisedOutlierBound = relattn::bounds::kInt8QuantisedOutliers;
 
 WorstErrors error_log("int8");
 

@@ -17,6 +17,7 @@
 
 #include "lib/common/f16.h"
 #include "lib/reference/reference.h"
+#include "lib/reference/bounds.h"
 #include "tests/attention_case.h"
 
 namespace relattn_test {
@@ -210,7 +211,7 @@ TEST_CASE("rope: a KV cache rotates K at append; decode and prefill over it matc
       f16_cache.Append(c.desc(), 0, 200);
       error_log.Note("KV cache, f16 storage (rotated K rounded to f16)",
                      CheckAllTargets([&] { return RunOverCache(c, f16_cache.get()); }, expected,
-                                     1e-3, "f16 cache, " + spec.Name()));
+                                     relattn::bounds::kF16RopeCache, "f16 cache, " + spec.Name()));
     }
   }
 }

@@ -113,8 +113,10 @@ typedef enum relattn_dtype {
  * row_scales[t * scale_token_stride + h * scale_head_stride] (distinct rows,
  * distinct scales); a non-finite scale counts as a non-finite row. The row
  * scales are applied to each dot product. With Q and K in I8 (no RoPE), and
- * in decode over a KV cache with I8 keys (which quantises each query row as
- * relattn_quantize_i8 would), the int8 products are summed exactly (integers
+ * in decode (n_q <= 7) over a KV cache with I8 keys (which quantises each
+ * query row as relattn_quantize_i8 would, after RoPE, and uses that row for
+ * every product: q . k and the Shaw vector form's q . a), the int8 products
+ * are summed exactly (integers
  * below 2^24, exact in f32 and int32 alike): the same bits on every SIMD
  * path. Float Q with I8 K multiplies in f32; RoPE rotates the values, which
  * then are no longer integers. */

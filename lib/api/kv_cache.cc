@@ -163,9 +163,8 @@ relattn_status EndAppend(relattn_kv_cache* c, relattn_status status) {
   return status;
 }
 
-}  // namespace
-
-relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
+// cache not NULL, laid out by relattn_kv_cache_init, and aligned.
+relattn_status CheckKvCacheMemory(const relattn_kv_cache* cache, const char* what) {
   if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", what);
   if (cache->magic != kKvCacheMagic) {
     return Fail(RELATTN_ERR_BAD_CACHE, "%s: not a cache laid out by relattn_kv_cache_init", what);
@@ -175,6 +174,12 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
                 "%s = %p: a cache (or its copy) must be aligned to %d bytes", what,
                 static_cast<const void*>(cache), RELATTN_KV_CACHE_ALIGNMENT);
   }
+  return RELATTN_OK;
+}
+
+// The header's desc valid, its length and slots within capacity (read while
+// no append runs: an append changes them).
+relattn_status CheckKvCacheHeader(const relattn_kv_cache* cache, const char* what) {
   const relattn_kv_cache_desc& d = cache->desc;
   if (CheckDescAndSize(&d) != RELATTN_OK || d.v_head_dim == 0 || cache->length < 0 ||
       cache->length > d.capacity || cache->next_slot < 0 || cache->next_slot >= d.capacity ||
@@ -185,6 +190,16 @@ relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
                 what, cache->length, cache->next_slot);
   }
   return RELATTN_OK;
+}
+
+}  // namespace
+
+relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
+  if (const relattn_status s = CheckKvCacheMemory(cache, what)) return s;
+  if (__atomic_load_n(&cache->appending, __ATOMIC_ACQUIRE)) {
+    return Fail(RELATTN_ERR_BUSY, "%s: an append to it is running", what);
+  }
+  return CheckKvCacheHeader(cache, what);
 }
 
 KvCacheView ViewOf(relattn_kv_cache* cache) {
@@ -237,10 +252,13 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
                                        const relattn_tensor* k, const relattn_tensor* v,
                                        const relattn_positions* positions) {
   relattn_status s;
-  if ((s = relattn::CheckKvCache(cache, "cache")) || (s = relattn::BeginAppend(cache))) return s;
+  if ((s = relattn::CheckKvCacheMemory(cache, "cache")) || (s = relattn::BeginAppend(cache))) {
+    return s;
+  }
+  if ((s = relattn::CheckKvCacheHeader(cache, "cache"))) return relattn::EndAppend(cache, s);
   const relattn_kv_cache_desc& d = cache->desc;
   relattn::RopeParams rope;
-  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: CheckKvCache
+  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: checked desc
   if ((s = relattn::CheckAppend(*cache, n_tokens, k, v, positions, rope))) {
     return relattn::EndAppend(cache, s);
   }
@@ -283,9 +301,6 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   const relattn_kv_cache* cache = desc->kv_cache;
   if (!cache) return RELATTN_OK;
   if (const relattn_status s = CheckKvCache(cache, "kv_cache")) return s;
-  if (__atomic_load_n(&cache->appending, __ATOMIC_ACQUIRE)) {
-    return Fail(RELATTN_ERR_BUSY, "kv_cache: an append to it is running");
-  }
   const relattn_kv_cache_desc& c = cache->desc;
   if (cache->length == 0) return Fail(RELATTN_ERR_BAD_DIMENSION, "kv_cache holds no token");
   struct Field {

@@ -45,9 +45,10 @@ inline KvCacheView ViewOf(const relattn_kv_cache* cache) {
   return ViewOf(const_cast<relattn_kv_cache*>(cache));
 }
 
-// Checks that cache holds a cache relattn_kv_cache_init laid out and that its
-// header is consistent (desc valid, length and slots within capacity), so
-// that a copied or stored cache is checked when used; names `what`.
+// Checks that cache holds a cache relattn_kv_cache_init laid out, aligned,
+// that no append to it runs (RELATTN_ERR_BUSY), and that its header is
+// consistent (desc valid, length and slots within capacity), so that a
+// copied or stored cache is checked when used; names `what`.
 relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
 
 // Copies desc to *resolved; if desc->kv_cache is set, fills the key-side

@@ -156,10 +156,12 @@ HWY_INLINE void PrepareDecodeRows(const Plan& plan, Worker& worker, DecodeRows& 
   std::memset(rows.q, 0, sizeof(float) * rows.n_rows * plan.d_pad);
   std::memset(rows.o, 0, sizeof(float) * rows.n_rows * plan.dv_pad);
   for (int64_t r = 0; r < rows.n_rows; ++r) PrepareQueryRow(plan, worker, rows, r);
-  PrepareRowBiases(plan, worker, rows);
+  // Int8 cache keys: the quantised row is the query of every product, the
+  // Shaw vector form's q . a included.
   if (plan.cache.on && plan.k.dtype == RELATTN_I8) {
     QuantizeDecodeRows(plan, rows, plan.q.dtype == RELATTN_I8 && !plan.rope.on);
   }
+  PrepareRowBiases(plan, worker, rows);
   float* ws = worker.ws;
   if (plan.d_pad > plan.d) std::memset(ws + l.k_block, 0, sizeof(float) * kBlockKeys * plan.d_pad);
   if (plan.dv_pad > plan.dv) {

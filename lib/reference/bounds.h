@@ -1,0 +1,33 @@
+// The error bounds relattn documents (README "Error bounds"): the one source
+// the tests, the fuzzer and the README's figures use. Absolute, against the
+// fp64 reference (lib/reference/reference.h), inputs in [-1, 1], outputs
+// convex combinations of V rows (|o| <= 1).
+#ifndef RELATTN_LIB_REFERENCE_BOUNDS_H_
+#define RELATTN_LIB_REFERENCE_BOUNDS_H_
+
+#include "relattn/relattn.h"
+
+namespace relattn {
+namespace bounds {
+
+// The kernel's own arithmetic, the reference reading the same stored values
+// (f16 -> f32 exact; int8 rows with their scales): f32 dot products of up to
+// 256 terms, f32 bias tables, exp2 within 2 ulp, sums over up to 1000 keys.
+inline constexpr double kF32Output = 5e-6;  // measured worst 1.2e-6
+// f16 output: half an f16 ulp below 1 (2^-12) on top of the f32 error.
+inline constexpr double kF16Output = 2.5e-4;
+inline constexpr double Output(relattn_dtype out) {
+  return out == RELATTN_F16 ? kF16Output : kF32Output;
+}
+
+// int8 Q and K against the original float inputs (the quantisation error).
+inline constexpr double kInt8Quantised = 5e-3;  // measured <= 2.1e-3 (d 256, Q and K)
+// ... with every 8th K channel 20x larger (outlier channels).
+inline constexpr double kInt8QuantisedOutliers = 6e-2;  // measured <= 3.1e-2 (d 128)
+// A KV cache with f16 K and RoPE rounds the rotated keys.
+inline constexpr double kF16RopeCache = 1e-3;  // measured 1.7e-4
+
+}  // namespace bounds
+}  // namespace relattn
+
+#endif  // RELATTN_LIB_REFERENCE_BOUNDS_H_

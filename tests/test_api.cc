@@ -2,6 +2,7 @@
 // naming it, and a failed call leaves the output untouched.
 #include <doctest/doctest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -23,6 +24,8 @@ struct BadInput {
 const int64_t kNegativePositions[] = {INT64_MIN, 0, 1, 2, 3, 4, 5, 6};
 const int64_t kPositivePositions[] = {INT64_MAX, 1, 2, 3, 4, 5, 6, 7};
 const float kNanSlopes[] = {0.5f, NAN, 0.1f, 0.1f};
+const float kHugeValues[] = {0.5f, FLT_MAX, 0.1f, 0.1f, 0.1f, 0.1f, 0.1f, 0.1f};
+const float kHugeScales[] = {0.1f, 0.1f, 3e36f, 0.1f};
 uint16_t kF16InfTable[4 * 32];
 const float kF32Scales[4096] = {};
 
@@ -146,6 +149,42 @@ std::vector<BadInput> BadInputs() {
       {"o.head_stride", [](D& d) { d.o.head_stride = 3; }, RELATTN_ERR_BAD_STRIDE,
        "o.head_stride = 3: rows overlap"},
       {"scale", [](D& d) { d.scale = INFINITY; }, RELATTN_ERR_BAD_SCALE, "scale = inf"},
+      // Finite but beyond what log2 units hold in f32: rejected, not a NaN row.
+      {"scale 3e38", [](D& d) { d.scale = 3e38f; }, RELATTN_ERR_BAD_SCALE,
+       "scale = 3e+38: must be finite, |scale| <= 2^127"},
+      {"alibi slope FLT_MAX",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_ALIBI;
+         d.bias.alibi.slopes = kHugeValues;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.slopes[1] = 3.40282e+38: must be finite"},
+      {"t5 entry FLT_MAX",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = kHugeValues;
+         d.bias.t5.table_dtype = RELATTN_F32;
+         d.bias.t5.num_buckets = 2;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.table[1] = 3.40282e+38"},
+      {"t5 int8 scale x 127 beyond f32",
+       [](D& d) {
+         static const int8_t table[4 * 32] = {};
+         d.bias.kind = RELATTN_BIAS_T5;
+         d.bias.t5.table = table;
+         d.bias.t5.table_dtype = RELATTN_I8;
+         d.bias.t5.table_scales = kHugeScales;
+         d.bias.t5.num_buckets = 32;
+         d.bias.t5.max_distance = 128;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.table_scales[2] = 3e+36"},
+      {"shaw entry near FLT_MAX",
+       [](D& d) {
+         d.bias.kind = RELATTN_BIAS_SHAW;
+         d.bias.shaw.table = kHugeValues;
+         d.bias.shaw.k = 0;
+       },
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.shaw.table[1] = 3.40282e+38"},
       {"q_pos.start", [](D& d) { d.q_pos.start = INT64_MAX - 2; }, RELATTN_ERR_POSITION_OVERFLOW,
        "q_pos.start = 9223372036854775805"},
       {"positions differ by > INT64_MAX",

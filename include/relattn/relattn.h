@@ -63,7 +63,7 @@ typedef enum relattn_status {
   RELATTN_ERR_BAD_GQA_RATIO = 3,      /* n_heads not a multiple of n_kv_heads */
   RELATTN_ERR_BAD_STRIDE = 4,         /* a stride lets rows overlap or is negative */
   RELATTN_ERR_BAD_DTYPE = 5,          /* dtype unknown or not allowed for that tensor */
-  RELATTN_ERR_BAD_SCALE = 6,          /* softmax scale not finite */
+  RELATTN_ERR_BAD_SCALE = 6,          /* softmax scale not finite or beyond 2^127 */
   RELATTN_ERR_BAD_BIAS_KIND = 7,      /* unknown position scheme */
   RELATTN_ERR_BAD_BIAS_PARAMETER = 8, /* slopes, buckets, distances, Shaw k out of range */
   RELATTN_ERR_BAD_MASK = 9,           /* window or valid key count out of range */
@@ -148,6 +148,14 @@ typedef struct relattn_positions {
 } relattn_positions;
 
 /* ------------------------------------------------------- position schemes */
+
+/* Every bias value a scheme holds (ALiBi slopes, table entries, a T5 int8
+ * table's scale times 127) and the softmax scale: finite with |x| <= 2^127
+ * (RELATTN_ERR_BAD_BIAS_PARAMETER / RELATTN_ERR_BAD_SCALE), as scores are
+ * kept in log2 units in f32. What is not checked: the content score itself,
+ * |scale * q . k| (or q . a), must stay below 2^127 too, else the rows it
+ * reaches come out NaN (|q|, |k| <= 1e18 with the default scale at head_dim
+ * 256 keep it below). */
 
 typedef enum relattn_bias_kind {
   RELATTN_BIAS_NONE = 0,
@@ -336,7 +344,7 @@ typedef struct relattn_attention_desc {
   relattn_tensor q, k, v;
   relattn_output o;
   relattn_positions q_pos, k_pos;
-  /* Multiplies q . k. 0 means the default 1 / sqrt(head_dim); must be finite. */
+  /* Multiplies q . k. 0 means the default 1 / sqrt(head_dim); finite, |scale| <= 2^127. */
   float scale;
   relattn_bias bias;
   /* Rotary embedding of q and k (pairing NONE: off). With kv_cache, must equal

@@ -2,7 +2,8 @@
 #include <cinttypes>
 #include <cmath>
 
-#include "lib/common/dtype.h"
+#include "lib/api/validate_memory.h"
+#include "lib/api/validate_tensor.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
 #include "lib/common/quantize_row.h"
@@ -16,24 +17,15 @@ float ElementOf(const relattn_tensor& t, int64_t index) {
                                 : static_cast<const float*>(t.data)[index];
 }
 
-}  // namespace
-}  // namespace relattn
-
-extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t n_tokens,
-                                              int32_t n_heads, int32_t dim, int8_t* out,
-                                              float* out_scales, relattn_tensor* quantized) {
-  using relattn::Fail;
+relattn_status CheckArguments(const relattn_tensor* src, int64_t n_tokens, int32_t n_heads,
+                              int32_t dim, const int8_t* out, const float* out_scales,
+                              const relattn_tensor* quantized) {
   if (!src) return Fail(RELATTN_ERR_NULL_ARGUMENT, "src is NULL");
-  if (!src->data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "src->data is NULL");
   if (!out) return Fail(RELATTN_ERR_NULL_ARGUMENT, "out is NULL");
   if (!out_scales) return Fail(RELATTN_ERR_NULL_ARGUMENT, "out_scales is NULL");
   if (!quantized) return Fail(RELATTN_ERR_NULL_ARGUMENT, "quantized is NULL");
-  if (src->dtype != RELATTN_F32 && src->dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "src->dtype = %d: must be RELATTN_F32 or RELATTN_F16",
-                static_cast<int>(src->dtype));
-  }
-  if (n_tokens < 1) {
-    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_tokens = %" PRId64 ": must be >= 1", n_tokens);
+  if (n_tokens < 1 || n_tokens > RELATTN_MAX_TOKENS) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION, "n_tokens = %" PRId64 ": must be in 1..2^40", n_tokens);
   }
   if (n_heads < 1 || n_heads > RELATTN_MAX_HEADS) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "n_heads = %d: must be in 1..%d", n_heads,
@@ -42,36 +34,19 @@ extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t
   if (dim < 1 || dim > RELATTN_MAX_HEAD_DIM) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "dim = %d: must be in 1..%d", dim, RELATTN_MAX_HEAD_DIM);
   }
-  if (src->token_stride < 0 || src->head_stride < 0 || (n_tokens > 1 && src->token_stride == 0) ||
-      (n_heads > 1 && src->head_stride == 0)) {
-    return Fail(RELATTN_ERR_BAD_STRIDE,
-                "src strides (%" PRId64 ", %" PRId64
-                "): must be > 0 where there is more than "
-                "one token / head",
-                src->token_stride, src->head_stride);
-  }
-  const size_t elem_bytes = static_cast<size_t>(relattn::DtypeBytes(src->dtype));
-  if (reinterpret_cast<uintptr_t>(src->data) % elem_bytes != 0) {
-    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "src->data = %p: must be aligned to %zu bytes",
-                src->data, elem_bytes);
-  }
-  if (reinterpret_cast<uintptr_t>(out_scales) % sizeof(float) != 0) {
-    return Fail(RELATTN_ERR_BAD_ALIGNMENT, "out_scales = %p: must be aligned to 4 bytes",
-                static_cast<void*>(out_scales));
-  }
-  int64_t last, head_part;  // index of the last element read
-  if (__builtin_mul_overflow(n_tokens - 1, src->token_stride, &last) ||
-      __builtin_mul_overflow(int64_t{n_heads} - 1, src->head_stride, &head_part) ||
-      __builtin_add_overflow(last, head_part, &last) ||
-      __builtin_add_overflow(last, int64_t{dim} - 1, &last)) {
-    return Fail(RELATTN_ERR_BAD_STRIDE, "src strides: the last element index overflows int64");
-  }
-  // Every element is checked before the first write.
+  relattn_status s = CheckTensor("src", *src, n_tokens, n_heads, dim, "it is quantised already");
+  if (s == RELATTN_OK) s = CheckAligned("out_scales", out_scales, sizeof(float));
+  return s;
+}
+
+// Every element of src finite (checked before the first write).
+relattn_status CheckFiniteRows(const relattn_tensor& src, int64_t n_tokens, int32_t n_heads,
+                               int32_t dim) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int32_t h = 0; h < n_heads; ++h) {
-      const int64_t first = t * src->token_stride + h * src->head_stride;
+      const int64_t first = t * src.token_stride + h * src.head_stride;
       for (int32_t e = 0; e < dim; ++e) {
-        const float x = relattn::ElementOf(*src, first + e);
+        const float x = ElementOf(src, first + e);
         if (!std::isfinite(x)) {
           return Fail(RELATTN_ERR_NON_FINITE,
                       "src element (token %" PRId64 ", head %d, %d) = %g: must be finite", t, h, e,
@@ -79,6 +54,20 @@ extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t
         }
       }
     }
+  }
+  return RELATTN_OK;
+}
+
+}  // namespace
+}  // namespace relattn
+
+extern "C" relattn_status relattn_quantize_i8(const relattn_tensor* src, int64_t n_tokens,
+                                              int32_t n_heads, int32_t dim, int8_t* out,
+                                              float* out_scales, relattn_tensor* quantized) {
+  relattn_status s;
+  if ((s = relattn::CheckArguments(src, n_tokens, n_heads, dim, out, out_scales, quantized)) ||
+      (s = relattn::CheckFiniteRows(*src, n_tokens, n_heads, dim))) {
+    return s;
   }
   float row[RELATTN_MAX_HEAD_DIM];
   for (int64_t t = 0; t < n_tokens; ++t) {

@@ -74,11 +74,19 @@ relattn_status CheckPositions(const relattn_attention_desc& d, int64_t* k_min_ou
   return RELATTN_OK;
 }
 
-relattn_status CheckFinite(const char* name, const float* values, int64_t n) {
+// Scores and biases are kept in log2 units in f32: a value v becomes
+// v * log2(e), finite for |v| <= 2^127 (a product of a table scale and an
+// int8 entry included).
+inline constexpr float kMaxBiasMagnitude = 0x1p127f;
+
+// values[0, n) finite and |values[i]| * per_unit <= 2^127.
+relattn_status CheckBiasValues(const char* name, const float* values, int64_t n,
+                               float per_unit = 1.0f) {
   for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(values[i])) {
-      return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER, "%s[%" PRId64 "] = %g: must be finite", name, i,
-                  (double)values[i]);
+    if (!std::isfinite(values[i]) || std::fabs(values[i]) * per_unit > kMaxBiasMagnitude) {
+      return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
+                  "%s[%" PRId64 "] = %g: must be finite%s, |x| <= 2^127 (kept in log2 units)", name,
+                  i, (double)values[i], per_unit != 1.0f ? " and, times 127," : " and");
     }
   }
   return RELATTN_OK;
@@ -89,7 +97,7 @@ relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
     if (const relattn_status s = CheckAligned("bias.alibi.slopes", a.slopes, sizeof(float))) {
       return s;
     }
-    return CheckFinite("bias.alibi.slopes", a.slopes, n_heads);
+    return CheckBiasValues("bias.alibi.slopes", a.slopes, n_heads);
   }
   if (!(std::isfinite(a.max_bias) && a.max_bias > 0.0f)) {
     return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
@@ -112,7 +120,7 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
     return s;
   }
   switch (t.table_dtype) {
-    case RELATTN_F32: return CheckFinite("bias.t5.table", (const float*)t.table, n);
+    case RELATTN_F32: return CheckBiasValues("bias.t5.table", (const float*)t.table, n);
     case RELATTN_F16: {
       const uint16_t* bits = (const uint16_t*)t.table;
       for (int64_t i = 0; i < n; ++i) {
@@ -128,7 +136,7 @@ relattn_status CheckT5(const relattn_t5& t, int32_t n_heads) {
         return Fail(RELATTN_ERR_NULL_ARGUMENT,
                     "bias.t5.table_scales is NULL: required for an I8 table");
       }
-      return CheckFinite("bias.t5.table_scales", t.table_scales, n_heads);
+      return CheckBiasValues("bias.t5.table_scales", t.table_scales, n_heads, 127.0f);
     default: break;  // out-of-range values: handled below
   }
   return Fail(RELATTN_ERR_BAD_DTYPE, "bias.t5.table_dtype = %d: must be F32, F16 or I8",
@@ -142,7 +150,7 @@ relattn_status CheckShaw(const relattn_shaw& sh, int32_t n_heads) {
   relattn_status s = CheckRange("bias.shaw.k", sh.k, 0, 16384, RELATTN_ERR_BAD_BIAS_PARAMETER);
   if (s == RELATTN_OK) s = CheckAligned("bias.shaw.table", sh.table, sizeof(float));
   if (s != RELATTN_OK) return s;
-  return CheckFinite("bias.shaw.table", sh.table, (int64_t)n_heads * (2 * sh.k + 1));
+  return CheckBiasValues("bias.shaw.table", sh.table, (int64_t)n_heads * (2 * sh.k + 1));
 }
 
 relattn_status CheckShawVector(const relattn_shaw_vector& sv, int32_t n_heads, int32_t head_dim) {
@@ -155,7 +163,7 @@ relattn_status CheckShawVector(const relattn_shaw_vector& sv, int32_t n_heads, i
   if (s == RELATTN_OK) s = CheckAligned("bias.shaw_vector.table", sv.table, sizeof(float));
   if (s != RELATTN_OK) return s;
   const int64_t tables = sv.per_head ? n_heads : 1;
-  return CheckFinite("bias.shaw_vector.table", sv.table, tables * (2 * sv.k + 1) * head_dim);
+  return CheckBiasValues("bias.shaw_vector.table", sv.table, tables * (2 * sv.k + 1) * head_dim);
 }
 
 relattn_status CheckBias(const relattn_bias& b, int32_t n_heads, int32_t head_dim) {
@@ -244,8 +252,10 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   const relattn_attention_desc& d = *desc;
   relattn_status s;
   if ((s = CheckShape(d)) || (s = CheckIo(d, d.v_head_dim ? d.v_head_dim : d.head_dim))) return s;
-  if (!std::isfinite(d.scale)) {
-    return Fail(RELATTN_ERR_BAD_SCALE, "scale = %g: must be finite (0 = 1/sqrt(head_dim))",
+  if (!std::isfinite(d.scale) || std::fabs(d.scale) > kMaxBiasMagnitude) {
+    return Fail(RELATTN_ERR_BAD_SCALE,
+                "scale = %g: must be finite, |scale| <= 2^127 (scores are kept in log2 units; 0 = "
+                "1/sqrt(head_dim))",
                 (double)d.scale);
   }
   int64_t k_min = 0, k_max = 0;

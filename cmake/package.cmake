@@ -11,7 +11,7 @@ add_library(relattn_shared SHARED ${PROJECT_SOURCE_DIR}/cmake/shared_library.c)
 target_link_libraries(relattn_shared PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,relattn>")
 target_include_directories(relattn_shared
   PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:include>)
-target_link_options(relattn_shared PRIVATE -Wl,--no-undefined -Wl,--gc-sections)
+target_link_options(relattn_shared PRIVATE -Wl,--no-undefined)
 set_target_properties(relattn_shared PROPERTIES OUTPUT_NAME relattn EXPORT_NAME relattn
   VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}
   C_VISIBILITY_PRESET hidden)

@@ -116,9 +116,11 @@ typedef enum relattn_dtype {
  * in decode (n_q <= 7) over a KV cache with I8 keys (which quantises each
  * query row as relattn_quantize_i8 would, after RoPE, and uses that row for
  * every product: q . k and the Shaw vector form's q . a), the int8 products
- * are summed exactly (integers
- * below 2^24, exact in f32 and int32 alike): the same bits on every SIMD
- * path. Float Q with I8 K multiplies in f32; RoPE rotates the values, which
+ * are summed exactly (integers below 2^24, exact in f32 and int32 alike):
+ * every SIMD target gets the same integer scores, and on one target the
+ * integer ISA kernels (VNNI, vpmaddwd, SDOT) and the portable path give the
+ * same output bits (across targets the softmax rounds apart, within the
+ * bound). Float Q with I8 K multiplies in f32; RoPE rotates the values, which
  * then are no longer integers. */
 typedef struct relattn_tensor {
   const void* data;

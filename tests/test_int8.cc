@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "hwy/targets.h"
-#include "lib/reference/reference.h"
 #include "lib/reference/bounds.h"
+#include "lib/reference/reference.h"
 #include "tests/attention_case.h"
 #if defined(RELATTN_HAVE_X86_INT_DOT)
 #include "ports/x86/madd_scores.h"

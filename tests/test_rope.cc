@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "lib/common/f16.h"
-#include "lib/reference/reference.h"
 #include "lib/reference/bounds.h"
+#include "lib/reference/reference.h"
 #include "tests/attention_case.h"
 
 namespace relattn_test {

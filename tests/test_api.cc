@@ -120,7 +120,7 @@ std::vector<BadInput> BadInputs() {
       {"bias.kind negative", [](D& d) { d.bias.kind = relattn_bias_kind(-1); },
        RELATTN_ERR_BAD_BIAS_KIND, "bias.kind = -1"},
       {"rope.pairing negative", [](D& d) { d.rope.pairing = relattn_rope_pairing(-2); },
-       RELATTN_ERR_BAD_BIAS_PARAMETER, "pairing = -2"},
+       RELATTN_ERR_BAD_ROPE, "pairing = -2"},
       {"k.dtype int8 without scales", [](D& d) { d.k.dtype = RELATTN_I8; },
        RELATTN_ERR_NULL_ARGUMENT, "k.row_scales is NULL"},
       {"q int8 with float k",
@@ -363,7 +363,9 @@ TEST_CASE("status strings: every int is a status value, unknown ones say so") {
   CHECK(std::string(relattn_status_string(RELATTN_ERR_OVERLAP)) == "output overlaps an input");
   CHECK(std::string(relattn_status_string(RELATTN_ERR_BUSY)) ==
         "KV cache busy with another append");
-  for (int v : {-1, 20, -2147483647 - 1, 2147483647}) {
+  CHECK(std::string(relattn_status_string(RELATTN_ERR_VALUE_RANGE)) ==
+        "values too large for f32 scores");
+  for (int v : {-1, 22, -2147483647 - 1, 2147483647}) {
     CHECK(std::string(relattn_status_string(relattn_status(v))) == "unknown status");
   }
 }

@@ -47,7 +47,7 @@ CaseSpec RandomSpec(std::mt19937& rng, int index) {
   s.window = pick({0, 0, 9});
   s.q_start = s.n_kv - s.n_q > 0 ? s.n_kv - s.n_q : 0;
   s.int8_qk = int(pick({0, 0, 1, 2}));
-  if (pick({0, 0, 0, 1}) && s.head_dim % 2 == 0) s.rope = {RELATTN_ROPE_HALVES, 0, 0.0f, 0.0f};
+  if (pick({0, 0, 0, 1}) && s.head_dim % 2 == 0) s.rope = {RELATTN_ROPE_HALVES, 0, 0.0f, 0.0f, {}};
   return s;
 }
 

@@ -386,4 +386,35 @@ TEST_CASE("concurrent appends to one cache: each stores its token or fails BUSY"
   MESSAGE("appends stored ", stored.load(), ", refused as busy ", busy.load());
 }
 
+// The cache records the largest |K| and |V| it stored: a call whose q would
+// overflow against them fails before writing; a clear forgets them.
+TEST_CASE("value range over a cache: the maxima recorded at append, reset by clear") {
+  for (relattn_dtype dtype : {RELATTN_F32, RELATTN_F16}) {
+    CAPTURE(dtype);
+    std::mt19937 rng(11);
+    Tokens tokens = RandomTokens(rng, 8, false);
+    Cache cache(32, dtype, false);
+    REQUIRE(cache.Append(tokens, 0, 8) == RELATTN_OK);
+    Run run = MakeRun(rng, 1, 8, RELATTN_BIAS_NONE);
+    run.desc.kv_cache = cache.get();
+    run.q[3] = 3e35f;  // |q| 3e35 x |k| <= 1 x 24 / sqrt(24): inside 2^125
+    Attend(run.desc);
+    tokens.k[5] = dtype == RELATTN_F16 ? 60000.0f : 1e10f;  // token 0 again, now huge
+    relattn_kv_cache_clear(cache.get());
+    REQUIRE(cache.Append(tokens, 0, 8) == RELATTN_OK);
+    std::vector<float> out(size_t(kHeads) * kDim, 7.0f);
+    relattn_attention_desc desc = run.desc;
+    desc.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, kHeads, kDim);
+    relattn::Workspace ws;
+    const relattn::Status s = relattn::Attention(desc, ws, nullptr);
+    CHECK(s.code == RELATTN_ERR_VALUE_RANGE);
+    CHECK(s.ToString().find("max|q| * max|k|") != std::string::npos);
+    CHECK(std::all_of(out.begin(), out.end(), [](float x) { return x == 7.0f; }));
+    tokens.k[5] = 0.5f;
+    relattn_kv_cache_clear(cache.get());
+    REQUIRE(cache.Append(tokens, 0, 8) == RELATTN_OK);
+    Attend(run.desc);
+  }
+}
+
 }  // namespace

@@ -6,6 +6,7 @@
 //    biases compute without overflow, matching the fp64 reference.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -154,6 +155,71 @@ TEST_CASE("zero ALiBi slopes and all-zero T5 tables equal no bias") {
     REQUIRE(c.Run(&t5zero) == RELATTN_OK);
     CHECK(alibi0 == none);
     CHECK(t5zero == none);
+  }
+}
+
+// Runs c expecting RELATTN_ERR_VALUE_RANGE with `term` in the message and
+// the output untouched.
+void CheckValueRangeFails(Case& c, const std::string& term) {
+  std::vector<uint8_t> out;
+  REQUIRE(c.Run(&out) == RELATTN_ERR_VALUE_RANGE);
+  const std::string message = relattn_last_error();
+  INFO(message);
+  CHECK(message.rfind(term + " = ", 0) == 0);
+  CHECK(std::all_of(out.begin(), out.end(), [](uint8_t b) { return b == 0xff; }));
+}
+
+TEST_CASE("finite inputs whose scores or sums would overflow f32 fail, writing nothing") {
+  for (int64_t n_q : {int64_t(40), int64_t(3)}) {
+    CaseSpec spec = Base(n_q);
+    {  // |q|, |k| = 1e20: scale * d * 1e40 ~ 4.5e40
+      Case c(spec);
+      c.SetInput('q', 1, 0, 2, 1e20f);
+      c.SetInput('k', 7, 1, 5, -1e20f);
+      CheckValueRangeFails(c, "|scale| * head_dim * max|q| * max|k|");
+    }
+    {  // one huge q alone
+      Case c(spec);
+      c.SetInput('q', 0, 3, 0, 3e38f);
+      CheckValueRangeFails(c, "max|q|");
+    }
+    {  // n_kv * max|v| = 150 * 1e36
+      Case c(spec);
+      c.SetInput('v', 9, 0, 1, 1e36f);
+      CheckValueRangeFails(c, "n_kv * max|v|");
+    }
+    {  // the Shaw vector table's entries count with k's
+      CaseSpec sv = spec;
+      sv.scheme = RELATTN_BIAS_SHAW_VECTOR;
+      sv.shaw_k = 4;
+      Case c(sv);
+      c.SetInput('q', 1, 0, 2, 1e19f);
+      const float* table = c.desc().bias.shaw_vector.table;
+      const_cast<float*>(table)[3] = 1e19f;
+      CheckValueRangeFails(c, "|scale| * head_dim * max|q| * (max|k| + max|a|)");
+    }
+  }
+}
+
+TEST_CASE("inputs just inside the value range match the reference; NaN does not count") {
+  for (int64_t n_q : {int64_t(40), int64_t(3)}) {
+    CaseSpec spec = Base(n_q);
+    // scale * d * |q| * |k| = 20^-0.5 * 20 * 1e36 ~ 4.5e36 <= 2^125 ~ 4.3e37:
+    // the key with the huge score takes the whole weight, as in fp64.
+    CheckCase(
+        spec,
+        [&](Case& c) {
+          c.SetInput('q', 1, 0, 2, 1e18f);
+          c.SetInput('k', 0, 0, 2, 1e18f);
+          c.SetInput('q', 2, 1, 2, -1e18f);
+          c.SetInput('v', 4, 1, 0, 1e34f);  // 150 * 1e34 <= 2^125
+        },
+        1e34 * 5e-6);
+    Case c(spec);  // a NaN beside huge values poisons; it is not a maximum
+    c.SetInput('q', 0, 0, 0, NAN);
+    c.SetInput('k', 3, 0, 0, INFINITY);
+    std::vector<uint8_t> out;
+    CHECK(c.Run(&out) == RELATTN_OK);
   }
 }
 

@@ -27,7 +27,7 @@ WorstErrors error_log("rope");
 
 relattn_rope Rope(relattn_rope_pairing pairing, int32_t rotary_dims = 0, float base = 0.0f,
                   float linear_scale = 0.0f) {
-  return relattn_rope{pairing, rotary_dims, base, linear_scale};
+  return relattn_rope{pairing, rotary_dims, base, linear_scale, {}};
 }
 
 // Runs spec on every target against the reference; returns the worst error.
@@ -268,7 +268,7 @@ TEST_CASE("rope: bad parameters fail with a message naming the field and write n
     Case c(s);
     std::vector<uint8_t> out;
     INFO(b.message);
-    CHECK(c.Run(&out) == RELATTN_ERR_BAD_BIAS_PARAMETER);
+    CHECK(c.Run(&out) == RELATTN_ERR_BAD_ROPE);
     CHECK(std::string(relattn_last_error()).find(b.message) != std::string::npos);
     CHECK(std::all_of(out.begin(), out.end(), [](uint8_t x) { return x == 0xff; }));
   }
@@ -304,16 +304,16 @@ TEST_CASE("rope: the attention's rope must equal the KV cache's") {
   size_t bytes = 0;
   CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_OK);
   d.rope.base = 500000.0f;
-  CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_ERR_BAD_BIAS_PARAMETER);
+  CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_ERR_BAD_ROPE);
   CHECK(std::string(relattn_last_error()).find("kv_cache's rope") != std::string::npos);
   d.rope = Rope(RELATTN_ROPE_NONE);
-  CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_ERR_BAD_BIAS_PARAMETER);
+  CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_ERR_BAD_ROPE);
   // The defaults resolve: base 10000 and rotary_dims = head_dim spelled out.
   d.rope = Rope(RELATTN_ROPE_HALVES, 8, 10000.0f, 1.0f);
   CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_OK);
   // A cache's own rope is validated at size / init, its positions at append.
   relattn_kv_cache_desc cd{1, 8, 0, 16, RELATTN_F32, RELATTN_F32, 0, Rope(RELATTN_ROPE_HALVES, 5)};
-  CHECK(relattn_kv_cache_size(&cd, &bytes) == RELATTN_ERR_BAD_BIAS_PARAMETER);
+  CHECK(relattn_kv_cache_size(&cd, &bytes) == RELATTN_ERR_BAD_ROPE);
   CHECK(std::string(relattn_last_error()).find("rope.rotary_dims = 5") != std::string::npos);
 }
 

@@ -65,7 +65,7 @@ TEST_CASE("shaw vector: with RoPE, and with int8 Q and K") {
       spec.n_heads = 4;
       spec.n_kv_heads = 1;
       spec.causal = true;
-      if (variant & 1) spec.rope = relattn_rope{RELATTN_ROPE_HALVES, 0, 0.0f, 0.0f};
+      if (variant & 1) spec.rope = relattn_rope{RELATTN_ROPE_HALVES, 0, 0.0f, 0.0f, {}};
       if (variant & 2) spec.int8_qk = 2;
       Check(spec);
     }

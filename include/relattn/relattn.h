@@ -70,14 +70,16 @@ typedef enum relattn_status {
   RELATTN_ERR_POSITION_OVERFLOW =
       10, /* a difference of two positions (either order) overflows int64 */
   RELATTN_ERR_WORKSPACE_TOO_SMALL = 11,
-  RELATTN_ERR_BAD_THREADS = 12,              /* thread count < 1 or no parallel_for */
-  RELATTN_ERR_UNSUPPORTED = 13,              /* valid but not implemented (e.g. int8 v) */
-  RELATTN_ERR_BAD_ALIGNMENT = 14,            /* workspace or cache memory misaligned */
-  RELATTN_ERR_CACHE_FULL = 15,               /* append past the capacity of a non-ring KV cache */
-  RELATTN_ERR_OVERLAP = 16,                  /* the output's memory overlaps an input's */
-  RELATTN_ERR_NON_FINITE = 17,               /* a value to quantise is a NaN or an infinity */
-  RELATTN_ERR_BAD_CACHE = 18,                /* not a KV cache relattn_kv_cache_init laid out */
-  RELATTN_ERR_BUSY = 19,                     /* another call is appending to the same KV cache */
+  RELATTN_ERR_BAD_THREADS = 12,   /* thread count < 1 or no parallel_for */
+  RELATTN_ERR_UNSUPPORTED = 13,   /* valid but not implemented (e.g. int8 v) */
+  RELATTN_ERR_BAD_ALIGNMENT = 14, /* workspace or cache memory misaligned */
+  RELATTN_ERR_CACHE_FULL = 15,    /* append past the capacity of a non-ring KV cache */
+  RELATTN_ERR_OVERLAP = 16,       /* the output's memory overlaps an input's */
+  RELATTN_ERR_NON_FINITE = 17,    /* a value to quantise is a NaN or an infinity */
+  RELATTN_ERR_BAD_CACHE = 18,     /* not a KV cache relattn_kv_cache_init laid out */
+  RELATTN_ERR_BUSY = 19,          /* another call is appending to the same KV cache */
+  RELATTN_ERR_VALUE_RANGE = 20, /* finite inputs so large that scores or sums would overflow f32 */
+  RELATTN_ERR_BAD_ROPE = 21,    /* a RoPE field (pairing, dims, base, scaling) out of range */
   RELATTN_STATUS_MIN_ENUM = -0x7fffffff - 1, /* any int is a valid value (status_string) */
   RELATTN_STATUS_MAX_ENUM = 0x7fffffff
 } relattn_status;
@@ -151,13 +153,21 @@ typedef struct relattn_positions {
 
 /* ------------------------------------------------------- position schemes */
 
-/* Every bias value a scheme holds (ALiBi slopes, table entries, a T5 int8
- * table's scale times 127) and the softmax scale: finite with |x| <= 2^127
- * (RELATTN_ERR_BAD_BIAS_PARAMETER / RELATTN_ERR_BAD_SCALE), as scores are
- * kept in log2 units in f32. What is not checked: the content score itself,
- * |scale * q . k| (or q . a), must stay below 2^127 too, else the rows it
- * reaches come out NaN (|q|, |k| <= 1e18 with the default scale at head_dim
- * 256 keep it below). */
+/* Value range. Every bias value a scheme holds (ALiBi slopes, table
+ * entries, a T5 int8 table's scale times 127) and the softmax scale: finite
+ * with |x| <= 2^127 (RELATTN_ERR_BAD_BIAS_PARAMETER / RELATTN_ERR_BAD_SCALE),
+ * as scores are kept in log2 units in f32. The content scores and the P.V
+ * sums must stay in f32 too: with each maximum over the finite elements
+ * (NaN and infinities propagate to the rows they reach, as in exact
+ * arithmetic), a call needs
+ *   |scale| * head_dim * max|q| * (max|k| + max|a|) <= 2^125,
+ *   n_kv * max|v| <= 2^125, and max|q|, max|k| <= 2^125
+ * (a: the Shaw vector table; an I8 tensor's max is 127 x its largest row
+ * scale), else it fails with RELATTN_ERR_VALUE_RANGE and writes nothing.
+ * Every call scans q; it scans f32 k and v (f16 ones only when 65504 does
+ * not already meet the bound), one read of each; over a KV cache it uses the
+ * maxima the cache recorded as tokens were appended (since the last clear).
+ * For scale 1 / sqrt(256), |q|, |k| <= 1e18 always pass. */
 
 typedef enum relattn_bias_kind {
   RELATTN_BIAS_NONE = 0,
@@ -221,12 +231,16 @@ typedef struct relattn_bias {
 /* ------------------------------------------------------------------ RoPE */
 
 /* Rotary position embedding, fused: q and k are rotated by the angle
- * (p / linear_scale) * theta_i, theta_i = base^(-2i / rotary_dims), in each
- * of the rotary_dims / 2 pairs of dimensions i, so that q . k depends on
- * p_q - p_k only. The pairs are (2i, 2i + 1) (INTERLEAVED: GPT-J, ggml mode
- * 0) or (i, i + rotary_dims / 2) (HALVES: GPT-NeoX, Llama, HF
- * rotate_half); dimensions >= rotary_dims are not rotated (partial rotary).
- * Rotation r(x, a) of a pair (x0, x1): (x0 cos a - x1 sin a, x0 sin a + x1 cos a).
+ * p * theta_i in each of the rotary_dims / 2 pairs of dimensions i, so that
+ * q . k depends on p_q - p_k only. theta_i comes from the scaling family
+ * (relattn_rope_scaling; default theta_i = base^(-2i / rotary_dims)), then
+ * is divided by linear_scale. The pairs are (2i, 2i + 1) (INTERLEAVED:
+ * GPT-J, ggml mode 0) or (i, i + rotary_dims / 2) (HALVES: GPT-NeoX, Llama,
+ * HF rotate_half); dimensions >= rotary_dims are not rotated (partial
+ * rotary). Rotation r(x, a) of a pair (x0, x1):
+ * g * (x0 cos a - x1 sin a, x0 sin a + x1 cos a), g the family's attention
+ * factor (1 unless YaRN / longrope / given: HF multiplies cos and sin by it,
+ * so the rotated part of q . k scales by g^2).
  * Q is rotated as it is loaded into the query block, K when it is packed
  * for prefill or appended to a KV cache; angles are reduced in double from
  * the exact int64 position, so position 10^9 keeps the accuracy of 10^3.
@@ -239,11 +253,67 @@ typedef enum relattn_rope_pairing {
   RELATTN_ROPE_PAIRING_MAX_ENUM = 0x7fffffff
 } relattn_rope_pairing;
 
+/* RoPE frequency families, as HF transformers' rope_type values define them
+ * (d = rotary_dims, theta0_i = base^(-2i / d), i < d / 2), each computed in
+ * double once per call (or once per KV cache):
+ *  NONE      theta_i = theta0_i (HF "default").
+ *  LINEAR    theta0_i / factor (HF "linear"; the same as linear_scale).
+ *  NTK       static NTK-aware: base * factor^(d / (d - 2)) in place of base
+ *            (d >= 4).
+ *  LLAMA3    with wavelength w_i = 2 pi / theta0_i, L = original_max_position:
+ *            theta0_i where w_i < L / high_freq_factor; theta0_i / factor
+ *            where w_i > L / low_freq_factor; between, the blend
+ *            (1 - s) theta0_i / factor + s theta0_i,
+ *            s = (L / w_i - low_freq_factor) / (high_freq_factor - low_freq_factor).
+ *  YARN      with c(b) = d ln(L / (2 pi b)) / (2 ln base), lo = max(floor(c(beta_fast)), 0),
+ *            hi = min(ceil(c(beta_slow)), d - 1) (no_truncate: not rounded),
+ *            r_i = clamp((i - lo) / (hi - lo), 0, 1) (hi += 0.001 if equal):
+ *            theta_i = r_i theta0_i / factor + (1 - r_i) theta0_i; attention
+ *            factor default 0.1 ln(factor) + 1 (1 if factor <= 1).
+ *  LONGROPE  theta_i = theta0_i / f_i, f = long_factor if sequence_length >
+ *            original_max_position, else short_factor; attention factor
+ *            default sqrt(1 + ln(s) / ln(original_max_position)),
+ *            s = max_position / original_max_position (1 if s <= 1).
+ *  INV_FREQ  theta_i = inv_freq[i], the caller's table (any other family).
+ * attention_factor (any family): 0 means the family's default (1 but for
+ * YARN and LONGROPE); else finite and > 0. Fields a family does not use must
+ * be 0 / NULL. Each bad field fails with RELATTN_ERR_BAD_ROPE naming it. */
+typedef enum relattn_rope_scaling_type {
+  RELATTN_ROPE_SCALING_NONE = 0,
+  RELATTN_ROPE_SCALING_LINEAR = 1,
+  RELATTN_ROPE_SCALING_NTK = 2,
+  RELATTN_ROPE_SCALING_LLAMA3 = 3,
+  RELATTN_ROPE_SCALING_YARN = 4,
+  RELATTN_ROPE_SCALING_LONGROPE = 5,
+  RELATTN_ROPE_SCALING_INV_FREQ = 6,
+  RELATTN_ROPE_SCALING_MIN_ENUM = -0x7fffffff - 1, /* as relattn_dtype's: any int is valid */
+  RELATTN_ROPE_SCALING_MAX_ENUM = 0x7fffffff
+} relattn_rope_scaling_type;
+
+typedef struct relattn_rope_scaling {
+  relattn_rope_scaling_type type;
+  float factor;           /* LINEAR, NTK, LLAMA3, YARN: finite, > 0 */
+  float low_freq_factor;  /* LLAMA3: finite, > 0 */
+  float high_freq_factor; /* LLAMA3: finite, > low_freq_factor */
+  float beta_fast;        /* YARN: finite, > 0; 0 means 32 */
+  float beta_slow;        /* YARN: finite, > 0; 0 means 1 */
+  int no_truncate;        /* YARN: 1 keeps lo and hi unrounded (HF truncate=False, gpt-oss) */
+  float attention_factor; /* any: 0 means the family's default */
+  /* LLAMA3, YARN, LONGROPE: the context the model was trained at, 1..2^40. */
+  int64_t original_max_position;
+  int64_t max_position;       /* LONGROPE: max_position_embeddings, 0..2^40 (0: no extension) */
+  int64_t sequence_length;    /* LONGROPE: the length the caller serves, 0..2^40 (0: short) */
+  const double* short_factor; /* LONGROPE: [rotary_dims / 2], finite, > 0 */
+  const double* long_factor;  /* LONGROPE: [rotary_dims / 2], finite, > 0 */
+  const double* inv_freq;     /* INV_FREQ: [rotary_dims / 2], finite, > 0 */
+} relattn_rope_scaling;
+
 typedef struct relattn_rope {
   relattn_rope_pairing pairing;
   int32_t rotary_dims; /* even, 2..head_dim; 0 means head_dim (which must be even) */
   float base;          /* theta base > 1, finite; 0 means 10000 */
-  float linear_scale; /* positions are divided by it (linear scaling), >= 1e-6, finite; 0 means 1 */
+  float linear_scale;  /* theta is divided by it (positions by it), >= 1e-6, finite; 0 means 1 */
+  relattn_rope_scaling scaling; /* zero: NONE */
 } relattn_rope;
 
 /* ------------------------------------------------------------------ masks */

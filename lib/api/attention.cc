@@ -8,6 +8,7 @@
 #include "lib/api/kv_cache.h"
 #include "lib/api/validate.h"
 #include "lib/api/validate_memory.h"
+#include "lib/api/validate_range.h"
 #include "lib/common/error.h"
 #include "lib/driver/merge_splits.h"
 
@@ -159,7 +160,9 @@ relattn_status relattn_attention(const relattn_attention_desc* desc, void* works
                 workspace_bytes, needed, n_threads);
   }
   if ((s = relattn::CheckRegionApart(resolved, "workspace", workspace, needed,
-                                     /*output_only=*/false))) {
+                                     /*output_only=*/false)) ||
+      (s = relattn::CheckValueRange(resolved, plan.rope.on ? plan.rope.attention_factor : 1.0,
+                                    desc->kv_cache))) {
     return s;
   }
   relattn::FitWorkItemsToThreads(n_threads, &plan);

@@ -25,7 +25,8 @@ relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool all
               (int)dtype, allow_i8 ? " or RELATTN_I8" : "");
 }
 
-relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
+// Checks d; with rope, resolves d->rope into *rope (else leaves it).
+relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
   if (!d) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
   if (d->n_kv_heads < 1 || d->n_kv_heads > RELATTN_MAX_HEADS) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "n_kv_heads = %d: must be in 1..%d", d->n_kv_heads,
@@ -45,8 +46,7 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d) {
   }
   relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
   if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, false);
-  RopeParams rope;
-  if (s == RELATTN_OK) s = ResolveRope(d->rope, d->head_dim, "rope.", &rope);
+  if (s == RELATTN_OK && rope) s = ResolveRope(d->rope, d->head_dim, "rope.", rope);
   return s;
 }
 
@@ -138,8 +138,8 @@ relattn_status CheckAppend(const relattn_kv_cache& c, int64_t n_tokens, const re
 }
 
 // CheckDesc, and the cache's bytes fit in size_t (32-bit targets).
-relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d) {
-  if (const relattn_status s = CheckDesc(d)) return s;
+relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d, RopeParams* rope) {
+  if (const relattn_status s = CheckDesc(d, rope)) return s;
   const uint64_t total = RegionsOf(*d).total;
   if (total > SIZE_MAX) {
     return Fail(RELATTN_ERR_BAD_DIMENSION,
@@ -181,7 +181,9 @@ relattn_status CheckKvCacheMemory(const relattn_kv_cache* cache, const char* wha
 // no append runs: an append changes them).
 relattn_status CheckKvCacheHeader(const relattn_kv_cache* cache, const char* what) {
   const relattn_kv_cache_desc& d = cache->desc;
-  if (CheckDescAndSize(&d) != RELATTN_OK || d.v_head_dim == 0 || cache->length < 0 ||
+  if (CheckDescAndSize(&d, nullptr) != RELATTN_OK || d.v_head_dim == 0 ||
+      !PlausibleRope(cache->rope, d.head_dim) ||
+      cache->rope.on != (d.rope.pairing != RELATTN_ROPE_NONE) || cache->length < 0 ||
       cache->length > d.capacity || cache->next_slot < 0 || cache->next_slot >= d.capacity ||
       (cache->length < d.capacity && cache->next_slot != cache->length)) {
     return Fail(RELATTN_ERR_BAD_CACHE,
@@ -220,14 +222,16 @@ extern "C" {
 
 relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* desc, size_t* cache_bytes) {
   if (!cache_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache_bytes is NULL");
-  if (const relattn_status s = relattn::CheckDescAndSize(desc)) return s;
+  relattn::RopeParams rope;
+  if (const relattn_status s = relattn::CheckDescAndSize(desc, &rope)) return s;
   *cache_bytes = static_cast<size_t>(relattn::RegionsOf(*desc).total);
   return relattn::Succeed();
 }
 
 relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
                                      size_t cache_bytes, relattn_kv_cache** cache) {
-  if (const relattn_status s = relattn::CheckDescAndSize(desc)) return s;
+  relattn::RopeParams rope;
+  if (const relattn_status s = relattn::CheckDescAndSize(desc, &rope)) return s;
   if (!memory) return Fail(RELATTN_ERR_NULL_ARGUMENT, "memory is NULL");
   if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache is NULL");
   if (reinterpret_cast<uintptr_t>(memory) % RELATTN_KV_CACHE_ALIGNMENT != 0) {
@@ -243,6 +247,10 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
   *c = relattn_kv_cache{};
   c->desc = *desc;
   if (!c->desc.v_head_dim) c->desc.v_head_dim = desc->head_dim;
+  c->rope = rope;  // the tables behind desc.rope's pointers, resolved: none is kept
+  c->desc.rope.scaling.short_factor = nullptr;
+  c->desc.rope.scaling.long_factor = nullptr;
+  c->desc.rope.scaling.inv_freq = nullptr;
   c->magic = relattn::kKvCacheMagic;
   *cache = c;
   return relattn::Succeed();
@@ -257,8 +265,7 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
   }
   if ((s = relattn::CheckKvCacheHeader(cache, "cache"))) return relattn::EndAppend(cache, s);
   const relattn_kv_cache_desc& d = cache->desc;
-  relattn::RopeParams rope;
-  relattn::ResolveRope(d.rope, d.head_dim, "rope.", &rope);  // cannot fail: checked desc
+  const relattn::RopeParams& rope = cache->rope;
   if ((s = relattn::CheckAppend(*cache, n_tokens, k, v, positions, rope))) {
     return relattn::EndAppend(cache, s);
   }
@@ -288,6 +295,8 @@ void relattn_kv_cache_clear(relattn_kv_cache* cache) {
   cache->length = 0;
   cache->next_slot = 0;
   cache->next_position = 0;
+  cache->k_max_abs = 0.0f;
+  cache->v_max_abs = 0.0f;
 }
 
 }  // extern "C"
@@ -317,9 +326,12 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
                   f.cache);
     }
   }
-  if (!SameRope(desc->rope, c.rope, c.head_dim)) {
-    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
-                "rope: must equal the kv_cache's rope (its keys were rotated when appended)");
+  RopeParams rope;
+  if (const relattn_status s = ResolveRope(desc->rope, c.head_dim, "rope.", &rope)) return s;
+  if (!SameRope(rope, cache->rope)) {
+    return Fail(RELATTN_ERR_BAD_ROPE,
+                "rope: must equal the kv_cache's rope (the same pairs, thetas and "
+                "attention factor once resolved: its keys were rotated when appended)");
   }
   if (desc->k.data || desc->v.data || desc->k_pos.positions || desc->k_pos.start) {
     return Fail(RELATTN_ERR_BAD_DIMENSION,

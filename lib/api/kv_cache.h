@@ -13,11 +13,14 @@
 
 struct relattn_kv_cache {
   uint64_t magic;              // kKvCacheMagic once initialised
-  relattn_kv_cache_desc desc;  // v_head_dim resolved (never 0)
+  relattn_kv_cache_desc desc;  // v_head_dim resolved (never 0), rope's pointers NULL
   int64_t length;              // tokens held, <= capacity
   int64_t next_slot;           // slot the next token goes to, < capacity
   int64_t next_position;       // position of the next token appended without positions
   uint32_t appending;          // 1 while an append runs (atomic): a second one fails
+  float k_max_abs;             // largest |x| stored in K (after RoPE; I8: 127 x row scale)
+  float v_max_abs;             // ... in V, both since the last clear (validate_range.h)
+  relattn::RopeParams rope;    // desc.rope resolved: what K was rotated with
 };
 
 namespace relattn {

@@ -30,6 +30,12 @@ bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relat
   return finite;
 }
 
+float MaxAbs(const float* row, int64_t dim) {
+  float m = 0.0f;
+  for (int64_t e = 0; e < dim; ++e) m = std::max(m, std::fabs(row[e]));
+  return m;
+}
+
 // Stores row[0, dim) as dtype (F32 or F16) at dst + offset + e * step (elements).
 void StoreElements(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int64_t offset,
                    int64_t step) {
@@ -76,6 +82,8 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);
     }
     view.bad[h * d.capacity + slot] = finite ? 0 : 1;
+    c->k_max_abs = std::max(c->k_max_abs, MaxAbs(k_row, d.head_dim));
+    c->v_max_abs = std::max(c->v_max_abs, MaxAbs(v_row, d.v_head_dim));
     const int64_t k_offset = KeyGroupOffset(head_stride, h, slot, d.head_dim) + slot % kKeyGroup;
     if (d.k_dtype == RELATTN_I8) {
       int8_t q[RELATTN_MAX_HEAD_DIM];

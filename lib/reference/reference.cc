@@ -146,16 +146,16 @@ void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, int
 
 // Rows (token, head) of t as doubles, [n_tokens][n_heads][dim], each rotated
 // by rope (pairing NONE: as stored) at its token's position: pair i of
-// rotary_dims (default head_dim) turns by p * theta_i, theta_i =
-// base^(-2i / rotary_dims) / linear_scale in double (relattn.h's contract),
-// the product and its sin / cos in long double.
+// rotary_dims (default head_dim) turns by p * theta_i (RopeThetas) and is
+// scaled by the attention factor, the product and its sin / cos in long double.
 std::vector<double> RotatedRows(const relattn_tensor& t, const relattn_positions& pos,
                                 int64_t n_tokens, int32_t n_heads, int32_t dim,
                                 const relattn_rope& rope) {
   std::vector<double> rows(static_cast<size_t>(n_tokens) * n_heads * dim);
   const int32_t rotary = rope.rotary_dims != 0 ? rope.rotary_dims : dim;
-  const double base = rope.base != 0 ? rope.base : 10000.0;
-  const double linear_scale = rope.linear_scale != 0 ? rope.linear_scale : 1.0;
+  double gain = 1.0;
+  const std::vector<double> theta =
+      rope.pairing == RELATTN_ROPE_NONE ? std::vector<double>() : RopeThetas(rope, dim, &gain);
   for (int64_t token = 0; token < n_tokens; ++token) {
     const long double p = static_cast<long double>(Position(pos, token));
     for (int32_t h = 0; h < n_heads; ++h) {
@@ -164,9 +164,8 @@ std::vector<double> RotatedRows(const relattn_tensor& t, const relattn_positions
       if (rope.pairing == RELATTN_ROPE_NONE) continue;
       const int32_t half = rotary / 2;
       for (int32_t i = 0; i < half; ++i) {
-        const double theta = std::pow(base, -2.0 * i / rotary) / linear_scale;
-        const long double angle = p * static_cast<long double>(theta);
-        const long double c = std::cos(angle), sn = std::sin(angle);
+        const long double angle = p * static_cast<long double>(theta[i]);
+        const long double c = gain * std::cos(angle), sn = gain * std::sin(angle);
         const bool interleaved = rope.pairing == RELATTN_ROPE_INTERLEAVED;
         double& x0 = interleaved ? x[2 * i] : x[i];
         double& x1 = interleaved ? x[2 * i + 1] : x[i + half];
@@ -179,7 +178,91 @@ std::vector<double> RotatedRows(const relattn_tensor& t, const relattn_positions
   return rows;
 }
 
+constexpr double kPi = 3.14159265358979323846;
+
+// Meta's apply_scaling (llama3 RoPE) on inv_freq, in place.
+void Llama3Scaling(const relattn_rope_scaling& s, std::vector<double>& inv_freq) {
+  const double old_context_len = static_cast<double>(s.original_max_position);
+  const double low_freq_wavelen = old_context_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_context_len / s.high_freq_factor;
+  for (double& freq : inv_freq) {
+    const double wavelen = 2 * kPi / freq;
+    if (wavelen < high_freq_wavelen) {
+      // high frequency: kept
+    } else if (wavelen > low_freq_wavelen) {
+      freq = freq / s.factor;
+    } else {
+      const double smooth = (old_context_len / wavelen - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      freq = (1 - smooth) * freq / s.factor + smooth * freq;
+    }
+  }
+}
+
+// YaRN (Peng et al.; HF _compute_yarn_parameters): the blend of the
+// interpolated and extrapolated frequencies by the linear ramp mask.
+void YarnScaling(const relattn_rope_scaling& s, int32_t dim, double base,
+                 std::vector<double>& inv_freq) {
+  const double max_pos = static_cast<double>(s.original_max_position);
+  auto find_correction_dim = [&](double num_rotations) {
+    return (dim * std::log(max_pos / (num_rotations * 2 * kPi))) / (2 * std::log(base));
+  };
+  double low = find_correction_dim(s.beta_fast != 0 ? s.beta_fast : 32.0);
+  double high = find_correction_dim(s.beta_slow != 0 ? s.beta_slow : 1.0);
+  if (s.no_truncate == 0) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, dim - 1.0);
+  if (low == high) high += 0.001;
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    const double ramp = std::min(std::max((i - low) / (high - low), 0.0), 1.0);
+    const double extrapolation_factor = 1 - ramp;
+    const double interpolation = inv_freq[i] / s.factor, extrapolation = inv_freq[i];
+    inv_freq[i] = interpolation * (1 - extrapolation_factor) + extrapolation * extrapolation_factor;
+  }
+}
+
 }  // namespace
+
+std::vector<double> RopeThetas(const relattn_rope& rope, int32_t head_dim, double* gain) {
+  const relattn_rope_scaling& s = rope.scaling;
+  const int32_t dim = rope.rotary_dims != 0 ? rope.rotary_dims : head_dim;
+  double base = rope.base != 0 ? rope.base : 10000.0;
+  const double linear_scale = rope.linear_scale != 0 ? rope.linear_scale : 1.0;
+  if (s.type == RELATTN_ROPE_SCALING_NTK) base = base * std::pow(s.factor, dim / (dim - 2.0));
+  std::vector<double> inv_freq(static_cast<size_t>(dim / 2));
+  for (int32_t i = 0; i < dim / 2; ++i) inv_freq[i] = std::pow(base, -2.0 * i / dim);
+  *gain = 1.0;
+  switch (s.type) {
+    case RELATTN_ROPE_SCALING_LINEAR:
+      for (double& f : inv_freq) f = f / s.factor;
+      break;
+    case RELATTN_ROPE_SCALING_LLAMA3: Llama3Scaling(s, inv_freq); break;
+    case RELATTN_ROPE_SCALING_YARN:
+      YarnScaling(s, dim, base, inv_freq);
+      *gain = s.factor <= 1 ? 1.0 : 0.1 * std::log(s.factor) + 1.0;
+      break;
+    case RELATTN_ROPE_SCALING_LONGROPE: {
+      const double* ext =
+          s.sequence_length > s.original_max_position ? s.long_factor : s.short_factor;
+      for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = inv_freq[i] / ext[i];
+      const double factor =
+          static_cast<double>(s.max_position) / static_cast<double>(s.original_max_position);
+      *gain = factor <= 1.0
+                  ? 1.0
+                  : std::sqrt(1 + std::log(factor) /
+                                      std::log(static_cast<double>(s.original_max_position)));
+      break;
+    }
+    case RELATTN_ROPE_SCALING_INV_FREQ: inv_freq.assign(s.inv_freq, s.inv_freq + dim / 2); break;
+    default: break;
+  }
+  if (s.attention_factor != 0) *gain = s.attention_factor;
+  for (double& f : inv_freq) f = f / linear_scale;
+  return inv_freq;
+}
 
 double F16ToDouble(uint16_t bits) {
   const double sign = (bits & 0x8000) != 0 ? -1.0 : 1.0;

@@ -7,6 +7,7 @@
 #define RELATTN_LIB_REFERENCE_REFERENCE_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "relattn/relattn.h"
 
@@ -17,6 +18,11 @@ namespace relattn::reference {
 // (element = row scale * int8). A query that sees no key gets zeros.
 // Precondition: relattn_attention would accept desc; it is asserted, not validated.
 void Attention(const relattn_attention_desc& desc, double* out);
+
+// RoPE's theta_i, i < rotary_dims / 2, for rope on rows of head_dim elements, and its attention
+// factor in *gain: each family from its published definition (Meta's apply_scaling for llama3,
+// YaRN's find_correction_range and linear ramp, longrope's short / long factors), in double.
+std::vector<double> RopeThetas(const relattn_rope& rope, int32_t head_dim, double* gain);
 
 // The value of an IEEE binary16 bit pattern, from its sign, exponent and fraction fields.
 double F16ToDouble(uint16_t bits);

@@ -1,9 +1,11 @@
 #include "lib/rope/rope.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 
 #include "lib/common/error.h"
+#include "lib/rope/rope_scaling.h"
 
 namespace relattn {
 namespace {
@@ -19,8 +21,23 @@ Resolved Defaults(const relattn_rope& r, int32_t head_dim) {
           r.linear_scale != 0.0f ? r.linear_scale : 1.0};
 }
 
-double RopeTheta(const Resolved& r, int32_t i) {
-  return std::pow(r.base, -2.0 * i / r.rotary_dims) / r.linear_scale;
+relattn_status CheckResolved(const Resolved& r, const relattn_rope& rope, int32_t head_dim,
+                             const char* prefix) {
+  if (r.rotary_dims < 2 || r.rotary_dims > head_dim || r.rotary_dims % 2 != 0) {
+    return Fail(RELATTN_ERR_BAD_ROPE,
+                "%srotary_dims = %d: must be even and in 2..head_dim = %d (0 = head_dim, "
+                "which must then be even)",
+                prefix, r.rotary_dims, head_dim);
+  }
+  if (!(r.base > 1.0) || !std::isfinite(r.base)) {
+    return Fail(RELATTN_ERR_BAD_ROPE, "%sbase = %g: must be finite and > 1 (0 = 10000)", prefix,
+                (double)rope.base);
+  }
+  if (!(r.linear_scale >= 1e-6) || !std::isfinite(r.linear_scale)) {
+    return Fail(RELATTN_ERR_BAD_ROPE, "%slinear_scale = %g: must be finite and >= 1e-6 (0 = 1)",
+                prefix, (double)rope.linear_scale);
+  }
+  return RELATTN_OK;
 }
 
 // 2 pi as a sum of two doubles (hi + lo to about 2^-107 relative).
@@ -34,40 +51,43 @@ relattn_status ResolveRope(const relattn_rope& rope, int32_t head_dim, const cha
   out->on = false;
   if (rope.pairing == RELATTN_ROPE_NONE) return RELATTN_OK;
   if (rope.pairing != RELATTN_ROPE_INTERLEAVED && rope.pairing != RELATTN_ROPE_HALVES) {
-    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
+    return Fail(RELATTN_ERR_BAD_ROPE,
                 "%spairing = %d: must be RELATTN_ROPE_NONE, _INTERLEAVED or _HALVES", prefix,
                 static_cast<int>(rope.pairing));
   }
   const Resolved r = Defaults(rope, head_dim);
-  if (r.rotary_dims < 2 || r.rotary_dims > head_dim || r.rotary_dims % 2 != 0) {
-    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
-                "%srotary_dims = %d: must be even and in 2..head_dim = %d (0 = head_dim, "
-                "which must then be even)",
-                prefix, r.rotary_dims, head_dim);
-  }
-  if (!(r.base > 1.0) || !std::isfinite(r.base)) {
-    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER, "%sbase = %g: must be finite and > 1 (0 = 10000)",
-                prefix, (double)rope.base);
-  }
-  if (!(r.linear_scale >= 1e-6) || !std::isfinite(r.linear_scale)) {
-    return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
-                "%slinear_scale = %g: must be finite and >= 1e-6 (0 = 1)", prefix,
-                (double)rope.linear_scale);
+  double theta[kRopeMaxPairs], attention_factor;
+  relattn_status s;
+  if ((s = CheckResolved(r, rope, head_dim, prefix)) ||
+      (s = ResolveRopeScaling(rope.scaling, r.rotary_dims, r.base, prefix, theta,
+                              &attention_factor))) {
+    return s;
   }
   out->on = true;
   out->interleaved = r.pairing == RELATTN_ROPE_INTERLEAVED;
   out->pairs = r.rotary_dims / 2;
-  for (int32_t i = 0; i < out->pairs; ++i) out->theta[i] = RopeTheta(r, i);
+  out->attention_factor = attention_factor;
+  for (int32_t i = 0; i < out->pairs; ++i) out->theta[i] = theta[i] / r.linear_scale;
   return RELATTN_OK;
 }
 
-bool SameRope(const relattn_rope& a, const relattn_rope& b, int32_t head_dim) {
-  if (a.pairing == RELATTN_ROPE_NONE || b.pairing == RELATTN_ROPE_NONE) {
-    return a.pairing == b.pairing;
+bool SameRope(const RopeParams& a, const RopeParams& b) {
+  if (!a.on || !b.on) return a.on == b.on;
+  if (a.interleaved != b.interleaved || a.pairs != b.pairs ||
+      a.attention_factor != b.attention_factor) {
+    return false;
   }
-  const Resolved x = Defaults(a, head_dim), y = Defaults(b, head_dim);
-  return x.pairing == y.pairing && x.rotary_dims == y.rotary_dims && x.base == y.base &&
-         x.linear_scale == y.linear_scale;
+  return std::equal(a.theta, a.theta + a.pairs, b.theta);
+}
+
+bool PlausibleRope(const RopeParams& p, int32_t head_dim) {
+  if (!p.on) return true;
+  if (p.pairs < 1 || 2 * p.pairs > head_dim || !(p.attention_factor > 0.0) ||
+      !std::isfinite(p.attention_factor)) {
+    return false;
+  }
+  return std::all_of(p.theta, p.theta + p.pairs,
+                     [](double t) { return t > 0.0 && std::isfinite(t); });
 }
 
 void RopeSinCos(double x, double theta, double* sin_out, double* cos_out) {
@@ -86,6 +106,8 @@ void RopeSinCos(double x, double theta, double* sin_out, double* cos_out) {
 void RopeAnglesAt(const RopeParams& rope, int64_t p, RopeAngles* out) {
   for (int32_t i = 0; i < rope.pairs; ++i) {
     RopeSinCos(static_cast<double>(p), rope.theta[i], &out->sin[i], &out->cos[i]);
+    out->sin[i] *= rope.attention_factor;
+    out->cos[i] *= rope.attention_factor;
   }
 }
 
@@ -117,8 +139,8 @@ void FillRopeTables(const RopeParams& rope, float* tables) {
     RopeSinCos(static_cast<double>(kRopeLowSteps), rope.theta[i], &big_s, &big_c);
     double c = 1.0, s = 0.0, mc = 1.0, ms = 0.0;
     for (int64_t t = 0; t < kRopeLowSteps; ++t) {
-      low_cos[t * n + i] = static_cast<float>(c);
-      low_sin[t * n + i] = static_cast<float>(s);
+      low_cos[t * n + i] = static_cast<float>(c * rope.attention_factor);
+      low_sin[t * n + i] = static_cast<float>(s * rope.attention_factor);
       mid_cos[t * n + i] = mc;
       mid_sin[t * n + i] = ms;
       const double c2 = c * step_c - s * step_s, s2 = s * step_c + c * step_s;

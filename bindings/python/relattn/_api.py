@@ -215,7 +215,9 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,
               table_scales, num_buckets, max_distance, shaw_k)
-    desc.rope = cache.rope_desc if cache is not None and rope is None else arrays.rope(rope)
+    rope_tables = []  # the scaling tables desc.rope points to, alive for the call
+    desc.rope = (cache.rope_desc if cache is not None and rope is None
+                 else arrays.rope(rope, rope_tables))
     if cache is None:
         _compute(desc, threads)
     else:

@@ -32,15 +32,71 @@ def to_float(name, value):
     return float(value)
 
 
-ROPE_KEYS = ("pairing", "rotary_dims", "base", "linear_scale")
+ROPE_KEYS = ("pairing", "rotary_dims", "base", "linear_scale", "scaling", "inv_freq",
+             "attention_factor")
+# scaling keys per type (besides "type" and the optional "attention_factor").
+SCALING_KEYS = {
+    "none": (), "linear": ("factor",), "ntk": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position"),
+    "yarn": ("factor", "original_max_position", "beta_fast", "beta_slow", "truncate"),
+    "longrope": ("short_factor", "long_factor", "original_max_position", "max_position",
+                 "sequence_length"),
+    "inv_freq": ("inv_freq",),
+}
+SCALING_TABLES = ("short_factor", "long_factor", "inv_freq")
 
 
-def rope(value):
+def _table(name, values):
+    """A contiguous float64 copy of a 1-D table (kept alive by the caller)."""
+    a = np.ascontiguousarray(np.asarray(values, dtype=np.float64))
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError("%s: expected a 1-D sequence of rotary_dims / 2 numbers, got shape %s"
+                         % (name, a.shape))
+    return a
+
+
+def rope_scaling(value, keep):
+    """relattn_rope_scaling from a scaling dict {"type": ..., ...} (SCALING_KEYS); tables are
+    appended to keep, which must outlive every call that reads the struct."""
+    s = _capi.RopeScaling()
+    if value is None:
+        return s
+    if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+        raise TypeError("rope.scaling: expected a dict with a 'type' (%s)"
+                        % ", ".join(SCALING_KEYS))
+    kind = value["type"]
+    if kind not in SCALING_KEYS:
+        raise ValueError("rope.scaling.type %r is not one of %s" % (kind, ", ".join(SCALING_KEYS)))
+    allowed = SCALING_KEYS[kind] + ("type", "attention_factor")
+    for key in value:
+        if key not in allowed:
+            raise ValueError("rope.scaling: key %r is not used by type %r (its keys: %s)"
+                             % (key, kind, ", ".join(allowed)))
+    s.type = _capi.ROPE_SCALINGS[kind]
+    for key, v in value.items():
+        if key == "type" or v is None:
+            continue
+        name = "rope.scaling." + key
+        if key in SCALING_TABLES:
+            keep.append(_table(name, v))
+            setattr(s, key, keep[-1].ctypes.data)
+        elif key == "truncate":
+            s.no_truncate = 0 if v else 1
+        elif key in ("original_max_position", "max_position", "sequence_length"):
+            setattr(s, key, to_int(name, v, 0, 1 << 40))
+        else:
+            setattr(s, key, to_float(name, v))
+    return s
+
+
+def rope(value, keep):
     """relattn_rope from the rope= argument: None or "none" (off); "interleaved" or "halves"
     (every dimension, base 10000, no scaling); or a dict {"pairing": "interleaved" | "halves",
-    "rotary_dims": int, "base": float, "linear_scale": float}, where an absent key or None
-    means the default (rotary_dims head_dim, base 10000, linear_scale 1). Ranges are the
-    library's to judge (relattn.Error)."""
+    "rotary_dims": int, "base": float, "linear_scale": float, "scaling": {...}} where an absent
+    key or None means the default (rotary_dims head_dim, base 10000, linear_scale 1, no
+    scaling); {"inv_freq": array, "attention_factor": float} at the top level is the same as
+    "scaling": {"type": "inv_freq", ...}. Tables are appended to keep, which must outlive the
+    calls that read the struct. Ranges are the library's to judge (relattn.Error)."""
     if value is None:
         return _capi.Rope(_capi.ROPE_PAIRINGS["none"], 0, 0.0, 0.0)
     if isinstance(value, str):
@@ -60,22 +116,38 @@ def rope(value):
     given = [key for key in ROPE_KEYS[1:] if value.get(key) is not None]
     if pairing == "none" and given:
         raise ValueError("rope: %s: not used with pairing 'none'" % given[0])
-    rotary_dims, base, linear_scale = (value.get(key) for key in ROPE_KEYS[1:])
+    scaling = value.get("scaling")
+    if value.get("inv_freq") is not None:
+        if scaling is not None:
+            raise ValueError("rope: give either 'inv_freq' or 'scaling', not both")
+        scaling = {"type": "inv_freq", "inv_freq": value["inv_freq"],
+                   "attention_factor": value.get("attention_factor")}
+    elif value.get("attention_factor") is not None:
+        raise ValueError("rope: a top-level 'attention_factor' goes with 'inv_freq' (else "
+                         "inside 'scaling')")
+    rotary_dims, base, linear_scale = (value.get(key) for key in ROPE_KEYS[1:4])
     return _capi.Rope(
         _capi.ROPE_PAIRINGS[pairing],
         0 if rotary_dims is None else to_int("rope.rotary_dims", rotary_dims, 0, INT32_MAX),
         0.0 if base is None else to_float("rope.base", base),
-        0.0 if linear_scale is None else to_float("rope.linear_scale", linear_scale))
+        0.0 if linear_scale is None else to_float("rope.linear_scale", linear_scale),
+        rope_scaling(scaling, keep))
 
 
-def rope_dict(r, head_dim):
-    """The resolved form of a relattn_rope: None when off, else a dict of ROPE_KEYS with the
-    defaults filled in (base and linear_scale as the library stores them, float32)."""
+def rope_dict(r, head_dim, given):
+    """The resolved form of a relattn_rope: None when off, else a dict with the defaults filled
+    in (base and linear_scale as the library stores them, float32) and, with a scaling family,
+    the "scaling" dict as given."""
     names = {code: name for name, code in _capi.ROPE_PAIRINGS.items()}
     if r.pairing == _capi.ROPE_PAIRINGS["none"]:
         return None
-    return {"pairing": names[r.pairing], "rotary_dims": r.rotary_dims or head_dim,
-            "base": r.base or 10000.0, "linear_scale": r.linear_scale or 1.0}
+    out = {"pairing": names[r.pairing], "rotary_dims": r.rotary_dims or head_dim,
+           "base": r.base or 10000.0, "linear_scale": r.linear_scale or 1.0}
+    if isinstance(given, Mapping):
+        for key in ("scaling", "inv_freq", "attention_factor"):
+            if given.get(key) is not None:
+                out[key] = given[key]
+    return out
 
 
 def checked_array(name, a, ndim, dtypes, layout):

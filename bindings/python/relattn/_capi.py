@@ -11,6 +11,8 @@ import os
 F32, F16, I8 = 0, 1, 2  # relattn_dtype
 BIAS_KINDS = {"none": 0, "alibi": 1, "t5": 2, "shaw": 3, "shaw_vector": 4}  # relattn_bias_kind
 ROPE_PAIRINGS = {"none": 0, "interleaved": 1, "halves": 2}  # relattn_rope_pairing
+ROPE_SCALINGS = {"none": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5,
+                 "inv_freq": 6}  # relattn_rope_scaling_type
 WORKSPACE_ALIGNMENT = 64
 KV_CACHE_ALIGNMENT = 64
 MAX_HEADS = 4096
@@ -56,9 +58,18 @@ class Bias(ctypes.Structure):
                 ("shaw_vector", ShawVector)]
 
 
+class RopeScaling(ctypes.Structure):
+    _fields_ = [("type", c_int), ("factor", c_float), ("low_freq_factor", c_float),
+                ("high_freq_factor", c_float), ("beta_fast", c_float), ("beta_slow", c_float),
+                ("no_truncate", c_int), ("attention_factor", c_float),
+                ("original_max_position", c_int64), ("max_position", c_int64),
+                ("sequence_length", c_int64), ("short_factor", c_void_p),
+                ("long_factor", c_void_p), ("inv_freq", c_void_p)]
+
+
 class Rope(ctypes.Structure):
     _fields_ = [("pairing", c_int), ("rotary_dims", c_int32), ("base", c_float),
-                ("linear_scale", c_float)]
+                ("linear_scale", c_float), ("scaling", RopeScaling)]
 
 
 class Mask(ctypes.Structure):

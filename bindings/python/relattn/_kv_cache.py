@@ -48,12 +48,13 @@ class KVCache:
                 raise TypeError("%s: %s is not supported: use %s%s"
                                 % (name, d, " or ".join(str(a) for a in allowed), hint))
         v_head_dim = head_dim if v_head_dim is None else v_head_dim
+        self._rope_tables = []  # the scaling tables rope_desc points to
         desc = _capi.KvCacheDesc(
             arrays.to_int("kv_heads", kv_heads, 0, arrays.INT32_MAX),
             arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("capacity", capacity, 0), arrays.K_CACHE_DTYPES[k_dtype],
-            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope))
+            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope, self._rope_tables))
         size = ctypes.c_size_t()
         check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
         self._memory = np.empty(size.value + _capi.KV_CACHE_ALIGNMENT, np.uint8)
@@ -66,7 +67,7 @@ class KVCache:
         self.capacity, self.ring = desc.capacity, bool(ring)
         self.k_dtype, self.v_dtype = k_dtype, v_dtype
         self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
-        self.rope = arrays.rope_dict(desc.rope, self.head_dim)
+        self.rope = arrays.rope_dict(desc.rope, self.head_dim, rope)
 
     def append(self, k, v, positions=None):
         """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or

@@ -11,7 +11,7 @@ MIRRORS = {
     "relattn_tensor": _capi.Tensor, "relattn_output": _capi.Output,
     "relattn_positions": _capi.Positions, "relattn_alibi": _capi.Alibi, "relattn_t5": _capi.T5,
     "relattn_shaw": _capi.Shaw, "relattn_bias": _capi.Bias, "relattn_mask": _capi.Mask,
-    "relattn_rope": _capi.Rope, "relattn_shaw_vector": _capi.ShawVector,
+    "relattn_rope": _capi.Rope, "relattn_rope_scaling": _capi.RopeScaling, "relattn_shaw_vector": _capi.ShawVector,
     "relattn_attention_desc": _capi.AttentionDesc, "relattn_threads": _capi.Threads,
     "relattn_kv_cache_desc": _capi.KvCacheDesc,
 }

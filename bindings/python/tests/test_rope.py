@@ -195,7 +195,7 @@ def test_rope_positions_and_cache_mismatch():
     for other in ["interleaved", "none", {"pairing": "halves", "rotary_dims": 4}]:
         with pytest.raises(relattn.Error, match="rope: must equal the kv_cache's rope") as info:
             cache.attention(Q, rope=other)
-        assert info.value.status == 8  # RELATTN_ERR_BAD_BIAS_PARAMETER
+        assert info.value.status == 21  # RELATTN_ERR_BAD_ROPE
     plain = relattn.KVCache(2, 8, capacity=8)
     plain.append(K, K)
     assert plain.rope is None

@@ -198,7 +198,7 @@ CASES = [
      2, "--rope-scale 'nan' is not a finite number"),
     ("library: rotary dims > head_dim", lambda p, b, o: base(p, o) + [
         "--rope", "halves", "--rotary-dims", "10"], 1,
-     "bad position scheme parameter: rope.rotary_dims = 10: must be even and in 2..head_dim = 8"),
+     "bad RoPE parameter: rope.rotary_dims = 10: must be even and in 2..head_dim = 8"),
     ("library: rope positions", lambda p, b, o: base(p, o) + [
         "--rope", "halves", "--q-start", str(2**53 - 1)], 1,
      "q_pos: positions 9007199254740991..9007199254740994 with rope: must be within +-2^53"),

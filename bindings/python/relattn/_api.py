@@ -181,6 +181,17 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     position p turns by p * base^(-2i/rotary_dims) / linear_scale; dimensions from rotary_dims
     on are not rotated. Positions must lie within +-2^53. Over a KVCache, rope=None means the
     cache's rope (its keys were rotated when appended); a rope given must equal it.
+    "scaling" (HF's rope_type families, relattn.h): {"type": "linear" | "ntk", "factor": f};
+    {"type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+    "original_max_position"}; {"type": "yarn", "factor", "original_max_position",
+    "beta_fast" (32), "beta_slow" (1), "attention_factor" (0.1 ln(factor) + 1), "truncate"
+    (True)}; {"type": "longrope", "short_factor": [...], "long_factor": [...],
+    "original_max_position", "max_position", "sequence_length" (> original: the long
+    factors)}; or "inv_freq": float64 [rotary_dims/2] with an optional "attention_factor"
+    beside "pairing". The attention factor multiplies cos and sin (q . k by its square).
+    E.g. Llama 3.1: rope={"pairing": "halves", "base": 500000.0, "scaling": {"type":
+    "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position": 8192}}.
 
     Raises TypeError / ValueError naming the argument, relattn.Error for what the library
     rejects. The GIL is released during the computation.

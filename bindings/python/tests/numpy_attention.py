@@ -123,34 +123,84 @@ def rope_angle(position, theta):
         return float(angle - turns * TWO_PI)
 
 
+def scaled_thetas(scaling, base, rotary):
+    """theta_i of a scaling dict (HF's rope_type definitions, numpy over the whole table) and
+    its attention factor; float32 scalars as the library stores them."""
+    f32 = lambda key, default=0.0: float(np.float32(scaling.get(key) or default))
+    kind = scaling["type"]
+    if kind == "ntk":
+        base = base * f32("factor") ** (rotary / (rotary - 2.0))
+    theta = base ** (-np.arange(0, rotary, 2, dtype=np.float64) / rotary)
+    gain = 1.0
+    if kind == "linear":
+        theta = theta / f32("factor")
+    elif kind == "llama3":
+        factor, low, high = f32("factor"), f32("low_freq_factor"), f32("high_freq_factor")
+        context = float(scaling["original_max_position"])
+        wavelength = 2 * np.pi / theta
+        smooth = (context / wavelength - low) / (high - low)
+        blended = (1 - smooth) * theta / factor + smooth * theta
+        theta = np.where(wavelength < context / high, theta,
+                         np.where(wavelength > context / low, theta / factor, blended))
+    elif kind == "yarn":
+        factor, context = f32("factor"), float(scaling["original_max_position"])
+        dim = lambda rotations: (rotary * np.log(context / (rotations * 2 * np.pi))
+                                 / (2 * np.log(base)))
+        lo, hi = dim(f32("beta_fast", 32.0)), dim(f32("beta_slow", 1.0))
+        if scaling.get("truncate", True):
+            lo, hi = np.floor(lo), np.ceil(hi)
+        lo, hi = max(lo, 0.0), min(hi, rotary - 1.0)
+        ramp = np.clip((np.arange(rotary // 2) - lo) / (hi - lo), 0, 1)
+        theta = theta / factor * ramp + theta * (1 - ramp)
+        gain = 0.1 * np.log(factor) + 1 if factor > 1 else 1.0
+    elif kind == "longrope":
+        context = scaling["original_max_position"]
+        use_long = (scaling.get("sequence_length") or 0) > context
+        theta = theta / np.asarray(scaling["long_factor" if use_long else "short_factor"])
+        ratio = (scaling.get("max_position") or 0) / context
+        gain = np.sqrt(1 + np.log(ratio) / np.log(context)) if ratio > 1 else 1.0
+    elif kind == "inv_freq":
+        theta = np.asarray(scaling["inv_freq"], np.float64)
+    if scaling.get("attention_factor"):
+        gain = f32("attention_factor")
+    return list(theta), float(gain)
+
+
 def rope_params(rope, head_dim):
-    """(interleaved, rotary_dims, thetas) of the binding's rope= form, None when off: theta_i =
-    base^(-2i / rotary_dims) / linear_scale in float64, base and linear_scale rounded to float32
-    as the library stores them."""
+    """(interleaved, rotary_dims, thetas, gain) of the binding's rope= form, None when off:
+    theta_i = base^(-2i / rotary_dims) (or its scaling family's) / linear_scale in float64,
+    base and linear_scale rounded to float32 as the library stores them; gain the attention
+    factor multiplying cos and sin."""
     if rope is None or rope == "none":
         return None
     rope = {"pairing": rope} if isinstance(rope, str) else rope
     rotary = rope.get("rotary_dims") or head_dim
     base = float(np.float32(rope.get("base") or 10000.0))
     linear_scale = float(np.float32(rope.get("linear_scale") or 1.0))
-    thetas = [base ** (-2.0 * i / rotary) / linear_scale for i in range(rotary // 2)]
-    return rope["pairing"] == "interleaved", rotary, thetas
+    scaling = rope.get("scaling")
+    if rope.get("inv_freq") is not None:
+        scaling = {"type": "inv_freq", "inv_freq": rope["inv_freq"],
+                   "attention_factor": rope.get("attention_factor")}
+    thetas, gain = scaled_thetas(scaling or {"type": "none"}, base, rotary)
+    thetas = [t / linear_scale for t in thetas]
+    return rope["pairing"] == "interleaved", rotary, thetas, gain
 
 
 def rotate(x, positions, rope):
     """x [tokens][heads][d] rotated as RoPE does for tokens at positions (int64 [tokens]):
     pair i, (2i, 2i+1) interleaved or (i, i + rotary_dims/2) halves, turned by
-    position * theta_i: (x0, x1) -> (x0 cos - x1 sin, x0 sin + x1 cos). Float64."""
+    position * theta_i and scaled by the attention factor g:
+    (x0, x1) -> g (x0 cos - x1 sin, x0 sin + x1 cos). Float64."""
     x = np.array(x, np.float64)
     params = rope_params(rope, x.shape[2])
     if params is None:
         return x
-    interleaved, rotary, thetas = params
+    interleaved, rotary, thetas, gain = params
     half = rotary // 2
     first = np.arange(0, rotary, 2) if interleaved else np.arange(half)
     second = first + 1 if interleaved else first + half
     angles = np.array([[rope_angle(p, theta) for theta in thetas] for p in positions])
-    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]
+    cos, sin = gain * np.cos(angles)[:, None, :], gain * np.sin(angles)[:, None, :]
     x0, x1 = x[:, :, first].copy(), x[:, :, second].copy()
     x[:, :, first] = x0 * cos - x1 * sin
     x[:, :, second] = x0 * sin + x1 * cos

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -201,10 +202,16 @@ CaseSpec SpecFor(const relattn_rope& rope, int64_t start, int64_t n_q, int index
   return spec;
 }
 
+// The reference's angles p * theta are long double: where that is only
+// double (armv7), p = 2^40 loses ~2^-13 rad in the oracle itself, so that
+// start is left out there (the library reduces in double-double everywhere).
+constexpr int64_t kFarStart =
+    std::numeric_limits<long double>::digits > 53 ? int64_t{1} << 40 : 1'000'000;
+
 TEST_CASE("rope scaling: every family matches the reference at positions 0, 10^6 and 2^40") {
   int index = 0;
   for (const Family& f : Families()) {
-    for (int64_t start : {int64_t{0}, int64_t{1'000'000}, int64_t{1} << 40}) {
+    for (int64_t start : {int64_t{0}, int64_t{1'000'000}, kFarStart}) {
       for (int64_t n_q : {int64_t{40}, int64_t{3}}) {
         const CaseSpec spec = SpecFor(f.rope, start, n_q, index++);
         const double err = CheckAllTargets(spec);

@@ -63,18 +63,18 @@ std::vector<int64_t> Positions(std::mt19937_64& rng, int64_t n, int64_t start, i
 
 std::string CaseSpec::Name() const {
   static const char* kSchemes[] = {"none", "alibi", "t5", "shaw", "shaw_vector"};
-  char buf[400];
+  char buf[512];
   std::snprintf(buf, sizeof(buf),
                 "nq=%lld nkv=%lld heads=%d/%d d=%d dv=%d %s in=%s out=%s scheme=%s(slopes=%d "
                 "acausal=%d t5bi=%d t5dt=%d) causal=%d window=%lld valid=%lld qs=%lld ks=%lld "
-                "posarr=%d rope=%d/%d/%g/%g int8=%d outlier=%g",
+                "posarr=%d rope=%d/%d/%g/%g int8=%d outlier=%g softcap=%g sinks=%d/%g",
                 (long long)n_q, (long long)n_kv, n_heads, n_kv_heads, head_dim, v_head_dim,
                 heads_major ? "HTD" : "THD", in_dtype == RELATTN_F16 ? "f16" : "f32",
                 out_dtype == RELATTN_F16 ? "f16" : "f32", kSchemes[scheme], alibi_slopes,
                 alibi_causal, t5_bidirectional, int(t5_dtype), causal, (long long)window,
                 (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays,
                 int(rope.pairing), rope.rotary_dims, (double)rope.base, (double)rope.linear_scale,
-                int8_qk, (double)k_outlier);
+                int8_qk, (double)k_outlier, (double)softcap, int(sinks), (double)sink_offset);
   return buf;
 }
 
@@ -154,6 +154,12 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
   desc_.mask.window = spec.window;
   desc_.mask.n_valid_kv = spec.n_valid_kv;
   desc_.rope = spec.rope;
+  desc_.softcap = spec.softcap;
+  if (spec.sinks) {
+    std::uniform_real_distribution<float> sink(-2.0f, 2.0f);
+    for (int32_t h = 0; h < spec.n_heads; ++h) sinks_.push_back(spec.sink_offset + sink(rng));
+    desc_.sinks = sinks_.data();
+  }
   if (spec.k_outlier != 1.0f) {
     for (int64_t t = 0; t < spec.n_kv; ++t) {
       for (int32_t h = 0; h < spec.n_kv_heads; ++h) {

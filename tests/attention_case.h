@@ -36,6 +36,11 @@ struct CaseSpec {
   int int8_qk = 0;
   // K channels e % 8 == 3 are this many times the others (LLM-like outliers).
   float k_outlier = 1.0f;
+  // Logit soft-cap (desc.softcap; 0: off).
+  float softcap = 0.0f;
+  // Learned sinks: desc.sinks[h] = sink_offset + uniform(-2, 2) per head.
+  bool sinks = false;
+  float sink_offset = 0.0f;
   uint64_t seed = 1;
   std::string Name() const;
 };
@@ -72,7 +77,7 @@ class Case {
   relattn_tensor q_float_{}, k_float_{};  // before int8 quantisation
   std::vector<int8_t> q8_, k8_;
   std::vector<float> q8_scales_, k8_scales_;
-  std::vector<float> slopes_, table_f32_, table_scales_;
+  std::vector<float> slopes_, table_f32_, table_scales_, sinks_;
   std::vector<uint16_t> table_f16_;
   std::vector<int8_t> table_i8_;
   std::vector<int64_t> q_pos_, k_pos_;

@@ -365,7 +365,8 @@ TEST_CASE("status strings: every int is a status value, unknown ones say so") {
         "KV cache busy with another append");
   CHECK(std::string(relattn_status_string(RELATTN_ERR_VALUE_RANGE)) ==
         "values too large for f32 scores");
-  for (int v : {-1, 22, -2147483647 - 1, 2147483647}) {
+  CHECK(std::string(relattn_status_string(RELATTN_ERR_BAD_SINK)) == "bad attention sink logit");
+  for (int v : {-1, 24, -2147483647 - 1, 2147483647}) {
     CHECK(std::string(relattn_status_string(relattn_status(v))) == "unknown status");
   }
 }

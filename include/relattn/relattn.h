@@ -80,6 +80,8 @@ typedef enum relattn_status {
   RELATTN_ERR_BUSY = 19,          /* another call is appending to the same KV cache */
   RELATTN_ERR_VALUE_RANGE = 20, /* finite inputs so large that scores or sums would overflow f32 */
   RELATTN_ERR_BAD_ROPE = 21,    /* a RoPE field (pairing, dims, base, scaling) out of range */
+  RELATTN_ERR_BAD_SOFTCAP = 22, /* softcap negative, not finite or out of 1e-6..1e30 */
+  RELATTN_ERR_BAD_SINK = 23,    /* a sink logit not finite or beyond 2^126, or sinks misaligned */
   RELATTN_STATUS_MIN_ENUM = -0x7fffffff - 1, /* any int is a valid value (status_string) */
   RELATTN_STATUS_MAX_ENUM = 0x7fffffff
 } relattn_status;
@@ -428,6 +430,24 @@ typedef struct relattn_attention_desc {
    * cache and must be left 0 / NULL (n_kv_heads may also equal the cache's).
    * n_kv = the cache's length; mask.n_valid_kv counts its slots. */
   const relattn_kv_cache* kv_cache;
+  /* Logit soft-capping (Gemma 2; ggml's logit_softcap): with softcap = c > 0,
+   * the content score x = scale * q . k (the Shaw vector form's q . a
+   * included) becomes c * tanh(x / c); then the position bias is added and
+   * the mask applied, HF Gemma 2's order. 0: off; else finite, in
+   * 1e-6..1e30 (RELATTN_ERR_BAD_SOFTCAP). tanh is evaluated in f32 (Highway's
+   * Tanh, within 4 ulp plus the rounding of x / c; tests/test_softcap.cc
+   * measures it on every target). */
+  float softcap;
+  /* Learned attention sinks (gpt-oss): NULL (none) or [n_heads] f32 logits,
+   * each finite with |x| <= 2^126, aligned to 4 bytes (RELATTN_ERR_BAD_SINK).
+   * Head h's softmax gains one logit that no value follows:
+   *   o_i = sum_j e^(s_ij - m) v_j / (sum_j e^(s_ij - m) + e^(sinks[h] - m)),
+   *   m = max(max_j s_ij, sinks[h]),
+   * s_ij the full score (bias and soft-capping included; the sink is neither
+   * biased nor capped). A query that sees no key still gets a zero row.
+   * Applied once per query row when it is finalised (prefill, decode, and
+   * after the split-K merge). */
+  const float* sinks;
 } relattn_attention_desc;
 
 /* Fills desc with: no bias, no mask (n_valid_kv = -1), default scale, f32

@@ -245,6 +245,31 @@ relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   return RELATTN_OK;
 }
 
+// softcap: 0 (off), or finite in [1e-6, 1e30] (its log2-unit form and
+// inverse stay normal floats).
+relattn_status CheckSoftcap(float softcap) {
+  if (softcap == 0.0f || (softcap >= 1e-6f && softcap <= 1e30f)) return RELATTN_OK;
+  return Fail(RELATTN_ERR_BAD_SOFTCAP, "softcap = %g: must be 0 (off) or finite in 1e-6..1e30",
+              (double)softcap);
+}
+
+// sinks: NULL, or n_heads aligned logits, finite with |x| <= 2^126 (times
+// log2(e), they stay below 2^127 in log2 units).
+relattn_status CheckSinks(const float* sinks, int32_t n_heads) {
+  if (!sinks) return RELATTN_OK;
+  if (reinterpret_cast<uintptr_t>(sinks) % alignof(float) != 0) {
+    return Fail(RELATTN_ERR_BAD_SINK, "sinks = %p: must be aligned to %zu bytes",
+                static_cast<const void*>(sinks), alignof(float));
+  }
+  for (int32_t h = 0; h < n_heads; ++h) {
+    if (!std::isfinite(sinks[h]) || std::fabs(sinks[h]) > 0x1p126f) {
+      return Fail(RELATTN_ERR_BAD_SINK, "sinks[%d] = %g: must be finite, |x| <= 2^126", h,
+                  (double)sinks[h]);
+    }
+  }
+  return RELATTN_OK;
+}
+
 }  // namespace
 
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
@@ -258,6 +283,7 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
                 "1/sqrt(head_dim))",
                 (double)d.scale);
   }
+  if ((s = CheckSoftcap(d.softcap)) || (s = CheckSinks(d.sinks, d.n_heads))) return s;
   int64_t k_min = 0, k_max = 0;
   RopeParams rope;
   if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads, d.head_dim)) ||

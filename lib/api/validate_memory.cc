@@ -93,7 +93,7 @@ relattn_status TensorRanges(const relattn_attention_desc& d, int32_t dv, ByteRan
 }
 
 // The other inputs the kernel reads while it writes o: positions, int8 row
-// scales, ALiBi slopes, T5 / Shaw tables, the Shaw vector table (parameters
+// scales, ALiBi slopes, T5 / Shaw tables, the Shaw vector table, the sinks (parameters
 // out of their range are rejected later: such an input is skipped here, as
 // is one whose extent does not fit in the address space).
 relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const ByteRange& o) {
@@ -126,6 +126,7 @@ relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const Byte
        int64_t{d.n_heads} * (2 * int64_t{b.shaw.k} + 1)},
       {"bias.shaw_vector.table", shaw_vector ? sv.table : nullptr, RELATTN_F32, 1, 0, 1, 0,
        shaw_vector_floats},
+      {"sinks", d.sinks, RELATTN_F32, 1, 0, 1, 0, d.n_heads},
   };
   for (const Extent& x : others) {
     ByteRange range;

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "lib/common/store_row.h"
+#include "lib/driver/sinks.h"
 #include "lib/driver/softmax_state.h"
 
 namespace relattn {
@@ -13,8 +14,10 @@ namespace {
 // Merges row r of the n_splits partial states from `first` (each
 // partial_floats_per_item apart: o at r * dv_pad, then after rows * dv_pad
 // the maxes, the sums and the poison flags) into merged[0, dv); returns the
-// merged sum (the output is merged / sum, FinalScale).
-float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, float* merged) {
+// merged sum and sets *max_out to the merged max (the output is merged
+// times FinalScale).
+float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, float* merged,
+               float* max_out) {
   auto partial = [&](int32_t s) { return first + s * plan.work.partial_floats_per_item; };
   const int64_t max_at = rows * plan.dv_pad + r, sum_at = max_at + rows, poison_at = sum_at + rows;
   float max = -HUGE_VALF;
@@ -23,6 +26,7 @@ float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, fl
     max = std::max(max, partial(s)[max_at]);
     poisoned = poisoned || partial(s)[poison_at] != 0.0f;
   }
+  *max_out = max;
   std::fill(merged, merged + plan.dv, poisoned ? NAN : 0.0f);
   float sum = 0.0f;
   if (max == -HUGE_VALF) return sum;
@@ -47,10 +51,13 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
     const int64_t rows = int64_t{batch.n_heads} * plan.n_q;
     const float* first = shared_ws + index * plan.work.n_splits * plan.work.partial_floats_per_item;
     for (int64_t r = 0; r < rows; ++r) {
-      const float sum = MergeRow(plan, first, rows, r, merged);
-      const int64_t offset =
-          (r % plan.n_q) * plan.o_token_stride + (batch.head0 + r / plan.n_q) * plan.o_head_stride;
-      StoreRow(merged, plan.dv, FinalScale(sum), plan.o, plan.o_dtype, offset);
+      float max;
+      const float sum = MergeRow(plan, first, rows, r, merged, &max);
+      const int32_t head = batch.head0 + static_cast<int32_t>(r / plan.n_q);
+      const int64_t p_q = plan.q_pos.At(r % plan.n_q);
+      const float sink = RowSinkLog2(plan, head, p_q, SinkAnchor(plan, p_q));
+      const int64_t offset = (r % plan.n_q) * plan.o_token_stride + head * plan.o_head_stride;
+      StoreRow(merged, plan.dv, FinalScale(sum, max, sink), plan.o, plan.o_dtype, offset);
     }
   }
 }

@@ -206,6 +206,11 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->k_max = k_max;
   const double scale = d.scale != 0.0f ? d.scale : 1.0 / std::sqrt(double(d.head_dim));
   p->scale_log2 = static_cast<float>(scale * M_LOG2E);
+  if (d.softcap != 0.0f) {
+    p->softcap_log2 = static_cast<float>(d.softcap * M_LOG2E);
+    p->softcap_inv_log2 = static_cast<float>(1.0 / (d.softcap * M_LOG2E));
+  }
+  p->sinks = d.sinks;
   p->mask = {d.mask.causal != 0, d.mask.window};
   p->bias = ResolveBias(d.bias);
   SplitWork(p);

@@ -220,6 +220,11 @@ struct Plan {
   PositionsRef q_pos, k_pos;
   int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
   float scale_log2;      // scale * log2(e): scores live in the log2 domain
+  // Logit soft-capping in log2 units: content scores x become
+  // softcap_log2 * tanh(x * softcap_inv_log2) (softcap * log2(e) and its
+  // inverse); 0: off.
+  float softcap_log2, softcap_inv_log2;
+  const float* sinks;  // [n_heads] sink logits (natural units), or NULL (lib/driver/sinks.h)
 
   // Rotary embedding of Q (on load) and K (on conversion, unless it comes
   // from a KV cache, which rotated it at append); rope.on false: none.

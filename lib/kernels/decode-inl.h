@@ -21,6 +21,7 @@
 #include "lib/common/quantize_row.h"
 #include "lib/driver/alibi_anchor.h"
 #include "lib/driver/plan.h"
+#include "lib/driver/sinks.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_row-inl.h"
 #include "lib/kernels/int_dot-inl.h"
@@ -31,6 +32,7 @@
 #include "lib/kernels/scores_klanes-inl.h"
 #include "lib/kernels/scores_rows-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
+#include "lib/kernels/softcap-inl.h"
 #include "lib/kernels/softmax_rows-inl.h"
 #include "lib/kernels/worker-inl.h"
 
@@ -197,10 +199,23 @@ HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t k
 // s becomes probabilities (0 for a row that has still seen no key).
 HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock& b,
                               TileVisibility visibility) {
+  const bool partial = visibility == TileVisibility::kPartial;
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* s = rows.s + r * kBlockKeys;
-    BiasMaskRow(plan, rows.bias[r], plan.q_pos.At(r % plan.n_q), rows.anchor[r], b.j0, b.n_keys,
-                b.span, visibility == TileVisibility::kPartial, s);
+    const int64_t p_q = plan.q_pos.At(r % plan.n_q);
+    if (plan.softcap_log2 != 0.0f) {
+      // Content first: the Shaw vector form's q . a (the row's table; its
+      // scalar bias is none), the cap, then the masks alone.
+      if (plan.bias.shaw_vector) {
+        BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, false, s);
+      }
+      SoftcapScores(plan.softcap_log2, plan.softcap_inv_log2, s, kBlockKeys);
+      const HeadBias none{};  // kind kNone: the masks only
+      BiasMaskRow(plan, plan.bias.shaw_vector ? none : rows.bias[r], p_q, rows.anchor[r], b.j0,
+                  b.n_keys, b.span, partial, s);
+    } else {
+      BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, partial, s);
+    }
     PoisonRow(s, b.n_keys, b.bad, &rows.poison[r]);
     if (!SoftmaxRow(s, &rows.max[r], &rows.sum[r], rows.o + r * plan.dv_pad, plan.dv_pad)) {
       std::fill(s, s + kBlockKeys, 0.0f);
@@ -233,7 +248,9 @@ HWY_INLINE void StoreDecodeRows(const Plan& plan, int64_t item, const DecodeRows
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* o = rows.o + r * plan.dv_pad;
     const int64_t offset = (r % plan.n_q) * plan.o_token_stride + rows.Head(r) * plan.o_head_stride;
-    StoreFinalRow(plan, o, rows.sum[r], rows.poison[r] != 0.0f, offset);
+    const float sink = RowSinkLog2(plan, rows.Head(r), plan.q_pos.At(r % plan.n_q), rows.anchor[r]);
+    StoreFinalRow(plan, o, FinalScale(rows.sum[r], rows.max[r], sink), rows.poison[r] != 0.0f,
+                  offset);
   }
 }
 

@@ -156,24 +156,28 @@ HWY_INLINE void PackQueriesTransposed(const Plan& plan, int32_t h, int64_t i0, i
 }
 
 // The finalize rule of the online-softmax state (softmax_state.h): writes
-// o[0, dv) / sum to output element `offset`, zeros for a row that saw no
-// key, NaN for a poisoned row (o is overwritten then).
-HWY_INLINE void StoreFinalRow(const Plan& plan, float* HWY_RESTRICT o, float sum, bool poisoned,
-                              int64_t offset) {
+// o[0, dv) * final_scale (FinalScale: 1 / sum, with a sink, or 0 for a row
+// that saw no key) to output element `offset`, NaN for a poisoned row (o is
+// overwritten then).
+HWY_INLINE void StoreFinalRow(const Plan& plan, float* HWY_RESTRICT o, float final_scale,
+                              bool poisoned, int64_t offset) {
   if (poisoned) std::fill(o, o + plan.dv, NAN);
-  StoreRow(o, plan.dv, FinalScale(sum), plan.o, plan.o_dtype, offset);
+  StoreRow(o, plan.dv, final_scale, plan.o, plan.o_dtype, offset);
 }
 
 // Writes output rows [i0, i0 + rows) of head h from o_t[dv][width]
-// (StoreFinalRow per lane). row: dv floats.
+// (StoreFinalRow per lane, with the lanes' softmax state and, if not NULL,
+// their sink logits sink[rows]). row: dv floats.
 HWY_INLINE void StoreOutputTransposed(const Plan& plan, int32_t h, int64_t i0, int64_t rows,
                                       int64_t width, const float* HWY_RESTRICT o_t,
-                                      const float* HWY_RESTRICT sum,
-                                      const float* HWY_RESTRICT poison, float* HWY_RESTRICT row) {
+                                      const float* HWY_RESTRICT max, const float* HWY_RESTRICT sum,
+                                      const float* HWY_RESTRICT poison,
+                                      const float* HWY_RESTRICT sink, float* HWY_RESTRICT row) {
   for (int64_t i = 0; i < rows; ++i) {
     for (int64_t e = 0; e < plan.dv; ++e) row[e] = o_t[e * width + i];
     const int64_t offset = (i0 + i) * plan.o_token_stride + h * plan.o_head_stride;
-    StoreFinalRow(plan, row, sum[i], poison[i] != 0.0f, offset);
+    const float scale = sink ? FinalScale(sum[i], max[i], sink[i]) : FinalScale(sum[i]);
+    StoreFinalRow(plan, row, scale, poison[i] != 0.0f, offset);
   }
 }
 

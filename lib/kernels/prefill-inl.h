@@ -18,6 +18,7 @@
 
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
+#include "lib/driver/sinks.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/bias_qlanes-inl.h"
 #include "lib/kernels/int_dot-inl.h"
@@ -27,6 +28,7 @@
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores_qlanes-inl.h"
 #include "lib/kernels/shaw_vector-inl.h"
+#include "lib/kernels/softcap-inl.h"
 #include "lib/kernels/softmax_qlanes-inl.h"
 #include "lib/kernels/worker-inl.h"
 
@@ -58,6 +60,9 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     if (plan.k.dtype == RELATTN_I8) ScaleQLanesI8(tile.q_mul, b.k_scale, n_keys, s);
   }
   if (plan.bias.shaw_vector) AddShawVector(plan, tile.queries, tile.shaw, j0, n_keys, s);
+  if (plan.softcap_log2 != 0.0f) {
+    SoftcapScores(plan.softcap_log2, plan.softcap_inv_log2, s, n_keys * w);
+  }
   const bool partial = visibility == TileVisibility::kPartial;
   if (tile.bias->kind != BiasKind::kNone || partial) {
     for (int64_t j = 0; j < n_keys; ++j) {
@@ -176,14 +181,28 @@ HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadB
   }
 }
 
+// Sink logits of a sub-tile's lanes (RowSinkLog2), each in the frame of the
+// ALiBi anchor its lane's scores used.
+HWY_INLINE void SubTileSinks(const Plan& plan, const SubTile& t, float* HWY_RESTRICT sink) {
+  const SubTileQueries& q = t.queries;
+  for (int64_t i = 0; i < q.rows; ++i) {
+    const int64_t anchor = t.bias->kind != BiasKind::kAlibi ? 0
+                           : q.vector_alibi                 ? q.alibi_anchor
+                                                            : q.lane_anchors[i];
+    sink[i] = RowSinkLog2(plan, t.head, plan.q_pos.At(q.i0 + i), anchor);
+  }
+}
+
 // The last stage: every sub-tile's rows finalized into the output.
 HWY_INLINE void StoreSubTiles(const Plan& plan, const WorkItem& it, const HeadBias* biases,
                               float* ws) {
+  float sink[kMaxSubTile];
   for (int32_t g = 0; g < it.batch.n_heads; ++g) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
-      StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.sum,
-                            t.poison, ws + plan.ws.row);
+      if (plan.sinks) SubTileSinks(plan, t, sink);
+      StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.max, t.sum,
+                            t.poison, plan.sinks ? sink : nullptr, ws + plan.ws.row);
     }
   }
 }

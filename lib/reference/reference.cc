@@ -78,6 +78,11 @@ double T5TableEntry(const relattn_t5& t5, int32_t head, int32_t bucket) {
   return 0;
 }
 
+// ALiBi's slope of head h: the caller's, or the default of max_bias.
+double HeadSlope(const relattn_alibi& alibi, int32_t n_heads, int32_t h) {
+  return alibi.slopes != nullptr ? alibi.slopes[h] : AlibiSlope(h, n_heads, alibi.max_bias);
+}
+
 // ALiBi's distance: |p_q - p_k| (bidirectional) or p_q - p_k (causal form).
 int64_t AlibiDistance(const relattn_alibi& alibi, int64_t pq, int64_t pk) {
   const int64_t r = Difference(pq, pk);
@@ -95,8 +100,7 @@ double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t p
     case RELATTN_BIAS_NONE: return 0;
     case RELATTN_BIAS_ALIBI: {
       const relattn_alibi& alibi = bias.alibi;
-      const double m =
-          alibi.slopes != nullptr ? alibi.slopes[h] : AlibiSlope(h, desc.n_heads, alibi.max_bias);
+      const double m = HeadSlope(alibi, desc.n_heads, h);
       return -m * static_cast<double>(AlibiDistance(alibi, pq, pk) - anchor);
     }
     case RELATTN_BIAS_T5: {
@@ -117,6 +121,15 @@ double Bias(const relattn_attention_desc& desc, int32_t h, int64_t pq, int64_t p
   return 0;
 }
 
+// What Bias() adds to every score of a row beyond the scheme's bias, given
+// the row's anchor: m * anchor for ALiBi, else 0.
+double AlibiDroppedConstant(const relattn_attention_desc& desc, int32_t h, int64_t anchor) {
+  if (desc.bias.kind != RELATTN_BIAS_ALIBI) return 0;
+  const relattn_alibi& alibi = desc.bias.alibi;
+  const double m = HeadSlope(alibi, desc.n_heads, h);
+  return m * static_cast<double>(anchor);
+}
+
 // Whether key j (at pk) is visible to a query at pq.
 bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
   if (mask.n_valid_kv >= 0 && j >= mask.n_valid_kv) return false;
@@ -129,12 +142,16 @@ bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
 }
 
 // out[0..dv) = sum_j softmax(scores)_j * v[j][kv_head][.]; zeros if every score is masked.
-void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, int32_t kv_head,
-                   int32_t dv, double* out) {
+// sink: the row's sink logit in the scores' frame, or kMasked for none: it
+// joins the denominator only (gpt-oss), and the row keeps zeros if it sees no
+// key.
+void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, double sink,
+                   int32_t kv_head, int32_t dv, double* out) {
   std::fill(out, out + dv, 0.0);
-  const double max = *std::max_element(scores, scores + desc.n_kv);
-  if (max == kMasked) return;
-  double sum = 0;
+  const double seen = *std::max_element(scores, scores + desc.n_kv);
+  if (seen == kMasked) return;
+  const double max = std::max(seen, sink);
+  double sum = sink == kMasked ? 0.0 : std::exp(sink - max);
   for (int64_t j = 0; j < desc.n_kv; ++j) {
     if (scores[j] == kMasked) continue;
     const double w = std::exp(scores[j] - max);
@@ -318,7 +335,7 @@ void Attention(const relattn_attention_desc& desc, double* out) {
       RotatedRows(desc.q, desc.q_pos, desc.n_q, desc.n_heads, d, desc.rope);
   const std::vector<double> k =
       RotatedRows(desc.k, desc.k_pos, desc.n_kv, desc.n_kv_heads, d, desc.rope);
-  std::vector<double> scores(desc.n_q * desc.n_kv);
+  std::vector<double> scores(desc.n_q * desc.n_kv), sinks(desc.n_q);
   for (int32_t h = 0; h < desc.n_heads; ++h) {
     const int32_t kv_head = h / group;
     for (int64_t i = 0; i < desc.n_q; ++i) {
@@ -348,11 +365,16 @@ void Attention(const relattn_attention_desc& desc, double* out) {
           const float* a = sv.table + ((sv.per_head ? h * (2 * k + 1) : 0) + r) * d;
           for (int32_t e = 0; e < d; ++e) dot += qi[e] * a[e];
         }
-        s = scale * dot + Bias(desc, h, pq, pk, anchor);
+        const double content = scale * dot;
+        s = (desc.softcap > 0 ? desc.softcap * std::tanh(content / desc.softcap) : content) +
+            Bias(desc, h, pq, pk, anchor);
       }
+      // Bias() drops -m * anchor from every ALiBi score of the row: so does the sink.
+      sinks[i] = !desc.sinks ? kMasked : desc.sinks[h] + AlibiDroppedConstant(desc, h, anchor);
     }
     for (int64_t i = 0; i < desc.n_q; ++i) {
-      SoftmaxTimesV(desc, &scores[i * desc.n_kv], kv_head, dv, out + (i * desc.n_heads + h) * dv);
+      SoftmaxTimesV(desc, &scores[i * desc.n_kv], sinks[i], kv_head, dv,
+                    out + (i * desc.n_heads + h) * dv);
     }
   }
 }

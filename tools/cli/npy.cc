@@ -117,15 +117,18 @@ struct Descr {
   const char* text;
   NpyDtype dtype;
 };
-constexpr Descr kDescrs[] = {
-    {"<f4", NpyDtype::kF32}, {"<f2", NpyDtype::kF16}, {"<i8", NpyDtype::kI64}};
+constexpr Descr kDescrs[] = {{"<f4", NpyDtype::kF32},
+                             {"<f2", NpyDtype::kF16},
+                             {"<i8", NpyDtype::kI64},
+                             {"<f8", NpyDtype::kF64}};
 
 bool ParseDescr(const std::string& descr, NpyDtype* dtype, std::string* error) {
   for (const Descr& d : kDescrs) {
     if (descr == d.text) return *dtype = d.dtype, true;
   }
   *error = "dtype '" + descr +
-           "' is not supported (little-endian float32 '<f4', float16 '<f2' or int64 '<i8' only)";
+           "' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8' or int64 "
+           "'<i8' only)";
   return false;
 }
 
@@ -142,7 +145,12 @@ uint32_t LittleEndian(const std::string& s, size_t at, size_t bytes) {
 }  // namespace
 
 const char* NpyDtypeName(NpyDtype dtype) {
-  return dtype == NpyDtype::kF32 ? "float32" : dtype == NpyDtype::kF16 ? "float16" : "int64";
+  switch (dtype) {
+    case NpyDtype::kF32: return "float32";
+    case NpyDtype::kF16: return "float16";
+    case NpyDtype::kF64: return "float64";
+    default: return "int64";
+  }
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {

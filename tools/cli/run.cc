@@ -11,6 +11,7 @@
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/npy.h"
+#include "tools/cli/rope_scaling.h"
 
 namespace relattn_cli {
 namespace {
@@ -42,6 +43,22 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
   --rotary-dims N       rope: the first N dimensions are rotated, N even (default head_dim)
   --rope-base B         rope: theta base, > 1 (default 10000)
   --rope-scale S        rope: linear scaling, positions divided by S >= 1e-6 (default 1)
+  --rope-scaling linear|ntk|llama3|yarn|longrope  rope: HF's rope_type frequency families
+                        (relattn.h); their parameters:
+    --rope-factor F             linear, ntk, llama3, yarn
+    --rope-low-freq F, --rope-high-freq F   llama3 (low_freq_factor, high_freq_factor)
+    --rope-original-max N       llama3, yarn, longrope: original_max_position
+    --rope-beta-fast B, --rope-beta-slow B  yarn (default 32, 1)
+    --rope-short-factor FILE.npy, --rope-long-factor FILE.npy  longrope: float64
+                                [rotary_dims / 2]
+    --rope-max-position N, --rope-sequence-length N  longrope: the long factors apply when
+                                the sequence length exceeds --rope-original-max
+  --rope-inv-freq FILE.npy  rope: the caller's theta table, float64 [rotary_dims / 2]
+  --rope-attention-factor A  rope: multiplies cos and sin (default: the family's)
+  --softcap C           logit soft-capping (Gemma 2: 50): content scores x = scale * q . k
+                        become C tanh(x / C) before the bias and the mask (default 0: off)
+  --sinks FILE.npy      learned attention sinks (gpt-oss), float32 [heads]: one more logit
+                        per head in the softmax's denominator, no value behind it
   --causal              causal mask; also selects the causal bias form unless --bidirectional
   --window W            sliding window: 0 <= q - k < W with --causal, |q - k| < W without
   --valid-kv N          keys N.. are hidden
@@ -56,18 +73,45 @@ Exit status: 0 on success, 2 for bad arguments, 1 for unreadable or mismatched f
 errors from the library.
 )";
 
-const std::vector<OptionSpec> kOptions = {{"--q", 1},           {"--k", 1},
-                                          {"--v", 1},           {"--out", 1},
-                                          {"--scheme", 1},      {"--max-bias", 1},
-                                          {"--slopes", 1},      {"--table", 1},
-                                          {"--num-buckets", 1}, {"--max-distance", 1},
-                                          {"--shaw-k", 1},      {"--bidirectional", 0},
-                                          {"--causal", 0},      {"--window", 1},
-                                          {"--valid-kv", 1},    {"--q-start", 1},
-                                          {"--k-start", 1},     {"--scale", 1},
-                                          {"--threads", 1},     {"--rope", 1},
-                                          {"--rotary-dims", 1}, {"--rope-base", 1},
-                                          {"--rope-scale", 1},  {"--quantize", 1}};
+const std::vector<OptionSpec> kOptions = {{"--q", 1},
+                                          {"--k", 1},
+                                          {"--v", 1},
+                                          {"--out", 1},
+                                          {"--scheme", 1},
+                                          {"--max-bias", 1},
+                                          {"--slopes", 1},
+                                          {"--table", 1},
+                                          {"--num-buckets", 1},
+                                          {"--max-distance", 1},
+                                          {"--shaw-k", 1},
+                                          {"--bidirectional", 0},
+                                          {"--causal", 0},
+                                          {"--window", 1},
+                                          {"--valid-kv", 1},
+                                          {"--q-start", 1},
+                                          {"--k-start", 1},
+                                          {"--scale", 1},
+                                          {"--threads", 1},
+                                          {"--rope", 1},
+                                          {"--rotary-dims", 1},
+                                          {"--rope-base", 1},
+                                          {"--rope-scale", 1},
+                                          {"--quantize", 1},
+                                          {"--rope-scaling", 1},
+                                          {"--rope-factor", 1},
+                                          {"--rope-low-freq", 1},
+                                          {"--rope-high-freq", 1},
+                                          {"--rope-original-max", 1},
+                                          {"--rope-beta-fast", 1},
+                                          {"--rope-beta-slow", 1},
+                                          {"--rope-attention-factor", 1},
+                                          {"--rope-inv-freq", 1},
+                                          {"--rope-short-factor", 1},
+                                          {"--rope-long-factor", 1},
+                                          {"--rope-max-position", 1},
+                                          {"--rope-sequence-length", 1},
+                                          {"--softcap", 1},
+                                          {"--sinks", 1}};
 
 // The options each scheme reads; any other scheme option given is an error.
 struct SchemeSpec {
@@ -86,7 +130,8 @@ const SchemeSpec kSchemes[] = {
 
 // The arrays a call reads; they outlive the descriptor that points into them.
 struct Arrays {
-  NpyArray q, k, v, slopes, table;
+  NpyArray q, k, v, slopes, table, sinks;
+  RopeScalingTables rope;
   std::vector<int8_t> q_i8, k_i8;  // --quantize: the int8 rows and their scales
   std::vector<float> q_scales, k_scales;
 };
@@ -113,7 +158,9 @@ relattn_tensor Tensor(const Args& args, const std::string& flag, const NpyArray&
   if (a.shape[1] > INT32_MAX || a.shape[2] > INT32_MAX) {
     Fail(Describe(args, flag, a) + ": heads and head_dim must fit in int32");
   }
-  if (a.dtype == NpyDtype::kI64) Fail(Describe(args, flag, a) + ": must be float32 or float16");
+  if (a.dtype != NpyDtype::kF32 && a.dtype != NpyDtype::kF16) {
+    Fail(Describe(args, flag, a) + ": must be float32 or float16");
+  }
   const relattn_dtype dtype = a.dtype == NpyDtype::kF32 ? RELATTN_F32 : RELATTN_F16;
   return relattn::TokensHeadsDim(a.bytes.data(), dtype, int32_t(a.shape[1]), int32_t(a.shape[2]));
 }
@@ -315,6 +362,8 @@ int RunCommand(int argc, char** argv, int first) {
   const int64_t n_threads = args.Int64("--threads", 1, 0, 1024);
   const SchemeSpec& scheme = SchemeOf(args);
   desc.rope = RopeOf(args);
+  CheckRopeScalingOptions(args, desc.rope.pairing != RELATTN_ROPE_NONE);
+  desc.softcap = float(args.Double("--softcap", 0.0));  // its range is the library's to judge
   const Quantize quantize = QuantizeOf(args);
 
   Arrays in;
@@ -332,6 +381,12 @@ int RunCommand(int argc, char** argv, int first) {
   desc.head_dim = int32_t(in.q.shape[2]);
   desc.v_head_dim = int32_t(in.v.shape[2]);
   SetBias(args, scheme, &in, &desc);
+  if (desc.rope.pairing != RELATTN_ROPE_NONE) SetRopeScaling(args, &in.rope, &desc.rope);
+  if (args.Has("--sinks")) {
+    in.sinks = Load(args, "--sinks");
+    CheckTable(args, "--sinks", in.sinks, desc.n_heads, nullptr, false);
+    desc.sinks = reinterpret_cast<const float*>(in.sinks.bytes.data());
+  }
   if (quantize.q) {
     QuantizeRows("--q", desc.n_q, desc.n_heads, desc.head_dim, &in.q_i8, &in.q_scales, &desc.q);
   }

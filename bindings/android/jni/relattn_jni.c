@@ -77,9 +77,9 @@ static void Unpin(JNIEnv* env, Pinned* pin, int written) {
     (*env)->ReleaseFloatArrayElements(env, pin->array, pin->data, written ? 0 : JNI_ABORT);
 }
 
-/* Everything in Params but the tensors; tables pins slopes and table. Returns 0 with an
+/* Everything in Params but the tensors; tables pins slopes, table and sinks. Returns 0 with an
  * exception pending on failure. */
-static int ReadParams(JNIEnv* env, jobject p, relattn_attention_desc* d, Pinned tables[2],
+static int ReadParams(JNIEnv* env, jobject p, relattn_attention_desc* d, Pinned tables[3],
                       int32_t* n_threads) {
   relattn_attention_desc_init(d);
   d->n_q = IntField(env, p, "nQ");
@@ -106,6 +106,8 @@ static int ReadParams(JNIEnv* env, jobject p, relattn_attention_desc* d, Pinned 
   b->t5.max_distance = IntField(env, p, "maxDistance");
   b->t5.bidirectional = bidirectional;
   b->shaw.k = IntField(env, p, "shawK");
+  d->softcap = FloatField(env, p, "softcap");
+  d->sinks = Pin(env, &tables[2], ArrayField(env, p, "sinks"));
   *n_threads = IntField(env, p, "threads");
   if ((*env)->ExceptionCheck(env)) return 0;
   if (*n_threads < 1) {
@@ -146,7 +148,7 @@ JNIEXPORT void JNICALL Java_org_relattn_RelAttn_nativeAttentionArrays(JNIEnv* en
                                                                       jfloatArray out) {
   (void)cls;
   relattn_attention_desc d;
-  Pinned tables[2] = {{0}}, arrays[4] = {{0}};
+  Pinned tables[3] = {{0}}, arrays[4] = {{0}};
   int32_t n_threads = 1;
   if (ReadParams(env, p, &d, tables, &n_threads) && Pin(env, &arrays[0], q) &&
       Pin(env, &arrays[1], k) && Pin(env, &arrays[2], v) && Pin(env, &arrays[3], out)) {
@@ -160,7 +162,7 @@ JNIEXPORT void JNICALL Java_org_relattn_RelAttn_nativeAttentionArrays(JNIEnv* en
   }
   const int ok = !(*env)->ExceptionCheck(env);
   for (int i = 0; i < 4; ++i) Unpin(env, &arrays[i], ok && i == 3);
-  for (int i = 0; i < 2; ++i) Unpin(env, &tables[i], 0);
+  for (int i = 0; i < 3; ++i) Unpin(env, &tables[i], 0);
 }
 
 /* The address of a direct buffer's byte offset, aligned to its element size; NULL with an
@@ -185,7 +187,7 @@ JNIEXPORT void JNICALL Java_org_relattn_RelAttn_nativeAttentionBuffers(
     jobject v, jlong v_offset, jobject out, jlong out_offset) {
   (void)cls;
   relattn_attention_desc d;
-  Pinned tables[2] = {{0}};
+  Pinned tables[3] = {{0}};
   int32_t n_threads = 1;
   if (ReadParams(env, p, &d, tables, &n_threads)) {
     const relattn_dtype dtype = (relattn_dtype)IntField(env, p, "dtype");
@@ -204,7 +206,7 @@ JNIEXPORT void JNICALL Java_org_relattn_RelAttn_nativeAttentionBuffers(
       Run(env, &d, n_threads);
     }
   }
-  for (int i = 0; i < 2; ++i) Unpin(env, &tables[i], 0);
+  for (int i = 0; i < 3; ++i) Unpin(env, &tables[i], 0);
 }
 
 JNIEXPORT jfloatArray JNICALL Java_org_relattn_RelAttn_alibiSlopes(JNIEnv* env, jclass cls,

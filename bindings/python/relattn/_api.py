@@ -145,8 +145,8 @@ def _compute(desc, threads):
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               bidirectional=None, max_bias=8.0, slopes=None, table=None, table_scales=None,
               num_buckets=None, max_distance=128, shaw_k=None, q_start=0, k_start=0,
-              q_positions=None, k_positions=None, scale=None, rope=None, out_dtype=np.float32,
-              threads=1):
+              q_positions=None, k_positions=None, scale=None, rope=None, softcap=None,
+              sinks=None, out_dtype=np.float32, threads=1):
     """Attention with a relative-position bias over one sequence; returns a new array.
 
     q: [n_q][heads][head_dim], k: [n_kv][kv_heads][head_dim], v: [n_kv][kv_heads][v_head_dim],
@@ -193,6 +193,11 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position": 8192}}.
 
+    softcap: logit soft-capping (Gemma 2: 50.0): the content score x = scale * q . k becomes
+    softcap * tanh(x / softcap) before the bias and the mask are added; None or 0: off.
+    sinks: learned attention sinks (gpt-oss), float32 [heads]: head h's softmax gets one more
+    logit sinks[h] that no value follows (the weights of the keys then sum to less than 1).
+
     Raises TypeError / ValueError naming the argument, relattn.Error for what the library
     rejects. The GIL is released during the computation.
     """
@@ -220,6 +225,10 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     p, desc.q_pos = arrays.positions("q_positions", q_positions, "q_start", q_start, n_q)
     keep.append(p)
     desc.scale = 0.0 if scale is None else scale
+    desc.softcap = 0.0 if softcap is None else arrays.to_float("softcap", softcap)
+    if sinks is not None:
+        keep.append(arrays.table("sinks", sinks, (heads,), [np.dtype(np.float32)]))
+        desc.sinks = keep[-1].ctypes.data
     desc.mask.causal, desc.mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
     desc.mask.n_valid_kv = -1 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 0)
     if bidirectional is None:

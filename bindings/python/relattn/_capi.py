@@ -81,7 +81,8 @@ class AttentionDesc(ctypes.Structure):
                 ("n_kv_heads", c_int32), ("head_dim", c_int32), ("v_head_dim", c_int32),
                 ("q", Tensor), ("k", Tensor), ("v", Tensor), ("o", Output),
                 ("q_pos", Positions), ("k_pos", Positions), ("scale", c_float),
-                ("bias", Bias), ("rope", Rope), ("mask", Mask), ("kv_cache", c_void_p)]
+                ("bias", Bias), ("rope", Rope), ("mask", Mask), ("kv_cache", c_void_p),
+                ("softcap", c_float), ("sinks", c_void_p)]
 
 
 class KvCacheDesc(ctypes.Structure):

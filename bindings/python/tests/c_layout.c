@@ -92,6 +92,8 @@ int main(void) {
   FIELD(relattn_attention_desc, rope);
   FIELD(relattn_attention_desc, mask);
   FIELD(relattn_attention_desc, kv_cache);
+  FIELD(relattn_attention_desc, softcap);
+  FIELD(relattn_attention_desc, sinks);
   SIZE(relattn_kv_cache_desc);
   FIELD(relattn_kv_cache_desc, n_kv_heads);
   FIELD(relattn_kv_cache_desc, head_dim);

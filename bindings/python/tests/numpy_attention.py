@@ -209,13 +209,15 @@ def rotate(x, positions, rope):
 
 def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bidirectional=None,
               q_start=0, k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
-              **bias_args):
+              softcap=None, sinks=None, **bias_args):
     """q [n_q][heads][d], k [n_kv][kv_heads][d], v [n_kv][kv_heads][dv] -> float64
     [n_q][heads][dv]; a query that sees no key gets zeros. q and k may be the int8 pair
     (int8 array, float32 row scales), dequantised first. Positions: q_start + t or q_positions
     (likewise k); rope: the binding's form, q and k rotated at their positions (after
     dequantisation). scheme "shaw_vector": score = scale * q_i . (k_j + a[clip(key - query,
-    -k, k) + k]), table= [heads][2k+1][d] or [2k+1][d]."""
+    -k, k) + k]), table= [heads][2k+1][d] or [2k+1][d]. softcap c: the content score x
+    becomes c tanh(x / c) before the bias (Gemma 2); sinks [heads]: one more logit per head in
+    the denominator (gpt-oss)."""
     q, k, v = dequantize(q), dequantize(k), np.asarray(v, np.float64)
     (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
     scale = 1.0 / math.sqrt(d) if scale is None else scale
@@ -236,14 +238,17 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
     out = np.zeros((n_q, heads, v.shape[2]))
     for h in range(heads):
         kv = h // (heads // kv_heads)
-        scores = scale * q[:, h] @ k[:, kv].T + bias(scheme, rel, h, heads, bidirectional,
-                                                     **bias_args)
+        scores = scale * q[:, h] @ k[:, kv].T
         if scheme == "shaw_vector":
             scores += scale * shaw_vector_products(q[:, h], rel, bias_args["table"], h)
+        if softcap:
+            scores = softcap * np.tanh(scores / softcap)
+        scores = scores + bias(scheme, rel, h, heads, bidirectional, **bias_args)
         scores = np.where(visible, scores, -np.inf)
         seen = visible.any(axis=1)
-        top = np.where(seen, scores.max(axis=1), 0.0)[:, None]
+        sink = -np.inf if sinks is None else float(sinks[h])
+        top = np.where(seen, np.maximum(scores.max(axis=1), sink), 0.0)[:, None]
         p = np.where(visible, np.exp(scores - top), 0.0)
-        total = np.where(seen, p.sum(axis=1), 1.0)[:, None]
+        total = np.where(seen, p.sum(axis=1) + np.exp(sink - top[:, 0]), 1.0)[:, None]
         out[:, h] = (p / total) @ v[:, kv]
     return out

@@ -202,3 +202,66 @@ def test_run_reads_npy_format_2(tmp_path):
                  tmp_path / "v.npy", "--out", tmp_path / "o.npy")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), relattn.attention(q, k, v))
+
+
+SCALINGS = {
+    "llama3": (["--rope-scaling", "llama3", "--rope-factor", 8, "--rope-low-freq", 1,
+                "--rope-high-freq", 4, "--rope-original-max", 64],
+               {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position": 64}),
+    "yarn": (["--rope-scaling", "yarn", "--rope-factor", 4, "--rope-original-max", 256,
+              "--rope-beta-fast", 32, "--rope-beta-slow", 1, "--rope-attention-factor", 1.2],
+             {"type": "yarn", "factor": 4.0, "original_max_position": 256, "beta_fast": 32.0,
+              "beta_slow": 1.0, "attention_factor": 1.2}),
+    "linear": (["--rope-scaling", "linear", "--rope-factor", 4],
+               {"type": "linear", "factor": 4.0}),
+    "ntk": (["--rope-scaling", "ntk", "--rope-factor", 4], {"type": "ntk", "factor": 4.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALINGS) + ["longrope", "inv_freq"])
+def test_run_rope_scaling_matches_library(tmp_path, name):
+    rng = np.random.default_rng(zlib.crc32(("scaling/" + name).encode()))
+    q, k, v = random_problem(rng, 9, 20, np.float32)
+    half = q.shape[2] // 2
+    if name == "longrope":
+        short, long = rng.uniform(1, 3, half), rng.uniform(2, 6, half)
+        np.save(tmp_path / "short.npy", short)
+        np.save(tmp_path / "long.npy", long)
+        flags = ["--rope-scaling", "longrope", "--rope-short-factor", tmp_path / "short.npy",
+                 "--rope-long-factor", tmp_path / "long.npy", "--rope-original-max", 16,
+                 "--rope-max-position", 256, "--rope-sequence-length", 100]
+        scaling = {"type": "longrope", "short_factor": short, "long_factor": long,
+                   "original_max_position": 16, "max_position": 256, "sequence_length": 100}
+        rope = {"pairing": "halves", "scaling": scaling}
+    elif name == "inv_freq":
+        table = np.linspace(0.9, 1e-3, half)
+        np.save(tmp_path / "inv.npy", table)
+        flags = ["--rope-inv-freq", tmp_path / "inv.npy", "--rope-attention-factor", 1.1]
+        rope = {"pairing": "halves", "inv_freq": table, "attention_factor": 1.1}
+    else:
+        flags, scaling = SCALINGS[name]
+        rope = {"pairing": "halves", "scaling": scaling}
+    extra = ["--rope", "halves", *flags, "--q-start", 1000, "--k-start", 989]
+    out = run_attention(tmp_path, q, k, v, "none", {}, {"causal": True}, extra)
+    args = dict(causal=True, rope=rope, q_start=1000, k_start=989)
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])
+
+
+@pytest.mark.parametrize("scheme", ["alibi", "t5-f32", "shaw-vector"])
+def test_run_softcap_and_sinks_match_library(tmp_path, scheme):
+    rng = np.random.default_rng(zlib.crc32(("softcap/" + scheme).encode()))
+    q, k, v = random_problem(rng, 9, 20, np.float32)
+    kind, bias_args = SCHEMES[scheme](q.shape[1], rng)
+    sinks = rng.uniform(-1, 1, q.shape[1]).astype(np.float32)
+    np.save(tmp_path / "sinks.npy", sinks)
+    extra = ["--softcap", 2.5, "--scale", 3, "--sinks", tmp_path / "sinks.npy",
+             "--q-start", 11]
+    out = run_attention(tmp_path, q, k, v, kind, bias_args, {"causal": True}, extra)
+    args = dict(scheme=kind, causal=True, softcap=2.5, scale=3.0, sinks=sinks, q_start=11,
+                **bias_args)
+    np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])

@@ -52,6 +52,12 @@ public final class RelAttn {
     public long qStart, kStart;
     /** Multiplies q.k; 0 means 1 / sqrt(headDim). */
     public float scale;
+    /** Logit soft-cap (Gemma 2: 50): content scores x become softcap * tanh(x / softcap)
+     *  before the bias and the mask; 0 = off. */
+    public float softcap;
+    /** Learned attention sinks (gpt-oss) [heads], or null: one more logit per head in the
+     *  softmax's denominator. */
+    public float[] sinks;
     /** 1: the calling thread; n > 1: a pthreadpool of n threads for this call. */
     public int threads = 1;
 
@@ -112,6 +118,7 @@ public final class RelAttn {
 
   private static void checkTables(Params p) {
     if (p.slopes != null) checkLength("slopes", p.slopes.length, p.heads);
+    if (p.sinks != null) checkLength("sinks", p.sinks.length, p.heads);
     if (p.scheme == T5 || p.scheme == SHAW) {
       final long width = p.scheme == T5 ? p.numBuckets : 2L * p.shawK + 1;
       checkLength("table", p.table == null ? -1 : p.table.length, p.heads * width);

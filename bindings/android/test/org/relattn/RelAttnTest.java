@@ -70,11 +70,15 @@ public final class RelAttnTest {
           for (int e = 0; e < d; ++e) {
             dot += q[(i * p.heads + h) * d + e] * k[(j * p.kvHeads + kh) * d + e];
           }
-          s[j] = visible ? scale * dot + bias(p, h, rel) : Double.NEGATIVE_INFINITY;
+          double content = scale * dot;
+          if (p.softcap > 0) content = p.softcap * Math.tanh(content / p.softcap);
+          s[j] = visible ? content + bias(p, h, rel) : Double.NEGATIVE_INFINITY;
           max = Math.max(max, s[j]);
         }
         if (max == Double.NEGATIVE_INFINITY) continue;  // sees no key: zeros
-        double sum = 0;
+        final double sink = p.sinks != null ? p.sinks[h] : Double.NEGATIVE_INFINITY;
+        max = Math.max(max, sink);
+        double sum = Math.exp(sink - max);
         for (int j = 0; j < p.nKv; ++j) sum += (s[j] = Math.exp(s[j] - max));
         for (int j = 0; j < p.nKv; ++j) {
           for (int e = 0; e < vd; ++e) {
@@ -153,6 +157,19 @@ public final class RelAttnTest {
     p.qStart = p.kStart = 1_000_000_000_000L;
     RelAttn.attention(p, q, k, v, shifted);
     check(Arrays.equals(base, shifted), "position shift changes the output");
+
+    // Logit soft-capping (saturated: scores up to ~8 against a cap of 2) and learned sinks.
+    p = params(RelAttn.ALIBI, true);
+    p.scale = 3f;
+    p.softcap = 2f;
+    p.sinks = new float[] {0.5f, -1f, 2f, 0f};
+    float[] capped = new float[7 * 4 * 6];
+    RelAttn.attention(p, q, k, v, capped);
+    check(maxError(capped, reference(p, q, k, v)) <= 5e-6, "softcap and sinks");
+    p.sinks = new float[] {0f, Float.NaN, 0f, 0f};
+    final RelAttn.Params badSink = p;
+    expect(RelAttnException.class, () -> RelAttn.attention(badSink, q, k, v, capped),
+           "sinks[1] = nan");
 
     // Direct buffers: F16 inputs in ByteBuffers, F32 output in a FloatBuffer from position 5.
     p = params(RelAttn.ALIBI, true);

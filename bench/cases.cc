@@ -18,6 +18,9 @@ const char* SchemeName(Scheme scheme) {
     case Scheme::kShaw: return "shaw";
     case Scheme::kRope: return "rope";
     case Scheme::kShawVector: return "shawvec";
+    case Scheme::kRopeLlama3: return "rope_llama3";
+    case Scheme::kSoftcap: return "softcap";
+    case Scheme::kSinks: return "sinks";
   }
   return "?";
 }
@@ -67,6 +70,8 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
         }
       }
     }
+    for (Scheme s : {Scheme::kSoftcap, Scheme::kSinks})
+      cases.push_back({shape, s, true, RELATTN_F16});
     return cases;
   }
   const std::vector<relattn_dtype> dtypes =
@@ -77,6 +82,10 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
       for (Scheme s : all) cases.push_back({shape, s, causal, dtype});
       cases.push_back({shape, Scheme::kRope, causal, dtype});
       cases.push_back({shape, Scheme::kShawVector, causal, dtype});
+      if (dtype != RELATTN_F16) continue;
+      for (Scheme s : {Scheme::kRopeLlama3, Scheme::kSoftcap, Scheme::kSinks}) {
+        cases.push_back({shape, s, causal, dtype});
+      }
     }
   }
   for (bool causal : {false, true}) {
@@ -126,6 +135,8 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   for (float& x : shaw_table_) x = 2.0f * uniform(rng);
   shaw_vector_table_.resize(size_t(shape.heads) * (2 * kShawK + 1) * shape.head_dim);
   for (float& x : shaw_vector_table_) x = uniform(rng);
+  sinks_.resize(size_t(shape.heads));
+  for (float& x : sinks_) x = uniform(rng);
   if (!shape.decode) {
     const auto quantize = [&](const std::vector<float>& x, int64_t n, int32_t heads,
                               std::vector<int8_t>& q, std::vector<float>& scales) {
@@ -234,6 +245,17 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
       desc.bias.kind = RELATTN_BIAS_SHAW_VECTOR;
       desc.bias.shaw_vector = {shaw_vector_table_.data(), kShawK, 1};
       break;
+    case Scheme::kRopeLlama3:
+      desc.rope.pairing = RELATTN_ROPE_HALVES;
+      desc.rope.base = 500000.0f;
+      desc.rope.scaling.type = RELATTN_ROPE_SCALING_LLAMA3;
+      desc.rope.scaling.factor = 8.0f;
+      desc.rope.scaling.low_freq_factor = 1.0f;
+      desc.rope.scaling.high_freq_factor = 4.0f;
+      desc.rope.scaling.original_max_position = 8192;
+      break;
+    case Scheme::kSoftcap: desc.softcap = 50.0f; break;
+    case Scheme::kSinks: desc.sinks = sinks_.data(); break;
   }
   return desc;
 }

@@ -11,11 +11,14 @@
 
 namespace relattn_bench {
 
-// Position schemes; kRope is RoPE (halves pairing, base 10000) without a
-// bias, kShawVector the Shaw vector form (k = kShawK, a table per head); both
-// on prefill cases only.
-enum class Scheme { kNone, kAlibi, kT5, kShaw, kRope, kShawVector };
-// "none", "alibi", "t5", "shaw", "rope", "shawvec"
+// Position schemes and logit options; kRope is RoPE (halves pairing, base
+// 10000) without a bias, kRopeLlama3 the same with Llama 3.1's scaling
+// (base 500000, factor 8, low / high freq factors 1 / 4, original 8192),
+// kShawVector the Shaw vector form (k = kShawK, a table per head): these on
+// prefill cases only. kSoftcap: no bias, logit soft-cap 50 (Gemma 2); kSinks:
+// no bias, learned sinks per head (gpt-oss), uniform in [-1, 1).
+enum class Scheme { kNone, kAlibi, kT5, kShaw, kRope, kShawVector, kRopeLlama3, kSoftcap, kSinks };
+// "none", "alibi", "t5", "shaw", "rope", "shawvec", "rope_llama3", "softcap", "sinks"
 const char* SchemeName(Scheme scheme);
 
 // One problem size. Every case of a shape shares its inputs and its XNNPACK
@@ -54,9 +57,9 @@ const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8"
 
 // The shapes of a run and the cases of each, in measuring order: the anchor,
 // prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme and RoPE, both
-// masks, f32 and f16), decode (32 heads on 8 KV heads, d 128, m in {4096,
-// 32768}, f16, every scheme). quick: d 128, n in {512, 2048}, f16 only;
-// decode m 4096 with none and ALiBi.
+// masks, f32 and f16; rope_llama3, softcap and sinks in f16), decode (32 heads on 8 KV
+// heads, d 128, m in {4096, 32768}, f16, every scheme, softcap and sinks). quick: d 128, n
+// in {512, 2048}, f16 only; decode m 4096 with none, ALiBi, softcap and sinks.
 std::vector<Shape> BenchShapes(bool quick);
 std::vector<Case> CasesOf(const Shape& shape, bool quick);
 
@@ -94,7 +97,7 @@ class ShapeInputs {
   Shape shape_;
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
-  std::vector<float> t5_table_, shaw_table_, shaw_vector_table_;
+  std::vector<float> t5_table_, shaw_table_, shaw_vector_table_, sinks_;
   std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
   std::vector<float> q_scales_, k_scales_;
   // Decode: KV caches (f16 K and V; int8 K and f16 V) in their memory.

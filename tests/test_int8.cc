@@ -196,7 +196,8 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
     quantised_q.int8_qk = 2;
     Case decode_view(quantised_q);
     const std::vector<double> expected = n_q <= 7 ? decode_view.Reference() : c.Reference();
-    relattn_kv_cache_desc cd{2, 40, 0, 160, RELATTN_I8, RELATTN_F16, 0, {}};
+    relattn_kv_cache_desc cd{2,           40, 0,  160, RELATTN_I8,
+                             RELATTN_F16, 0,  {}, 0,   RELATTN_SINK_POSITIONS_TEXT};
     size_t bytes = 0;
     REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
     std::vector<uint64_t> memory(bytes / 8 + 16);
@@ -301,7 +302,8 @@ void CompareIntDotWithPortable(const IntDotKernel& kernel) {
       spec.n_kv_heads = 2;
       spec.causal = true;
       Case c(spec);
-      relattn_kv_cache_desc cd{2, d, 0, spec.n_kv, RELATTN_I8, RELATTN_F32, 0, {}};
+      relattn_kv_cache_desc cd{2,           d, 0,  spec.n_kv, RELATTN_I8,
+                               RELATTN_F32, 0, {}, 0,         RELATTN_SINK_POSITIONS_TEXT};
       size_t bytes = 0;
       REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
       std::vector<uint64_t> memory(bytes / 8 + 16);

@@ -41,7 +41,8 @@ Tokens RandomTokens(std::mt19937& rng, int64_t n, bool round_to_f16) {
 class Cache {
  public:
   Cache(int64_t capacity, relattn_dtype dtype, bool ring) {
-    relattn_kv_cache_desc d{kKvHeads, kDim, 0, capacity, dtype, dtype, ring, {}};
+    relattn_kv_cache_desc d{kKvHeads, kDim, 0,  capacity, dtype,
+                            dtype,    ring, {}, 0,        RELATTN_SINK_POSITIONS_TEXT};
     size_t bytes = 0;
     REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
     memory_.resize(bytes / 8 + 16);
@@ -228,7 +229,8 @@ TEST_CASE("cache misuse gets a status and a message") {
   CHECK(relattn_attention_workspace_size(&run.desc, 1, &bytes) == RELATTN_ERR_BAD_CACHE);
   CHECK(std::string(relattn_last_error()).find("not a cache laid out by relattn_kv_cache_init") !=
         std::string::npos);
-  relattn_kv_cache_desc bad{kKvHeads, kDim, 0, 0, RELATTN_F16, RELATTN_F16, 0, {}};
+  relattn_kv_cache_desc bad{kKvHeads,    kDim, 0,  0, RELATTN_F16,
+                            RELATTN_F16, 0,    {}, 0, RELATTN_SINK_POSITIONS_TEXT};
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
   CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
   bad.capacity = 4;
@@ -343,7 +345,8 @@ TEST_CASE("a byte copy of a cache is a cache of its own: the original does not c
   run.desc.kv_cache = original.get();
   const std::vector<float> original_before = Attend(run.desc);
   size_t bytes = 0;
-  const relattn_kv_cache_desc d{kKvHeads, kDim, 0, 16, RELATTN_F16, RELATTN_F16, 1, {}};
+  const relattn_kv_cache_desc d{kKvHeads,    kDim, 0,  16, RELATTN_F16,
+                                RELATTN_F16, 1,    {}, 0,  RELATTN_SINK_POSITIONS_TEXT};
   REQUIRE(relattn_kv_cache_size(&d, &bytes) == RELATTN_OK);
   std::vector<uint64_t> copy_memory(bytes / 8 + 16);
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(copy_memory.data()) + 63) &

@@ -312,7 +312,11 @@ TEST_CASE("rope: the attention's rope must equal the KV cache's") {
   d.rope = Rope(RELATTN_ROPE_HALVES, 8, 10000.0f, 1.0f);
   CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_OK);
   // A cache's own rope is validated at size / init, its positions at append.
-  relattn_kv_cache_desc cd{1, 8, 0, 16, RELATTN_F32, RELATTN_F32, 0, Rope(RELATTN_ROPE_HALVES, 5)};
+  relattn_kv_cache_desc cd{1,           8,
+                           0,           16,
+                           RELATTN_F32, RELATTN_F32,
+                           0,           Rope(RELATTN_ROPE_HALVES, 5),
+                           0,           RELATTN_SINK_POSITIONS_TEXT};
   CHECK(relattn_kv_cache_size(&cd, &bytes) == RELATTN_ERR_BAD_ROPE);
   CHECK(std::string(relattn_last_error()).find("rope.rotary_dims = 5") != std::string::npos);
 }

@@ -82,6 +82,7 @@ typedef enum relattn_status {
   RELATTN_ERR_BAD_ROPE = 21,    /* a RoPE field (pairing, dims, base, scaling) out of range */
   RELATTN_ERR_BAD_SOFTCAP = 22, /* softcap negative, not finite or out of 1e-6..1e30 */
   RELATTN_ERR_BAD_SINK = 23,    /* a sink logit not finite or beyond 2^126, or sinks misaligned */
+  RELATTN_ERR_BAD_SINK_TOKENS = 24, /* n_sink_tokens or sink_positions of a KV cache out of range */
   RELATTN_STATUS_MIN_ENUM = -0x7fffffff - 1, /* any int is a valid value (status_string) */
   RELATTN_STATUS_MAX_ENUM = 0x7fffffff
 } relattn_status;
@@ -340,7 +341,29 @@ typedef struct relattn_mask {
  * loads them straight into vector lanes), so a decode step streams both
  * sequentially and converts nothing. In ring mode a full cache
  * overwrites its oldest token: a sliding window of `capacity` tokens in
- * constant memory, positions counting on (never wrapping or resetting). */
+ * constant memory, positions counting on (never wrapping or resetting); with
+ * n_sink_tokens, the oldest token after the sinks. */
+/* Positions in a ring cache with sink tokens (StreamingLLM):
+ *  TEXT   every token keeps the position it was appended at: exact text
+ *         distances (ALiBi, T5, Shaw and RoPE alike). No cost per step.
+ *  CACHE  StreamingLLM's rule: positions within the cache. The cache numbers
+ *         its tokens itself (append takes positions NULL: token n of the
+ *         sequence since the last clear gets position n, the window's tokens
+ *         keep theirs), and whenever the window moves, the sink tokens move to
+ *         the positions just before its oldest token (sink s at oldest - S + s),
+ *         so every distance is that of sinks at 0..S-1, the window after them
+ *         in order and the query next (query at relattn_kv_cache_next_position
+ *         + t). With RoPE, the cache keeps the sinks' K unrotated (S x
+ *         n_kv_heads x head_dim f32 more memory) and re-rotates those S rows
+ *         at each append that moves the window: S x n_kv_heads rows of work per
+ *         decode step, none at attention. */
+typedef enum relattn_sink_positions {
+  RELATTN_SINK_POSITIONS_TEXT = 0,
+  RELATTN_SINK_POSITIONS_CACHE = 1,
+  RELATTN_SINK_POSITIONS_MIN_ENUM = -0x7fffffff - 1, /* as relattn_dtype's: any int is valid */
+  RELATTN_SINK_POSITIONS_MAX_ENUM = 0x7fffffff
+} relattn_sink_positions;
+
 typedef struct relattn_kv_cache_desc {
   int32_t n_kv_heads;    /* 1..RELATTN_MAX_HEADS */
   int32_t head_dim;      /* 1..256, of K */
@@ -351,6 +374,11 @@ typedef struct relattn_kv_cache_desc {
   relattn_dtype v_dtype; /* storage: F32 or F16 */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
   relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
+  /* Ring only: the first n_sink_tokens tokens appended (0..capacity - 1) are
+   * never overwritten (StreamingLLM's attention sinks); the ring wraps over
+   * the other capacity - n_sink_tokens slots, the sliding window. */
+  int64_t n_sink_tokens;
+  relattn_sink_positions sink_positions; /* TEXT or CACHE (ring only): see above */
 } relattn_kv_cache_desc;
 
 typedef struct relattn_kv_cache relattn_kv_cache; /* opaque; lives in caller memory */

@@ -25,6 +25,30 @@ relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool all
               (int)dtype, allow_i8 ? " or RELATTN_I8" : "");
 }
 
+// n_sink_tokens in 0..capacity - 1 and sink_positions TEXT or CACHE, both
+// beyond their defaults in ring mode only.
+relattn_status CheckSinkTokens(const relattn_kv_cache_desc& d) {
+  if (d.n_sink_tokens < 0 || d.n_sink_tokens >= d.capacity) {
+    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
+                "n_sink_tokens = %" PRId64 ": must be in 0..capacity - 1 = %" PRId64,
+                d.n_sink_tokens, d.capacity - 1);
+  }
+  if (d.sink_positions != RELATTN_SINK_POSITIONS_TEXT &&
+      d.sink_positions != RELATTN_SINK_POSITIONS_CACHE) {
+    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
+                "sink_positions = %d: must be RELATTN_SINK_POSITIONS_TEXT (0) or _CACHE (1)",
+                (int)d.sink_positions);
+  }
+  if (!d.ring && (d.n_sink_tokens != 0 || d.sink_positions != RELATTN_SINK_POSITIONS_TEXT)) {
+    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
+                "n_sink_tokens = %" PRId64
+                ", sink_positions = %d: need ring = 1 (a cache that "
+                "never overwrites keeps every token)",
+                d.n_sink_tokens, (int)d.sink_positions);
+  }
+  return RELATTN_OK;
+}
+
 // Checks d; with rope, resolves d->rope into *rope (else leaves it).
 relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
   if (!d) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
@@ -46,13 +70,14 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
   }
   relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
   if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, false);
+  if (s == RELATTN_OK) s = CheckSinkTokens(*d);
   if (s == RELATTN_OK && rope) s = ResolveRope(d->rope, d->head_dim, "rope.", rope);
   return s;
 }
 
 // Byte offsets of the regions after the header.
 struct Regions {
-  uint64_t positions, bad, k_scales, k, v, total;
+  uint64_t positions, bad, k_scales, k, v, sink_k, total;
 };
 
 // In uint64 whatever size_t is: a valid desc needs at most about 2^62 bytes
@@ -69,7 +94,8 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   r.k = r.k_scales + Align64(scale_bytes);
   r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads *
                       uint64_t(KeyGroupHeadStride(d.capacity, d.head_dim)));
-  r.total = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
+  r.sink_k = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
+  r.total = r.sink_k + Align64(SinkKeyFloats(d) * sizeof(float));
   return r;
 }
 
@@ -104,6 +130,12 @@ relattn_status CheckAppend(const relattn_kv_cache& c, int64_t n_tokens, const re
                 "n_tokens = %" PRId64 ": the cache holds %" PRId64 " of %" PRId64
                 " tokens and is not a ring",
                 n_tokens, c.length, c.desc.capacity);
+  }
+  if (positions && c.desc.sink_positions == RELATTN_SINK_POSITIONS_CACHE) {
+    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
+                "positions: must be NULL with sink_positions = CACHE (the cache numbers its "
+                "tokens: the next is at %" PRId64 ")",
+                c.next_position);
   }
   if (!positions || !positions->positions) {
     const int64_t start = positions ? positions->start : c.next_position;
@@ -185,7 +217,8 @@ relattn_status CheckKvCacheHeader(const relattn_kv_cache* cache, const char* wha
       !PlausibleRope(cache->rope, d.head_dim) ||
       cache->rope.on != (d.rope.pairing != RELATTN_ROPE_NONE) || cache->length < 0 ||
       cache->length > d.capacity || cache->next_slot < 0 || cache->next_slot >= d.capacity ||
-      (cache->length < d.capacity && cache->next_slot != cache->length)) {
+      (cache->length < d.capacity && cache->next_slot != cache->length) ||
+      (cache->length == d.capacity && cache->next_slot < d.n_sink_tokens)) {
     return Fail(RELATTN_ERR_BAD_CACHE,
                 "%s: its header is inconsistent (desc, length %" PRId64 ", next slot %" PRId64
                 "): overwritten, or not a cache",
@@ -209,7 +242,10 @@ KvCacheView ViewOf(relattn_kv_cache* cache) {
   char* base = reinterpret_cast<char*>(cache);
   return KvCacheView{reinterpret_cast<int64_t*>(base + r.positions),
                      reinterpret_cast<uint8_t*>(base + r.bad),
-                     reinterpret_cast<float*>(base + r.k_scales), base + r.k, base + r.v};
+                     reinterpret_cast<float*>(base + r.k_scales),
+                     base + r.k,
+                     base + r.v,
+                     reinterpret_cast<float*>(base + r.sink_k)};
 }
 
 uint64_t KvCacheBytes(const relattn_kv_cache* cache) { return RegionsOf(cache->desc).total; }
@@ -271,14 +307,17 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
   }
   const bool given = positions && positions->positions;
   const int64_t start = positions && !given ? positions->start : cache->next_position;
+  const relattn::KvCacheView view = relattn::ViewOf(cache);
   for (int64_t t = 0; t < n_tokens; ++t) {
     const int64_t slot = cache->next_slot;
     const int64_t p = given ? positions->positions[t] : start + t;
-    relattn::StoreToken(cache, rope, *k, *v, t, p, slot);
+    relattn::StoreToken(cache, view, rope, *k, *v, t, p, slot);
+    if (slot < d.n_sink_tokens) relattn::KeepSinkKey(cache, view, *k, t, slot);
     cache->next_position = p == INT64_MAX ? p : p + 1;
-    cache->next_slot = slot + 1 == d.capacity ? 0 : slot + 1;
+    cache->next_slot = slot + 1 == d.capacity ? d.n_sink_tokens : slot + 1;
     if (cache->length < d.capacity) ++cache->length;
   }
+  relattn::MoveSinkTokens(cache, view);
   return relattn::EndAppend(cache, relattn::Succeed());
 }
 

@@ -36,13 +36,24 @@ inline constexpr uint64_t kKvCacheMagic = 0x72656c6174746e4bull;  // "relattnK"
 //              ceil(capacity / kKeyGroup): slot s of head h, channel c at
 //              ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
 //   v          [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+//   sink_k     sink_positions CACHE with RoPE: [n_sink_tokens][n_kv_heads][head_dim]
+//              f32, the sink tokens' K as appended, unrotated (else empty)
 struct KvCacheView {
   int64_t* positions;
   uint8_t* bad;
   float* k_scales;
   void* k;
   void* v;
+  float* sink_k;
 };
+
+// Floats of the sink_k region desc needs (0 unless CACHE positions with RoPE).
+inline uint64_t SinkKeyFloats(const relattn_kv_cache_desc& d) {
+  if (d.sink_positions != RELATTN_SINK_POSITIONS_CACHE || d.rope.pairing == RELATTN_ROPE_NONE) {
+    return 0;
+  }
+  return uint64_t(d.n_sink_tokens) * uint64_t(d.n_kv_heads) * uint64_t(d.head_dim);
+}
 KvCacheView ViewOf(relattn_kv_cache* cache);
 inline KvCacheView ViewOf(const relattn_kv_cache* cache) {
   return ViewOf(const_cast<relattn_kv_cache*>(cache));
@@ -69,8 +80,19 @@ void AttachKvCache(const relattn_attention_desc* desc, Plan* plan);
 // Converts token t (at position p) of k and v (all heads, validated) into
 // cache slot `slot`: K rotated by rope into its key group, V as a row. A head
 // whose K or V row is not finite stores zeros and is flagged.
-void StoreToken(relattn_kv_cache* cache, const RopeParams& rope, const relattn_tensor& k,
-                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot);
+void StoreToken(relattn_kv_cache* cache, const KvCacheView& view, const RopeParams& rope,
+                const relattn_tensor& k, const relattn_tensor& v, int64_t t, int64_t p,
+                int64_t slot);
+
+// CACHE sink positions with RoPE: keeps token t of k, appended into sink
+// slot `slot`, unrotated in the sink_k region (else does nothing).
+void KeepSinkKey(relattn_kv_cache* cache, const KvCacheView& view, const relattn_tensor& k,
+                 int64_t t, int64_t slot);
+
+// CACHE sink positions, once the window is full: moves sink s to position
+// oldest - n_sink_tokens + s (oldest: the position of the window's oldest
+// token, in slot next_slot), re-rotating its K from sink_k with RoPE.
+void MoveSinkTokens(relattn_kv_cache* cache, const KvCacheView& view);
 
 }  // namespace relattn
 

@@ -64,10 +64,10 @@ void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t s
 
 }  // namespace
 
-void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tensor& k,
-                const relattn_tensor& v, int64_t t, int64_t p, int64_t slot) {
+void StoreToken(relattn_kv_cache* c, const KvCacheView& view, const RopeParams& rope,
+                const relattn_tensor& k, const relattn_tensor& v, int64_t t, int64_t p,
+                int64_t slot) {
   const relattn_kv_cache_desc& d = c->desc;
-  const KvCacheView view = ViewOf(c);
   const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
   float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
   OpenKeyGroups(*c, view, slot);
@@ -97,6 +97,42 @@ void StoreToken(relattn_kv_cache* c, const RopeParams& rope, const relattn_tenso
                   1);
   }
   view.positions[slot] = p;
+}
+
+void KeepSinkKey(relattn_kv_cache* c, const KvCacheView& view, const relattn_tensor& k, int64_t t,
+                 int64_t slot) {
+  const relattn_kv_cache_desc& d = c->desc;
+  if (SinkKeyFloats(d) == 0) return;
+  const RopeAngles none{};
+  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
+    float* row = view.sink_k + (slot * d.n_kv_heads + h) * int64_t{d.head_dim};
+    LoadRow(k, t, h, d.head_dim, RELATTN_F32, nullptr, none, row);  // as given: no rounding
+  }
+}
+
+void MoveSinkTokens(relattn_kv_cache* c, const KvCacheView& view) {
+  const relattn_kv_cache_desc& d = c->desc;
+  const int64_t n_sinks = d.n_sink_tokens;
+  if (d.sink_positions != RELATTN_SINK_POSITIONS_CACHE || n_sinks == 0 || c->length < d.capacity) {
+    return;
+  }
+  const int64_t first = view.positions[c->next_slot] - n_sinks;  // sink 0's position
+  if (view.positions[0] == first) return;                        // the window has not moved
+  // K from its unrotated copy, V read back from its slot (exact in f16 and f32).
+  const relattn_tensor sink_k{
+      view.sink_k, RELATTN_F32, int64_t{d.n_kv_heads} * d.head_dim, d.head_dim, nullptr, 0, 0};
+  const relattn_tensor stored_v{view.v, d.v_dtype, d.v_head_dim, d.capacity * d.v_head_dim, nullptr,
+                                0,      0};
+  for (int64_t s = 0; s < n_sinks; ++s) {
+    if (!c->rope.on) {
+      view.positions[s] = first + s;
+      continue;
+    }
+    uint8_t bad[RELATTN_MAX_HEADS];  // a V row that was not finite is stored as zeros
+    for (int32_t h = 0; h < d.n_kv_heads; ++h) bad[h] = view.bad[h * d.capacity + s];
+    StoreToken(c, view, c->rope, sink_k, stored_v, s, first + s, s);
+    for (int32_t h = 0; h < d.n_kv_heads; ++h) view.bad[h * d.capacity + s] |= bad[h];
+  }
 }
 
 }  // namespace relattn

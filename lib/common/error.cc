@@ -63,6 +63,7 @@ extern "C" const char* relattn_status_string(relattn_status status) {
     case RELATTN_ERR_BAD_ROPE: return "bad RoPE parameter";
     case RELATTN_ERR_BAD_SOFTCAP: return "bad logit soft-cap";
     case RELATTN_ERR_BAD_SINK: return "bad attention sink logit";
+    case RELATTN_ERR_BAD_SINK_TOKENS: return "bad KV cache sink tokens";
     case RELATTN_STATUS_MIN_ENUM:
     case RELATTN_STATUS_MAX_ENUM: break;
   }

@@ -88,7 +88,7 @@ class AttentionDesc(ctypes.Structure):
 class KvCacheDesc(ctypes.Structure):
     _fields_ = [("n_kv_heads", c_int32), ("head_dim", c_int32), ("v_head_dim", c_int32),
                 ("capacity", c_int64), ("k_dtype", c_int), ("v_dtype", c_int), ("ring", c_int),
-                ("rope", Rope)]
+                ("rope", Rope), ("n_sink_tokens", c_int64), ("sink_positions", c_int)]
 
 
 class Threads(ctypes.Structure):

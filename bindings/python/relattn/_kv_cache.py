@@ -33,10 +33,21 @@ class KVCache:
     the int8 pair of quantize_i8; a decode step (up to 7 queries) quantises a float q per row
     too, as quantize_i8 does, while a longer prefill takes it as given. V is float32 or
     float16.
+
+    sink_tokens (ring only): the first sink_tokens tokens appended are never overwritten
+    (StreamingLLM's attention sinks); the ring wraps over the other capacity - sink_tokens
+    slots. sink_positions="text" (default) keeps every token at the position it was appended
+    at; "cache" is StreamingLLM's rule, positions within the cache: the cache numbers its
+    tokens (append takes no positions), the sinks move to just before the window's oldest
+    token as it slides, and the query goes next (q_start=cache.next_position), so distances
+    are those of sinks at 0..S-1, the window after them and the query last.
     """
 
+    SINK_POSITIONS = {"text": 0, "cache": 1}
+
     def __init__(self, kv_heads, head_dim, capacity, *, v_head_dim=None, dtype=np.float16,
-                 k_dtype=None, v_dtype=None, ring=False, rope=None):
+                 k_dtype=None, v_dtype=None, ring=False, rope=None, sink_tokens=0,
+                 sink_positions="text"):
         k_dtype = np.dtype(dtype if k_dtype is None else k_dtype)
         v_dtype = np.dtype(dtype if v_dtype is None else v_dtype)
         for name, d, allowed, hint in (
@@ -54,7 +65,8 @@ class KVCache:
             arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("capacity", capacity, 0), arrays.K_CACHE_DTYPES[k_dtype],
-            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope, self._rope_tables))
+            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope, self._rope_tables),
+            arrays.to_int("sink_tokens", sink_tokens), self._sink_rule(sink_positions))
         size = ctypes.c_size_t()
         check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
         self._memory = np.empty(size.value + _capi.KV_CACHE_ALIGNMENT, np.uint8)
@@ -65,9 +77,16 @@ class KVCache:
         self.lock = threading.Lock()
         self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, v_head_dim
         self.capacity, self.ring = desc.capacity, bool(ring)
+        self.sink_tokens, self.sink_positions = desc.n_sink_tokens, sink_positions
         self.k_dtype, self.v_dtype = k_dtype, v_dtype
         self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
         self.rope = arrays.rope_dict(desc.rope, self.head_dim, rope)
+
+    @classmethod
+    def _sink_rule(cls, sink_positions):
+        if sink_positions not in cls.SINK_POSITIONS:
+            raise ValueError("sink_positions: %r: must be 'text' or 'cache'" % (sink_positions,))
+        return cls.SINK_POSITIONS[sink_positions]
 
     def append(self, k, v, positions=None):
         """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or

@@ -103,6 +103,8 @@ int main(void) {
   FIELD(relattn_kv_cache_desc, v_dtype);
   FIELD(relattn_kv_cache_desc, ring);
   FIELD(relattn_kv_cache_desc, rope);
+  FIELD(relattn_kv_cache_desc, n_sink_tokens);
+  FIELD(relattn_kv_cache_desc, sink_positions);
   SIZE(relattn_threads);
   FIELD(relattn_threads, parallel_for);
   FIELD(relattn_threads, context);

@@ -94,3 +94,38 @@ def test_bad_sinks():
         relattn.attention(q, k, v, sinks=np.zeros(4))
     with pytest.raises(TypeError, match="softcap: expected a number"):
         relattn.attention(q, k, v, softcap="50")
+
+
+@pytest.mark.parametrize("rule", ["text", "cache"])
+def test_kv_cache_sink_tokens(rule):
+    """StreamingLLM: 2 sink tokens and a window of 4 in a ring of 6, after 30 tokens."""
+    rng = rng_for("sink tokens", rule)
+    _, k, v = random_problem(rng, 1, 30, np.float32, d=16)
+    q = rng.uniform(-1, 1, (2, 4, 16)).astype(np.float32)
+    cache = relattn.KVCache(kv_heads=2, head_dim=16, v_head_dim=12, capacity=6,
+                            dtype=np.float32, ring=True, rope="halves", sink_tokens=2,
+                            sink_positions=rule)
+    for t in range(30):
+        cache.append(k[t:t + 1], v[t:t + 1])
+    kept = [0, 1, 26, 27, 28, 29]
+    if rule == "text":
+        positions, q_start = kept, 30
+    else:  # sinks at 0, 1, the window at 2..5, the queries next
+        positions, q_start = list(range(6)), 6
+    got = cache.attention(q, causal=True, q_start=cache.next_position, scheme="alibi")
+    expected = oracle.attention(q, k[kept], v[kept], causal=True, q_start=q_start,
+                                k_positions=positions, scheme="alibi", rope="halves")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[np.float32])
+
+
+def test_kv_cache_sink_token_errors():
+    with pytest.raises(relattn.Error) as info:
+        relattn.KVCache(kv_heads=1, head_dim=8, capacity=4, sink_tokens=2)
+    assert info.value.status == 24 and "need ring = 1" in str(info.value)
+    with pytest.raises(ValueError, match="sink_positions: 'window'"):
+        relattn.KVCache(kv_heads=1, head_dim=8, capacity=4, ring=True, sink_positions="window")
+    cache = relattn.KVCache(kv_heads=1, head_dim=8, capacity=4, ring=True, sink_tokens=1,
+                            sink_positions="cache")
+    with pytest.raises(relattn.Error, match="must be NULL with sink_positions = CACHE"):
+        cache.append(np.zeros((1, 1, 8), np.float32), np.zeros((1, 1, 8), np.float32),
+                     positions=3)

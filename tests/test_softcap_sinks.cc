@@ -91,13 +91,13 @@ std::vector<float> TanhSweep() {
     x.push_back(-m);
   }
   for (float v : {0.0f, -0.0f, FLT_MIN, -FLT_MIN, std::numeric_limits<float>::denorm_min(), FLT_MAX,
-                  -FLT_MAX, 18.714973875f, std::nextafter(18.714973875f, 0.0f)}) {
+                  -FLT_MAX, 9.0f, -9.0f, std::nextafter(9.0f, 10.0f), std::nextafter(9.0f, 0.0f)}) {
     x.push_back(v);
   }
   return x;
 }
 
-TEST_CASE("softcap: SoftcapScores is cap * tanh(x / cap) within 4 ulp of tanh, every target") {
+TEST_CASE("softcap: SoftcapScores is cap * tanh(x / cap) within 5 ulp of tanh, every target") {
   const std::vector<float> x = TanhSweep();
   ForEachTarget([&](int64_t target) {
     const std::vector<float> got = SoftcapOnTarget(target, 1.0f, x);
@@ -110,7 +110,7 @@ TEST_CASE("softcap: SoftcapScores is cap * tanh(x / cap) within 4 ulp of tanh, e
     MESSAGE("softcap: ", TargetNameOf(target), " tanh max error ", worst, " ulp over ", x.size(),
             " points (at x = ", x[at], ": ", got[at], ")");
     INFO(TargetNameOf(target), " at x = ", x[at]);
-    CHECK(worst <= 4);
+    CHECK(worst <= 5);
     // Non-finite scores: NaN stays NaN, +-inf saturate to +-cap; a cap of 50
     // in log2 units maps 1e4 to 50 and 0.5 to 50 tanh(0.01).
     const std::vector<float> edge =

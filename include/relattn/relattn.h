@@ -462,9 +462,9 @@ typedef struct relattn_attention_desc {
    * the content score x = scale * q . k (the Shaw vector form's q . a
    * included) becomes c * tanh(x / c); then the position bias is added and
    * the mask applied, HF Gemma 2's order. 0: off; else finite, in
-   * 1e-6..1e30 (RELATTN_ERR_BAD_SOFTCAP). tanh is evaluated in f32 (Highway's
-   * Tanh, within 4 ulp plus the rounding of x / c; tests/test_softcap.cc
-   * measures it on every target). */
+   * 1e-6..1e30 (RELATTN_ERR_BAD_SOFTCAP). tanh is evaluated in f32 by a
+   * rational approximation within 5 ulp (plus the rounding of x / c;
+   * tests/test_softcap_sinks.cc measures it on every target). */
   float softcap;
   /* Learned attention sinks (gpt-oss): NULL (none) or [n_heads] f32 logits,
    * each finite with |x| <= 2^126, aligned to 4 bytes (RELATTN_ERR_BAD_SINK).

@@ -180,6 +180,8 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
   cd.v_head_dim = plain.v_head_dim;
   cd.capacity = 1 + b.Below(uint32_t(plain.n_kv) + 16);
   cd.ring = b.Flag();
+  // Sink tokens (TEXT positions): the first ones stay, the ring wraps over the rest.
+  cd.n_sink_tokens = cd.ring && b.Below(4) == 0 ? b.Below(uint32_t(cd.capacity)) : 0;
   // With RoPE the cache rounds K after rotating it: only f32 storage keeps
   // the reference (which rotates the unrounded K) within the bounds.
   cd.k_dtype = rope ? RELATTN_F32 : relattn_dtype(b.Below(3));
@@ -225,22 +227,24 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
   // The cache holds the last `held` tokens.
   const int64_t held = relattn_kv_cache_length(cache);
   if (held != std::min<int64_t>(plain.n_kv, cd.capacity)) std::abort();
+  // Slot t holds token t (a sink, or all when nothing wrapped) or token first + t.
   const int64_t first = plain.n_kv - held;
+  const auto token = [&](int64_t t) { return t < cd.n_sink_tokens ? t : first + t; };
   const int32_t heads = plain.n_kv_heads, dim = plain.head_dim;
   const int32_t dv = plain.v_head_dim ? plain.v_head_dim : dim;
   cc->k.resize(size_t(held) * heads * dim);
   cc->v.resize(size_t(held) * heads * dv);
   cc->positions.resize(size_t(held));
   for (int64_t t = 0; t < held; ++t) {
-    cc->positions[t] = plain.k_pos.positions ? plain.k_pos.positions[first + t] : start + first + t;
+    cc->positions[t] = plain.k_pos.positions ? plain.k_pos.positions[token(t)] : start + token(t);
     for (int32_t h = 0; h < heads; ++h) {
       for (int32_t e = 0; e < dim; ++e) {
-        float x = ElementOf(plain.k, first + t, h, e);
+        float x = ElementOf(plain.k, token(t), h, e);
         if (cd.k_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
         cc->k[(t * heads + h) * dim + e] = x;
       }
       for (int32_t e = 0; e < dv; ++e) {
-        float x = ElementOf(plain.v, first + t, h, e);
+        float x = ElementOf(plain.v, token(t), h, e);
         if (cd.v_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
         cc->v[(t * heads + h) * dv + e] = x;
       }
@@ -540,6 +544,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Choices read last, so that older seeds decode as before up to here.
   const Run run = ChooseRun(b);
   if (use_cache && b.Below(16) == 0) d.kv_cache = ArbitraryCache(b, &cache_case);
+  // Soft-capping and learned sinks (valid mostly; out of range sometimes).
+  std::vector<float> sinks(size_t(d.n_heads));
+  if (b.Below(4) == 0) {
+    d.softcap = b.Below(8) == 0 ? float(b.Below(5)) - 2.0f : 0.5f + 60.0f * std::fabs(b.Unit());
+  }
+  if (b.Below(4) == 0) {
+    for (float& x : sinks) x = b.Below(64) == 0 ? NAN : 4.0f * b.Unit();
+    d.sinks = sinks.data();
+  }
+  ref.softcap = d.softcap;
+  ref.sinks = d.sinks;
 
   size_t ws_bytes = 0;
   if (relattn_attention_workspace_size(&d, run.n_threads, &ws_bytes) == RELATTN_OK &&

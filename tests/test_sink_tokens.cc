@@ -1,5 +1,5 @@
 // StreamingLLM sink tokens in a ring KV cache (n_sink_tokens, sink_positions):
-// after 10^5 wraps the sinks are still the first tokens, and decode over the
+// after 10^5 wraps (10^4 under qemu) the sinks are still the first tokens, and decode over the
 // cache is bit-identical, on every SIMD target, to a fresh cache holding the
 // same tokens in the same slots at the same positions; both position rules
 // match the fp64 reference (TEXT: positions as appended; CACHE: sinks at
@@ -166,7 +166,11 @@ std::vector<int64_t> SlotIds(int64_t total) {
 TEST_CASE(
     "sink tokens: 10^5 wraps keep the sinks first; bit-identical to a fresh cache, "
     "both rules, every target") {
+#if defined(RELATTN_TEST_EMULATED)
+  constexpr int64_t kWraps = 10'000;  // under qemu: the appends are scalar code, tested natively
+#else
   constexpr int64_t kWraps = 100'000;
+#endif
   const int64_t total = kSinks + kWraps * kWindow + 3;  // ends mid-window
   for (relattn_sink_positions rule : {RELATTN_SINK_POSITIONS_TEXT, RELATTN_SINK_POSITIONS_CACHE}) {
     for (relattn_dtype k_dtype : {RELATTN_F32, RELATTN_I8}) {

@@ -16,13 +16,15 @@ set(RELATTN_CROSS_QEMU qemu-aarch64)
 #   neon:  Cortex-A72, armv8.0 without SVE: the NEON target.
 #   n1:    Neoverse N1, armv8.2 with dotprod and fp16 arithmetic, no SVE: NEON
 #          again (Highway 1.0.3 has no target of its own for these features).
-#   sve512: qemu's 'max' (SVE2, 512-bit vectors): SVE and SVE2.
+#   sve2, sve: qemu's 'max' (SVE2, 512-bit vectors): the SVE2 and the SVE
+#          target, one entry each (so that -j2 runs the two side by side).
 #   sve256: 256-bit vectors: SVE_256, the 256-bit specialised target.
 #   sve128: 128-bit vectors: SVE2_128, the 128-bit specialised target.
 set(RELATTN_QEMU_CPUS
   "neon|cortex-a72|NEON"
   "n1|neoverse-n1|NEON"
-  "sve512|max|SVE2,SVE"
+  "sve2|max|SVE2"
+  "sve|max|SVE"
   "sve256|max,sve-default-vector-length=32|SVE_256"
   "sve128|max,sve-default-vector-length=16|SVE2_128")
 

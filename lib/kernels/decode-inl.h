@@ -203,19 +203,16 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* s = rows.s + r * kBlockKeys;
     const int64_t p_q = plan.q_pos.At(r % plan.n_q);
-    if (plan.softcap_log2 != 0.0f) {
-      // Content first: the Shaw vector form's q . a (the row's table; its
-      // scalar bias is none), the cap, then the masks alone.
-      if (plan.bias.shaw_vector) {
-        BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, false, s);
-      }
-      SoftcapScores(plan.softcap_log2, plan.softcap_inv_log2, s, kBlockKeys);
-      const HeadBias none{};  // kind kNone: the masks only
-      BiasMaskRow(plan, plan.bias.shaw_vector ? none : rows.bias[r], p_q, rows.anchor[r], b.j0,
-                  b.n_keys, b.span, partial, s);
-    } else {
-      BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, partial, s);
+    // Soft-capping: content first (the Shaw vector form's q . a, the row's
+    // table: its scalar bias is none), the cap, then the masks alone.
+    const bool cap = plan.softcap_log2 != 0.0f;
+    const HeadBias none{};  // kind kNone
+    if (cap && plan.bias.shaw_vector) {
+      BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, false, s);
     }
+    if (cap) SoftcapScores(plan.softcap_log2, plan.softcap_inv_log2, s, kBlockKeys);
+    const HeadBias& bias = cap && plan.bias.shaw_vector ? none : rows.bias[r];
+    BiasMaskRow(plan, bias, p_q, rows.anchor[r], b.j0, b.n_keys, b.span, partial, s);
     PoisonRow(s, b.n_keys, b.bad, &rows.poison[r]);
     if (!SoftmaxRow(s, &rows.max[r], &rows.sum[r], rows.o + r * plan.dv_pad, plan.dv_pad)) {
       std::fill(s, s + kBlockKeys, 0.0f);

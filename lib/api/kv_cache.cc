@@ -25,30 +25,6 @@ relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool all
               (int)dtype, allow_i8 ? " or RELATTN_I8" : "");
 }
 
-// n_sink_tokens in 0..capacity - 1 and sink_positions TEXT or CACHE, both
-// beyond their defaults in ring mode only.
-relattn_status CheckSinkTokens(const relattn_kv_cache_desc& d) {
-  if (d.n_sink_tokens < 0 || d.n_sink_tokens >= d.capacity) {
-    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
-                "n_sink_tokens = %" PRId64 ": must be in 0..capacity - 1 = %" PRId64,
-                d.n_sink_tokens, d.capacity - 1);
-  }
-  if (d.sink_positions != RELATTN_SINK_POSITIONS_TEXT &&
-      d.sink_positions != RELATTN_SINK_POSITIONS_CACHE) {
-    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
-                "sink_positions = %d: must be RELATTN_SINK_POSITIONS_TEXT (0) or _CACHE (1)",
-                (int)d.sink_positions);
-  }
-  if (!d.ring && (d.n_sink_tokens != 0 || d.sink_positions != RELATTN_SINK_POSITIONS_TEXT)) {
-    return Fail(RELATTN_ERR_BAD_SINK_TOKENS,
-                "n_sink_tokens = %" PRId64
-                ", sink_positions = %d: need ring = 1 (a cache that "
-                "never overwrites keeps every token)",
-                d.n_sink_tokens, (int)d.sink_positions);
-  }
-  return RELATTN_OK;
-}
-
 // Checks d; with rope, resolves d->rope into *rope (else leaves it).
 relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
   if (!d) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");

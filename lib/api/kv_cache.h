@@ -84,6 +84,23 @@ void StoreToken(relattn_kv_cache* cache, const KvCacheView& view, const RopePara
                 const relattn_tensor& k, const relattn_tensor& v, int64_t t, int64_t p,
                 int64_t slot);
 
+// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
+// token's angles (if rope is non-null and on), then rounded as `storage`
+// holds it (F16: to f16; F32, I8: as is); false if it holds a NaN or inf.
+bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
+                  relattn_dtype storage, const RopeParams* rope, const RopeAngles& angles,
+                  float* row);
+
+// Stores k_row (head_dim floats, finite, rotated) as head h's K in `slot`
+// (its key group, in the storage dtype; I8 with its row scale) and raises
+// k_max_abs.
+void StoreKeyRow(relattn_kv_cache* c, const KvCacheView& view, int32_t h, int64_t slot,
+                 const float* k_row);
+
+// n_sink_tokens in 0..capacity - 1 and sink_positions TEXT or CACHE, both
+// beyond their defaults in ring mode only (RELATTN_ERR_BAD_SINK_TOKENS).
+relattn_status CheckSinkTokens(const relattn_kv_cache_desc& d);
+
 // CACHE sink positions with RoPE: keeps token t of k, appended into sink
 // slot `slot`, unrotated in the sink_k region (else does nothing).
 void KeepSinkKey(relattn_kv_cache* cache, const KvCacheView& view, const relattn_tensor& k,
@@ -91,7 +108,8 @@ void KeepSinkKey(relattn_kv_cache* cache, const KvCacheView& view, const relattn
 
 // CACHE sink positions, once the window is full: moves sink s to position
 // oldest - n_sink_tokens + s (oldest: the position of the window's oldest
-// token, in slot next_slot), re-rotating its K from sink_k with RoPE.
+// token, in slot next_slot), re-rotating its K from sink_k with RoPE (a row
+// flagged non-finite keeps its zeros; V is not touched).
 void MoveSinkTokens(relattn_kv_cache* cache, const KvCacheView& view);
 
 }  // namespace relattn

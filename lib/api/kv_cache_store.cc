@@ -11,25 +11,6 @@
 namespace relattn {
 namespace {
 
-// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
-// token's angles (if rope is on), then rounded as `storage` holds it; false
-// if it holds a NaN or inf (f32 beyond f16's range included).
-bool LoadRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim, relattn_dtype storage,
-             const RopeParams* rope, const RopeAngles& angles, float* row) {
-  const int64_t from = t * src.token_stride + h * src.head_stride;
-  for (int64_t e = 0; e < dim; ++e) {
-    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
-                                      : static_cast<const float*>(src.data)[from + e];
-  }
-  if (rope && rope->on) RotateRowScalar(*rope, angles, row);
-  bool finite = true;
-  for (int64_t e = 0; e < dim; ++e) {
-    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
-    finite = finite && std::isfinite(row[e]);
-  }
-  return finite;
-}
-
 float MaxAbs(const float* row, int64_t dim) {
   float m = 0.0f;
   for (int64_t e = 0; e < dim; ++e) m = std::max(m, std::fabs(row[e]));
@@ -64,75 +45,66 @@ void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t s
 
 }  // namespace
 
+// Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
+// token's angles (if rope is on), then rounded as `storage` holds it; false
+// if it holds a NaN or inf (f32 beyond f16's range included).
+bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
+                  relattn_dtype storage, const RopeParams* rope, const RopeAngles& angles,
+                  float* row) {
+  const int64_t from = t * src.token_stride + h * src.head_stride;
+  for (int64_t e = 0; e < dim; ++e) {
+    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
+                                      : static_cast<const float*>(src.data)[from + e];
+  }
+  if (rope && rope->on) RotateRowScalar(*rope, angles, row);
+  bool finite = true;
+  for (int64_t e = 0; e < dim; ++e) {
+    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
+    finite = finite && std::isfinite(row[e]);
+  }
+  return finite;
+}
+
+void StoreKeyRow(relattn_kv_cache* c, const KvCacheView& view, int32_t h, int64_t slot,
+                 const float* k_row) {
+  const relattn_kv_cache_desc& d = c->desc;
+  c->k_max_abs = std::max(c->k_max_abs, MaxAbs(k_row, d.head_dim));
+  const int64_t k_offset =
+      KeyGroupOffset(KeyGroupHeadStride(d.capacity, d.head_dim), h, slot, d.head_dim) +
+      slot % kKeyGroup;
+  if (d.k_dtype == RELATTN_I8) {
+    int8_t q[RELATTN_MAX_HEAD_DIM];
+    view.k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
+    int8_t* k_bytes = static_cast<int8_t*>(view.k) + k_offset;
+    for (int32_t e = 0; e < d.head_dim; ++e) k_bytes[e * kKeyGroup] = q[e];
+  } else {
+    StoreElements(k_row, d.head_dim, d.k_dtype, view.k, k_offset, kKeyGroup);
+  }
+}
+
 void StoreToken(relattn_kv_cache* c, const KvCacheView& view, const RopeParams& rope,
                 const relattn_tensor& k, const relattn_tensor& v, int64_t t, int64_t p,
                 int64_t slot) {
   const relattn_kv_cache_desc& d = c->desc;
-  const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
   float k_row[RELATTN_MAX_HEAD_DIM], v_row[RELATTN_MAX_HEAD_DIM];
   OpenKeyGroups(*c, view, slot);
   RopeAngles angles;
   if (rope.on) RopeAnglesAt(rope, p, &angles);
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-    const bool k_finite = LoadRow(k, t, h, d.head_dim, d.k_dtype, &rope, angles, k_row);
+    const bool k_finite = LoadTokenRow(k, t, h, d.head_dim, d.k_dtype, &rope, angles, k_row);
     const bool finite =
-        LoadRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, angles, v_row) && k_finite;
+        LoadTokenRow(v, t, h, d.v_head_dim, d.v_dtype, nullptr, angles, v_row) && k_finite;
     if (!finite) {
       std::fill(k_row, k_row + d.head_dim, 0.0f);
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);
     }
     view.bad[h * d.capacity + slot] = finite ? 0 : 1;
-    c->k_max_abs = std::max(c->k_max_abs, MaxAbs(k_row, d.head_dim));
     c->v_max_abs = std::max(c->v_max_abs, MaxAbs(v_row, d.v_head_dim));
-    const int64_t k_offset = KeyGroupOffset(head_stride, h, slot, d.head_dim) + slot % kKeyGroup;
-    if (d.k_dtype == RELATTN_I8) {
-      int8_t q[RELATTN_MAX_HEAD_DIM];
-      view.k_scales[h * d.capacity + slot] = QuantizeRowI8(k_row, d.head_dim, q);
-      int8_t* k_bytes = static_cast<int8_t*>(view.k) + k_offset;
-      for (int32_t e = 0; e < d.head_dim; ++e) k_bytes[e * kKeyGroup] = q[e];
-    } else {
-      StoreElements(k_row, d.head_dim, d.k_dtype, view.k, k_offset, kKeyGroup);
-    }
+    StoreKeyRow(c, view, h, slot, k_row);
     StoreElements(v_row, d.v_head_dim, d.v_dtype, view.v, (h * d.capacity + slot) * d.v_head_dim,
                   1);
   }
   view.positions[slot] = p;
-}
-
-void KeepSinkKey(relattn_kv_cache* c, const KvCacheView& view, const relattn_tensor& k, int64_t t,
-                 int64_t slot) {
-  const relattn_kv_cache_desc& d = c->desc;
-  if (SinkKeyFloats(d) == 0) return;
-  const RopeAngles none{};
-  for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-    float* row = view.sink_k + (slot * d.n_kv_heads + h) * int64_t{d.head_dim};
-    LoadRow(k, t, h, d.head_dim, RELATTN_F32, nullptr, none, row);  // as given: no rounding
-  }
-}
-
-void MoveSinkTokens(relattn_kv_cache* c, const KvCacheView& view) {
-  const relattn_kv_cache_desc& d = c->desc;
-  const int64_t n_sinks = d.n_sink_tokens;
-  if (d.sink_positions != RELATTN_SINK_POSITIONS_CACHE || n_sinks == 0 || c->length < d.capacity) {
-    return;
-  }
-  const int64_t first = view.positions[c->next_slot] - n_sinks;  // sink 0's position
-  if (view.positions[0] == first) return;                        // the window has not moved
-  // K from its unrotated copy, V read back from its slot (exact in f16 and f32).
-  const relattn_tensor sink_k{
-      view.sink_k, RELATTN_F32, int64_t{d.n_kv_heads} * d.head_dim, d.head_dim, nullptr, 0, 0};
-  const relattn_tensor stored_v{view.v, d.v_dtype, d.v_head_dim, d.capacity * d.v_head_dim, nullptr,
-                                0,      0};
-  for (int64_t s = 0; s < n_sinks; ++s) {
-    if (!c->rope.on) {
-      view.positions[s] = first + s;
-      continue;
-    }
-    uint8_t bad[RELATTN_MAX_HEADS];  // a V row that was not finite is stored as zeros
-    for (int32_t h = 0; h < d.n_kv_heads; ++h) bad[h] = view.bad[h * d.capacity + s];
-    StoreToken(c, view, c->rope, sink_k, stored_v, s, first + s, s);
-    for (int32_t h = 0; h < d.n_kv_heads; ++h) view.bad[h * d.capacity + s] |= bad[h];
-  }
 }
 
 }  // namespace relattn

@@ -200,13 +200,13 @@ HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t k
 HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock& b,
                               TileVisibility visibility) {
   const bool partial = visibility == TileVisibility::kPartial;
+  const bool cap = plan.softcap_log2 != 0.0f;
+  const HeadBias none{};  // kind kNone
   for (int64_t r = 0; r < rows.n_rows; ++r) {
     float* s = rows.s + r * kBlockKeys;
     const int64_t p_q = plan.q_pos.At(r % plan.n_q);
     // Soft-capping: content first (the Shaw vector form's q . a, the row's
     // table: its scalar bias is none), the cap, then the masks alone.
-    const bool cap = plan.softcap_log2 != 0.0f;
-    const HeadBias none{};  // kind kNone
     if (cap && plan.bias.shaw_vector) {
       BiasMaskRow(plan, rows.bias[r], p_q, rows.anchor[r], b.j0, b.n_keys, b.span, false, s);
     }

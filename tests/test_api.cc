@@ -198,9 +198,9 @@ std::vector<BadInput> BadInputs() {
       {"alibi max_bias",
        [](D& d) {
          d.bias.kind = RELATTN_BIAS_ALIBI;
-         d.bias.alibi.max_bias = 0.0f;
+         d.bias.alibi.max_bias = -1.0f;
        },
-       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.max_bias = 0"},
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.alibi.max_bias = -1"},
       {"alibi slopes nan",
        [](D& d) {
          d.bias.kind = RELATTN_BIAS_ALIBI;
@@ -222,9 +222,9 @@ std::vector<BadInput> BadInputs() {
          d.bias.kind = RELATTN_BIAS_T5;
          d.bias.t5.table = kF16InfTable;
          d.bias.t5.num_buckets = 32;
-         d.bias.t5.max_distance = 0;
+         d.bias.t5.max_distance = -3;
        },
-       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.max_distance = 0"},
+       RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.t5.max_distance = -3"},
       {"t5 f16 inf entry",
        [](D& d) {
          d.bias.kind = RELATTN_BIAS_T5;
@@ -275,7 +275,7 @@ std::vector<BadInput> BadInputs() {
        RELATTN_ERR_BAD_BIAS_PARAMETER, "bias.shaw.k = -1: must be in 0..16384"},
       {"mask.window", [](D& d) { d.mask.window = -2; }, RELATTN_ERR_BAD_MASK, "mask.window = -2"},
       {"mask.n_valid_kv", [](D& d) { d.mask.n_valid_kv = 9; }, RELATTN_ERR_BAD_MASK,
-       "mask.n_valid_kv = 9: must be in 0..n_kv = 8"},
+       "mask.n_valid_kv = 9: must be in 1..n_kv = 8"},
       {"misaligned q", [](D& d) { d.q.data = static_cast<const char*>(d.q.data) + 2; },
        RELATTN_ERR_BAD_ALIGNMENT, "must be aligned to 4 bytes"},
       {"misaligned positions",
@@ -395,11 +395,15 @@ TEST_CASE("workspace, threads and NULL arguments") {
   CHECK(relattn_attention(&desc, workspace, bytes, &no_fn) == RELATTN_ERR_NULL_ARGUMENT);
   const relattn_threads zero{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 0};
   CHECK(relattn_attention(&desc, workspace, bytes, &zero) == RELATTN_ERR_BAD_THREADS);
-  CHECK(relattn_attention_workspace_size(&desc, 0, &bytes) == RELATTN_ERR_BAD_THREADS);
+  CHECK(relattn_attention_workspace_size(&desc, -1, &bytes) == RELATTN_ERR_BAD_THREADS);
+  size_t zero_threads = 0, one_thread = 0;  // 0: the calling thread, as 1
+  CHECK(relattn_attention_workspace_size(&desc, 0, &zero_threads) == RELATTN_OK);
+  CHECK(relattn_attention_workspace_size(&desc, 1, &one_thread) == RELATTN_OK);
+  CHECK(zero_threads == one_thread);
   // A thread count beyond RELATTN_MAX_THREADS is an error, not a 26 TB workspace.
   size_t huge = 0;
   CHECK(relattn_attention_workspace_size(&desc, INT32_MAX, &huge) == RELATTN_ERR_BAD_THREADS);
-  CHECK(std::string(relattn_last_error()) == "n_threads = 2147483647: must be in 1..1024");
+  CHECK(std::string(relattn_last_error()) == "n_threads = 2147483647: must be in 1..1024 (0: 1)");
   CHECK(huge == 0);
   const relattn_threads too_many{[](void*, size_t, relattn_task_fn, void*) {}, nullptr, 1025};
   CHECK(relattn_attention(&desc, workspace, bytes, &too_many) == RELATTN_ERR_BAD_THREADS);
@@ -416,7 +420,7 @@ TEST_CASE("workspace, threads and NULL arguments") {
 
 TEST_CASE("version") {
   CHECK(relattn_version() == RELATTN_VERSION);
-  CHECK(std::string(relattn_version_string()) == "0.1.0");
+  CHECK(std::string(relattn_version_string()) == "0.2.0");
 }
 
 TEST_CASE("active target") {

@@ -167,7 +167,7 @@ TEST_CASE("ALiBi keeps precision when the row's largest bias is far from the que
   }
 }
 
-TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0") {
+TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0 (all keys)") {
   CaseSpec spec;
   spec.n_q = 20;
   spec.n_kv = 90;
@@ -181,7 +181,7 @@ TEST_CASE("separate V head dim, explicit scale, n_valid_kv = 0") {
   spec.v_head_dim = 130;
   spec.scale = -0.05f;
   CheckAgainstReference(spec);
-  spec.n_valid_kv = 0;  // every key hidden: zero rows
+  spec.n_valid_kv = 0;  // the zero value: every key valid
   CheckAgainstReference(spec);
 }
 

@@ -183,9 +183,15 @@ TEST_CASE("masks: causal, window, valid length; a fully masked row is zeros") {
   CHECK(visible(2) == std::vector<int>{0, 1, 1, 1});
   d.mask.n_valid_kv = 2;
   CHECK(visible(2) == std::vector<int>{0, 1, 0, 0});
-  d.mask = {0, 0, 0};
+  d.mask = {0, 0, 0, 0};  // n_valid_kv 0: all keys (the zero value)
+  CHECK(visible(2) == std::vector<int>{1, 1, 1, 1});
+  d.mask = {0, 0, 0, 3};  // left padding: keys before 3 hidden
+  CHECK(visible(2) == std::vector<int>{0, 0, 0, 1});
+  d.mask = {0, 0, 3, 1};
+  CHECK(visible(2) == std::vector<int>{0, 1, 1, 0});
+  d.mask = {0, 0, 0, 4};  // first_valid_kv = n_kv: every key hidden
   CHECK(visible(2) == std::vector<int>{0, 0, 0, 0});
-  d.mask = {1, 0, -1};
+  d.mask = {1, 0, -1, 0};
   d.q_pos.start = -1;  // query 0 at -1 sees no key at all
   CHECK(visible(0) == std::vector<int>{0, 0, 0, 0});
   CHECK(visible(1) == std::vector<int>{1, 0, 0, 0});

@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define RELATTN_VERSION_MAJOR 0
-#define RELATTN_VERSION_MINOR 1
+#define RELATTN_VERSION_MINOR 2
 #define RELATTN_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH: what relattn_version() returns. */
 #define RELATTN_VERSION \
@@ -186,7 +186,7 @@ typedef struct relattn_alibi {
   /* [n_heads] caller slopes, or NULL: slopes from max_bias by
    * relattn_alibi_slopes() (max_bias = 8 is the ALiBi paper's rule). */
   const float* slopes;
-  float max_bias;
+  float max_bias; /* finite, > 0; 0 means 8 */
   /* 0: b = -m * |p_q - p_k| (bidirectional); 1: b = -m * (p_q - p_k). */
   int causal;
 } relattn_alibi;
@@ -198,9 +198,9 @@ typedef struct relattn_t5 {
   const void* table;
   relattn_dtype table_dtype;
   const float* table_scales;
-  int32_t num_buckets; /* 2..1024; even and >= 4 when bidirectional */
+  int32_t num_buckets; /* 2..1024; even and >= 4 when bidirectional; 0 means 32 */
   /* 1..16384 and > max_exact, the exact buckets per direction
-   * (num_buckets / 4 bidirectional, num_buckets / 2 causal). */
+   * (num_buckets / 4 bidirectional, num_buckets / 2 causal); 0 means 128. */
   int32_t max_distance;
   int bidirectional; /* 1: buckets split by the sign of p_k - p_q */
 } relattn_t5;
@@ -328,8 +328,13 @@ typedef struct relattn_mask {
    * 0 <= p_q - p_k < W (W keys including itself); without causal, keys with
    * |p_q - p_k| < W (a symmetric local window). */
   int64_t window;
-  /* Keys j >= n_valid_kv are hidden; -1 means all n_kv keys are valid. */
+  /* Keys j >= n_valid_kv are hidden (right padding, a prefix of a cache):
+   * 1..n_kv; 0 (the zero value) or -1 means all n_kv keys are valid. */
   int64_t n_valid_kv;
+  /* Keys j < first_valid_kv are hidden (left padding): 0..n_kv; 0 (the zero
+   * value) hides none. Hiding every key takes first_valid_kv = n_kv (or
+   * first_valid_kv >= n_valid_kv): then every output row is zero. */
+  int64_t first_valid_kv;
 } relattn_mask;
 
 /* --------------------------------------------------------------- KV cache */
@@ -427,6 +432,38 @@ RELATTN_API int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache
 /* Empties the cache (positions restart at 0). */
 RELATTN_API void relattn_kv_cache_clear(relattn_kv_cache* cache);
 
+/* Rollback (speculative decoding, beam search): keeps the oldest n_tokens
+ * (0..length) of the tokens the cache holds, in the order they were
+ * appended, and drops the others; n_tokens = length changes nothing, 0 is
+ * clear. Appends without positions then continue from the last kept
+ * token's position + 1, so that truncating and appending again equals never
+ * having appended the dropped tokens. Ring mode included: a ring that has
+ * wrapped keeps its sink tokens and the oldest window tokens (it moves the
+ * kept window tokens into slot order: O(capacity) rows of work; otherwise
+ * O(1)); with CACHE sink positions, sinks left alone (n_tokens <=
+ * n_sink_tokens) return to positions 0..n_tokens - 1. The value maxima the
+ * cache records (relattn_attention's value range) are kept, an upper bound.
+ * Checks the cache as append does (RELATTN_ERR_BAD_CACHE, RELATTN_ERR_BUSY);
+ * n_tokens out of range: RELATTN_ERR_BAD_DIMENSION; nothing changes then. */
+RELATTN_API relattn_status relattn_kv_cache_truncate(relattn_kv_cache* cache, int64_t n_tokens);
+
+/* Save and restore (llama.cpp's prompt cache): a cache is its
+ * relattn_kv_cache_size bytes, pointer-free, so it can be written to a file
+ * or copied as bytes. attach takes cache_bytes bytes at memory (aligned to
+ * RELATTN_KV_CACHE_ALIGNMENT) that should hold such a cache, validates them
+ * and sets *cache: the magic and layout version; the desc, checked as init
+ * checks it; cache_bytes >= its relattn_kv_cache_size
+ * (RELATTN_ERR_WORKSPACE_TOO_SMALL); the length, slots and positions in
+ * range; no append marked running (RELATTN_ERR_BUSY); and every held
+ * token's stored values (K, V and row scales finite and within the maxima
+ * the header records, so that bytes edited or corrupted on disk cannot
+ * break the value-range guarantee): O(length) reads, no writes. Anything
+ * else is RELATTN_ERR_BAD_CACHE naming the field; *cache is set only on
+ * success. Random bytes, a truncated file or a cache of another version get
+ * a status, never a crash or a wrong answer. */
+RELATTN_API relattn_status relattn_kv_cache_attach(void* memory, size_t cache_bytes,
+                                                   relattn_kv_cache** cache);
+
 /* ------------------------------------------------------------- descriptor */
 
 #define RELATTN_MAX_HEAD_DIM 256
@@ -434,8 +471,8 @@ RELATTN_API void relattn_kv_cache_clear(relattn_kv_cache* cache);
 /* Tokens in one call (n_q, n_kv, n_tokens of an append) or a cache: 2^40. */
 #define RELATTN_MAX_TOKENS (INT64_C(1) << 40)
 
-/* One attention call over all heads of one sequence. Zero-initialise, then
- * fill; relattn_attention_desc_init() sets the defaults named below. */
+/* One attention call over all heads of one sequence. Zero-initialise (or
+ * relattn_attention_desc_init), then fill: the zero values are named below. */
 typedef struct relattn_attention_desc {
   int64_t n_q;        /* 1..RELATTN_MAX_TOKENS queries */
   int64_t n_kv;       /* 1..RELATTN_MAX_TOKENS keys / values */
@@ -456,7 +493,8 @@ typedef struct relattn_attention_desc {
   /* Optional: attend over the tokens of a KV cache instead of k, v. Then
    * n_kv, n_kv_heads, head_dim, v_head_dim, k, v and k_pos come from the
    * cache and must be left 0 / NULL (n_kv_heads may also equal the cache's).
-   * n_kv = the cache's length; mask.n_valid_kv counts its slots. */
+   * n_kv = the cache's length; mask.n_valid_kv and first_valid_kv count its
+   * slots. */
   const relattn_kv_cache* kv_cache;
   /* Logit soft-capping (Gemma 2; ggml's logit_softcap): with softcap = c > 0,
    * the content score x = scale * q . k (the Shaw vector form's q . a
@@ -476,10 +514,24 @@ typedef struct relattn_attention_desc {
    * Applied once per query row when it is finalised (prefill, decode, and
    * after the split-K merge). */
   const float* sinks;
+  /* Optional output: NULL, or lse[n_q][n_heads] f32 (row i at lse + i *
+   * n_heads), aligned to 4 bytes: the natural log of each row's softmax
+   * denominator, in the units of the scores,
+   *   lse_ih = ln( sum_j e^(s_ij) + e^(sinks[h]) )  (sum over visible keys),
+   * -inf for a row that saw no key and has no sink, NaN where the output row
+   * is NaN. Computed in f32 from the row's running max and sum (within
+   * 2^-20 relative of the fp64 value, plus the scores' own bound).
+   * relattn_merge combines attention over several key ranges with it. It
+   * shares no byte with o, the inputs or the workspace (RELATTN_ERR_OVERLAP). */
+  float* lse;
 } relattn_attention_desc;
 
-/* Fills desc with: no bias, no mask (n_valid_kv = -1), default scale, f32
- * tensors, positions starting at 0, v_head_dim = head_dim. */
+/* Zero values: every field's zero is a valid default (n_valid_kv = 0: all
+ * keys; first_valid_kv 0; scale 0: 1 / sqrt(head_dim); v_head_dim 0:
+ * head_dim; bias kind NONE; rope pairing NONE; softcap 0: off; sinks, lse,
+ * kv_cache NULL; positions starting at 0; dtypes F32), but n_q, n_kv, the
+ * head counts and dimensions and the tensors' data and strides, which the
+ * caller sets. relattn_attention_desc_init() zero-fills desc. */
 RELATTN_API void relattn_attention_desc_init(relattn_attention_desc* desc);
 
 /* ---------------------------------------------------------------- threads */
@@ -500,7 +552,8 @@ typedef void (*relattn_parallel_for_fn)(void* context, size_t n_tasks, relattn_t
 typedef struct relattn_threads {
   relattn_parallel_for_fn parallel_for;
   void* context;
-  int32_t n_threads; /* 1..RELATTN_MAX_THREADS: concurrency the workspace is sized for */
+  int32_t n_threads; /* 1..RELATTN_MAX_THREADS: concurrency the workspace is sized for;
+                        0 with parallel_for NULL (a zeroed struct): the calling thread */
 } relattn_threads;
 
 /* Ready default over a pthreadpool_t (from <pthreadpool.h>), which the caller
@@ -514,7 +567,7 @@ RELATTN_API relattn_status relattn_threads_from_pthreadpool(void* pthreadpool,
 #define RELATTN_WORKSPACE_ALIGNMENT 64
 
 /* Bytes of workspace relattn_attention needs for desc with n_threads threads
- * (1 for the calling thread alone). Validates desc as relattn_attention does. */
+ * (1, or 0, for the calling thread alone). Validates desc as relattn_attention does. */
 RELATTN_API relattn_status relattn_attention_workspace_size(const relattn_attention_desc* desc,
                                                             int32_t n_threads,
                                                             size_t* workspace_bytes);
@@ -533,6 +586,41 @@ RELATTN_API relattn_status relattn_attention_workspace_size(const relattn_attent
 RELATTN_API relattn_status relattn_attention(const relattn_attention_desc* desc, void* workspace,
                                              size_t workspace_bytes,
                                              const relattn_threads* threads);
+
+/* ------------------------------------------------------------- merging */
+
+/* Two partial attentions of the same queries over disjoint sets of keys A
+ * and B (chunked context, a prefix cache and a fresh one, another engine's
+ * split-K), each with its lse, combined into attention over A and B:
+ *   lse = ln(e^lse_a + e^lse_b + e^sinks[h]),
+ *   o = (e^(lse_a - lse) o_a + e^(lse_b - lse) o_b),
+ * per query row and head, computed in double per row, as exact as the
+ * library's own split-K merge. Learned sinks are counted once, here: compute
+ * the parts without sinks and pass them to the merge (NULL: none). A row
+ * that neither part saw a key of (lse -inf) gives o = 0 and lse -inf (or its
+ * sink); a NaN in an lse gives a NaN row. More ranges: merge repeatedly. */
+typedef struct relattn_merge_desc {
+  int64_t n_q;        /* 1..RELATTN_MAX_TOKENS query rows */
+  int32_t n_heads;    /* 1..RELATTN_MAX_HEADS */
+  int32_t v_head_dim; /* 1..256 */
+  /* The parts: [n_q][n_heads][v_head_dim] F32 or F16 with the stride rules of
+   * relattn_tensor (row_scales unused), and their lse [n_q][n_heads] f32 as
+   * relattn_attention writes them (NaN or < +inf; +inf fails with
+   * RELATTN_ERR_VALUE_RANGE). */
+  relattn_tensor a, b;
+  const float *lse_a, *lse_b;
+  const float* sinks; /* NULL or [n_heads], as relattn_attention_desc.sinks */
+  /* The result: o (F32 or F16) and lse (NULL: not wanted). Each may be
+   * exactly a part's own memory (same data, dtype and strides, or the same
+   * lse pointer): merging in place; otherwise it must not overlap an input
+   * (RELATTN_ERR_OVERLAP). */
+  relattn_output o;
+  float* lse;
+} relattn_merge_desc;
+
+/* Merges desc->a and desc->b into desc->o, desc->lse. Allocates nothing;
+ * single-threaded (n_q * n_heads * v_head_dim multiply-adds). */
+RELATTN_API relattn_status relattn_merge(const relattn_merge_desc* desc);
 
 /* --------------------------------------------------------- scheme helpers */
 

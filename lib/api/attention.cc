@@ -17,7 +17,7 @@ namespace {
 
 relattn_status CheckThreads(const relattn_threads* threads, int32_t* n_threads) {
   *n_threads = 1;
-  if (!threads) return RELATTN_OK;
+  if (!threads || (threads->n_threads == 0 && !threads->parallel_for)) return RELATTN_OK;
   if (threads->n_threads < 1 || threads->n_threads > RELATTN_MAX_THREADS) {
     return Fail(RELATTN_ERR_BAD_THREADS, "threads->n_threads = %d: must be in 1..%d",
                 threads->n_threads, RELATTN_MAX_THREADS);
@@ -121,14 +121,14 @@ const char* relattn_version_string(void) {
 void relattn_attention_desc_init(relattn_attention_desc* desc) {
   if (!desc) return;
   std::memset(desc, 0, sizeof(*desc));
-  desc->mask.n_valid_kv = -1;
 }
 
 relattn_status relattn_attention_workspace_size(const relattn_attention_desc* desc,
                                                 int32_t n_threads, size_t* workspace_bytes) {
   if (!workspace_bytes) return Fail(RELATTN_ERR_NULL_ARGUMENT, "workspace_bytes is NULL");
+  if (n_threads == 0) n_threads = 1;  // a zeroed relattn_threads: the calling thread
   if (n_threads < 1 || n_threads > RELATTN_MAX_THREADS) {
-    return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be in 1..%d", n_threads,
+    return Fail(RELATTN_ERR_BAD_THREADS, "n_threads = %d: must be in 1..%d (0: 1)", n_threads,
                 RELATTN_MAX_THREADS);
   }
   relattn_attention_desc resolved;

@@ -101,7 +101,7 @@ relattn_status CheckAlibi(const relattn_alibi& a, int32_t n_heads) {
   }
   if (!(std::isfinite(a.max_bias) && a.max_bias > 0.0f)) {
     return Fail(RELATTN_ERR_BAD_BIAS_PARAMETER,
-                "bias.alibi.max_bias = %g: must be finite and > 0 when slopes is NULL",
+                "bias.alibi.max_bias = %g: must be finite and > 0 (0: 8) when slopes is NULL",
                 (double)a.max_bias);
   }
   return RELATTN_OK;
@@ -239,10 +239,28 @@ relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   }
   if (m.n_valid_kv < -1 || m.n_valid_kv > n_kv) {
     return Fail(RELATTN_ERR_BAD_MASK,
-                "mask.n_valid_kv = %" PRId64 ": must be in 0..n_kv = %" PRId64 " or -1 (all)",
+                "mask.n_valid_kv = %" PRId64 ": must be in 1..n_kv = %" PRId64
+                ", or 0 or -1 (all keys)",
                 m.n_valid_kv, n_kv);
   }
+  if (m.first_valid_kv < 0 || m.first_valid_kv > n_kv) {
+    return Fail(RELATTN_ERR_BAD_MASK,
+                "mask.first_valid_kv = %" PRId64 ": must be in 0..n_kv = %" PRId64
+                " (0: no left padding)",
+                m.first_valid_kv, n_kv);
+  }
   return RELATTN_OK;
+}
+
+// The header's zero values made explicit: n_valid_kv 0 (all keys), ALiBi
+// max_bias 0 (8), T5 num_buckets 0 (32) and max_distance 0 (128).
+relattn_attention_desc WithZeroDefaults(const relattn_attention_desc& d) {
+  relattn_attention_desc r = d;
+  if (r.mask.n_valid_kv <= 0) r.mask.n_valid_kv = d.n_kv;
+  if (r.bias.alibi.max_bias == 0.0f) r.bias.alibi.max_bias = 8.0f;
+  if (r.bias.t5.num_buckets == 0) r.bias.t5.num_buckets = 32;
+  if (r.bias.t5.max_distance == 0) r.bias.t5.max_distance = 128;
+  return r;
 }
 
 // softcap: 0 (off), or finite in [1e-6, 1e30] (its log2-unit form and
@@ -252,6 +270,8 @@ relattn_status CheckSoftcap(float softcap) {
   return Fail(RELATTN_ERR_BAD_SOFTCAP, "softcap = %g: must be 0 (off) or finite in 1e-6..1e30",
               (double)softcap);
 }
+
+}  // namespace
 
 // sinks: NULL, or n_heads aligned logits, finite with |x| <= 2^126 (times
 // log2(e), they stay below 2^127 in log2 units).
@@ -270,13 +290,12 @@ relattn_status CheckSinks(const float* sinks, int32_t n_heads) {
   return RELATTN_OK;
 }
 
-}  // namespace
-
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
-  const relattn_attention_desc& d = *desc;
   relattn_status s;
-  if ((s = CheckShape(d)) || (s = CheckIo(d, d.v_head_dim ? d.v_head_dim : d.head_dim))) return s;
+  if ((s = CheckShape(*desc)) || (s = CheckMask(desc->mask, desc->n_kv))) return s;
+  const relattn_attention_desc d = WithZeroDefaults(*desc);
+  if ((s = CheckIo(d, d.v_head_dim ? d.v_head_dim : d.head_dim))) return s;
   if (!std::isfinite(d.scale) || std::fabs(d.scale) > kMaxBiasMagnitude) {
     return Fail(RELATTN_ERR_BAD_SCALE,
                 "scale = %g: must be finite, |scale| <= 2^127 (scores are kept in log2 units; 0 = "
@@ -288,13 +307,16 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   RopeParams rope;
   if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads, d.head_dim)) ||
       (s = ResolveRope(d.rope, d.head_dim, "rope.", &rope)) ||
-      (rope.on && (s = CheckRopePositions(d, k_min, k_max))) || (s = CheckMask(d.mask, d.n_kv))) {
+      (rope.on && (s = CheckRopePositions(d, k_min, k_max)))) {
     return s;
   }
-  // The ALiBi anchors need the range of the keys that can be seen: the valid ones.
-  const int64_t n_valid_kv = d.mask.n_valid_kv < 0 ? d.n_kv : d.mask.n_valid_kv;
-  if (n_valid_kv > 0 && n_valid_kv < d.n_kv) {
-    PositionRange("k_pos", d.k_pos, n_valid_kv, &k_min, &k_max);  // cannot fail: a prefix
+  // The ALiBi anchors need the range of the keys that can be seen: the valid
+  // ones, [first_valid_kv, n_valid_kv) (none: the range stays, unused).
+  const int64_t first = d.mask.first_valid_kv, n_valid = d.mask.n_valid_kv - first;
+  if (n_valid > 0 && n_valid < d.n_kv) {
+    const relattn_positions valid{d.k_pos.positions ? d.k_pos.positions + first : nullptr,
+                                  d.k_pos.start + first};
+    PositionRange("k_pos", valid, n_valid, &k_min, &k_max);  // cannot fail: inside the keys
   }
   ResolvePlan(d, rope, k_min, k_max, plan);
   return RELATTN_OK;

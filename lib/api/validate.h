@@ -13,6 +13,10 @@ namespace relattn {
 // bias tables (to check ranges and finiteness); writes nothing else.
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan);
 
+// sinks: NULL, or n_heads logits aligned to 4 bytes, each finite with |x| <=
+// 2^126 (RELATTN_ERR_BAD_SINK naming the first that is not).
+relattn_status CheckSinks(const float* sinks, int32_t n_heads);
+
 }  // namespace relattn
 
 #endif  // RELATTN_LIB_API_VALIDATE_H_

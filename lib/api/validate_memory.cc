@@ -71,20 +71,27 @@ struct Extent {
   int64_t head_stride, dim;
 };
 
-// The byte ranges of o, q, k, v (in this order): BAD_STRIDE for the first
-// that does not fit in the address space.
+// The outputs o, lse, then the tensors q, k, v.
+constexpr int kOutputs = 2, kRanges = 5;
+const char* const kRangeNames[kRanges] = {"o", "lse", "q", "k", "v"};
+
+// The byte ranges of o, lse, q, k, v (in this order; lse NULL: an empty
+// range): BAD_STRIDE for the first that does not fit in the address space.
 relattn_status TensorRanges(const relattn_attention_desc& d, int32_t dv, ByteRange* ranges) {
   const Extent tensors[] = {
       {"o", d.o.data, d.o.dtype, d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv},
+      {"lse", d.lse, RELATTN_F32, d.n_q, d.n_heads, d.n_heads, 1, 1},
       {"q", d.q.data, d.q.dtype, d.n_q, d.q.token_stride, d.n_heads, d.q.head_stride, d.head_dim},
       {"k", d.k.data, d.k.dtype, d.n_kv, d.k.token_stride, d.n_kv_heads, d.k.head_stride,
        d.head_dim},
       {"v", d.v.data, d.v.dtype, d.n_kv, d.v.token_stride, d.n_kv_heads, d.v.head_stride, dv},
   };
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < kRanges; ++i) {
     const Extent& e = tensors[i];
-    if (!RangeOf(e.data, e.dtype, e.n_tokens, e.token_stride, e.n_heads, e.head_stride, e.dim,
-                 &ranges[i])) {
+    if (!e.data) {
+      ranges[i] = {UINTPTR_MAX, 0};  // overlaps nothing
+    } else if (!RangeOf(e.data, e.dtype, e.n_tokens, e.token_stride, e.n_heads, e.head_stride,
+                        e.dim, &ranges[i])) {
       return Fail(RELATTN_ERR_BAD_STRIDE, "%s: its extent does not fit in the address space",
                   e.name);
     }
@@ -92,11 +99,13 @@ relattn_status TensorRanges(const relattn_attention_desc& d, int32_t dv, ByteRan
   return RELATTN_OK;
 }
 
-// The other inputs the kernel reads while it writes o: positions, int8 row
-// scales, ALiBi slopes, T5 / Shaw tables, the Shaw vector table, the sinks (parameters
-// out of their range are rejected later: such an input is skipped here, as
-// is one whose extent does not fit in the address space).
-relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const ByteRange& o) {
+// The other inputs the kernel reads while it writes the output `out` (o or
+// lse): positions, int8 row scales, ALiBi slopes, T5 / Shaw tables, the Shaw
+// vector table, the sinks (parameters out of their range are rejected later:
+// such an input is skipped here, as is one whose extent does not fit in the
+// address space).
+relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const char* out_name,
+                                     const ByteRange& o) {
   const relattn_bias& b = d.bias;
   const relattn_shaw_vector& sv = b.shaw_vector;
   const bool shaw_vector =
@@ -134,7 +143,7 @@ relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const Byte
         RangeOf(x.data, x.dtype, x.n_tokens, x.token_stride, x.n_heads, x.head_stride, x.dim,
                 &range) &&
         o.Overlaps(range)) {
-      return OverlapError("o", o, x.name, range);
+      return OverlapError(out_name, o, x.name, range);
     }
   }
   return RELATTN_OK;
@@ -151,13 +160,16 @@ relattn_status CheckAligned(const char* name, const void* data, size_t alignment
 relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
   if ((s = CheckAligned("o.data", d.o.data, DtypeBytes(d.o.dtype)))) return s;
-  ByteRange ranges[4];  // o, q, k, v
+  if (d.lse && (s = CheckAligned("lse", d.lse, sizeof(float)))) return s;
+  ByteRange ranges[kRanges];
   if ((s = TensorRanges(d, dv, ranges))) return s;
-  const ByteRange& o = ranges[0];
-  const char* const names[4] = {"o", "q", "k", "v"};
-  const int i = FirstOverlap(o, ranges + 1, 3) + 1;
-  if (i > 0) return OverlapError("o", o, names[i], ranges[i]);
-  if ((s = CheckOtherInputsApart(d, o))) return s;
+  for (int out = 0; out < kOutputs; ++out) {
+    if (out == 1 && !d.lse) break;
+    // Each output apart from the ranges after it: o from lse and the inputs.
+    const int i = FirstOverlap(ranges[out], ranges + out + 1, kRanges - out - 1) + out + 1;
+    if (i > out) return OverlapError(kRangeNames[out], ranges[out], kRangeNames[i], ranges[i]);
+    if ((s = CheckOtherInputsApart(d, kRangeNames[out], ranges[out]))) return s;
+  }
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {
     if (pos->positions && (s = CheckAligned(pos == &d.q_pos ? "q_pos.positions" : "k_pos.positions",
                                             pos->positions, sizeof(int64_t)))) {
@@ -170,14 +182,13 @@ relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv) {
 relattn_status CheckRegionApart(const relattn_attention_desc& d, const char* name, const void* data,
                                 size_t bytes, bool output_only) {
   if (bytes == 0) return RELATTN_OK;
-  ByteRange ranges[4];  // o, q, k, v: validated, they fit
+  ByteRange ranges[kRanges];  // validated, they fit
   if (const relattn_status s = TensorRanges(d, d.v_head_dim ? d.v_head_dim : d.head_dim, ranges)) {
     return s;
   }
   const ByteRange region = BytesAt(data, bytes);
-  const char* const names[4] = {"o", "q", "k", "v"};
-  const int i = FirstOverlap(region, ranges, output_only ? 1 : 4);
-  return i < 0 ? RELATTN_OK : OverlapError(name, region, names[i], ranges[i]);
+  const int i = FirstOverlap(region, ranges, output_only ? kOutputs : kRanges);
+  return i < 0 ? RELATTN_OK : OverlapError(name, region, kRangeNames[i], ranges[i]);
 }
 
 relattn_status CheckBytesApart(const char* a, const void* a_data, size_t a_bytes, const char* b,

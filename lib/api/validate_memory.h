@@ -13,14 +13,14 @@ namespace relattn {
 // RELATTN_ERR_BAD_ALIGNMENT naming `name` unless data is a multiple of alignment.
 relattn_status CheckAligned(const char* name, const void* data, size_t alignment);
 
-// o aligned to its element size (CheckTensor checks q, k, v) and
-// overlapping none of q, k, v, the positions, int8 row scales, ALiBi slopes,
-// bias tables and their scales (RELATTN_ERR_OVERLAP).
+// o and lse aligned to their element size (CheckTensor checks q, k, v),
+// each overlapping neither the other nor q, k, v, the positions, int8 row
+// scales, ALiBi slopes, bias tables and their scales (RELATTN_ERR_OVERLAP).
 // Call after the shapes and strides passed (dv: the value head dim).
 relattn_status CheckMemory(const relattn_attention_desc& d, int32_t dv);
 
 // RELATTN_ERR_OVERLAP naming `name` if bytes [data, data + bytes) share a
-// byte with o, q, k or v of a validated desc (output_only: with o): the
+// byte with o, lse, q, k or v of a validated desc (output_only: with o or lse): the
 // workspace, a KV cache's memory.
 relattn_status CheckRegionApart(const relattn_attention_desc& d, const char* name, const void* data,
                                 size_t bytes, bool output_only);

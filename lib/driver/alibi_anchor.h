@@ -40,7 +40,7 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
   }
   bool found = false;
   int64_t best = 0;
-  for (int64_t j = 0; j < plan.n_valid_kv; ++j) {
+  for (int64_t j = plan.first_valid_kv; j < plan.n_valid_kv; ++j) {
     const int64_t p_k = plan.k_pos.positions[j];
     if (!PairVisible(plan.mask, p_q, p_k)) continue;
     const int64_t r = p_q - p_k;

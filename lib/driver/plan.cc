@@ -166,7 +166,7 @@ void SplitWork(Plan* p) {
   w.chunk = w.chunk_capacity;
   w.n_chunks = (p->n_q + w.chunk - 1) / w.chunk;
   w.decode = p->n_q <= kDecodeMaxQueries;
-  const int64_t split_by_keys = (p->n_valid_kv + kSplitKeys - 1) / kSplitKeys;
+  const int64_t split_by_keys = (p->n_valid_kv - p->first_valid_kv + kSplitKeys - 1) / kSplitKeys;
   w.n_splits =
       w.decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
   w.n_work_items = int64_t{p->n_kv_heads} * w.head_batches * (w.decode ? w.n_splits : w.n_chunks);
@@ -191,7 +191,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->rope = rope;
   p->n_q = d.n_q;
   p->n_kv = d.n_kv;
-  p->n_valid_kv = d.mask.n_valid_kv < 0 ? d.n_kv : d.mask.n_valid_kv;
+  p->n_valid_kv = d.mask.n_valid_kv <= 0 ? d.n_kv : d.mask.n_valid_kv;
+  p->first_valid_kv = std::min(d.mask.first_valid_kv, p->n_valid_kv);
   p->n_heads = d.n_heads;
   p->n_kv_heads = d.n_kv_heads;
   p->group = d.n_heads / d.n_kv_heads;
@@ -211,6 +212,7 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
     p->softcap_inv_log2 = static_cast<float>(1.0 / (d.softcap * M_LOG2E));
   }
   p->sinks = d.sinks;
+  p->lse = d.lse;
   p->mask = {d.mask.causal != 0, d.mask.window};
   p->bias = ResolveBias(d.bias);
   SplitWork(p);

@@ -204,7 +204,8 @@ struct WorkSplit {
 
 struct Plan {
   int64_t n_q, n_kv;
-  int64_t n_valid_kv;                  // keys j >= n_valid_kv are hidden; 0..n_kv
+  int64_t n_valid_kv;                  // keys j >= n_valid_kv are hidden; 1..n_kv
+  int64_t first_valid_kv;              // keys j < first_valid_kv are hidden; 0..n_valid_kv
   int32_t n_heads, n_kv_heads, group;  // group = n_heads / n_kv_heads
   int32_t d, dv;
   int64_t d_pad, dv_pad;  // d, dv rounded up to kMaxLanes (decode rows)
@@ -218,13 +219,14 @@ struct Plan {
   relattn_dtype o_dtype;
   int64_t o_token_stride, o_head_stride;
   PositionsRef q_pos, k_pos;
-  int64_t k_min, k_max;  // range of the positions of the valid keys (j < n_valid_kv)
+  int64_t k_min, k_max;  // range of the positions of the valid keys (first..n_valid_kv - 1)
   float scale_log2;      // scale * log2(e): scores live in the log2 domain
   // Logit soft-capping in log2 units: content scores x become
   // softcap_log2 * tanh(x * softcap_inv_log2) (softcap * log2(e) and its
   // inverse); 0: off.
   float softcap_log2, softcap_inv_log2;
   const float* sinks;  // [n_heads] sink logits (natural units), or NULL (lib/driver/sinks.h)
+  float* lse;          // [n_q][n_heads] output, or NULL (lib/driver/lse.h)
 
   // Rotary embedding of Q (on load) and K (on conversion, unless it comes
   // from a KV cache, which rotated it at append); rope.on false: none.

@@ -20,6 +20,7 @@
 #include "hwy/highway.h"
 #include "lib/common/quantize_row.h"
 #include "lib/driver/alibi_anchor.h"
+#include "lib/driver/lse.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/sinks.h"
 #include "lib/driver/visibility.h"
@@ -213,6 +214,7 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
     if (cap) SoftcapScores(plan.softcap_log2, plan.softcap_inv_log2, s, kBlockKeys);
     const HeadBias& bias = cap && plan.bias.shaw_vector ? none : rows.bias[r];
     BiasMaskRow(plan, bias, p_q, rows.anchor[r], b.j0, b.n_keys, b.span, partial, s);
+    HideKeysBeforeFirst(plan, b.j0, b.n_keys, 1, s);
     PoisonRow(s, b.n_keys, b.bad, &rows.poison[r]);
     if (!SoftmaxRow(s, &rows.max[r], &rows.sum[r], rows.o + r * plan.dv_pad, plan.dv_pad)) {
       std::fill(s, s + kBlockKeys, 0.0f);
@@ -248,6 +250,8 @@ HWY_INLINE void StoreDecodeRows(const Plan& plan, int64_t item, const DecodeRows
     const float sink = RowSinkLog2(plan, rows.Head(r), plan.q_pos.At(r % plan.n_q), rows.anchor[r]);
     StoreFinalRow(plan, o, FinalScale(rows.sum[r], rows.max[r], sink), rows.poison[r] != 0.0f,
                   offset);
+    StoreRowLse(plan, r % plan.n_q, rows.Head(r), rows.anchor[r], rows.max[r], rows.sum[r],
+                rows.poison[r] != 0.0f);
   }
 }
 
@@ -259,10 +263,11 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   PrepareDecodeRows(plan, worker, rows);
   const KeyBlockScratch scratch = DecodeScratch(plan, worker.ws);
   const PositionSpan q_span = SpanOf(plan.q_pos, 0, plan.n_q);
-  const int64_t n_blocks = (plan.n_valid_kv + kBlockKeys - 1) / kBlockKeys;
+  const int64_t first = FirstKeyBlock(plan);  // blocks [first, n_valid_kv) split n_splits ways
+  const int64_t n_blocks = (plan.n_valid_kv - first + kBlockKeys - 1) / kBlockKeys;
   const int64_t end =
-      std::min((split + 1) * n_blocks / plan.work.n_splits * kBlockKeys, plan.n_valid_kv);
-  const int64_t begin = split * n_blocks / plan.work.n_splits * kBlockKeys;
+      std::min(first + (split + 1) * n_blocks / plan.work.n_splits * kBlockKeys, plan.n_valid_kv);
+  const int64_t begin = first + split * n_blocks / plan.work.n_splits * kBlockKeys;
   ForEachVisibleKeyBlock(
       plan, q_span, begin, end, [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
         const KeyBlock block = LoadKeyBlock<true>(plan, worker, batch.kv_head, j0, n_keys, scratch);

@@ -235,6 +235,20 @@ HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, 
 #endif
 #endif
 
+// The first key block a call reads: the one holding key first_valid_kv.
+HWY_INLINE int64_t FirstKeyBlock(const Plan& plan) {
+  return plan.first_valid_kv / kBlockKeys * kBlockKeys;
+}
+
+// Left padding: hides the keys of the block at j0 before first_valid_kv,
+// scores s[j * key_stride, (j + 1) * key_stride) for key j0 + j.
+HWY_INLINE void HideKeysBeforeFirst(const Plan& plan, int64_t j0, int64_t n_keys,
+                                    int64_t key_stride, float* HWY_RESTRICT s) {
+  if (j0 >= plan.first_valid_kv) return;
+  const int64_t hidden = std::min(plan.first_valid_kv - j0, n_keys);
+  std::fill(s, s + hidden * key_stride, -HUGE_VALF);
+}
+
 // Calls body(j0, n_keys, visibility) for each block of up to kBlockKeys keys
 // in [j_begin, j_end) that some query with positions q sees, in order; stops
 // where no later block can be visible (keys at start + j only move away

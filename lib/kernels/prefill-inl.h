@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "hwy/highway.h"
+#include "lib/driver/lse.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/sinks.h"
 #include "lib/driver/visibility.h"
@@ -69,6 +70,7 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
       BiasMaskQLanes(plan, *tile.bias, tile.queries, plan.k_pos.At(j0 + j), partial, s + j * w);
     }
   }
+  HideKeysBeforeFirst(plan, j0, n_keys, w, s);
   SoftmaxQLanes(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
   PVQLanesF32(s, n_keys, b.v, plan.dv, tile.o_t);
 }
@@ -181,19 +183,22 @@ HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadB
   }
 }
 
+// The ALiBi anchor lane i's scores used (0 for other schemes).
+HWY_INLINE int64_t LaneAnchor(const SubTile& t, int64_t i) {
+  if (t.bias->kind != BiasKind::kAlibi) return 0;
+  return t.queries.vector_alibi ? t.queries.alibi_anchor : t.queries.lane_anchors[i];
+}
+
 // Sink logits of a sub-tile's lanes (RowSinkLog2), each in the frame of the
 // ALiBi anchor its lane's scores used.
 HWY_INLINE void SubTileSinks(const Plan& plan, const SubTile& t, float* HWY_RESTRICT sink) {
   const SubTileQueries& q = t.queries;
   for (int64_t i = 0; i < q.rows; ++i) {
-    const int64_t anchor = t.bias->kind != BiasKind::kAlibi ? 0
-                           : q.vector_alibi                 ? q.alibi_anchor
-                                                            : q.lane_anchors[i];
-    sink[i] = RowSinkLog2(plan, t.head, plan.q_pos.At(q.i0 + i), anchor);
+    sink[i] = RowSinkLog2(plan, t.head, plan.q_pos.At(q.i0 + i), LaneAnchor(t, i));
   }
 }
 
-// The last stage: every sub-tile's rows finalized into the output.
+// The last stage: every sub-tile's rows finalized into the output (and lse).
 HWY_INLINE void StoreSubTiles(const Plan& plan, const WorkItem& it, const HeadBias* biases,
                               float* ws) {
   float sink[kMaxSubTile];
@@ -203,6 +208,11 @@ HWY_INLINE void StoreSubTiles(const Plan& plan, const WorkItem& it, const HeadBi
       if (plan.sinks) SubTileSinks(plan, t, sink);
       StoreOutputTransposed(plan, t.head, t.queries.i0, t.queries.rows, it.w, t.o_t, t.max, t.sum,
                             t.poison, plan.sinks ? sink : nullptr, ws + plan.ws.row);
+      if (!plan.lse) continue;
+      for (int64_t i = 0; i < t.queries.rows; ++i) {
+        StoreRowLse(plan, t.queries.i0 + i, t.head, LaneAnchor(t, i), t.max[i], t.sum[i],
+                    t.poison[i] != 0.0f);
+      }
     }
   }
 }
@@ -217,7 +227,7 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   PrepareSubTiles(plan, it, biases, int_dot, worker);
   const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
-  ForEachVisibleKeyBlock(plan, chunk_span, 0, plan.n_valid_kv,
+  ForEachVisibleKeyBlock(plan, chunk_span, FirstKeyBlock(plan), plan.n_valid_kv,
                          [&](int64_t j0, int64_t n_keys, TileVisibility) RELATTN_INLINE_LAMBDA {
                            const KeyBlock block = LoadKeyBlock<false>(
                                plan, worker, it.batch.kv_head, j0, n_keys, scratch);

@@ -24,6 +24,10 @@ inline constexpr double Output(relattn_dtype out) {
 inline constexpr double kInt8Quantised = 5e-3;  // measured <= 2.1e-3 (d 256, Q and K)
 // ... with every 8th K channel 20x larger (outlier channels).
 inline constexpr double kInt8QuantisedOutliers = 6e-2;  // measured <= 3.1e-2 (d 128)
+// The log-sum-exp output (desc.lse, relattn_merge), per unit of 1 + |lse|:
+// the scores' f32 error and the f32 running sum, taken to ln in double.
+inline constexpr double kLse = 4e-6;
+
 // A KV cache with f16 K and RoPE rounds the rotated keys.
 inline constexpr double kF16RopeCache = 1e-3;  // measured 1.7e-4
 

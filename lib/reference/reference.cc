@@ -132,7 +132,8 @@ double AlibiDroppedConstant(const relattn_attention_desc& desc, int32_t h, int64
 
 // Whether key j (at pk) is visible to a query at pq.
 bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
-  if (mask.n_valid_kv >= 0 && j >= mask.n_valid_kv) return false;
+  if (mask.n_valid_kv > 0 && j >= mask.n_valid_kv) return false;  // 0, -1: all keys
+  if (j < mask.first_valid_kv) return false;
   if (mask.causal && pk > pq) return false;
   if (mask.window > 0) {
     const int64_t d = Difference(pq, pk);
@@ -144,12 +145,13 @@ bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
 // out[0..dv) = sum_j softmax(scores)_j * v[j][kv_head][.]; zeros if every score is masked.
 // sink: the row's sink logit in the scores' frame, or kMasked for none: it
 // joins the denominator only (gpt-oss), and the row keeps zeros if it sees no
-// key.
-void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, double sink,
-                   int32_t kv_head, int32_t dv, double* out) {
+// key. Returns ln of the denominator, sum_j e^(scores_j) + e^(sink), in the
+// scores' frame (kMasked if both are empty).
+double SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, double sink,
+                     int32_t kv_head, int32_t dv, double* out) {
   std::fill(out, out + dv, 0.0);
   const double seen = *std::max_element(scores, scores + desc.n_kv);
-  if (seen == kMasked) return;
+  if (seen == kMasked) return sink;
   const double max = std::max(seen, sink);
   double sum = sink == kMasked ? 0.0 : std::exp(sink - max);
   for (int64_t j = 0; j < desc.n_kv; ++j) {
@@ -159,6 +161,16 @@ void SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, dou
     for (int32_t e = 0; e < dv; ++e) out[e] += w * Element(desc.v, j, kv_head, e);
   }
   for (int32_t e = 0; e < dv; ++e) out[e] /= sum;
+  return max + std::log(sum);
+}
+
+// The header's zero values: n_valid_kv 0 (all keys), ALiBi max_bias 0 (8),
+// T5 num_buckets 0 (32) and max_distance 0 (128).
+relattn_attention_desc WithDefaults(relattn_attention_desc d) {
+  if (d.bias.alibi.max_bias == 0) d.bias.alibi.max_bias = 8;
+  if (d.bias.t5.num_buckets == 0) d.bias.t5.num_buckets = 32;
+  if (d.bias.t5.max_distance == 0) d.bias.t5.max_distance = 128;
+  return d;
 }
 
 // Rows (token, head) of t as doubles, [n_tokens][n_heads][dim], each rotated
@@ -323,7 +335,8 @@ int32_t T5Bucket(int64_t relative_position, int32_t num_buckets, int32_t max_dis
   return relative_buckets + static_cast<int32_t>(std::min<int64_t>(if_large, num_buckets - 1));
 }
 
-void Attention(const relattn_attention_desc& desc, double* out) {
+void Attention(const relattn_attention_desc& given, double* out, double* lse) {
+  const relattn_attention_desc desc = WithDefaults(given);
   assert(desc.n_q >= 1 && desc.n_kv >= 1 && desc.n_kv_heads >= 1);
   assert(desc.n_heads % desc.n_kv_heads == 0);
   const int32_t dv = desc.v_head_dim != 0 ? desc.v_head_dim : desc.head_dim;
@@ -335,7 +348,7 @@ void Attention(const relattn_attention_desc& desc, double* out) {
       RotatedRows(desc.q, desc.q_pos, desc.n_q, desc.n_heads, d, desc.rope);
   const std::vector<double> k =
       RotatedRows(desc.k, desc.k_pos, desc.n_kv, desc.n_kv_heads, d, desc.rope);
-  std::vector<double> scores(desc.n_q * desc.n_kv), sinks(desc.n_q);
+  std::vector<double> scores(desc.n_q * desc.n_kv), sinks(desc.n_q), dropped(desc.n_q);
   for (int32_t h = 0; h < desc.n_heads; ++h) {
     const int32_t kv_head = h / group;
     for (int64_t i = 0; i < desc.n_q; ++i) {
@@ -370,11 +383,14 @@ void Attention(const relattn_attention_desc& desc, double* out) {
             Bias(desc, h, pq, pk, anchor);
       }
       // Bias() drops -m * anchor from every ALiBi score of the row: so does the sink.
-      sinks[i] = !desc.sinks ? kMasked : desc.sinks[h] + AlibiDroppedConstant(desc, h, anchor);
+      dropped[i] = AlibiDroppedConstant(desc, h, anchor);
+      sinks[i] = !desc.sinks ? kMasked : desc.sinks[h] + dropped[i];
     }
     for (int64_t i = 0; i < desc.n_q; ++i) {
-      SoftmaxTimesV(desc, &scores[i * desc.n_kv], sinks[i], kv_head, dv,
-                    out + (i * desc.n_heads + h) * dv);
+      const double row_lse = SoftmaxTimesV(desc, &scores[i * desc.n_kv], sinks[i], kv_head, dv,
+                                           out + (i * desc.n_heads + h) * dv);
+      // Out of the frame Bias() used: the dropped ALiBi constant (as the sink's) back.
+      if (lse) lse[i * desc.n_heads + h] = row_lse - dropped[i];
     }
   }
 }

@@ -15,9 +15,10 @@ namespace relattn::reference {
 
 // Computes desc's attention in double into out, contiguous [n_q][n_heads][v_head_dim]
 // (v_head_dim 0 means head_dim); desc.o is not read or written. q, k, v may be F32, F16 or I8
-// (element = row scale * int8). A query that sees no key gets zeros.
+// (element = row scale * int8). A query that sees no key gets zeros. lse (NULL: not wanted):
+// [n_q][n_heads], ln of each row's softmax denominator (sinks included), -inf for none.
 // Precondition: relattn_attention would accept desc; it is asserted, not validated.
-void Attention(const relattn_attention_desc& desc, double* out);
+void Attention(const relattn_attention_desc& desc, double* out, double* lse = nullptr);
 
 // RoPE's theta_i, i < rotary_dims / 2, for rope on rows of head_dim elements, and its attention
 // factor in *gain: each family from its published definition (Meta's apply_scaling for llama3,

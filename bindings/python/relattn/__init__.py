@@ -7,16 +7,18 @@
     o = relattn.attention(relattn.quantize_i8(q), relattn.quantize_i8(k), v)   # int8 Q.K
     cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)   # decode
     cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, k_dtype=np.int8)  # int8 K
+    o1, lse1 = relattn.attention(q, k1, v1, return_lse=True)        # a part of the keys ...
+    o, lse = relattn.merge(o1, lse1, o2, lse2)                      # ... merged with another
     relattn.active_target()                                         # "AVX3", "NEON", ...
 
 Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this package, else the
 system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are safe.
 """
-from ._api import (active_target, alibi_slopes, attention, quantize_i8, quantize_table_i8,
-                   t5_bucket)
+from ._api import (active_target, alibi_slopes, attention, merge, quantize_i8,
+                   quantize_table_i8, t5_bucket)
 from ._kv_cache import KVCache
 from ._capi import Error, lib as _lib
 
 __version__ = _lib.relattn_version_string().decode()
-__all__ = ["Error", "KVCache", "active_target", "alibi_slopes", "attention", "quantize_i8",
-           "quantize_table_i8", "t5_bucket"]
+__all__ = ["Error", "KVCache", "active_target", "alibi_slopes", "attention", "merge",
+           "quantize_i8", "quantize_table_i8", "t5_bucket"]

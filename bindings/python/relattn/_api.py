@@ -143,11 +143,12 @@ def _compute(desc, threads):
 
 
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
-              bidirectional=None, max_bias=8.0, slopes=None, table=None, table_scales=None,
-              num_buckets=None, max_distance=128, shaw_k=None, q_start=0, k_start=0,
-              q_positions=None, k_positions=None, scale=None, rope=None, softcap=None,
-              sinks=None, out_dtype=np.float32, threads=1):
-    """Attention with a relative-position bias over one sequence; returns a new array.
+              first_valid_kv=0, bidirectional=None, max_bias=8.0, slopes=None, table=None,
+              table_scales=None, num_buckets=None, max_distance=128, shaw_k=None, q_start=0,
+              k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
+              softcap=None, sinks=None, return_lse=False, out_dtype=np.float32, threads=1):
+    """Attention with a relative-position bias over one sequence; returns a new array, or
+    (o, lse) with return_lse=True.
 
     q: [n_q][heads][head_dim], k: [n_kv][kv_heads][head_dim], v: [n_kv][kv_heads][v_head_dim],
     float32 or float16 (any strides with contiguous rows are read without a copy); heads a
@@ -169,9 +170,14 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     [heads][2k+1][head_dim], one per head, or [2k+1][head_dim] shared by every head; k in
     0..64 is read from the shape). shaw_k, for shaw and shaw_vector, is checked against the
     table's 2k+1 when given. bidirectional: the bias form; by default bidirectional unless
-    causal. Mask: causal, window (0: none), valid_kv (keys from it on are hidden).
-    Positions: q_start / k_start, or integer arrays q_positions / k_positions. scale: default
-    1/sqrt(head_dim). threads: 1 = the calling thread, n > 1 a pthreadpool.
+    causal. Mask: causal, window (0: none), valid_kv (None: all keys; else 1..n_kv, the keys
+    from it on are hidden), first_valid_kv (0..n_kv: the keys before it are hidden, left
+    padding; n_kv hides every key). Positions: q_start / k_start, or integer arrays
+    q_positions / k_positions. scale: None is 1/sqrt(head_dim); any other value must be
+    non-zero. threads: 1 = the calling thread, n > 1 a pthreadpool.
+
+    return_lse: also return lse float32 [n_q][heads], ln of each row's softmax denominator
+    (ln sum_j e^(score_j), sinks included; -inf for a row that saw no key), for merge().
 
     rope: rotary position embedding of q and k, fused (combines with any scheme and mask):
     None or "none" (off); "interleaved" (pairs (2i, 2i+1): GPT-J) or "halves" (pairs
@@ -224,13 +230,19 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     desc.o = _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[out_dtype], heads * v_dim, v_dim)
     p, desc.q_pos = arrays.positions("q_positions", q_positions, "q_start", q_start, n_q)
     keep.append(p)
+    if scale is not None and arrays.to_float("scale", scale) == 0.0:
+        raise ValueError("scale = 0: None means 1/sqrt(head_dim); give a non-zero scale")
     desc.scale = 0.0 if scale is None else scale
+    lse = np.empty((n_q, heads), np.float32) if return_lse else None
+    if lse is not None:
+        desc.lse = lse.ctypes.data
     desc.softcap = 0.0 if softcap is None else arrays.to_float("softcap", softcap)
     if sinks is not None:
         keep.append(arrays.table("sinks", sinks, (heads,), [np.dtype(np.float32)]))
         desc.sinks = keep[-1].ctypes.data
     desc.mask.causal, desc.mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
-    desc.mask.n_valid_kv = -1 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 0)
+    desc.mask.n_valid_kv = 0 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 1)
+    desc.mask.first_valid_kv = arrays.to_int("first_valid_kv", first_valid_kv, 0)
     if bidirectional is None:
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,
@@ -244,7 +256,37 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         with cache.lock:  # no append while the call reads the cache
             desc.kv_cache = cache.handle
             _compute(desc, threads)
-    return out
+    return (out, lse) if return_lse else out
+
+
+def merge(o1, lse1, o2, lse2, *, sinks=None, out_dtype=np.float32):
+    """Combines two attentions of the same queries over disjoint key sets, each with its lse
+    (attention(..., return_lse=True)), into attention over both: returns (o, lse), o
+    [n_q][heads][v_head_dim] of out_dtype, lse float32 [n_q][heads]. sinks (float32 [heads]):
+    learned sinks, counted once here (compute the parts without them). Merge more parts by
+    merging the result again (sinks at one of the merges)."""
+    keep = []
+    o1, a = arrays.tensor("o1", o1, keep)
+    o2, b = arrays.tensor("o2", o2, keep)
+    if o1.shape != o2.shape:
+        raise ValueError("o2: shape %s differs from o1's %s" % (o2.shape, o1.shape))
+    n_q, heads, dim = o1.shape
+    lses = [arrays.table(name, x, (n_q, heads), [np.dtype(np.float32)])
+            for name, x in (("lse1", lse1), ("lse2", lse2))]
+    out_dtype = np.dtype(out_dtype)
+    if out_dtype not in arrays.TENSOR_DTYPES:
+        raise TypeError("out_dtype: %s is not supported: use float32 or float16" % out_dtype)
+    out, lse = np.empty((n_q, heads, dim), out_dtype), np.empty((n_q, heads), np.float32)
+    desc = _capi.MergeDesc()
+    desc.n_q, desc.n_heads, desc.v_head_dim, desc.a, desc.b = n_q, heads, dim, a, b
+    desc.lse_a, desc.lse_b = lses[0].ctypes.data, lses[1].ctypes.data
+    if sinks is not None:
+        keep.append(arrays.table("sinks", sinks, (heads,), [np.dtype(np.float32)]))
+        desc.sinks = keep[-1].ctypes.data
+    desc.o = _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[out_dtype], heads * dim, dim)
+    desc.lse = lse.ctypes.data
+    check(lib.relattn_merge(ctypes.byref(desc)))
+    return out, lse
 
 
 def alibi_slopes(n_heads, max_bias=8.0):

@@ -73,7 +73,8 @@ class Rope(ctypes.Structure):
 
 
 class Mask(ctypes.Structure):
-    _fields_ = [("causal", c_int), ("window", c_int64), ("n_valid_kv", c_int64)]
+    _fields_ = [("causal", c_int), ("window", c_int64), ("n_valid_kv", c_int64),
+                ("first_valid_kv", c_int64)]
 
 
 class AttentionDesc(ctypes.Structure):
@@ -82,7 +83,13 @@ class AttentionDesc(ctypes.Structure):
                 ("q", Tensor), ("k", Tensor), ("v", Tensor), ("o", Output),
                 ("q_pos", Positions), ("k_pos", Positions), ("scale", c_float),
                 ("bias", Bias), ("rope", Rope), ("mask", Mask), ("kv_cache", c_void_p),
-                ("softcap", c_float), ("sinks", c_void_p)]
+                ("softcap", c_float), ("sinks", c_void_p), ("lse", c_void_p)]
+
+
+class MergeDesc(ctypes.Structure):
+    _fields_ = [("n_q", c_int64), ("n_heads", c_int32), ("v_head_dim", c_int32),
+                ("a", Tensor), ("b", Tensor), ("lse_a", c_void_p), ("lse_b", c_void_p),
+                ("sinks", c_void_p), ("o", Output), ("lse", c_void_p)]
 
 
 class KvCacheDesc(ctypes.Structure):
@@ -135,6 +142,7 @@ _prototypes = {
         (c_int, [P(AttentionDesc), c_int32, P(ctypes.c_size_t)]),
     "relattn_attention": (c_int, [P(AttentionDesc), c_void_p, ctypes.c_size_t, P(Threads)]),
     "relattn_threads_from_pthreadpool": (c_int, [c_void_p, P(Threads)]),
+    "relattn_merge": (c_int, [P(MergeDesc)]),
     "relattn_alibi_slopes": (c_int, [c_int32, c_float, c_void_p]),
     "relattn_t5_bucket": (c_int, [c_int64, c_int32, c_int32, c_int, P(c_int32)]),
     "relattn_quantize_table_i8": (c_int, [c_void_p, c_int32, c_int32, c_void_p, c_void_p]),
@@ -147,6 +155,8 @@ _prototypes = {
     "relattn_kv_cache_length": (c_int64, [c_void_p]),
     "relattn_kv_cache_next_position": (c_int64, [c_void_p]),
     "relattn_kv_cache_clear": (None, [c_void_p]),
+    "relattn_kv_cache_truncate": (c_int, [c_void_p, c_int64]),
+    "relattn_kv_cache_attach": (c_int, [c_void_p, ctypes.c_size_t, P(c_void_p)]),
     # pthreadpool, which librelattn.so links: found through the same handle.
     "pthreadpool_create": (c_void_p, [ctypes.c_size_t]),
     "pthreadpool_destroy": (None, [c_void_p]),

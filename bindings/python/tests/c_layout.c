@@ -74,6 +74,7 @@ int main(void) {
   FIELD(relattn_mask, causal);
   FIELD(relattn_mask, window);
   FIELD(relattn_mask, n_valid_kv);
+  FIELD(relattn_mask, first_valid_kv);
   SIZE(relattn_attention_desc);
   FIELD(relattn_attention_desc, n_q);
   FIELD(relattn_attention_desc, n_kv);
@@ -94,6 +95,18 @@ int main(void) {
   FIELD(relattn_attention_desc, kv_cache);
   FIELD(relattn_attention_desc, softcap);
   FIELD(relattn_attention_desc, sinks);
+  FIELD(relattn_attention_desc, lse);
+  SIZE(relattn_merge_desc);
+  FIELD(relattn_merge_desc, n_q);
+  FIELD(relattn_merge_desc, n_heads);
+  FIELD(relattn_merge_desc, v_head_dim);
+  FIELD(relattn_merge_desc, a);
+  FIELD(relattn_merge_desc, b);
+  FIELD(relattn_merge_desc, lse_a);
+  FIELD(relattn_merge_desc, lse_b);
+  FIELD(relattn_merge_desc, sinks);
+  FIELD(relattn_merge_desc, o);
+  FIELD(relattn_merge_desc, lse);
   SIZE(relattn_kv_cache_desc);
   FIELD(relattn_kv_cache_desc, n_kv_heads);
   FIELD(relattn_kv_cache_desc, head_dim);

@@ -75,7 +75,7 @@ CASES = [
     (dict(threads=-2), ValueError, "threads: -2 is outside"),
     # judged by the library
     (dict(scheme="alibi", max_bias=-1.0), relattn.Error, "max_bias = -1"),
-    (dict(scheme="t5", table=T5, max_distance=0), relattn.Error, "max_distance = 0"),
+    (dict(scheme="t5", table=T5, max_distance=20000), relattn.Error, "max_distance = 20000"),
     (dict(scheme="shaw_vector", table=np.zeros((131, 8), np.float32)), relattn.Error,
      "bias.shaw_vector.k = 65: must be in 0..64"),
     (dict(scheme="shaw_vector", table=np.full((4, 3, 8), np.nan, np.float32)), relattn.Error,

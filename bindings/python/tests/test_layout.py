@@ -13,7 +13,7 @@ MIRRORS = {
     "relattn_shaw": _capi.Shaw, "relattn_bias": _capi.Bias, "relattn_mask": _capi.Mask,
     "relattn_rope": _capi.Rope, "relattn_rope_scaling": _capi.RopeScaling, "relattn_shaw_vector": _capi.ShawVector,
     "relattn_attention_desc": _capi.AttentionDesc, "relattn_threads": _capi.Threads,
-    "relattn_kv_cache_desc": _capi.KvCacheDesc,
+    "relattn_kv_cache_desc": _capi.KvCacheDesc, "relattn_merge_desc": _capi.MergeDesc,
 }
 
 

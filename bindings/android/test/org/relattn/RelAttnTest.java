@@ -249,8 +249,8 @@ public final class RelAttnTest {
     check(e.status == 2, "status of a bad head_dim");
     final RelAttn.Params t5 = params(RelAttn.T5, false);
     t5.table = new float[4 * 32];
-    t5.maxDistance = 0;
-    expect(RelAttnException.class, () -> RelAttn.attention(t5, q, k, v, out), "max_distance = 0");
+    t5.maxDistance = -1;
+    expect(RelAttnException.class, () -> RelAttn.attention(t5, q, k, v, out), "max_distance = -1");
     final RelAttn.Params f16 = params(RelAttn.NONE, false);
     f16.dtype = RelAttn.F16;
     final ByteBuffer heap = ByteBuffer.allocate(1024).order(ByteOrder.nativeOrder());

@@ -335,6 +335,28 @@ typedef struct relattn_mask {
    * value) hides none. Hiding every key takes first_valid_kv = n_kv (or
    * first_valid_kv >= n_valid_kv): then every output row is zero. */
   int64_t first_valid_kv;
+  /* Packed sequences (varlen attention: several prompts in one call, one
+   * thread-pool dispatch): NULL, or both q_segments [n_q] and k_segments
+   * [n_kv] int32 segment ids (aligned to 4 bytes); query i sees key j only
+   * where q_segments[i] == k_segments[j], on top of the other masks. Tiles
+   * whose query and key id ranges do not meet are skipped whole, so ids
+   * that increase along the tokens (sequence after sequence) cost nothing
+   * across sequences. Positions restart per sequence through q_pos / k_pos
+   * as the model needs. Over a KV cache, k_segments is indexed by slot. */
+  const int32_t* q_segments;
+  const int32_t* k_segments;
+  /* Explicit allowed pairs (tree attention, speculative decoding): NULL, or
+   * a bit matrix [n_q][allowed_row_words] of uint64, aligned to 8 bytes:
+   * for keys j >= allowed_key_offset (0..n_kv), query i may see key j only
+   * if bit b % 64 of word b / 64 of row i is set, b = j -
+   * allowed_key_offset; keys before the offset are not restricted (the bits
+   * cover only the last keys: a draft tree after a long cache). ANDed with
+   * the other masks. allowed_row_words >= ceil((n_kv - allowed_key_offset)
+   * / 64), its memory n_q * allowed_row_words * 8 bytes: meant for short
+   * query blocks (8..64 draft tokens) over long caches. */
+  const uint64_t* allowed;
+  int64_t allowed_row_words;
+  int64_t allowed_key_offset;
 } relattn_mask;
 
 /* --------------------------------------------------------------- KV cache */

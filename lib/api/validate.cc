@@ -252,6 +252,40 @@ relattn_status CheckMask(const relattn_mask& m, int64_t n_kv) {
   return RELATTN_OK;
 }
 
+// Segment ids (both arrays or neither, aligned) and the allowed bits
+// (aligned, offset in 0..n_kv, rows wide enough for the keys after it, the
+// matrix within the address space).
+relattn_status CheckIndexMask(const relattn_mask& m, int64_t n_q, int64_t n_kv) {
+  relattn_status s;
+  if (!m.q_segments != !m.k_segments) {
+    return Fail(RELATTN_ERR_NULL_ARGUMENT,
+                "mask.%s is NULL: q_segments and k_segments are given together or not at all",
+                m.q_segments ? "k_segments" : "q_segments");
+  }
+  if (m.q_segments && ((s = CheckAligned("mask.q_segments", m.q_segments, sizeof(int32_t))) ||
+                       (s = CheckAligned("mask.k_segments", m.k_segments, sizeof(int32_t))))) {
+    return s;
+  }
+  if (!m.allowed) return RELATTN_OK;
+  if ((s = CheckAligned("mask.allowed", m.allowed, sizeof(uint64_t)))) return s;
+  if (m.allowed_key_offset < 0 || m.allowed_key_offset > n_kv) {
+    return Fail(RELATTN_ERR_BAD_MASK,
+                "mask.allowed_key_offset = %" PRId64 ": must be in 0..n_kv = %" PRId64,
+                m.allowed_key_offset, n_kv);
+  }
+  const int64_t words = (n_kv - m.allowed_key_offset + 63) / 64;
+  int64_t bytes;
+  if (m.allowed_row_words < words || __builtin_mul_overflow(n_q, m.allowed_row_words, &bytes) ||
+      __builtin_mul_overflow(bytes, int64_t{8}, &bytes) || uint64_t(bytes) > SIZE_MAX) {
+    return Fail(RELATTN_ERR_BAD_MASK,
+                "mask.allowed_row_words = %" PRId64 ": must be >= %" PRId64
+                " (one bit per key from allowed_key_offset = %" PRId64
+                " to n_kv), and n_q rows of it must fit in memory",
+                m.allowed_row_words, words, m.allowed_key_offset);
+  }
+  return RELATTN_OK;
+}
+
 // The header's zero values made explicit: n_valid_kv 0 (all keys), ALiBi
 // max_bias 0 (8), T5 num_buckets 0 (32) and max_distance 0 (128).
 relattn_attention_desc WithZeroDefaults(const relattn_attention_desc& d) {
@@ -293,7 +327,10 @@ relattn_status CheckSinks(const float* sinks, int32_t n_heads) {
 relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   if (!desc) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc is NULL");
   relattn_status s;
-  if ((s = CheckShape(*desc)) || (s = CheckMask(desc->mask, desc->n_kv))) return s;
+  if ((s = CheckShape(*desc)) || (s = CheckMask(desc->mask, desc->n_kv)) ||
+      (s = CheckIndexMask(desc->mask, desc->n_q, desc->n_kv))) {
+    return s;
+  }
   const relattn_attention_desc d = WithZeroDefaults(*desc);
   if ((s = CheckIo(d, d.v_head_dim ? d.v_head_dim : d.head_dim))) return s;
   if (!std::isfinite(d.scale) || std::fabs(d.scale) > kMaxBiasMagnitude) {

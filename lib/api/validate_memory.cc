@@ -136,6 +136,11 @@ relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const char
       {"bias.shaw_vector.table", shaw_vector ? sv.table : nullptr, RELATTN_F32, 1, 0, 1, 0,
        shaw_vector_floats},
       {"sinks", d.sinks, RELATTN_F32, 1, 0, 1, 0, d.n_heads},
+      // int32 ids: one float's worth each; uint64 words: two (validated to fit).
+      {"mask.q_segments", d.mask.q_segments, RELATTN_F32, 1, 0, 1, 0, d.n_q},
+      {"mask.k_segments", d.mask.k_segments, RELATTN_F32, 1, 0, 1, 0, d.n_kv},
+      {"mask.allowed", d.mask.allowed, RELATTN_F32, 1, 0, 1, 0,
+       2 * d.n_q * (d.mask.allowed ? d.mask.allowed_row_words : 0)},
   };
   for (const Extent& x : others) {
     ByteRange range;

@@ -14,17 +14,20 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "lib/driver/index_mask.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 
 namespace relattn {
 
-// The row anchor of a query at p_q: the latest visible key position (causal
+// The row anchor of query i at p_q: the latest visible key position (causal
 // form) or the smallest visible |p_q - p_k| (bidirectional). O(1) for keys at
-// start + j, a scan of the valid keys otherwise. With no visible key the
-// anchor is arbitrary (k_max or 0): the row has no term to keep precise.
-inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
-  if (!plan.k_pos.positions) {
+// start + j without index masks, a scan of the valid keys otherwise (the
+// index masks' pairs left out, so that packed sequences anchor on their
+// own keys). With no visible key the anchor is arbitrary (k_max or 0): the
+// row has no term to keep precise.
+inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t i, int64_t p_q) {
+  if (!plan.k_pos.positions && !plan.index_mask.on()) {
     // The visible keys form one range [lo, hi] of positions.
     int64_t lo = plan.k_min, hi = plan.k_max, edge;
     if (plan.mask.causal) hi = std::min(hi, p_q);
@@ -41,8 +44,8 @@ inline int64_t AlibiRowAnchor(const Plan& plan, bool causal_form, int64_t p_q) {
   bool found = false;
   int64_t best = 0;
   for (int64_t j = plan.first_valid_kv; j < plan.n_valid_kv; ++j) {
-    const int64_t p_k = plan.k_pos.positions[j];
-    if (!PairVisible(plan.mask, p_q, p_k)) continue;
+    const int64_t p_k = plan.k_pos.At(j);
+    if (!PairVisible(plan.mask, p_q, p_k) || !PairAllowed(plan.index_mask, i, j)) continue;
     const int64_t r = p_q - p_k;
     const int64_t candidate = causal_form ? p_k : (r < 0 ? -r : r);
     best = !found ? candidate : causal_form ? std::max(best, candidate) : std::min(best, candidate);

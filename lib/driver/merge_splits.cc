@@ -58,7 +58,7 @@ void MergeSplits(const Plan& plan, const float* shared_ws) {
       const float sum = MergeRow(plan, first, rows, r, merged, &max, &poisoned);
       const int32_t head = batch.head0 + static_cast<int32_t>(r / plan.n_q);
       const int64_t i = r % plan.n_q, p_q = plan.q_pos.At(i);
-      const int64_t anchor = FrameAnchor(plan, p_q);
+      const int64_t anchor = FrameAnchor(plan, i);
       const float sink = RowSinkLog2(plan, head, p_q, anchor);
       const int64_t offset = i * plan.o_token_stride + head * plan.o_head_stride;
       StoreRow(merged, plan.dv, FinalScale(sum, max, sink), plan.o, plan.o_dtype, offset);

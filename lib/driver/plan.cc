@@ -214,6 +214,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->sinks = d.sinks;
   p->lse = d.lse;
   p->mask = {d.mask.causal != 0, d.mask.window};
+  p->index_mask = {d.mask.q_segments, d.mask.k_segments, d.mask.allowed, d.mask.allowed_row_words,
+                   d.mask.allowed_key_offset};
   p->bias = ResolveBias(d.bias);
   SplitWork(p);
   LayOut(p);

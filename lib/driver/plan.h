@@ -162,6 +162,16 @@ struct MaskRef {
   int64_t window;  // 0: none
 };
 
+// The masks by token index (lib/driver/index_mask.h), pointers into caller
+// memory; on() false: none.
+struct IndexMaskRef {
+  const int32_t* q_segments;  // [n_q] and k_segments [n_kv], or both NULL
+  const int32_t* k_segments;
+  const uint64_t* allowed;  // [n_q][allowed_row_words] bits for keys >= allowed_key_offset
+  int64_t allowed_row_words, allowed_key_offset;
+  bool on() const { return q_segments || allowed; }
+};
+
 // The position bias, resolved; its values in log2 units (times log2(e)).
 struct BiasRef {
   BiasKind kind;
@@ -232,6 +242,7 @@ struct Plan {
   // from a KV cache, which rotated it at append); rope.on false: none.
   RopeParams rope;
   MaskRef mask;
+  IndexMaskRef index_mask;
   BiasRef bias;
   WorkSplit work;
 

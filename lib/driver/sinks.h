@@ -38,13 +38,13 @@ inline float RowSinkLog2(const Plan& plan, int32_t head, int64_t p_q, int64_t an
   return static_cast<float>(std::clamp(sink, -0x1p127, 0x1p127));
 }
 
-// The anchor RowFrameShiftLog2 needs for a row at p_q: its AlibiRowAnchor
+// The anchor RowFrameShiftLog2 needs for query i's row: its AlibiRowAnchor
 // when the call has ALiBi and sinks or an lse output, else 0 (for the split
 // merge, which keeps no anchors; the pipelines pass the anchors their rows
 // used).
-inline int64_t FrameAnchor(const Plan& plan, int64_t p_q) {
+inline int64_t FrameAnchor(const Plan& plan, int64_t i) {
   if (!(plan.sinks || plan.lse) || plan.bias.kind != BiasKind::kAlibi) return 0;
-  return AlibiRowAnchor(plan, plan.bias.params.alibi.causal != 0, p_q);
+  return AlibiRowAnchor(plan, plan.bias.params.alibi.causal != 0, i, plan.q_pos.At(i));
 }
 
 }  // namespace relattn

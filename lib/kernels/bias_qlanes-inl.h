@@ -59,7 +59,7 @@ struct SubTileQueries {
 };
 
 HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span) {
-  return span.contiguous && !plan.k_pos.positions;
+  return span.contiguous && !plan.k_pos.positions && !plan.index_mask.on();
 }
 
 // The scalar form of bias and mask, for one (query, key) pair: adds the

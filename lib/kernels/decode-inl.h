@@ -124,7 +124,8 @@ HWY_INLINE void PrepareRowBiases(const Plan& plan, Worker& worker, DecodeRows& r
                                        worker.ws + plan.shaw_row_tables + r * shaw_len);
     }
     rows.anchor[r] = plan.bias.kind == BiasKind::kAlibi
-                         ? AlibiRowAnchor(plan, head_bias.alibi_causal, plan.q_pos.At(r % plan.n_q))
+                         ? AlibiRowAnchor(plan, head_bias.alibi_causal, r % plan.n_q,
+                                          plan.q_pos.At(r % plan.n_q))
                          : 0;
   }
 }
@@ -215,6 +216,7 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
     const HeadBias& bias = cap && plan.bias.shaw_vector ? none : rows.bias[r];
     BiasMaskRow(plan, bias, p_q, rows.anchor[r], b.j0, b.n_keys, b.span, partial, s);
     HideKeysBeforeFirst(plan, b.j0, b.n_keys, 1, s);
+    if (plan.index_mask.on()) HideByIndexMaskRow(plan.index_mask, r % plan.n_q, b.j0, b.n_keys, s);
     PoisonRow(s, b.n_keys, b.bad, &rows.poison[r]);
     if (!SoftmaxRow(s, &rows.max[r], &rows.sum[r], rows.o + r * plan.dv_pad, plan.dv_pad)) {
       std::fill(s, s + kBlockKeys, 0.0f);
@@ -269,7 +271,8 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       std::min(first + (split + 1) * n_blocks / plan.work.n_splits * kBlockKeys, plan.n_valid_kv);
   const int64_t begin = first + split * n_blocks / plan.work.n_splits * kBlockKeys;
   ForEachVisibleKeyBlock(
-      plan, q_span, begin, end, [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
+      plan, q_span, QuerySegments(plan.index_mask, 0, plan.n_q), begin, end,
+      [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
         const KeyBlock block = LoadKeyBlock<true>(plan, worker, batch.kv_head, j0, n_keys, scratch);
         PrefetchKeyBlock(plan, batch.kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
         DecodeScores(plan, rows, batch.kv_head, block);

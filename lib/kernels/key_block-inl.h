@@ -16,6 +16,7 @@
 #include "hwy/highway.h"
 #include "lib/common/dtype.h"
 #include "lib/common/f16.h"
+#include "lib/driver/index_mask.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/int_dot-inl.h"
@@ -250,11 +251,14 @@ HWY_INLINE void HideKeysBeforeFirst(const Plan& plan, int64_t j0, int64_t n_keys
 }
 
 // Calls body(j0, n_keys, visibility) for each block of up to kBlockKeys keys
-// in [j_begin, j_end) that some query with positions q sees, in order; stops
-// where no later block can be visible (keys at start + j only move away
-// once they pass the last query). j_begin: a multiple of kBlockKeys.
+// in [j_begin, j_end) that some query with positions q (and segment ids
+// q_segments, QuerySegments) sees, in order; stops where no later block can
+// be visible (keys at start + j only move away once they pass the last
+// query). visibility is that of the position masks. j_begin: a multiple of
+// kBlockKeys.
 template <class Body>
-HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q, int64_t j_begin,
+HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q,
+                                       const SegmentRange& q_segments, int64_t j_begin,
                                        int64_t j_end, const Body& body) {
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, j_end - j0);
@@ -262,6 +266,11 @@ HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q, 
     const TileVisibility v = ClassifyTile(plan.mask, q.min, q.max, k.min, k.max);
     if (v == TileVisibility::kHidden) {
       if (!plan.k_pos.positions && plan.mask.causal && k.min > q.max) return;
+      continue;
+    }
+    if (plan.index_mask.q_segments &&
+        ClassifySegments(q_segments, SegmentsOf(plan.index_mask.k_segments, j0, n_keys)) ==
+            TileVisibility::kHidden) {
       continue;
     }
     body(j0, n_keys, v);

@@ -48,8 +48,11 @@ struct SubTile {
 };
 
 // Scores, bias, mask, softmax and P.V of one sub-tile against one key block.
+// visibility: by the position masks; index_partial: some pair needs the
+// index masks' test.
 HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyBlock& b,
-                               TileVisibility visibility, float* HWY_RESTRICT s) {
+                               TileVisibility visibility, bool index_partial,
+                               float* HWY_RESTRICT s) {
   const int64_t w = 2 * static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t j0 = b.j0, n_keys = b.n_keys;
   if (b.k_int.rows) {
@@ -71,6 +74,9 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     }
   }
   HideKeysBeforeFirst(plan, j0, n_keys, w, s);
+  if (index_partial) {
+    HideByIndexMaskQLanes(plan.index_mask, tile.queries.i0, tile.queries.rows, j0, n_keys, w, s);
+  }
   SoftmaxQLanes(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
   PVQLanesF32(s, n_keys, b.v, plan.dv, tile.o_t);
 }
@@ -106,7 +112,7 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
                                span,
                                vector_alibi,
                                biases[g].kind == BiasKind::kAlibi && vector_alibi
-                                   ? AlibiRowAnchor(plan, biases[g].alibi_causal, span.first)
+                                   ? AlibiRowAnchor(plan, biases[g].alibi_causal, first, span.first)
                                    : 0,
                                reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
   return {it.batch.head0 + g,
@@ -146,8 +152,8 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
       if (biases[g].kind == BiasKind::kAlibi && !t.queries.vector_alibi) {
         int64_t* anchors = const_cast<int64_t*>(t.queries.lane_anchors);
         for (int64_t i = 0; i < t.queries.rows; ++i) {
-          anchors[i] =
-              AlibiRowAnchor(plan, biases[g].alibi_causal, plan.q_pos.At(t.queries.i0 + i));
+          anchors[i] = AlibiRowAnchor(plan, biases[g].alibi_causal, t.queries.i0 + i,
+                                      plan.q_pos.At(t.queries.i0 + i));
         }
       }
     }
@@ -178,7 +184,14 @@ HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadB
       const TileVisibility visibility = ClassifyTile(
           plan.mask, t.queries.span.min, t.queries.span.max, block.span.min, block.span.max);
       if (visibility == TileVisibility::kHidden) continue;
-      AttendKeyBlock(plan, t, block, visibility, ws + plan.ws.s_tile);
+      TileVisibility by_index = TileVisibility::kVisible;
+      if (plan.index_mask.on()) {
+        by_index = ClassifyIndexTile(plan.index_mask, t.queries.i0, t.queries.rows, block.j0,
+                                     block.n_keys);
+        if (by_index == TileVisibility::kHidden) continue;
+      }
+      AttendKeyBlock(plan, t, block, visibility, by_index == TileVisibility::kPartial,
+                     ws + plan.ws.s_tile);
     }
   }
 }
@@ -227,7 +240,8 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   PrepareSubTiles(plan, it, biases, int_dot, worker);
   const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
-  ForEachVisibleKeyBlock(plan, chunk_span, FirstKeyBlock(plan), plan.n_valid_kv,
+  const SegmentRange chunk_segments = QuerySegments(plan.index_mask, it.i0, it.rows);
+  ForEachVisibleKeyBlock(plan, chunk_span, chunk_segments, FirstKeyBlock(plan), plan.n_valid_kv,
                          [&](int64_t j0, int64_t n_keys, TileVisibility) RELATTN_INLINE_LAMBDA {
                            const KeyBlock block = LoadKeyBlock<false>(
                                plan, worker, it.batch.kv_head, j0, n_keys, scratch);

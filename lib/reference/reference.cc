@@ -130,10 +130,16 @@ double AlibiDroppedConstant(const relattn_attention_desc& desc, int32_t h, int64
   return m * static_cast<double>(anchor);
 }
 
-// Whether key j (at pk) is visible to a query at pq.
-bool Visible(const relattn_mask& mask, int64_t j, int64_t pq, int64_t pk) {
+// Whether key j (at pk) is visible to query i (at pq).
+bool Visible(const relattn_mask& mask, int64_t i, int64_t j, int64_t pq, int64_t pk) {
   if (mask.n_valid_kv > 0 && j >= mask.n_valid_kv) return false;  // 0, -1: all keys
   if (j < mask.first_valid_kv) return false;
+  if (mask.q_segments && mask.q_segments[i] != mask.k_segments[j]) return false;
+  if (mask.allowed && j >= mask.allowed_key_offset) {
+    const uint64_t bit = uint64_t(j - mask.allowed_key_offset);
+    const uint64_t word = mask.allowed[uint64_t(i) * uint64_t(mask.allowed_row_words) + bit / 64];
+    if (((word >> (bit % 64)) & 1) == 0) return false;
+  }
   if (mask.causal && pk > pq) return false;
   if (mask.window > 0) {
     const int64_t d = Difference(pq, pk);
@@ -356,14 +362,14 @@ void Attention(const relattn_attention_desc& given, double* out, double* lse) {
       int64_t anchor = INT64_MAX;  // the row's smallest visible ALiBi distance
       for (int64_t j = 0; j < desc.n_kv; ++j) {
         const int64_t pk = Position(desc.k_pos, j);
-        if (Visible(desc.mask, j, pq, pk)) {
+        if (Visible(desc.mask, i, j, pq, pk)) {
           anchor = std::min(anchor, AlibiDistance(desc.bias.alibi, pq, pk));
         }
       }
       for (int64_t j = 0; j < desc.n_kv; ++j) {
         const int64_t pk = Position(desc.k_pos, j);
         double& s = scores[i * desc.n_kv + j];
-        if (!Visible(desc.mask, j, pq, pk)) {
+        if (!Visible(desc.mask, i, j, pq, pk)) {
           s = kMasked;
           continue;
         }

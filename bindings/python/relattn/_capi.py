@@ -74,7 +74,9 @@ class Rope(ctypes.Structure):
 
 class Mask(ctypes.Structure):
     _fields_ = [("causal", c_int), ("window", c_int64), ("n_valid_kv", c_int64),
-                ("first_valid_kv", c_int64)]
+                ("first_valid_kv", c_int64), ("q_segments", c_void_p), ("k_segments", c_void_p),
+                ("allowed", c_void_p), ("allowed_row_words", c_int64),
+                ("allowed_key_offset", c_int64)]
 
 
 class AttentionDesc(ctypes.Structure):

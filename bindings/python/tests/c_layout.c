@@ -75,6 +75,11 @@ int main(void) {
   FIELD(relattn_mask, window);
   FIELD(relattn_mask, n_valid_kv);
   FIELD(relattn_mask, first_valid_kv);
+  FIELD(relattn_mask, q_segments);
+  FIELD(relattn_mask, k_segments);
+  FIELD(relattn_mask, allowed);
+  FIELD(relattn_mask, allowed_row_words);
+  FIELD(relattn_mask, allowed_key_offset);
   SIZE(relattn_attention_desc);
   FIELD(relattn_attention_desc, n_q);
   FIELD(relattn_attention_desc, n_kv);

@@ -12,6 +12,7 @@
 #include "tools/cli/commands.h"
 #include "tools/cli/npy.h"
 #include "tools/cli/rope_scaling.h"
+#include "tools/cli/sequence_inputs.h"
 
 namespace relattn_cli {
 namespace {
@@ -61,9 +62,16 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
                         per head in the softmax's denominator, no value behind it
   --causal              causal mask; also selects the causal bias form unless --bidirectional
   --window W            sliding window: 0 <= q - k < W with --causal, |q - k| < W without
-  --valid-kv N          keys N.. are hidden
+  --valid-kv N          keys N.. are hidden (1..kv_tokens; default all)
+  --first-valid-kv N    keys before N are hidden (left padding; default 0)
   --q-start P           int64 position of the first query (default 0)
   --k-start P           int64 position of the first key (default 0)
+  --q-positions FILE.npy, --k-positions FILE.npy  int64 [tokens]: each token's position
+                        (instead of --q-start / --k-start)
+  --q-segments FILE.npy, --k-segments FILE.npy    packed sequences: int64 [tokens] ids
+                        (int32 range); a query sees a key only where the ids are equal
+  --lse-out FILE.npy    also write float32 [tokens][heads], ln of each row's softmax
+                        denominator (-inf for a row that saw no key)
   --scale S             multiplies q.k (default 1/sqrt(head_dim))
   --threads T           threads (default 1; 0: one per core)
   --quantize none|k|qk  int8 Q.K: K, or Q and K, quantised per (token, head) row before the
@@ -111,7 +119,13 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},
                                           {"--rope-max-position", 1},
                                           {"--rope-sequence-length", 1},
                                           {"--softcap", 1},
-                                          {"--sinks", 1}};
+                                          {"--sinks", 1},
+                                          {"--q-positions", 1},
+                                          {"--k-positions", 1},
+                                          {"--q-segments", 1},
+                                          {"--k-segments", 1},
+                                          {"--first-valid-kv", 1},
+                                          {"--lse-out", 1}};
 
 // The options each scheme reads; any other scheme option given is an error.
 struct SchemeSpec {
@@ -355,7 +369,7 @@ int RunCommand(int argc, char** argv, int first) {
   relattn_attention_desc_init(&desc);
   desc.mask.causal = args.Has("--causal");
   desc.mask.window = args.Int64("--window", 0, 0, INT64_MAX);
-  desc.mask.n_valid_kv = args.Int64("--valid-kv", -1, 0, INT64_MAX);
+  desc.mask.n_valid_kv = args.Int64("--valid-kv", 0, 1, INT64_MAX);
   desc.q_pos.start = args.Int64("--q-start", 0, INT64_MIN, INT64_MAX);
   desc.k_pos.start = args.Int64("--k-start", 0, INT64_MIN, INT64_MAX);
   desc.scale = float(args.Double("--scale", 0.0));
@@ -387,6 +401,8 @@ int RunCommand(int argc, char** argv, int first) {
     CheckTable(args, "--sinks", in.sinks, desc.n_heads, nullptr, false);
     desc.sinks = reinterpret_cast<const float*>(in.sinks.bytes.data());
   }
+  SequenceInputs sequence;
+  SetSequenceInputs(args, &sequence, &desc);
   if (quantize.q) {
     QuantizeRows("--q", desc.n_q, desc.n_heads, desc.head_dim, &in.q_i8, &in.q_scales, &desc.q);
   }
@@ -407,7 +423,11 @@ int RunCommand(int argc, char** argv, int first) {
   if (!status) Fail(status.ToString());
 
   std::string error;
-  if (!WriteNpyF32(args.String("--out"), out_shape, out.data(), &error)) Fail("--out: " + error);
+  WriteLse(args, sequence, desc);
+  if (!WriteNpyF32(args.String("--out"), out_shape, out.data(), &error)) {
+    if (args.Has("--lse-out")) std::remove(args.String("--lse-out").c_str());  // nothing written
+    Fail("--out: " + error);
+  }
   return 0;
 }
 

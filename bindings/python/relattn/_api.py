@@ -142,11 +142,55 @@ def _compute(desc, threads):
                                 workspace_bytes.value, ctypes.byref(pool) if pool else None))
 
 
+def _segments(name, ids, n):
+    ids = np.asarray(ids)
+    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+        raise ValueError("%s: expected integer ids of shape (%d,), got %s %s"
+                         % (name, n, ids.dtype, ids.shape))
+    if ids.size and (ids.min() < -2**31 or ids.max() >= 2**31):
+        raise ValueError("%s: ids must fit in int32" % name)
+    return np.ascontiguousarray(ids, np.int32)
+
+
+def _allowed_bits(allowed, n_q, n_keys):
+    """(uint64 [n_q][words] C-order, words) from a bool [n_q][n_keys] or packed uint64 array."""
+    a = np.asarray(allowed)
+    if a.dtype == np.uint64 and a.ndim == 2 and a.shape[0] == n_q:
+        if a.shape[1] * 64 < n_keys:
+            raise ValueError("allowed: %d words per row cover %d keys, %d needed"
+                             % (a.shape[1], a.shape[1] * 64, n_keys))
+        return np.ascontiguousarray(a), a.shape[1]
+    if a.dtype != np.bool_ or a.shape != (n_q, n_keys):
+        raise ValueError("allowed: expected bool [%d][%d] (n_q, n_kv - allowed_key_offset) or "
+                         "packed uint64 [%d][words], got %s %s" % (n_q, n_keys, n_q, a.dtype,
+                                                                   a.shape))
+    words = max(1, (n_keys + 63) // 64)
+    packed = np.zeros((n_q, words * 8), np.uint8)
+    packed[:, :(n_keys + 7) // 8] = np.packbits(a, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64), words
+
+
+def _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, key_offset):
+    if (q_segments is None) != (k_segments is None):
+        raise ValueError("q_segments, k_segments: give both or neither")
+    if q_segments is not None:
+        keep.extend((_segments("q_segments", q_segments, n_q),
+                     _segments("k_segments", k_segments, n_kv)))
+        mask.q_segments, mask.k_segments = keep[-2].ctypes.data, keep[-1].ctypes.data
+    key_offset = arrays.to_int("allowed_key_offset", key_offset, 0, n_kv)
+    if allowed is not None:
+        bits, words = _allowed_bits(allowed, n_q, n_kv - key_offset)
+        keep.append(bits)
+        mask.allowed, mask.allowed_row_words = bits.ctypes.data, words
+        mask.allowed_key_offset = key_offset
+
+
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               first_valid_kv=0, bidirectional=None, max_bias=8.0, slopes=None, table=None,
               table_scales=None, num_buckets=None, max_distance=128, shaw_k=None, q_start=0,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
-              softcap=None, sinks=None, return_lse=False, out_dtype=np.float32, threads=1):
+              softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
+              allowed_key_offset=0, return_lse=False, out_dtype=np.float32, threads=1):
     """Attention with a relative-position bias over one sequence; returns a new array, or
     (o, lse) with return_lse=True.
 
@@ -175,6 +219,13 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     padding; n_kv hides every key). Positions: q_start / k_start, or integer arrays
     q_positions / k_positions. scale: None is 1/sqrt(head_dim); any other value must be
     non-zero. threads: 1 = the calling thread, n > 1 a pthreadpool.
+
+    Packed sequences: q_segments [n_q] and k_segments [n_kv] integer ids (int32 range); query
+    i sees key j only where the ids are equal (positions restart per sequence through
+    q_positions / k_positions). Tree masks: allowed, bool [n_q][n_kv - allowed_key_offset]
+    (or already packed: uint64 [n_q][words], bit b % 64 of word b // 64 for key
+    allowed_key_offset + b): query i sees key j >= allowed_key_offset only where it is set;
+    keys before the offset are not restricted. Both combine with every other mask.
 
     return_lse: also return lse float32 [n_q][heads], ln of each row's softmax denominator
     (ln sum_j e^(score_j), sinks included; -inf for a row that saw no key), for merge().
@@ -243,6 +294,9 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     desc.mask.causal, desc.mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
     desc.mask.n_valid_kv = 0 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 1)
     desc.mask.first_valid_kv = arrays.to_int("first_valid_kv", first_valid_kv, 0)
+    n_kv = len(cache) if cache is not None else desc.n_kv
+    _set_index_masks(desc.mask, keep, n_q, n_kv, q_segments, k_segments, allowed,
+                     allowed_key_offset)
     if bidirectional is None:
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,

@@ -81,3 +81,43 @@ def test_scale_zero_and_valid_kv_zero_are_errors():
         relattn.attention(q, k, v, scale=0.0)
     with pytest.raises(ValueError, match="valid_kv"):
         relattn.attention(q, k, v, valid_kv=0)
+
+
+def test_packed_sequences_equal_each_alone():
+    lengths = [5, 40, 1, 23]
+    n = sum(lengths)
+    q, k, v = inputs(n, n)
+    seg = np.repeat(np.arange(len(lengths)), lengths)
+    pos = np.concatenate([np.arange(length) for length in lengths])
+    o = relattn.attention(q, k, v, scheme="alibi", causal=True, q_segments=seg, k_segments=seg,
+                          q_positions=pos, k_positions=pos)
+    at = 0
+    for length in lengths:
+        alone = relattn.attention(q[at:at + length], k[at:at + length], v[at:at + length],
+                                  scheme="alibi", causal=True)
+        assert np.abs(o[at:at + length] - alone).max() < 1e-5
+        at += length
+
+
+def test_tree_mask_bool_and_packed():
+    prefix, draft = 100, 12
+    q, k, v = inputs(draft, prefix + draft)
+    rng = np.random.default_rng(1)
+    parent = [-1] + [int(rng.integers(0, t)) for t in range(1, draft)]
+    allowed = np.eye(draft, dtype=bool)
+    for t in range(1, draft):
+        allowed[t] |= allowed[parent[t]]
+    o = relattn.attention(q, k, v, allowed=allowed, allowed_key_offset=prefix)
+    for t in range(draft):
+        keys = list(range(prefix)) + [prefix + j for j in np.flatnonzero(allowed[t])]
+        alone = oracle.attention(q[t:t + 1], k[keys], v[keys], q_start=0, k_positions=keys)
+        assert np.abs(o[t] - alone[0]).max() < 1e-5
+    packed = np.zeros((draft, 1), np.uint64)
+    for t in range(draft):
+        packed[t, 0] = sum(1 << int(j) for j in np.flatnonzero(allowed[t]))
+    assert np.array_equal(o, relattn.attention(q, k, v, allowed=packed,
+                                               allowed_key_offset=prefix))
+    with pytest.raises(ValueError, match="allowed: expected bool"):
+        relattn.attention(q, k, v, allowed=allowed[:, :5], allowed_key_offset=prefix)
+    with pytest.raises(ValueError, match="give both or neither"):
+        relattn.attention(q, k, v, q_segments=np.zeros(draft, int))

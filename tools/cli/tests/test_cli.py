@@ -265,3 +265,42 @@ def test_run_softcap_and_sinks_match_library(tmp_path, scheme):
     np.testing.assert_array_equal(out, relattn.attention(q, k, v, **args))
     np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
                                atol=TOLERANCE[np.float32])
+
+
+def test_run_packed_sequences_positions_and_lse(tmp_path):
+    rng = np.random.default_rng(17)
+    lengths = [7, 30, 12]
+    n = sum(lengths)
+    q, k, v = random_problem(rng, n, n, np.float32)
+    seg = np.repeat(np.arange(3), lengths).astype(np.int64)
+    pos = np.concatenate([np.arange(length) for length in lengths]).astype(np.int64)
+    for name, a in (("seg", seg), ("pos", pos)):
+        np.save(tmp_path / (name + ".npy"), a)
+    extra = ["--q-segments", tmp_path / "seg.npy", "--k-segments", tmp_path / "seg.npy",
+             "--q-positions", tmp_path / "pos.npy", "--k-positions", tmp_path / "pos.npy",
+             "--first-valid-kv", 2, "--lse-out", tmp_path / "lse.npy"]
+    out = run_attention(tmp_path, q, k, v, "alibi", {}, {"causal": True}, extra)
+    expected, lse = relattn.attention(q, k, v, scheme="alibi", causal=True, q_segments=seg,
+                                      k_segments=seg, q_positions=pos, k_positions=pos,
+                                      first_valid_kv=2, return_lse=True)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "lse.npy"), lse)
+    assert np.all(np.isinf(lse[:2]))  # the first two queries see only hidden keys
+
+
+def test_run_sequence_inputs_errors(tmp_path):
+    q, k, v = random_problem(np.random.default_rng(2), 4, 6, np.float32)
+    for name, a in (("q", q), ("k", k), ("v", v), ("short", np.zeros(3, np.int64)),
+                    ("big", np.array([0, 0, 0, 2**40], np.int64))):
+        np.save(tmp_path / (name + ".npy"), a)
+    base = ["run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+            tmp_path / "v.npy", "--out", tmp_path / "out.npy"]
+    for extra, status, message in (
+            (["--q-positions", tmp_path / "short.npy"], 1, "must be int64 [4], one per token"),
+            (["--q-segments", tmp_path / "big.npy"], 2, "give both or neither"),
+            (["--q-segments", tmp_path / "big.npy", "--k-segments", tmp_path / "big.npy"], 1,
+             "id 1099511627776 of token 3 is outside the int32 range"),
+            (["--q-positions", tmp_path / "short.npy", "--q-start", 3], 2, "give one of them")):
+        result = run(*base, *extra)
+        assert result.returncode == status and message in result.stderr, (extra, result.stderr)
+        assert not (tmp_path / "out.npy").exists()

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hwy/targets.h"
+#include "lib/api/kv_cache.h"
 #include "lib/common/f16.h"
 #include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
@@ -47,6 +48,13 @@ class Bytes {
   }
   bool Flag() { return Next() & 1; }
   float Unit() { return (float(Below(2001)) - 1000.0f) / 1000.0f; }  // [-1, 1]
+  // Copies up to n of the bytes not read yet to dst (consuming them); returns how many.
+  size_t Rest(uint8_t* dst, size_t n) {
+    const size_t count = std::min(n, size_ - at_);
+    if (count) std::memcpy(dst, data_ + at_, count);
+    at_ += count;
+    return count;
+  }
 
  private:
   const uint8_t* data_;
@@ -144,6 +152,43 @@ void CheckFailed(relattn_status status) {
 // The KV-cache mode's buffers: the cache, and the tokens it holds as it
 // stores them (f16 storage rounds, int8 storage quantises each row as
 // relattn_quantize_i8 does) for the reference.
+// What a cache holds as relattn.h defines append and truncate: the token
+// (of the descriptor's K and V) and the position in each slot.
+struct CacheModel {
+  int64_t capacity = 1, sinks = 0, length = 0, next_slot = 0, next_position = 0;
+  std::vector<int64_t> token, position;
+  void Reset(int64_t c, int64_t s) {
+    capacity = c, sinks = s;
+    token.assign(size_t(c), 0);
+    position.assign(size_t(c), 0);
+    Clear();
+  }
+  void Clear() { length = next_slot = next_position = 0; }
+  void Append(int64_t t, int64_t p) {
+    token[next_slot] = t;
+    position[next_slot] = p;
+    next_position = p == INT64_MAX ? p : p + 1;
+    next_slot = next_slot + 1 == capacity ? sinks : next_slot + 1;
+    length = std::min(length + 1, capacity);
+  }
+  // Keeps the oldest n (append order: sinks, then the window from next_slot on).
+  void Truncate(int64_t n) {
+    if (n == 0) return Clear();
+    if (n == length) return;  // nothing dropped: nothing moves
+    std::vector<int64_t> order;
+    const bool full = length == capacity;
+    for (int64_t s = 0; s < (full ? sinks : length); ++s) order.push_back(s);
+    for (int64_t s = next_slot; full && s < capacity; ++s) order.push_back(s);
+    for (int64_t s = sinks; full && s < next_slot; ++s) order.push_back(s);
+    std::vector<int64_t> t(static_cast<size_t>(n)), p(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) t[i] = token[order[i]], p[i] = position[order[i]];
+    std::copy(t.begin(), t.end(), token.begin());
+    std::copy(p.begin(), p.end(), position.begin());
+    length = next_slot = n;
+    next_position = p[n - 1] == INT64_MAX ? p[n - 1] : p[n - 1] + 1;
+  }
+};
+
 struct CacheCase {
   std::vector<uint8_t> memory;
   std::vector<float> k, v;
@@ -151,7 +196,45 @@ struct CacheCase {
   std::vector<float> k_scales, q_scales;
   std::vector<int64_t> positions;
   std::vector<uint64_t> junk;  // ArbitraryCache's bytes
+  relattn_kv_cache* cache = nullptr;
+  relattn_kv_cache_desc cd{};
+  relattn_attention_desc plain{};  // the descriptor's K and V before they went in
+  int64_t start = 0;               // token t's position without a positions array: start + t
+  CacheModel model;
+  std::vector<uint64_t> copy;  // AttachArbitrary's memory
 };
+
+// The position of the descriptor's token t.
+int64_t PositionOf(const CacheCase& cc, int64_t t) {
+  return cc.plain.k_pos.positions ? cc.plain.k_pos.positions[t] : cc.start + t;
+}
+
+// Appends tokens [t0, t0 + n) of the descriptor (positions: NULL, continuing,
+// or their own) and follows in the model on success; a failure must leave a
+// message and change nothing.
+relattn_status AppendTokens(CacheCase* cc, int64_t t0, int64_t n, bool continuing) {
+  const relattn_attention_desc& plain = cc->plain;
+  relattn_tensor k = plain.k, v = plain.v;
+  k.data = static_cast<const char*>(k.data) + t0 * k.token_stride * Bytes_(k.dtype);
+  v.data = static_cast<const char*>(v.data) + t0 * v.token_stride * Bytes_(v.dtype);
+  relattn_positions pos{nullptr, cc->start + t0};
+  if (plain.k_pos.positions) pos = {plain.k_pos.positions + t0, 0};
+  const int64_t from = cc->model.next_position;
+  const relattn_status status =
+      relattn_kv_cache_append(cc->cache, n, &k, &v, continuing ? nullptr : &pos);
+  if (status != RELATTN_OK) {
+    CheckFailed(status);
+    if (relattn_kv_cache_length(cc->cache) != cc->model.length ||
+        relattn_kv_cache_next_position(cc->cache) != cc->model.next_position) {
+      std::abort();  // a failed append changed the cache
+    }
+    return status;
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    cc->model.Append(t0 + t, continuing ? from + t : PositionOf(*cc, t0 + t));
+  }
+  return status;
+}
 
 // Decode (n_q <= 7) over int8 cache keys quantises each float query row as
 // relattn_quantize_i8 does and uses it for every product (relattn.h): the
@@ -167,14 +250,77 @@ void QuantiseDecodeQueries(relattn_attention_desc* ref, CacheCase* cc) {
   }
 }
 
+// Turns d into an attention over cc's cache and *ref into the same attention
+// over the tokens the model says the cache holds, as the cache stores them
+// (f16 rounded; int8 quantised per row as relattn_quantize_i8 does). keep_n_kv:
+// d->n_kv stays as given (an error unless it equals the cache's length).
+void CacheReference(CacheCase* cc, relattn_attention_desc* d, relattn_attention_desc* ref,
+                    bool keep_n_kv) {
+  const relattn_attention_desc& plain = cc->plain;
+  const relattn_kv_cache_desc& cd = cc->cd;
+  const int64_t held = relattn_kv_cache_length(cc->cache);
+  if (held != cc->model.length ||
+      relattn_kv_cache_next_position(cc->cache) != cc->model.next_position) {
+    std::abort();
+  }
+  const int32_t heads = plain.n_kv_heads, dim = plain.head_dim;
+  const int32_t dv = plain.v_head_dim ? plain.v_head_dim : dim;
+  cc->k.resize(size_t(held) * heads * dim);
+  cc->v.resize(size_t(held) * heads * dv);
+  cc->positions.resize(size_t(held));
+  for (int64_t t = 0; t < held; ++t) {
+    const int64_t token = cc->model.token[t];
+    cc->positions[t] = cc->model.position[t];
+    for (int32_t h = 0; h < heads; ++h) {
+      for (int32_t e = 0; e < dim; ++e) {
+        float x = ElementOf(plain.k, token, h, e);
+        if (cd.k_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
+        cc->k[(t * heads + h) * dim + e] = x;
+      }
+      for (int32_t e = 0; e < dv; ++e) {
+        float x = ElementOf(plain.v, token, h, e);
+        if (cd.v_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
+        cc->v[(t * heads + h) * dv + e] = x;
+      }
+    }
+  }
+  const relattn_attention_desc given = *d;
+  *ref = plain;
+  ref->softcap = given.softcap;
+  ref->sinks = given.sinks;
+  ref->n_kv = held;
+  ref->k = relattn_tensor{cc->k.data(), RELATTN_F32, int64_t(heads) * dim, dim, nullptr, 0, 0};
+  ref->v = relattn_tensor{cc->v.data(), RELATTN_F32, int64_t(heads) * dv, dv, nullptr, 0, 0};
+  if (cd.k_dtype == RELATTN_I8 && held > 0) {
+    cc->k_i8.resize(cc->k.size());
+    cc->k_scales.resize(size_t(held) * heads);
+    relattn_tensor quantized;
+    if (relattn_quantize_i8(&ref->k, held, heads, dim, cc->k_i8.data(), cc->k_scales.data(),
+                            &quantized) != RELATTN_OK) {
+      std::abort();  // finite rows of valid dims
+    }
+    ref->k = quantized;
+    QuantiseDecodeQueries(ref, cc);
+  }
+  ref->k_pos = relattn_positions{cc->positions.data(), 0};
+  ref->mask.n_valid_kv = -1;
+  d->kv_cache = cc->cache;
+  if (!keep_n_kv) d->n_kv = 0;
+  d->n_kv_heads = d->head_dim = d->v_head_dim = 0;
+  d->k = d->v = relattn_tensor{};
+  d->k_pos = relattn_positions{};
+  d->mask.n_valid_kv = -1;
+}
+
 // Appends d's K and V (in random chunks) to a new cache and turns d into an
 // attention over it; *ref becomes the same attention over the tokens the
 // cache holds. False (after checking the failure's message) when a cache
 // call rejects its input.
 bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref, CacheCase* cc) {
   const relattn_attention_desc plain = *d;
+  cc->plain = plain;
   const bool rope = plain.rope.pairing != RELATTN_ROPE_NONE;
-  relattn_kv_cache_desc cd{};
+  relattn_kv_cache_desc& cd = cc->cd;
   cd.n_kv_heads = plain.n_kv_heads;
   cd.head_dim = plain.head_dim;
   cd.v_head_dim = plain.v_head_dim;
@@ -193,87 +339,173 @@ bool UseKvCache(Bytes& b, relattn_attention_desc* d, relattn_attention_desc* ref
   cc->memory.assign(bytes + 64, 0);
   void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(cc->memory.data()) + 63) &
                                           ~uintptr_t{63});
-  relattn_kv_cache* cache = nullptr;
-  status = relattn_kv_cache_init(&cd, aligned, bytes, &cache);
+  status = relattn_kv_cache_init(&cd, aligned, bytes, &cc->cache);
   if (status != RELATTN_OK) return CheckFailed(status), false;
+  cc->model.Reset(cd.capacity, cd.n_sink_tokens);
   // Positions: the descriptor's array, or start + t (start kept where no
   // token's position can overflow the harness's own arithmetic).
-  int64_t start = plain.k_pos.start;
-  if (start > (int64_t(1) << 62) || start < -(int64_t(1) << 62)) start = 0;
+  cc->start = plain.k_pos.start;
+  if (cc->start > (int64_t(1) << 62) || cc->start < -(int64_t(1) << 62)) cc->start = 0;
   const bool chunks = plain.k.token_stride >= 0 && plain.v.token_stride >= 0;
   for (int64_t t0 = 0; t0 < plain.n_kv;) {
     const int64_t n =
         chunks ? std::min<int64_t>(plain.n_kv - t0, 1 + b.Below(uint32_t(plain.n_kv))) : plain.n_kv;
-    relattn_tensor k = plain.k, v = plain.v;
-    k.data = static_cast<const char*>(k.data) + t0 * k.token_stride * Bytes_(k.dtype);
-    v.data = static_cast<const char*>(v.data) + t0 * v.token_stride * Bytes_(v.dtype);
-    relattn_positions pos{nullptr, start + t0};
-    if (plain.k_pos.positions) pos = {plain.k_pos.positions + t0, 0};
     // NULL continues from the last position + 1 (0 for the first token).
     const bool continuing = t0 > 0 && !plain.k_pos.positions && b.Below(8) == 0;
-    status = relattn_kv_cache_append(cache, n, &k, &v, continuing ? nullptr : &pos);
-    if (status != RELATTN_OK) return CheckFailed(status), false;
+    if (AppendTokens(cc, t0, n, continuing) != RELATTN_OK) return false;
     t0 += n;
   }
   if (b.Below(8) == 0) {  // cleared, then filled again in one append
-    relattn_kv_cache_clear(cache);
-    if (relattn_kv_cache_length(cache) != 0 || relattn_kv_cache_next_position(cache) != 0) {
+    relattn_kv_cache_clear(cc->cache);
+    cc->model.Clear();
+    if (relattn_kv_cache_length(cc->cache) != 0 || relattn_kv_cache_next_position(cc->cache) != 0) {
       std::abort();
     }
-    relattn_positions pos{plain.k_pos.positions, plain.k_pos.positions ? 0 : start};
-    status = relattn_kv_cache_append(cache, plain.n_kv, &plain.k, &plain.v, &pos);
-    if (status != RELATTN_OK) return CheckFailed(status), false;
+    if (AppendTokens(cc, 0, plain.n_kv, false) != RELATTN_OK) return false;
   }
   // The cache holds the last `held` tokens.
-  const int64_t held = relattn_kv_cache_length(cache);
-  if (held != std::min<int64_t>(plain.n_kv, cd.capacity)) std::abort();
-  // Slot t holds token t (a sink, or all when nothing wrapped) or token first + t.
-  const int64_t first = plain.n_kv - held;
-  const auto token = [&](int64_t t) { return t < cd.n_sink_tokens ? t : first + t; };
-  const int32_t heads = plain.n_kv_heads, dim = plain.head_dim;
-  const int32_t dv = plain.v_head_dim ? plain.v_head_dim : dim;
-  cc->k.resize(size_t(held) * heads * dim);
-  cc->v.resize(size_t(held) * heads * dv);
-  cc->positions.resize(size_t(held));
-  for (int64_t t = 0; t < held; ++t) {
-    cc->positions[t] = plain.k_pos.positions ? plain.k_pos.positions[token(t)] : start + token(t);
-    for (int32_t h = 0; h < heads; ++h) {
-      for (int32_t e = 0; e < dim; ++e) {
-        float x = ElementOf(plain.k, token(t), h, e);
-        if (cd.k_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
-        cc->k[(t * heads + h) * dim + e] = x;
-      }
-      for (int32_t e = 0; e < dv; ++e) {
-        float x = ElementOf(plain.v, token(t), h, e);
-        if (cd.v_dtype == RELATTN_F16) x = relattn::F16ToF32(relattn::F32ToF16(x));
-        cc->v[(t * heads + h) * dv + e] = x;
-      }
-    }
-  }
-  *ref = plain;
-  ref->n_kv = held;
-  ref->k = relattn_tensor{cc->k.data(), RELATTN_F32, int64_t(heads) * dim, dim, nullptr, 0, 0};
-  ref->v = relattn_tensor{cc->v.data(), RELATTN_F32, int64_t(heads) * dv, dv, nullptr, 0, 0};
-  if (cd.k_dtype == RELATTN_I8) {
-    cc->k_i8.resize(cc->k.size());
-    cc->k_scales.resize(size_t(held) * heads);
-    relattn_tensor quantized;
-    if (relattn_quantize_i8(&ref->k, held, heads, dim, cc->k_i8.data(), cc->k_scales.data(),
-                            &quantized) != RELATTN_OK) {
-      std::abort();  // finite rows of valid dims
-    }
-    ref->k = quantized;
-    QuantiseDecodeQueries(ref, cc);
-  }
-  ref->k_pos = relattn_positions{cc->positions.data(), 0};
-  ref->mask.n_valid_kv = -1;
-  d->kv_cache = cache;
-  if (b.Below(16) != 0) d->n_kv = 0;  // else kept: an error unless it equals held
-  d->n_kv_heads = d->head_dim = d->v_head_dim = 0;
-  d->k = d->v = relattn_tensor{};
-  d->k_pos = relattn_positions{};
-  d->mask.n_valid_kv = -1;
+  if (cc->model.length != std::min<int64_t>(plain.n_kv, cd.capacity)) std::abort();
+  CacheReference(cc, d, ref, b.Below(16) == 0);
   return true;
+}
+
+// Mode (a): truncates interleaved with appends. Each step truncates the cache
+// to a random length (the model keeps the same oldest tokens) and appends a
+// random range of the descriptor's tokens, continuing from the last kept
+// position or at their own; then d and *ref are rebuilt from the model.
+void TruncateAndAppend(Bytes& b, CacheCase* cc, relattn_attention_desc* d,
+                       relattn_attention_desc* ref) {
+  const relattn_attention_desc& plain = cc->plain;
+  const bool chunks = plain.k.token_stride >= 0 && plain.v.token_stride >= 0;
+  for (uint32_t step = 1 + b.Below(4); step > 0; --step) {
+    const int64_t n = b.Below(uint32_t(cc->model.length + 1));
+    if (relattn_kv_cache_truncate(cc->cache, n) != RELATTN_OK) std::abort();
+    cc->model.Truncate(n);
+    if (relattn_kv_cache_truncate(cc->cache, n + 1) != RELATTN_ERR_BAD_DIMENSION) std::abort();
+    const int64_t t0 = chunks ? b.Below(uint32_t(plain.n_kv)) : 0;
+    const int64_t count = chunks ? b.Below(uint32_t(plain.n_kv - t0 + 1)) : plain.n_kv;
+    if (count > 0) AppendTokens(cc, t0, count, b.Flag());
+  }
+  CacheReference(cc, d, ref, b.Below(16) == 0);
+}
+
+// Attention over an attached cache with queries of its own dims: a status
+// (output untouched), or outputs finite unless a token is flagged non-finite.
+void AttendAttached(Bytes& b, const relattn_kv_cache* c) {
+  const relattn_kv_cache_desc& cd = c->desc;
+  const int32_t heads = cd.n_kv_heads, dim = cd.head_dim, dv = cd.v_head_dim;
+  const int64_t n_q = 1 + b.Below(9);
+  std::vector<float> q(size_t(n_q) * heads * dim), out(size_t(n_q) * heads * dv, 7.0f);
+  for (float& x : q) x = b.Unit();
+  relattn_attention_desc a;
+  relattn_attention_desc_init(&a);
+  a.n_q = n_q;
+  a.n_heads = heads;
+  a.q = relattn_tensor{q.data(), RELATTN_F32, int64_t(heads) * dim, dim, nullptr, 0, 0};
+  a.o = relattn_output{out.data(), RELATTN_F32, int64_t(heads) * dv, dv};
+  const int64_t next = relattn_kv_cache_next_position(c);
+  a.q_pos.start = next > INT64_MIN + 3 ? next - int64_t(b.Below(4)) : next;
+  a.bias.kind = b.Flag() ? RELATTN_BIAS_ALIBI : RELATTN_BIAS_NONE;
+  a.mask.causal = b.Flag();
+  a.rope = cd.rope;
+  a.kv_cache = c;
+  size_t ws_bytes = 0;
+  relattn_status status = relattn_attention_workspace_size(&a, 1, &ws_bytes);
+  std::vector<uint64_t> ws(ws_bytes / 8 + 8);
+  void* aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+  if (status == RELATTN_OK) status = relattn_attention(&a, aligned, ws_bytes, nullptr);
+  if (status != RELATTN_OK) {
+    CheckFailed(status);
+    for (float x : out) {
+      if (x != 7.0f) std::abort();  // a failed call wrote to the output
+    }
+    return;
+  }
+  const relattn::KvCacheView view = relattn::ViewOf(c);
+  bool flagged = false;
+  for (int64_t i = 0; i < int64_t(heads) * cd.capacity; ++i) flagged = flagged || view.bad[i];
+  for (float x : out) {
+    if (!std::isfinite(x) && !flagged) std::abort();
+  }
+}
+
+// Mode (b): a copy of the cache's bytes, overwritten by the input's remaining
+// bytes at an offset, a header field set to an edge value, or bytes flipped,
+// attached with cache_bytes maybe short. attach must refuse with a message
+// (leaving *cache as it was) or give a cache attention and appends can use.
+void AttachArbitrary(Bytes& b, CacheCase* cc) {
+  const size_t total = size_t(relattn::KvCacheBytes(cc->cache));
+  cc->copy.assign(total / 8 + 8, 0);
+  uint8_t* bytes = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(cc->copy.data()) + 63) &
+                                              ~uintptr_t{63});
+  std::memcpy(bytes, cc->cache, total);
+  static const size_t kFields[][2] = {
+      {offsetof(relattn_kv_cache, magic), 8},
+      {offsetof(relattn_kv_cache, version), 4},
+      {offsetof(relattn_kv_cache, desc.n_kv_heads), 4},
+      {offsetof(relattn_kv_cache, desc.head_dim), 4},
+      {offsetof(relattn_kv_cache, desc.v_head_dim), 4},
+      {offsetof(relattn_kv_cache, desc.capacity), 8},
+      {offsetof(relattn_kv_cache, desc.k_dtype), 4},
+      {offsetof(relattn_kv_cache, desc.v_dtype), 4},
+      {offsetof(relattn_kv_cache, desc.ring), 4},
+      {offsetof(relattn_kv_cache, desc.rope.pairing), 4},
+      {offsetof(relattn_kv_cache, desc.rope.rotary_dims), 4},
+      {offsetof(relattn_kv_cache, desc.n_sink_tokens), 8},
+      {offsetof(relattn_kv_cache, desc.sink_positions), 4},
+      {offsetof(relattn_kv_cache, length), 8},
+      {offsetof(relattn_kv_cache, next_slot), 8},
+      {offsetof(relattn_kv_cache, next_position), 8},
+      {offsetof(relattn_kv_cache, appending), 4},
+      {offsetof(relattn_kv_cache, k_max_abs), 4},
+      {offsetof(relattn_kv_cache, v_max_abs), 4},
+      {offsetof(relattn_kv_cache, rope.on), 1},
+      {offsetof(relattn_kv_cache, rope.pairs), 4},
+  };
+  switch (b.Below(3)) {
+    case 0: {
+      const size_t at = b.Below(uint32_t(std::min<size_t>(total, 1 << 16)));
+      b.Rest(bytes + at, total - at);
+      break;
+    }
+    case 1: {
+      const size_t* f = kFields[b.Below(sizeof(kFields) / sizeof(kFields[0]))];
+      const int64_t value = b.Flag() ? Position(b) : int64_t(b.Below(300)) - 10;
+      std::memcpy(bytes + f[0], &value, f[1]);  // the low bytes (little-endian)
+      break;
+    }
+    default:
+      for (uint32_t n = 1 + b.Below(8); n > 0; --n) {
+        bytes[b.Below(uint32_t(std::min<size_t>(total, 1 << 16)))] ^= uint8_t(1 + b.Below(255));
+      }
+  }
+  const size_t cache_bytes = b.Below(8) == 0 ? b.Below(uint32_t(total) + 1) : total;
+  relattn_kv_cache* const untouched = reinterpret_cast<relattn_kv_cache*>(uintptr_t{64});
+  relattn_kv_cache* attached = untouched;
+  const relattn_status status = relattn_kv_cache_attach(bytes, cache_bytes, &attached);
+  if (status != RELATTN_OK) {
+    CheckFailed(status);
+    if (attached != untouched) std::abort();
+    return;
+  }
+  if (static_cast<void*>(attached) != bytes) std::abort();
+  AttendAttached(b, attached);
+  const relattn_kv_cache_desc& cd = attached->desc;
+  std::vector<float> k(size_t(cd.n_kv_heads) * cd.head_dim, 0.25f);
+  std::vector<float> v(size_t(cd.n_kv_heads) * cd.v_head_dim, -0.25f);
+  const relattn_tensor kt{
+      k.data(), RELATTN_F32, int64_t(cd.n_kv_heads) * cd.head_dim, cd.head_dim, nullptr, 0, 0};
+  const relattn_tensor vt{
+      v.data(), RELATTN_F32, int64_t(cd.n_kv_heads) * cd.v_head_dim, cd.v_head_dim, nullptr, 0, 0};
+  const relattn_status appended = relattn_kv_cache_append(attached, 1, &kt, &vt, nullptr);
+  if (appended != RELATTN_OK) return CheckFailed(appended);
+  AttendAttached(b, attached);
+  const int64_t n =
+      b.Below(uint32_t(std::min<int64_t>(relattn_kv_cache_length(attached), 1 << 16)) + 1);
+  if (relattn_kv_cache_truncate(attached, n) != RELATTN_OK) std::abort();
+  relattn_kv_cache* again = nullptr;
+  if (relattn_kv_cache_attach(bytes, total, &again) != RELATTN_OK) std::abort();  // still valid
 }
 
 // The SIMD target and thread count one execution runs with.
@@ -555,6 +787,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ref.softcap = d.softcap;
   ref.sinks = d.sinks;
+  // Cache modes read last (older seeds decode as before): truncates and
+  // appends (a), or attaching the cache's bytes made arbitrary (b).
+  if (use_cache && d.kv_cache == cache_case.cache) {
+    const uint32_t mode = b.Below(8);
+    if (mode == 1) TruncateAndAppend(b, &cache_case, &d, &ref);
+    if (mode == 2) return AttachArbitrary(b, &cache_case), 0;
+  }
 
   size_t ws_bytes = 0;
   if (relattn_attention_workspace_size(&d, run.n_threads, &ws_bytes) == RELATTN_OK &&

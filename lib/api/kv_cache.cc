@@ -145,6 +145,8 @@ relattn_status CheckAppend(const relattn_kv_cache& c, int64_t n_tokens, const re
   return RELATTN_OK;
 }
 
+}  // namespace
+
 // CheckDesc, and the cache's bytes fit in size_t (32-bit targets).
 relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d, RopeParams* rope) {
   if (const relattn_status s = CheckDesc(d, rope)) return s;
@@ -158,12 +160,12 @@ relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d, RopeParams* rope
   return RELATTN_OK;
 }
 
-// Claims the cache for one append (RELATTN_ERR_BUSY if another holds it).
+// Claims the cache for one append or truncate (RELATTN_ERR_BUSY if another holds it).
 relattn_status BeginAppend(relattn_kv_cache* c) {
   if (__atomic_exchange_n(&c->appending, 1u, __ATOMIC_ACQUIRE) == 0) return RELATTN_OK;
   return Fail(RELATTN_ERR_BUSY,
-              "cache: another relattn_kv_cache_append to it has not returned (appends to one "
-              "cache must not overlap)");
+              "cache: another relattn_kv_cache_append (or _truncate) to it has not returned "
+              "(changes to one cache must not overlap)");
 }
 
 relattn_status EndAppend(relattn_kv_cache* c, relattn_status status) {
@@ -171,11 +173,15 @@ relattn_status EndAppend(relattn_kv_cache* c, relattn_status status) {
   return status;
 }
 
-// cache not NULL, laid out by relattn_kv_cache_init, and aligned.
+// cache not NULL, laid out by relattn_kv_cache_init (this layout), and aligned.
 relattn_status CheckKvCacheMemory(const relattn_kv_cache* cache, const char* what) {
   if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", what);
   if (cache->magic != kKvCacheMagic) {
     return Fail(RELATTN_ERR_BAD_CACHE, "%s: not a cache laid out by relattn_kv_cache_init", what);
+  }
+  if (cache->version != kKvCacheLayoutVersion) {
+    return Fail(RELATTN_ERR_BAD_CACHE, "%s: header version %u: this library reads version %u", what,
+                cache->version, kKvCacheLayoutVersion);
   }
   if (reinterpret_cast<uintptr_t>(cache) % RELATTN_KV_CACHE_ALIGNMENT != 0) {
     return Fail(RELATTN_ERR_BAD_ALIGNMENT,
@@ -202,8 +208,6 @@ relattn_status CheckKvCacheHeader(const relattn_kv_cache* cache, const char* wha
   }
   return RELATTN_OK;
 }
-
-}  // namespace
 
 relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what) {
   if (const relattn_status s = CheckKvCacheMemory(cache, what)) return s;
@@ -242,7 +246,7 @@ relattn_status relattn_kv_cache_size(const relattn_kv_cache_desc* desc, size_t* 
 
 relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* memory,
                                      size_t cache_bytes, relattn_kv_cache** cache) {
-  relattn::RopeParams rope;
+  relattn::RopeParams rope{};  // all of it stored: a saved cache holds no stray bytes
   if (const relattn_status s = relattn::CheckDescAndSize(desc, &rope)) return s;
   if (!memory) return Fail(RELATTN_ERR_NULL_ARGUMENT, "memory is NULL");
   if (!cache) return Fail(RELATTN_ERR_NULL_ARGUMENT, "cache is NULL");
@@ -264,6 +268,7 @@ relattn_status relattn_kv_cache_init(const relattn_kv_cache_desc* desc, void* me
   c->desc.rope.scaling.long_factor = nullptr;
   c->desc.rope.scaling.inv_freq = nullptr;
   c->magic = relattn::kKvCacheMagic;
+  c->version = relattn::kKvCacheLayoutVersion;
   *cache = c;
   return relattn::Succeed();
 }
@@ -298,15 +303,15 @@ relattn_status relattn_kv_cache_append(relattn_kv_cache* cache, int64_t n_tokens
 }
 
 int64_t relattn_kv_cache_length(const relattn_kv_cache* cache) {
-  return cache && cache->magic == relattn::kKvCacheMagic ? cache->length : 0;
+  return relattn::IsKvCache(cache) ? cache->length : 0;
 }
 
 int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache) {
-  return cache && cache->magic == relattn::kKvCacheMagic ? cache->next_position : 0;
+  return relattn::IsKvCache(cache) ? cache->next_position : 0;
 }
 
 void relattn_kv_cache_clear(relattn_kv_cache* cache) {
-  if (!cache || cache->magic != relattn::kKvCacheMagic) return;
+  if (!relattn::IsKvCache(cache)) return;
   cache->length = 0;
   cache->next_slot = 0;
   cache->next_position = 0;

@@ -17,7 +17,8 @@ struct relattn_kv_cache {
   int64_t length;              // tokens held, <= capacity
   int64_t next_slot;           // slot the next token goes to, < capacity
   int64_t next_position;       // position of the next token appended without positions
-  uint32_t appending;          // 1 while an append runs (atomic): a second one fails
+  uint32_t appending;          // 1 while an append or truncate runs (atomic): another fails
+  uint32_t version;            // kKvCacheLayoutVersion: the layout below and of the regions
   float k_max_abs;             // largest |x| stored in K (after RoPE; I8: 127 x row scale)
   float v_max_abs;             // ... in V, both since the last clear (validate_range.h)
   relattn::RopeParams rope;    // desc.rope resolved: what K was rotated with
@@ -26,6 +27,14 @@ struct relattn_kv_cache {
 namespace relattn {
 
 inline constexpr uint64_t kKvCacheMagic = 0x72656c6174746e4bull;  // "relattnK"
+// The header's and the regions' layout: a cache saved by a library of
+// another version is refused (relattn_kv_cache_attach), not misread.
+inline constexpr uint32_t kKvCacheLayoutVersion = 2;
+
+// True if cache's header starts with the magic and this layout version.
+inline bool IsKvCache(const relattn_kv_cache* cache) {
+  return cache && cache->magic == kKvCacheMagic && cache->version == kKvCacheLayoutVersion;
+}
 
 // The regions of an initialised cache, after its header (64-byte aligned):
 //   positions  [capacity] int64: position of the token in each slot
@@ -64,6 +73,22 @@ inline KvCacheView ViewOf(const relattn_kv_cache* cache) {
 // consistent (desc valid, length and slots within capacity), so that a
 // copied or stored cache is checked when used; names `what`.
 relattn_status CheckKvCache(const relattn_kv_cache* cache, const char* what);
+
+// cache not NULL, with the magic and layout version, and aligned (names `what`).
+relattn_status CheckKvCacheMemory(const relattn_kv_cache* cache, const char* what);
+
+// The header's desc valid, its length and slots within capacity (read while
+// no append runs: an append changes them): RELATTN_ERR_BAD_CACHE.
+relattn_status CheckKvCacheHeader(const relattn_kv_cache* cache, const char* what);
+
+// The desc checks of relattn_kv_cache_size (rope resolved into *rope unless
+// rope is NULL), and the cache's bytes fit in size_t.
+relattn_status CheckDescAndSize(const relattn_kv_cache_desc* d, RopeParams* rope);
+
+// Claims the cache for one append or truncate (RELATTN_ERR_BUSY if another
+// holds it); EndAppend releases it and returns status.
+relattn_status BeginAppend(relattn_kv_cache* c);
+relattn_status EndAppend(relattn_kv_cache* c, relattn_status status);
 
 // Copies desc to *resolved; if desc->kv_cache is set, fills the key-side
 // fields (n_kv, n_kv_heads, head dims, k, v, k_pos) from the cache after
@@ -109,8 +134,13 @@ void KeepSinkKey(relattn_kv_cache* cache, const KvCacheView& view, const relattn
 // CACHE sink positions, once the window is full: moves sink s to position
 // oldest - n_sink_tokens + s (oldest: the position of the window's oldest
 // token, in slot next_slot), re-rotating its K from sink_k with RoPE (a row
-// flagged non-finite keeps its zeros; V is not touched).
+// flagged non-finite keeps its zeros, one that the rotation takes beyond the
+// storage's range becomes zeros and flagged; V is not touched).
 void MoveSinkTokens(relattn_kv_cache* cache, const KvCacheView& view);
+
+// Moves sinks 0..count - 1 (count <= n_sink_tokens, held) to positions
+// first + s, re-rotating their K from sink_k as MoveSinkTokens does.
+void MoveSinksTo(relattn_kv_cache* cache, const KvCacheView& view, int64_t first, int64_t count);
 
 }  // namespace relattn
 

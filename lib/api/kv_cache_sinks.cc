@@ -1,6 +1,8 @@
 // The KV cache's sink tokens (StreamingLLM, relattn_kv_cache_desc
 // n_sink_tokens / sink_positions): their desc check, and under the CACHE rule
-// the unrotated copy of their K and their move as the window slides.
+// the unrotated copy of their K and their move as the window slides (or back
+// to 0.. when a truncate drops the window).
+#include <algorithm>
 #include <cinttypes>
 
 #include "lib/api/kv_cache.h"
@@ -41,6 +43,28 @@ void KeepSinkKey(relattn_kv_cache* c, const KvCacheView& view, const relattn_ten
   }
 }
 
+void MoveSinksTo(relattn_kv_cache* c, const KvCacheView& view, int64_t first, int64_t count) {
+  const relattn_kv_cache_desc& d = c->desc;
+  const relattn_tensor sink_k{
+      view.sink_k, RELATTN_F32, int64_t{d.n_kv_heads} * d.head_dim, d.head_dim, nullptr, 0, 0};
+  float row[RELATTN_MAX_HEAD_DIM];
+  for (int64_t s = 0; s < count; ++s) {
+    view.positions[s] = first + s;
+    if (!c->rope.on) continue;
+    RopeAngles angles;
+    RopeAnglesAt(c->rope, first + s, &angles);
+    for (int32_t h = 0; h < d.n_kv_heads; ++h) {
+      uint8_t& bad = view.bad[h * d.capacity + s];
+      if (bad) continue;  // stored as zeros
+      if (!LoadTokenRow(sink_k, s, h, d.head_dim, d.k_dtype, &c->rope, angles, row)) {
+        std::fill(row, row + d.head_dim, 0.0f);  // rotated beyond the storage's range:
+        bad = 1;                                 // flagged, as append flags such a row
+      }
+      StoreKeyRow(c, view, h, s, row);
+    }
+  }
+}
+
 void MoveSinkTokens(relattn_kv_cache* c, const KvCacheView& view) {
   const relattn_kv_cache_desc& d = c->desc;
   const int64_t n_sinks = d.n_sink_tokens;
@@ -49,20 +73,7 @@ void MoveSinkTokens(relattn_kv_cache* c, const KvCacheView& view) {
   }
   const int64_t first = view.positions[c->next_slot] - n_sinks;  // sink 0's position
   if (view.positions[0] == first) return;                        // the window has not moved
-  const relattn_tensor sink_k{
-      view.sink_k, RELATTN_F32, int64_t{d.n_kv_heads} * d.head_dim, d.head_dim, nullptr, 0, 0};
-  float row[RELATTN_MAX_HEAD_DIM];
-  for (int64_t s = 0; s < n_sinks; ++s) {
-    view.positions[s] = first + s;
-    if (!c->rope.on) continue;
-    RopeAngles angles;
-    RopeAnglesAt(c->rope, first + s, &angles);
-    for (int32_t h = 0; h < d.n_kv_heads; ++h) {
-      if (view.bad[h * d.capacity + s]) continue;  // stored as zeros
-      LoadTokenRow(sink_k, s, h, d.head_dim, d.k_dtype, &c->rope, angles, row);
-      StoreKeyRow(c, view, h, s, row);
-    }
-  }
+  MoveSinksTo(c, view, first, n_sinks);
 }
 
 }  // namespace relattn

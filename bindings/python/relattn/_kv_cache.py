@@ -19,7 +19,18 @@ class KVCache:
 
         cache = relattn.KVCache(kv_heads=2, head_dim=64, capacity=4096, ring=True)
         cache.append(k, v)                         # [tokens][kv_heads][head_dim]
-        o = cache.attention(q, scheme="alibi", causal=True, q_start=cache.next_position - 1)
+        o = cache.attention(q, scheme="alibi", causal=True)  # q at next_position, next_position + 1..
+
+    attention places the queries after the cache's last token (q_start=cache.next_position)
+    unless given q_start or q_positions.
+
+    Rollback and save / restore: cache.truncate(n) keeps the oldest n tokens in the order
+    they were appended (speculative decoding, beam search: appending again then equals never
+    having appended the dropped ones; a wrapped ring keeps its sinks and oldest window
+    tokens). cache.tobytes() is the cache as bytes (pointer-free: write it to a file);
+    KVCache.frombytes(b) checks such bytes (relattn.Error naming the field if they are not a
+    cache this library wrote, or were corrupted) and makes a cache of them; cache.copy() is
+    an independent copy (appends to one leave the other as it was).
 
     rope (as relattn.attention's: None, "interleaved", "halves" or a dict with "pairing",
     "rotary_dims", "base", "linear_scale") rotates K when it is appended, at its position;
@@ -74,6 +85,7 @@ class KVCache:
         self.handle = ctypes.c_void_p()
         check(lib.relattn_kv_cache_init(ctypes.byref(desc), self._memory.ctypes.data + offset,
                                         size.value, ctypes.byref(self.handle)))
+        self._size = size.value
         self.lock = threading.Lock()
         self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, v_head_dim
         self.capacity, self.ring = desc.capacity, bool(ring)
@@ -81,6 +93,69 @@ class KVCache:
         self.k_dtype, self.v_dtype = k_dtype, v_dtype
         self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
         self.rope = arrays.rope_dict(desc.rope, self.head_dim, rope)
+
+    # The header (lib/api/kv_cache.h) starts with the uint64 magic, then the
+    # relattn_kv_cache_desc (8-byte aligned, so at offset 8) as init stored it: v_head_dim
+    # resolved, rope's table pointers NULL. tests/test_kv_cache_rollback.py checks it.
+    _DESC_OFFSET = 8
+
+    @classmethod
+    def frombytes(cls, data, *, rope=None):
+        """A cache made of bytes tobytes() gave (a bytes-like object, e.g. a file's contents):
+        copied into memory the new cache owns, checked by the library (relattn.Error naming
+        the field when they are not such a cache, were truncated or corrupted, or come from a
+        library of another layout version). Its attributes come from the stored header. rope:
+        None uses the stored rope, complete unless its scaling family takes tables (inv_freq,
+        longrope), which are not stored: then give the rope the cache was made with."""
+        view = memoryview(data).cast("B")
+        src = np.frombuffer(view, np.uint8) if view.nbytes else np.zeros(0, np.uint8)
+        self = cls.__new__(cls)
+        self._rope_tables = []
+        self._attach(src)
+        desc = _capi.KvCacheDesc.from_buffer_copy(self._memory, self._offset + cls._DESC_OFFSET)
+        self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, \
+            desc.v_head_dim
+        self.capacity, self.ring, self.sink_tokens = desc.capacity, bool(desc.ring), \
+            desc.n_sink_tokens
+        self.sink_positions = {v: k for k, v in cls.SINK_POSITIONS.items()}[desc.sink_positions]
+        self.k_dtype = {v: k for k, v in arrays.K_CACHE_DTYPES.items()}[desc.k_dtype]
+        self.v_dtype = {v: k for k, v in arrays.TENSOR_DTYPES.items()}[desc.v_dtype]
+        self.rope_desc = (_capi.Rope.from_buffer_copy(desc.rope) if rope is None
+                          else arrays.rope(rope, self._rope_tables))
+        self.rope = arrays.rope_dict(self.rope_desc, self.head_dim, rope)
+        return self
+
+    def _attach(self, src):
+        """Copies the uint8 array src into new aligned memory and attaches it."""
+        self._size = src.size
+        self._memory = np.empty(src.size + _capi.KV_CACHE_ALIGNMENT, np.uint8)
+        self._offset = -self._memory.ctypes.data % _capi.KV_CACHE_ALIGNMENT
+        self._memory[self._offset:self._offset + src.size] = src
+        self.handle = ctypes.c_void_p()
+        self.lock = threading.Lock()
+        check(lib.relattn_kv_cache_attach(self._memory.ctypes.data + self._offset, src.size,
+                                          ctypes.byref(self.handle)))
+
+    def tobytes(self):
+        """The cache's relattn_kv_cache_size bytes (header and every region) as bytes."""
+        with self.lock:
+            return ctypes.string_at(self.handle, self._size)
+
+    def copy(self):
+        """A new KVCache holding the same bytes (attached: checked as frombytes checks them),
+        with this one's attributes; appends to either leave the other as it was."""
+        other = self.__class__.__new__(self.__class__)
+        other.__dict__.update({key: value for key, value in self.__dict__.items()
+                               if key not in ("_memory", "handle", "lock")})
+        other._attach(np.frombuffer(self.tobytes(), np.uint8))
+        return other
+
+    def truncate(self, n_tokens):
+        """Keeps the oldest n_tokens (0..len(self)) in the order they were appended and drops
+        the others; appends without positions then continue after the last kept token."""
+        n_tokens = arrays.to_int("n_tokens", n_tokens)
+        with self.lock:
+            check(lib.relattn_kv_cache_truncate(self.handle, n_tokens))
 
     @classmethod
     def _sink_rule(cls, sink_positions):
@@ -114,8 +189,11 @@ class KVCache:
         """relattn.attention(q, self, None, **options): q [n_q][heads][head_dim] (float, or
         the int8 pair of quantize_i8 when K is stored as int8) over the cached tokens at their
         positions; the same keyword arguments but k_start and k_positions. mask.valid_kv counts
-        the cache's slots; rope defaults to the cache's."""
+        the cache's slots; rope defaults to the cache's. Without q_start and q_positions the
+        queries follow the cache's last token: q_start = next_position (read when called)."""
         from ._api import attention
+        if options.get("q_positions") is None:
+            options.setdefault("q_start", self.next_position)
         return attention(q, self, None, **options)
 
     def check_queries(self, q):

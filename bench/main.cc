@@ -19,6 +19,7 @@
 #include "bench/measure.h"
 #include "bench/peer_xnnpack.h"
 #include "bench/report.h"
+#include "bench/sequences.h"
 #include "relattn/relattn.h"
 
 namespace relattn_bench {
@@ -52,7 +53,9 @@ and where they apply gflops (useful), peak_fraction, gbps, bw_fraction,
 vs_xnnpack (XNNPACK ms / relattn ms), create_ms, max_abs_diff (XNNPACK's check),
 repeats, target, others_load (CPU share other processes took meanwhile), error,
 and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype.
-The limits are objects with case "limits".
+The limits are objects with case "limits". The sequence cases (packed/..., tree/...)
+have impl relattn (one call) and relattn_separate (the calls it replaces), repeats
+(how many), and vs_separate (separate ms / one-call ms) on the one call's object.
 )";
 
 struct Options {
@@ -105,11 +108,16 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
-bool Selected(const Options& o, const Case& c) {
+bool SelectedName(const Options& o, const std::string& name) {
   if (o.case_filters.empty()) return true;
-  const std::string name = CaseName(c);
   return std::any_of(o.case_filters.begin(), o.case_filters.end(),
                      [&](const std::string& f) { return name.find(f) != std::string::npos; });
+}
+
+bool Selected(const Options& o, const Case& c) { return SelectedName(o, CaseName(c)); }
+
+bool SelectedSequence(const std::string& name, const void* options) {
+  return SelectedName(*static_cast<const Options*>(options), name);
 }
 
 std::string CpuModel() {
@@ -182,6 +190,9 @@ int Main(int argc, char** argv) {
   if (o.list) {
     for (const auto& [shape, cases] : plan) {
       for (const Case& c : cases) std::printf("%s\n", CaseName(c).c_str());
+    }
+    for (const std::string& name : SequenceCaseNames()) {
+      if (SelectedName(o, name)) std::printf("%s\n", name.c_str());
     }
     return 0;
   }
@@ -275,6 +286,14 @@ int Main(int argc, char** argv) {
     for (const Record& r : result.records) emit(r);
     if (json) std::fflush(json);
     std::fflush(table);
+  }
+  {
+    std::fprintf(stderr, "measuring the sequence cases...\n");
+    const OthersLoad load;
+    std::vector<Record> records = MeasureSequences(config, SelectedSequence, &o);
+    PrintSequenceTable(table, records);
+    WarnIfDisturbed(table, load.Fraction(), records);
+    for (const Record& r : records) emit(r);
   }
   if (json && json != stdout) std::fclose(json);
   if (!o.chart_path.empty()) DrawChart(json_path, o.chart_path);

@@ -13,15 +13,26 @@
 namespace relattn_bench {
 namespace {
 
-// One timed thing: an implementation of a case at one thread count.
-struct Runner {
-  Runner(std::function<std::string()> run_fn, bool cold)
-      : run(std::move(run_fn)), cold_caches(cold) {}
-  std::function<std::string()> run;  // "" on success, else the error
-  bool cold_caches;                  // flush caches before each call
-  std::vector<double> seconds;
-  std::string error;
-};
+// Fills the fields derived from a median time.
+void Derive(Record& r, double seconds, const Case& c, const Limits& limits, bool xnnpack) {
+  r.ms = seconds * 1e3;
+  r.gflops = UsefulFlops(c) / seconds * 1e-9;
+  if (limits.peak_gflops.count(r.threads)) {
+    r.peak_fraction = r.gflops / limits.peak_gflops.at(r.threads);
+  }
+  if (c.shape.decode) {
+    r.gbps = KvBytes(c.shape, xnnpack ? RELATTN_F32 : c.dtype) / seconds * 1e-9;
+    if (limits.read_gbps.count(r.threads)) r.bw_fraction = r.gbps / limits.read_gbps.at(r.threads);
+  }
+}
+
+double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
+  return worst;
+}
+
+}  // namespace
 
 // Warms each runner up once (a failing runner keeps its error and is not
 // timed), then runs rounds in which every runner runs once, in order.
@@ -47,27 +58,6 @@ int MeasureAlternating(std::vector<Runner>& runners, const MeasureConfig& config
   }
   return rounds;
 }
-
-// Fills the fields derived from a median time.
-void Derive(Record& r, double seconds, const Case& c, const Limits& limits, bool xnnpack) {
-  r.ms = seconds * 1e3;
-  r.gflops = UsefulFlops(c) / seconds * 1e-9;
-  if (limits.peak_gflops.count(r.threads)) {
-    r.peak_fraction = r.gflops / limits.peak_gflops.at(r.threads);
-  }
-  if (c.shape.decode) {
-    r.gbps = KvBytes(c.shape, xnnpack ? RELATTN_F32 : c.dtype) / seconds * 1e-9;
-    if (limits.read_gbps.count(r.threads)) r.bw_fraction = r.gbps / limits.read_gbps.at(r.threads);
-  }
-}
-
-double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  double worst = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
-  return worst;
-}
-
-}  // namespace
 
 ShapeResult MeasureShape(const Shape& shape, const std::vector<Case>& cases,
                          const MeasureConfig& config, const Limits& limits) {

@@ -6,6 +6,7 @@
 
 #include <pthreadpool.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -35,6 +36,21 @@ struct MeasureConfig {
   const BigBuffer* flush = nullptr;  // read before each decode call (cold K/V)
   std::string target;                // relattn's dispatched SIMD target, for the records
 };
+
+// One timed thing: an implementation of a case at one thread count.
+struct Runner {
+  Runner(std::function<std::string()> run_fn, bool cold)
+      : run(std::move(run_fn)), cold_caches(cold) {}
+  std::function<std::string()> run;  // "" on success, else the error
+  bool cold_caches;                  // flush caches before each call
+  std::vector<double> seconds;
+  std::string error;
+};
+
+// Warms each runner up once (a failing runner keeps its error and is not
+// timed), then runs rounds in which every runner runs once, in order, as
+// many as config's budget allows; returns the number of rounds.
+int MeasureAlternating(std::vector<Runner>& runners, const MeasureConfig& config);
 
 struct ShapeResult {
   std::vector<Record> records;  // relattn and XNNPACK, one per (case, impl, threads)

@@ -66,6 +66,7 @@ std::string ToJson(const Record& r) {
   AddNumber(json, "gbps", r.gbps);
   AddNumber(json, "bw_fraction", r.bw_fraction);
   AddNumber(json, "vs_xnnpack", r.vs_xnnpack);
+  AddNumber(json, "vs_separate", r.vs_separate);
   AddNumber(json, "create_ms", r.create_ms);
   AddNumber(json, "max_abs_diff", r.max_abs_diff);
   AddNumber(json, "others_load", r.others_load);

@@ -23,6 +23,7 @@ struct Record {
   double gbps = kUnset;           // decode: K + V bytes / time; or DRAM read GB/s
   double bw_fraction = kUnset;    // gbps / measured DRAM read GB/s, same thread count
   double vs_xnnpack = kUnset;     // XNNPACK ms / relattn ms, same thread count (> 1: faster)
+  double vs_separate = kUnset;    // sequences: separate calls' ms / the one call's ms
   double create_ms = kUnset;      // XNNPACK: operator creation (K, V packing)
   double max_abs_diff = kUnset;   // XNNPACK: max |O_xnnpack - O_relattn| of the check
   double others_load = kUnset;    // CPU share other processes took meanwhile (cpu_load.h)

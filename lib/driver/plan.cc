@@ -62,6 +62,8 @@ void LayOutPrefill(const Plan& p, RegionAllocator& a, WorkspaceLayout& l) {
   l.row_sum = a.Take(chunk_rows);
   l.row_poison = a.Take(chunk_rows);
   l.row_anchor = a.Take(2 * chunk_rows);
+  l.row_anchor_f = a.Take(chunk_rows);
+  l.sub_info = a.Take(kMaxQueryChunk / 2 * kSubTileInfoFloats);
   l.s_tile = a.Take(kBlockKeys * kMaxSubTile);
   l.k_block = a.Take(kBlockKeys * p.d);
   l.k_scale = a.Take(kBlockKeys);
@@ -214,8 +216,16 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->sinks = d.sinks;
   p->lse = d.lse;
   p->mask = {d.mask.causal != 0, d.mask.window};
-  p->index_mask = {d.mask.q_segments, d.mask.k_segments, d.mask.allowed, d.mask.allowed_row_words,
-                   d.mask.allowed_key_offset};
+  p->index_mask = {d.mask.q_segments,        d.mask.k_segments,         d.mask.allowed,
+                   d.mask.allowed_row_words, d.mask.allowed_key_offset, true};
+  p->index_mask.k_runs_consecutive = true;
+  for (int64_t j = 1; d.mask.k_segments && j < d.n_kv; ++j) {
+    const int32_t id = d.mask.k_segments[j], before = d.mask.k_segments[j - 1];
+    if (id < before) p->index_mask.k_sorted = false;
+    if (id == before && p->k_pos.At(j) != p->k_pos.At(j - 1) + 1) {
+      p->index_mask.k_runs_consecutive = false;
+    }
+  }
   p->bias = ResolveBias(d.bias);
   SplitWork(p);
   LayOut(p);

@@ -33,6 +33,7 @@ inline constexpr int32_t kMaxHeadsPerItem = 8;
 inline constexpr int64_t kItemStateBytes = 256 * 1024;
 inline constexpr int64_t kMinQueryChunk = 64;
 inline constexpr int64_t kMaxQueryChunk = 256;
+inline constexpr int64_t kSubTileInfoFloats = 12;  // >= sizeof(SubTileInfo) / 4
 // A call on several workers splits its chunks until each worker has this many
 // work items (FitWorkItemsToThreads).
 inline constexpr int64_t kWorkItemsPerThread = 16;
@@ -124,11 +125,18 @@ struct WorkspaceLayout {
   size_t row_sum;     // heads_per_item x chunk_capacity: running sum of probabilities
   size_t row_poison;  // heads_per_item x chunk_capacity: 1 where the query saw a non-finite value
   size_t row_anchor;  // heads_per_item x chunk_capacity int64 (2 floats each): ALiBi lane anchors
-  size_t s_tile;      // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
-  size_t k_block;     // kBlockKeys x d: f16 keys converted to f32
-  size_t k_scale;     // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
-  size_t v_block;     // kBlockKeys x dv: f16 values converted to f32
-  size_t row;         // max(d, dv): one query or output row in transit
+  // heads_per_item x chunk_capacity: the lane anchors as floats for the vector
+  // form (LaneAnchorsF, bias_qlanes-inl.h); NaN in a sub-tile's lane 0: none
+  size_t row_anchor_f;
+  // kMaxQueryChunk / 2 (the most sub-tiles of a chunk, 2 lanes each) entries
+  // of kSubTileInfoFloats: what each sub-tile's queries are (prefill-inl.h's
+  // SubTileInfo), computed once per work item
+  size_t sub_info;
+  size_t s_tile;   // kBlockKeys x kMaxSubTile: scores, then probabilities, [key][lane]
+  size_t k_block;  // kBlockKeys x d: f16 keys converted to f32
+  size_t k_scale;  // kBlockKeys: int8 keys' row scales (0 for a non-finite row)
+  size_t v_block;  // kBlockKeys x dv: f16 values converted to f32
+  size_t row;      // max(d, dv): one query or output row in transit
   // int8_dot only (else empty): the queries packed for the integer kernel
   // (PackQueriesInt: 2 x d4 bytes per query, heads_per_item x chunk_capacity
   // queries), the int8 keys ([kBlockKeys][d4] int8 or int16), their sums
@@ -169,6 +177,8 @@ struct IndexMaskRef {
   const int32_t* k_segments;
   const uint64_t* allowed;  // [n_q][allowed_row_words] bits for keys >= allowed_key_offset
   int64_t allowed_row_words, allowed_key_offset;
+  bool k_sorted;            // k_segments never decrease along the keys (each id one run)
+  bool k_runs_consecutive;  // within a run of one id, key positions rise by one
   bool on() const { return q_segments || allowed; }
 };
 

@@ -14,6 +14,7 @@
 
 #include "hwy/highway.h"
 #include "lib/driver/alibi_anchor.h"
+#include "lib/driver/index_mask.h"
 #include "lib/driver/plan.h"
 #include "lib/driver/visibility.h"
 #include "lib/kernels/pack-inl.h"
@@ -49,17 +50,48 @@ HWY_INLINE int64_t TableIndex(const HeadBias& bias, int64_t r) {
 // vector_alibi: contiguous queries and keys at start + j; then the visible
 // keys of consecutive rows form ranges that move by one per row, the rows'
 // ALiBi anchors differ by < kMaxSubTile, and the anchor of the first query
-// serves every lane. Otherwise lane_anchors holds each lane's own.
+// serves every lane. Otherwise lane_anchors holds each lane's own, and, if
+// the queries are contiguous and the anchors small, lane_anchors_f a float
+// form the vector path takes (LaneAnchorsF).
 struct SubTileQueries {
   int64_t i0, rows;
   PositionSpan span;
   bool vector_alibi;
   int64_t alibi_anchor;         // the first query's anchor (vector_alibi)
   const int64_t* lane_anchors;  // [rows] (!vector_alibi, ALiBi only)
+  const float* lane_anchors_f;  // [kMaxSubTile]; NaN in [0]: none (!vector_alibi, ALiBi only)
 };
 
-HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span) {
-  return span.contiguous && !plan.k_pos.positions && !plan.index_mask.on();
+// Bound on the magnitudes the per-lane vector form adds and subtracts: below
+// it every sum of two stays an exact integer in f32.
+inline constexpr int64_t kExactLaneTerm = int64_t{1} << 22;
+
+// Writes the float form of the lane anchors of contiguous queries from
+// p_first: anchor - p_first in the causal form (so that anchor - p_k =
+// f + (p_first - p_k)), anchor itself bidirectional (|p_q - p_k| - anchor);
+// lanes past rows 0. If a value reaches kExactLaneTerm, f[0] = NaN (none).
+HWY_INLINE void LaneAnchorsF(bool causal_form, const int64_t* anchors, int64_t rows,
+                             int64_t p_first, float* f) {
+  for (int64_t i = 0; i < kMaxSubTile; ++i) {
+    const int64_t a = i < rows ? (causal_form ? anchors[i] - p_first : anchors[i]) : 0;
+    if (a <= -kExactLaneTerm || a >= kExactLaneTerm) {
+      f[0] = NAN;
+      return;
+    }
+    f[i] = static_cast<float>(a);
+  }
+}
+
+// Whether queries [i0, i0 + rows) at span take vector_alibi: contiguous, and
+// the keys they can see at start + j, or (packed sequences) all of one
+// segment id whose keys are one run at consecutive positions.
+HWY_INLINE bool VectorAlibi(const Plan& plan, const PositionSpan& span, int64_t i0, int64_t rows) {
+  if (!span.contiguous) return false;
+  const IndexMaskRef& m = plan.index_mask;
+  if (!m.on()) return !plan.k_pos.positions;
+  if (m.allowed || !m.k_sorted || !m.k_runs_consecutive) return false;
+  const SegmentRange ids = SegmentsOf(m.q_segments, i0, rows);
+  return ids.min == ids.max;
 }
 
 // The scalar form of bias and mask, for one (query, key) pair: adds the
@@ -92,7 +124,10 @@ HWY_INLINE void BiasMaskQLanesScalar(const Plan& plan, const HeadBias& bias,
 // q.span.first + i.
 HWY_INLINE void BiasMaskQLanes(const Plan& plan, const HeadBias& bias, const SubTileQueries& q,
                                int64_t p_k, bool partial, float* HWY_RESTRICT s) {
-  if (!q.span.contiguous || (bias.kind == BiasKind::kAlibi && !q.vector_alibi)) {
+  const int64_t t = q.span.first - p_k;  // p_q - p_k of lane 0
+  const bool lane_alibi = bias.kind == BiasKind::kAlibi && !q.vector_alibi;
+  if (!q.span.contiguous || (lane_alibi && (std::isnan(q.lane_anchors_f[0]) ||
+                                            t <= -kExactLaneTerm || t >= kExactLaneTerm))) {
     return BiasMaskQLanesScalar(plan, bias, q, p_k, partial, s);
   }
   const DF df;
@@ -100,8 +135,19 @@ HWY_INLINE void BiasMaskQLanes(const Plan& plan, const HeadBias& bias, const Sub
   const int64_t w = 2 * n;
   const auto lane0 = hn::Iota(df, 0.0f), lane1 = hn::Iota(df, static_cast<float>(n));
   auto s0 = hn::Load(df, s), s1 = hn::Load(df, s + n);
-  const int64_t t = q.span.first - p_k;  // p_q - p_k of lane 0
-  if (bias.kind == BiasKind::kAlibi) {
+  if (lane_alibi) {
+    // Each lane's own anchor, all terms exact: causal form f_i + t,
+    // bidirectional |t + i| - f_i.
+    const auto slope = hn::Set(df, bias.alibi_slope_log2);
+    const auto vt = hn::Set(df, static_cast<float>(t));
+    const auto f0 = hn::Load(df, q.lane_anchors_f), f1 = hn::Load(df, q.lane_anchors_f + n);
+    const auto dist0 =
+        bias.alibi_causal ? hn::Add(f0, vt) : hn::Sub(hn::Abs(hn::Add(vt, lane0)), f0);
+    const auto dist1 =
+        bias.alibi_causal ? hn::Add(f1, vt) : hn::Sub(hn::Abs(hn::Add(vt, lane1)), f1);
+    s0 = hn::NegMulAdd(slope, dist0, s0);
+    s1 = hn::NegMulAdd(slope, dist1, s1);
+  } else if (bias.kind == BiasKind::kAlibi) {
     const auto slope = hn::Set(df, bias.alibi_slope_log2);
     hn::Vec<DF> dist0, dist1;
     if (bias.alibi_causal) {

@@ -250,6 +250,13 @@ HWY_INLINE void HideKeysBeforeFirst(const Plan& plan, int64_t j0, int64_t n_keys
   std::fill(s, s + hidden * key_stride, -HUGE_VALF);
 }
 
+// Whether the block from key j (< n_valid_kv, or none) can be seen by queries
+// with ids q_segments, as far as sorted segment ids tell (for prefetching).
+HWY_INLINE bool NextBlockSeen(const Plan& plan, const SegmentRange& q_segments, int64_t j) {
+  const IndexMaskRef& m = plan.index_mask;
+  return j < plan.n_valid_kv && !(m.q_segments && m.k_sorted && m.k_segments[j] > q_segments.max);
+}
+
 // Calls body(j0, n_keys, visibility) for each block of up to kBlockKeys keys
 // in [j_begin, j_end) that some query with positions q (and segment ids
 // q_segments, QuerySegments) sees, in order; stops where no later block can
@@ -260,6 +267,15 @@ template <class Body>
 HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q,
                                        const SegmentRange& q_segments, int64_t j_begin,
                                        int64_t j_end, const Body& body) {
+  const IndexMaskRef& m = plan.index_mask;
+  if (m.q_segments && m.k_sorted && j_begin < j_end) {
+    // Sorted ids: the blocks before the first key of the queries' lowest id
+    // see none of them.
+    const int64_t first =
+        std::lower_bound(m.k_segments + j_begin, m.k_segments + j_end, q_segments.min) -
+        m.k_segments;
+    j_begin += (first - j_begin) / kBlockKeys * kBlockKeys;
+  }
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kBlockKeys) {
     const int64_t n_keys = std::min(kBlockKeys, j_end - j0);
     const PositionSpan k = SpanOf(plan.k_pos, j0, n_keys);
@@ -268,10 +284,10 @@ HWY_INLINE void ForEachVisibleKeyBlock(const Plan& plan, const PositionSpan& q,
       if (!plan.k_pos.positions && plan.mask.causal && k.min > q.max) return;
       continue;
     }
-    if (plan.index_mask.q_segments &&
-        ClassifySegments(q_segments, SegmentsOf(plan.index_mask.k_segments, j0, n_keys)) ==
-            TileVisibility::kHidden) {
-      continue;
+    if (m.q_segments) {
+      const SegmentRange k_ids = SegmentsOf(m.k_segments, j0, n_keys);
+      if (m.k_sorted && k_ids.min > q_segments.max) return;  // later blocks: larger ids
+      if (ClassifySegments(q_segments, k_ids) == TileVisibility::kHidden) continue;
     }
     body(j0, n_keys, v);
   }

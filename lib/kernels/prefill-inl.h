@@ -99,22 +99,46 @@ HWY_INLINE WorkItem WorkItemOf(const Plan& plan, int64_t item) {
   return it;
 }
 
+// What sub-tile `sub`'s queries are, the same for every head slot: their
+// positions, whether they take vector_alibi and then the first query's
+// anchor (ALiBi). Stored by PrepareSubTiles at ws + sub_info.
+struct SubTileInfo {
+  PositionSpan span;
+  int64_t alibi_anchor;
+  bool vector_alibi;
+};
+static_assert(sizeof(SubTileInfo) <= kSubTileInfoFloats * sizeof(float), "sub_info entries");
+
+HWY_INLINE SubTileInfo* SubTileInfoOf(const Plan& plan, int64_t sub, float* ws) {
+  return reinterpret_cast<SubTileInfo*>(ws + plan.ws.sub_info + sub * kSubTileInfoFloats);
+}
+
+HWY_INLINE SubTileInfo ComputeSubTileInfo(const Plan& plan, const WorkItem& it, int64_t sub) {
+  const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
+  SubTileInfo info;
+  info.span = SpanOf(plan.q_pos, first, rows);
+  info.vector_alibi = VectorAlibi(plan, info.span, first, rows);
+  info.alibi_anchor =
+      plan.bias.kind == BiasKind::kAlibi && info.vector_alibi
+          ? AlibiRowAnchor(plan, plan.bias.params.alibi.causal != 0, first, info.span.first)
+          : 0;
+  return info;
+}
+
 // Sub-tile `sub` of head slot g: its queries and its slices of the workspace.
 HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBias* biases,
                              int32_t g, int64_t sub, float* ws) {
   const WorkspaceLayout& l = plan.ws;
   const int64_t first = it.i0 + sub * it.w, rows = std::min(it.w, plan.n_q - first);
   const int64_t at = g * plan.work.chunk_capacity + sub * it.w;
-  const PositionSpan span = SpanOf(plan.q_pos, first, rows);
-  const bool vector_alibi = VectorAlibi(plan, span);
+  const SubTileInfo& info = *SubTileInfoOf(plan, sub, ws);
   const SubTileQueries queries{first,
                                rows,
-                               span,
-                               vector_alibi,
-                               biases[g].kind == BiasKind::kAlibi && vector_alibi
-                                   ? AlibiRowAnchor(plan, biases[g].alibi_causal, first, span.first)
-                                   : 0,
-                               reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at};
+                               info.span,
+                               info.vector_alibi,
+                               biases[g].kind == BiasKind::kAlibi ? info.alibi_anchor : 0,
+                               reinterpret_cast<const int64_t*>(ws + l.row_anchor) + at,
+                               ws + l.row_anchor_f + at};
   return {it.batch.head0 + g,
           queries,
           ws + l.q_t + at * plan.d,
@@ -134,6 +158,9 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
 HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* biases,
                                 const IntDotKernels* int_dot, Worker& worker) {
   float* ws = worker.ws;
+  for (int64_t sub = 0; sub < it.n_sub; ++sub) {
+    *SubTileInfoOf(plan, sub, ws) = ComputeSubTileInfo(plan, it, sub);
+  }
   for (int32_t g = 0; g < it.batch.n_heads; ++g) {
     biases[g] = BiasOfHead(plan, it.batch.head0 + g, g, worker);
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
@@ -154,6 +181,12 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
         for (int64_t i = 0; i < t.queries.rows; ++i) {
           anchors[i] = AlibiRowAnchor(plan, biases[g].alibi_causal, t.queries.i0 + i,
                                       plan.q_pos.At(t.queries.i0 + i));
+        }
+        float* anchors_f = const_cast<float*>(t.queries.lane_anchors_f);
+        anchors_f[0] = NAN;
+        if (t.queries.span.contiguous) {
+          LaneAnchorsF(biases[g].alibi_causal, anchors, t.queries.rows, t.queries.span.first,
+                       anchors_f);
         }
       }
     }
@@ -176,16 +209,19 @@ HWY_INLINE KeyBlockScratch PrefillScratch(const Plan& plan, const IntDotKernels*
 }
 
 // Every sub-tile of the item that sees some key of the block takes it.
+// by_index: the index masks' verdict on the whole item and block (kPartial:
+// each sub-tile is classified).
 HWY_INLINE void AttendSubTiles(const Plan& plan, const WorkItem& it, const HeadBias* biases,
-                               const KeyBlock& block, float* ws) {
+                               const KeyBlock& block, TileVisibility item_by_index, float* ws) {
+  if (item_by_index == TileVisibility::kHidden) return;
   for (int32_t g = 0; g < it.batch.n_heads; ++g) {
     for (int64_t sub = 0; sub < it.n_sub; ++sub) {
       const SubTile t = SubTileOf(plan, it, biases, g, sub, ws);
       const TileVisibility visibility = ClassifyTile(
           plan.mask, t.queries.span.min, t.queries.span.max, block.span.min, block.span.max);
       if (visibility == TileVisibility::kHidden) continue;
-      TileVisibility by_index = TileVisibility::kVisible;
-      if (plan.index_mask.on()) {
+      TileVisibility by_index = item_by_index;
+      if (by_index == TileVisibility::kPartial) {
         by_index = ClassifyIndexTile(plan.index_mask, t.queries.i0, t.queries.rows, block.j0,
                                      block.n_keys);
         if (by_index == TileVisibility::kHidden) continue;
@@ -241,14 +277,20 @@ HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
   const SegmentRange chunk_segments = QuerySegments(plan.index_mask, it.i0, it.rows);
-  ForEachVisibleKeyBlock(plan, chunk_span, chunk_segments, FirstKeyBlock(plan), plan.n_valid_kv,
-                         [&](int64_t j0, int64_t n_keys, TileVisibility) RELATTN_INLINE_LAMBDA {
-                           const KeyBlock block = LoadKeyBlock<false>(
-                               plan, worker, it.batch.kv_head, j0, n_keys, scratch);
-                           const int64_t next = std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys);
-                           PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
-                           AttendSubTiles(plan, it, biases, block, worker.ws);
-                         });
+  ForEachVisibleKeyBlock(
+      plan, chunk_span, chunk_segments, FirstKeyBlock(plan), plan.n_valid_kv,
+      [&](int64_t j0, int64_t n_keys, TileVisibility) RELATTN_INLINE_LAMBDA {
+        const KeyBlock block =
+            LoadKeyBlock<false>(plan, worker, it.batch.kv_head, j0, n_keys, scratch);
+        const int64_t next = NextBlockSeen(plan, chunk_segments, j0 + n_keys)
+                                 ? std::min(kBlockKeys, plan.n_valid_kv - j0 - n_keys)
+                                 : 0;
+        PrefetchKeyBlock(plan, it.batch.kv_head, j0 + n_keys, next);
+        const TileVisibility by_index =
+            plan.index_mask.on() ? ClassifyIndexTile(plan.index_mask, it.i0, it.rows, j0, n_keys)
+                                 : TileVisibility::kVisible;
+        AttendSubTiles(plan, it, biases, block, by_index, worker.ws);
+      });
   StoreSubTiles(plan, it, biases, worker.ws);
 }
 

@@ -59,7 +59,7 @@ struct SubTileQueries {
   bool vector_alibi;
   int64_t alibi_anchor;         // the first query's anchor (vector_alibi)
   const int64_t* lane_anchors;  // [rows] (!vector_alibi, ALiBi only)
-  const float* lane_anchors_f;  // [kMaxSubTile]; NaN in [0]: none (!vector_alibi, ALiBi only)
+  const float* lane_anchors_f;  // [w]; NaN in [0]: none (!vector_alibi, ALiBi only)
 };
 
 // Bound on the magnitudes the per-lane vector form adds and subtracts: below
@@ -69,10 +69,11 @@ inline constexpr int64_t kExactLaneTerm = int64_t{1} << 22;
 // Writes the float form of the lane anchors of contiguous queries from
 // p_first: anchor - p_first in the causal form (so that anchor - p_k =
 // f + (p_first - p_k)), anchor itself bidirectional (|p_q - p_k| - anchor);
-// lanes past rows 0. If a value reaches kExactLaneTerm, f[0] = NaN (none).
-HWY_INLINE void LaneAnchorsF(bool causal_form, const int64_t* anchors, int64_t rows,
+// lanes past rows (up to the sub-tile's width w) 0. If a value reaches
+// kExactLaneTerm, f[0] = NaN (none).
+HWY_INLINE void LaneAnchorsF(bool causal_form, const int64_t* anchors, int64_t rows, int64_t w,
                              int64_t p_first, float* f) {
-  for (int64_t i = 0; i < kMaxSubTile; ++i) {
+  for (int64_t i = 0; i < w; ++i) {
     const int64_t a = i < rows ? (causal_form ? anchors[i] - p_first : anchors[i]) : 0;
     if (a <= -kExactLaneTerm || a >= kExactLaneTerm) {
       f[0] = NAN;

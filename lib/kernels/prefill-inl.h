@@ -185,7 +185,7 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
         float* anchors_f = const_cast<float*>(t.queries.lane_anchors_f);
         anchors_f[0] = NAN;
         if (t.queries.span.contiguous) {
-          LaneAnchorsF(biases[g].alibi_causal, anchors, t.queries.rows, t.queries.span.first,
+          LaneAnchorsF(biases[g].alibi_causal, anchors, t.queries.rows, it.w, t.queries.span.first,
                        anchors_f);
         }
       }

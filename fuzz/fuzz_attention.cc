@@ -128,6 +128,13 @@ void PrintDesc(const relattn_attention_desc& d) {
       d.bias.alibi.slopes ? "given" : "NULL", d.bias.alibi.max_bias, d.bias.alibi.causal,
       d.bias.t5.table_dtype, d.bias.t5.num_buckets, d.bias.t5.max_distance, d.bias.t5.bidirectional,
       d.bias.shaw.k, d.mask.causal, (long long)d.mask.window, (long long)d.mask.n_valid_kv);
+  std::fprintf(stderr,
+               "first_valid %lld segments %s allowed %s (words %lld offset %lld) lse %s softcap %g "
+               "sinks %s\n",
+               (long long)d.mask.first_valid_kv, d.mask.q_segments ? "given" : "NULL",
+               d.mask.allowed ? "given" : "NULL", (long long)d.mask.allowed_row_words,
+               (long long)d.mask.allowed_key_offset, d.lse ? "given" : "NULL", d.softcap,
+               d.sinks ? "given" : "NULL");
   for (const auto* pos : {&d.q_pos, &d.k_pos}) {
     if (!pos->positions) continue;
     const int64_t n = pos == &d.q_pos ? d.n_q : d.n_kv;
@@ -650,6 +657,55 @@ const relattn_kv_cache* ArbitraryCache(Bytes& b, CacheCase* cc) {
 
 }  // namespace
 
+// Index masks by token (segment ids, allowed bits) and left padding, valid
+// mostly, out of range sometimes; the buffers d points into are the caller's.
+void AddIndexMasks(Bytes& b, relattn_attention_desc* d, std::vector<int32_t>* q_seg,
+                   std::vector<int32_t>* k_seg, std::vector<uint64_t>* allowed) {
+  if (b.Below(4) == 0) d->mask.first_valid_kv = b.Below(uint32_t(d->n_kv) + 2);
+  if (b.Below(4) == 0) {
+    const uint32_t ids = 1 + b.Below(4);
+    q_seg->resize(size_t(d->n_q));
+    k_seg->resize(size_t(d->n_kv));
+    for (int32_t& x : *q_seg) x = int32_t(b.Below(ids));
+    for (int32_t& x : *k_seg) x = int32_t(b.Below(ids));
+    if (b.Flag()) {  // sequence after sequence, the engines' layout
+      std::sort(q_seg->begin(), q_seg->end());
+      std::sort(k_seg->begin(), k_seg->end());
+    }
+    d->mask.q_segments = q_seg->data();
+    d->mask.k_segments = b.Below(32) == 0 ? nullptr : k_seg->data();
+  }
+  if (b.Below(4) == 0) {
+    const int64_t offset = b.Below(uint32_t(d->n_kv) + 2);
+    const int64_t need = offset <= d->n_kv ? (d->n_kv - offset + 63) / 64 : 1;
+    const int64_t words = std::max<int64_t>(1, need + b.Below(3) - (b.Below(16) == 0 ? 1 : 0));
+    allowed->resize(size_t(d->n_q * words));
+    for (uint64_t& w : *allowed) {
+      for (int byte = 0; byte < 8; ++byte) w = w << 8 | (b.Flag() ? 0xffu : b.Next());
+    }
+    d->mask.allowed = allowed->data();
+    d->mask.allowed_row_words = words;
+    d->mask.allowed_key_offset = offset;
+  }
+}
+
+// The lse output against the reference's (bounds::kLse per unit of 1 + |lse|;
+// infinities exactly).
+void CheckLse(const relattn_attention_desc& d, const std::vector<float>& lse,
+              const std::vector<double>& expected) {
+  for (size_t i = 0; i < lse.size(); ++i) {
+    const double got = lse[i], want = expected[i];
+    const bool ok = std::isinf(want) || std::isinf(got)
+                        ? got == want
+                        : std::fabs(got - want) <= relattn::bounds::kLse * (1 + std::fabs(want));
+    if (!ok) {
+      std::fprintf(stderr, "lse mismatch at %zu: %.9g vs reference %.9g\n", i, got, want);
+      PrintDesc(d);
+      std::abort();
+    }
+  }
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Bytes b(data, size);
   relattn_attention_desc d;
@@ -794,6 +850,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (mode == 1) TruncateAndAppend(b, &cache_case, &d, &ref);
     if (mode == 2) return AttachArbitrary(b, &cache_case), 0;
   }
+  // Index masks and the lse output, read last as well; index masks over
+  // tensors only (the reference holds a cache's tokens in its own order).
+  std::vector<int32_t> q_seg, k_seg;
+  std::vector<uint64_t> allowed;
+  if (!d.kv_cache) AddIndexMasks(b, &d, &q_seg, &k_seg, &allowed);
+  ref.mask.first_valid_kv = d.mask.first_valid_kv;
+  ref.mask.q_segments = d.mask.q_segments;
+  ref.mask.k_segments = d.mask.k_segments;
+  ref.mask.allowed = d.mask.allowed;
+  ref.mask.allowed_row_words = d.mask.allowed_row_words;
+  ref.mask.allowed_key_offset = d.mask.allowed_key_offset;
+  std::vector<float> lse(size_t(d.n_q) * d.n_heads, 12345.0f);
+  if (b.Below(4) == 0) d.lse = lse.data();
 
   size_t ws_bytes = 0;
   if (relattn_attention_workspace_size(&d, run.n_threads, &ws_bytes) == RELATTN_OK &&
@@ -805,13 +874,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (uint8_t byte : out) {
       if (byte != 0xa5) std::abort();  // a failed call wrote to the output
     }
+    for (float x : lse) {
+      if (x != 12345.0f) std::abort();  // ... or to the lse
+    }
     if (relattn_last_error()[0] == '\0') std::abort();  // no message
     return 0;
   }
   std::vector<double> expected(size_t(d.n_q) * d.n_heads * dv);
   ref.o = d.o;
-  relattn::reference::Attention(ref, expected.data());
+  std::vector<double> expected_lse(lse.size());
+  relattn::reference::Attention(ref, expected.data(), d.lse ? expected_lse.data() : nullptr);
   CheckAgainstReference(d, ref, out, expected, slopes[0]);
+  if (d.lse) CheckLse(d, lse, expected_lse);
   CheckSameBits(d, run, out, IntegerProducts(d, ref));
   return 0;
 }

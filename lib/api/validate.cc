@@ -351,8 +351,10 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
   // ones, [first_valid_kv, n_valid_kv) (none: the range stays, unused).
   const int64_t first = d.mask.first_valid_kv, n_valid = d.mask.n_valid_kv - first;
   if (n_valid > 0 && n_valid < d.n_kv) {
-    const relattn_positions valid{d.k_pos.positions ? d.k_pos.positions + first : nullptr,
-                                  d.k_pos.start + first};
+    // (start is ignored beside an array, and may be anything then.)
+    const relattn_positions valid = d.k_pos.positions
+                                        ? relattn_positions{d.k_pos.positions + first, 0}
+                                        : relattn_positions{nullptr, d.k_pos.start + first};
     PositionRange("k_pos", valid, n_valid, &k_min, &k_max);  // cannot fail: inside the keys
   }
   ResolvePlan(d, rope, k_min, k_max, plan);

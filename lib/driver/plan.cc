@@ -222,7 +222,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   for (int64_t j = 1; d.mask.k_segments && j < d.n_kv; ++j) {
     const int32_t id = d.mask.k_segments[j], before = d.mask.k_segments[j - 1];
     if (id < before) p->index_mask.k_sorted = false;
-    if (id == before && p->k_pos.At(j) != p->k_pos.At(j - 1) + 1) {
+    // Unsigned: INT64_MAX after INT64_MAX - 1 is consecutive, nothing overflows.
+    if (id == before && uint64_t(p->k_pos.At(j)) - uint64_t(p->k_pos.At(j - 1)) != 1) {
       p->index_mask.k_runs_consecutive = false;
     }
   }

@@ -151,23 +151,32 @@ bool Visible(const relattn_mask& mask, int64_t i, int64_t j, int64_t pq, int64_t
 // out[0..dv) = sum_j softmax(scores)_j * v[j][kv_head][.]; zeros if every score is masked.
 // sink: the row's sink logit in the scores' frame, or kMasked for none: it
 // joins the denominator only (gpt-oss), and the row keeps zeros if it sees no
-// key. Returns ln of the denominator, sum_j e^(scores_j) + e^(sink), in the
-// scores' frame (kMasked if both are empty).
+// key. Returns ln sum_j e^(scores_j), the keys' part of the denominator, in
+// the scores' frame (kMasked if the row sees no key).
 double SoftmaxTimesV(const relattn_attention_desc& desc, const double* scores, double sink,
                      int32_t kv_head, int32_t dv, double* out) {
   std::fill(out, out + dv, 0.0);
   const double seen = *std::max_element(scores, scores + desc.n_kv);
-  if (seen == kMasked) return sink;
+  if (seen == kMasked) return kMasked;
   const double max = std::max(seen, sink);
-  double sum = sink == kMasked ? 0.0 : std::exp(sink - max);
+  double sum = sink == kMasked ? 0.0 : std::exp(sink - max), keys = 0.0;
   for (int64_t j = 0; j < desc.n_kv; ++j) {
     if (scores[j] == kMasked) continue;
     const double w = std::exp(scores[j] - max);
     sum += w;
+    keys += std::exp(scores[j] - seen);
     for (int32_t e = 0; e < dv; ++e) out[e] += w * Element(desc.v, j, kv_head, e);
   }
   for (int32_t e = 0; e < dv; ++e) out[e] /= sum;
-  return max + std::log(sum);
+  return seen + std::log(keys);
+}
+
+// ln(e^a + e^b), -inf terms allowed.
+double LogAddExp(double a, double b) {
+  if (a == kMasked) return b;
+  if (b == kMasked) return a;
+  const double top = std::max(a, b);
+  return top + std::log(std::exp(a - top) + std::exp(b - top));
 }
 
 // The header's zero values: n_valid_kv 0 (all keys), ALiBi max_bias 0 (8),
@@ -389,14 +398,17 @@ void Attention(const relattn_attention_desc& given, double* out, double* lse) {
             Bias(desc, h, pq, pk, anchor);
       }
       // Bias() drops -m * anchor from every ALiBi score of the row: so does the sink.
-      dropped[i] = AlibiDroppedConstant(desc, h, anchor);
+      dropped[i] = anchor == INT64_MAX ? 0 : AlibiDroppedConstant(desc, h, anchor);
       sinks[i] = !desc.sinks ? kMasked : desc.sinks[h] + dropped[i];
     }
     for (int64_t i = 0; i < desc.n_q; ++i) {
       const double row_lse = SoftmaxTimesV(desc, &scores[i * desc.n_kv], sinks[i], kv_head, dv,
                                            out + (i * desc.n_heads + h) * dv);
-      // Out of the frame Bias() used: the dropped ALiBi constant (as the sink's) back.
-      if (lse) lse[i * desc.n_heads + h] = row_lse - dropped[i];
+      // The keys' part out of the frame Bias() used (the dropped ALiBi
+      // constant back), then the sink in natural units: no precision lost to
+      // a large frame shift.
+      const double keys = row_lse == kMasked ? kMasked : row_lse - dropped[i];
+      if (lse) lse[i * desc.n_heads + h] = LogAddExp(keys, desc.sinks ? desc.sinks[h] : kMasked);
     }
   }
 }

@@ -369,10 +369,12 @@ void Attention(const relattn_attention_desc& given, double* out, double* lse) {
     for (int64_t i = 0; i < desc.n_q; ++i) {
       const int64_t pq = Position(desc.q_pos, i);
       int64_t anchor = INT64_MAX;  // the row's smallest visible ALiBi distance
+      bool sees_a_key = false;     // (INT64_MAX is also a distance)
       for (int64_t j = 0; j < desc.n_kv; ++j) {
         const int64_t pk = Position(desc.k_pos, j);
         if (Visible(desc.mask, i, j, pq, pk)) {
           anchor = std::min(anchor, AlibiDistance(desc.bias.alibi, pq, pk));
+          sees_a_key = true;
         }
       }
       for (int64_t j = 0; j < desc.n_kv; ++j) {
@@ -398,7 +400,7 @@ void Attention(const relattn_attention_desc& given, double* out, double* lse) {
             Bias(desc, h, pq, pk, anchor);
       }
       // Bias() drops -m * anchor from every ALiBi score of the row: so does the sink.
-      dropped[i] = anchor == INT64_MAX ? 0 : AlibiDroppedConstant(desc, h, anchor);
+      dropped[i] = sees_a_key ? AlibiDroppedConstant(desc, h, anchor) : 0;
       sinks[i] = !desc.sinks ? kMasked : desc.sinks[h] + dropped[i];
     }
     for (int64_t i = 0; i < desc.n_q; ++i) {

@@ -18,20 +18,12 @@
 #include "lib/api/kv_cache.h"
 #include "lib/common/f16.h"
 #include "relattn/relattn.hpp"
+#include "tests/token_value.h"
 
 namespace relattn_test {
 namespace {
 
 constexpr int32_t kKvHeads = 2, kHeads = 4, kDim = 16;
-
-// Element e of head h of token `id`'s K (which = 0) or V (1), in [-1, 1).
-float TokenValue(int64_t id, int32_t h, int32_t e, int which) {
-  uint64_t x = uint64_t(id) * 0x9E3779B97F4A7C15ull + uint64_t(h * 977 + e * 31 + which * 7919);
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 32;
-  return float(int64_t(x % 2000) - 1000) / 1000.0f;
-}
 
 struct Config {
   int64_t capacity = 24;

@@ -16,22 +16,13 @@
 #include "lib/reference/reference.h"
 #include "relattn/relattn.hpp"
 #include "tests/attention_case.h"
+#include "tests/token_value.h"
 
 namespace relattn_test {
 namespace {
 
 constexpr int32_t kKvHeads = 2, kHeads = 4, kDim = 16;
 constexpr int64_t kSinks = 4, kCapacity = 12, kWindow = kCapacity - kSinks;
-
-// Element e of head h of token n's K (which = 0) or V (1): a fixed function of
-// (n, h, e), so that any token can be made again, in [-1, 1).
-float TokenValue(int64_t n, int32_t h, int32_t e, int which) {
-  uint64_t x = uint64_t(n) * 0x9E3779B97F4A7C15ull + uint64_t(h * 977 + e * 31 + which * 7919);
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 32;
-  return float(int64_t(x % 2000) - 1000) / 1000.0f;
-}
 
 // Tokens `ids` as [n][kKvHeads][kDim] K and V.
 struct Tokens {

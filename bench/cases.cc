@@ -39,7 +39,10 @@ std::string ShapeName(const Shape& shape) {
 }
 
 std::string CaseName(const Case& c) {
-  return ShapeName(c.shape) + "/" + MaskName(c.causal) + "/" + SchemeName(c.scheme) + "/" +
+  const char* kv = c.kv == KvSource::kTokensHeadsDim   ? "/thd"
+                   : c.kv == KvSource::kHeadsTokensDim ? "/htd"
+                                                       : "";
+  return ShapeName(c.shape) + kv + "/" + MaskName(c.causal) + "/" + SchemeName(c.scheme) + "/" +
          DtypeName(c.dtype);
 }
 
@@ -72,6 +75,11 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
     }
     for (Scheme s : {Scheme::kSoftcap, Scheme::kSinks})
       cases.push_back({shape, s, true, RELATTN_F16});
+    for (KvSource kv : {KvSource::kTokensHeadsDim, KvSource::kHeadsTokensDim}) {
+      for (Scheme s : {Scheme::kNone, Scheme::kAlibi}) {
+        if (!quick || s == Scheme::kNone) cases.push_back({shape, s, true, RELATTN_F16, kv});
+      }
+    }
     return cases;
   }
   const std::vector<relattn_dtype> dtypes =
@@ -114,6 +122,22 @@ double KvBytes(const Shape& shape, relattn_dtype dtype) {
   return 2.0 * rows * shape.head_dim * elem_bytes;
 }
 
+namespace {
+
+// x [tokens][heads][d] rearranged as [heads][tokens][d].
+std::vector<uint16_t> HeadsTokensDim(const std::vector<uint16_t>& x, int64_t tokens, int32_t heads,
+                                     int32_t d) {
+  std::vector<uint16_t> out(x.size());
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int32_t h = 0; h < heads; ++h) {
+      std::copy_n(x.begin() + (t * heads + h) * d, d, out.begin() + (h * tokens + t) * d);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   std::mt19937 rng(uint32_t(shape.head_dim * 1000003 + shape.n_kv));
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
@@ -155,6 +179,8 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
     quantize(k_f32_, shape.n_kv, shape.kv_heads, k_i8_, k_scales_);
     return;
   }
+  k_htd_f16_ = HeadsTokensDim(k_f16_, shape.n_kv, shape.kv_heads, shape.head_dim);
+  v_htd_f16_ = HeadsTokensDim(v_f16_, shape.n_kv, shape.kv_heads, shape.head_dim);
   for (int c = 0; c < 2; ++c) {
     relattn_kv_cache_desc cache_desc{};
     cache_desc.n_kv_heads = shape.kv_heads;
@@ -218,7 +244,11 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   }
   desc.o = relattn::OutputTokensHeadsDim(out, RELATTN_F32, s.heads, s.head_dim);
   desc.q_pos.start = s.decode ? s.n_kv - 1 : 0;
-  if (s.decode) {  // K, V, their positions and shape come from the cache
+  if (s.decode && c.kv == KvSource::kHeadsTokensDim) {
+    desc.k = relattn::HeadsTokensDim(k_htd_f16_.data(), RELATTN_F16, s.n_kv, s.head_dim);
+    desc.v = relattn::HeadsTokensDim(v_htd_f16_.data(), RELATTN_F16, s.n_kv, s.head_dim);
+  } else if (s.decode && c.kv == KvSource::kCache) {
+    // K, V, their positions and shape come from the cache
     desc.n_kv = desc.n_kv_heads = desc.head_dim = 0;
     desc.k = desc.v = relattn_tensor{};
     desc.kv_cache = cache_[c.dtype == RELATTN_I8 ? 1 : 0];

@@ -41,6 +41,11 @@ struct Shape {
 // other than 8 are named) or "decode/d128/m32768".
 std::string ShapeName(const Shape& shape);
 
+// Where a decode case's K and V lie: relattn's KV cache, or the caller's
+// tensors as engines keep their own caches, [tokens][kv_heads][d] ("thd") or
+// [kv_heads][tokens][d] ("htd").
+enum class KvSource { kCache, kTokensHeadsDim, kHeadsTokensDim };
+
 struct Case {
   Shape shape;
   Scheme scheme;
@@ -48,9 +53,12 @@ struct Case {
   // Of Q, K and V alike; RELATTN_I8: Q and K int8 (per-row scales), V f16 in
   // prefill; K int8 and Q, V f16 in decode (int8 K cache, f16 V).
   relattn_dtype dtype;
+  KvSource kv = KvSource::kCache;  // decode only
 };
 
-// "prefill/d128/n2048/causal/alibi/f16": shape / mask / scheme / dtype.
+// "prefill/d128/n2048/causal/alibi/f16": shape / mask / scheme / dtype; a
+// decode case over tensors names their layout after the shape:
+// "decode/d128/m32768/thd/causal/none/f16".
 std::string CaseName(const Case& c);
 const char* MaskName(bool causal);           // "causal", "bidir"
 const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8"
@@ -58,8 +66,9 @@ const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8"
 // The shapes of a run and the cases of each, in measuring order: the anchor,
 // prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme and RoPE, both
 // masks, f32 and f16; rope_llama3, softcap and sinks in f16), decode (32 heads on 8 KV
-// heads, d 128, m in {4096, 32768}, f16, every scheme, softcap and sinks). quick: d 128, n
-// in {512, 2048}, f16 only; decode m 4096 with none, ALiBi, softcap and sinks.
+// heads, d 128, m in {4096, 32768}, f16, every scheme, softcap and sinks; none and ALiBi
+// over f16 tensors in both layouts). quick: d 128, n in {512, 2048}, f16 only; decode m
+// 4096 with none, ALiBi, softcap and sinks, none over tensors.
 std::vector<Shape> BenchShapes(bool quick);
 std::vector<Case> CasesOf(const Shape& shape, bool quick);
 
@@ -97,6 +106,7 @@ class ShapeInputs {
   Shape shape_;
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
+  std::vector<uint16_t> k_htd_f16_, v_htd_f16_;  // decode: K, V as [kv_heads][tokens][d]
   std::vector<float> t5_table_, shaw_table_, shaw_vector_table_, sinks_;
   std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
   std::vector<float> q_scales_, k_scales_;

@@ -1,9 +1,12 @@
 // relattn streaming example: an endless generation loop in constant memory.
 // Each step appends one token's K and V to a ring-buffer KV cache of W tokens
 // and attends one query (ALiBi, causal, window W) over it; positions count on
-// as int64. Prints tokens/s and peak RSS at checkpoints: RSS is flat once the
-// ring is full. Usage: relattn-stream [--steps N] [--window W] [--start P]
+// as int64. Prints tokens/s and the anonymous resident memory at checkpoints,
+// and fails (exit 3) if that grew after the ring first wrapped (2 W steps):
+// memory is constant once every slot is written. Usage: relattn-stream [--steps N] [--window W]
+// [--start P]
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cinttypes>
@@ -49,6 +52,19 @@ long PeakRssKiB() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss;
+}
+
+// The anonymous (not file-backed) resident memory now, in KiB: resident minus
+// shared pages of /proc/self/statm (Linux), or -1 where unknown. Code pages
+// of paths first run late (the first ring wrap) are file-backed: not counted.
+long AnonRssKiB() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long total_pages = 0, resident_pages = 0, shared_pages = 0;
+  const int read = std::fscanf(f, "%ld %ld %ld", &total_pages, &resident_pages, &shared_pages);
+  std::fclose(f);
+  if (read != 3) return -1;
+  return (resident_pages - shared_pages) * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 // Deterministic pseudo-random values in [-1, 1) (xorshift).
@@ -98,12 +114,13 @@ int main(int argc, char** argv) {
               " tokens, %d query heads on %d KV head, d = %d, f16 cache (%zu bytes), ALiBi, "
               "causal window W, positions from %" PRId64 "\n",
               opt.steps, opt.window, kHeads, kKvHeads, kDim, cache_bytes, opt.start);
-  std::printf("%12s %20s %12s %14s %12s\n", "step", "position", "tokens/s", "peak RSS KiB",
-              "|o| sample");
+  std::printf("%12s %20s %12s %13s %14s %12s\n", "step", "position", "tokens/s", "anon RSS KiB",
+              "peak RSS KiB", "|o| sample");
   const relattn_positions first{nullptr, opt.start};
   auto checkpoint_start = std::chrono::steady_clock::now();
   int64_t checkpoint_step = 0;
   double checksum = 0.0;
+  long rss_ring_full = -1, rss_growth = 0;
   for (int64_t step = 0; step < opt.steps; ++step) {
     noise.Fill(k);
     noise.Fill(v);
@@ -122,17 +139,27 @@ int main(int argc, char** argv) {
     checksum += std::fabs(o[0]);
     const bool last = step + 1 == opt.steps;
     if ((step + 1) % (opt.steps / 10 > 0 ? opt.steps / 10 : 1) == 0 || last ||
-        step + 1 == opt.window) {
+        step + 1 == 2 * opt.window) {
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoint_start)
               .count();
-      std::printf("%12" PRId64 " %20" PRId64 " %12.0f %14ld %12.4f\n", step + 1, desc.q_pos.start,
-                  double(step + 1 - checkpoint_step) / seconds, PeakRssKiB(), std::fabs(o[0]));
+      const long rss = AnonRssKiB();
+      if (step + 1 >= 2 * opt.window) {
+        if (rss_ring_full < 0) rss_ring_full = rss;
+        if (rss >= 0 && rss - rss_ring_full > rss_growth) rss_growth = rss - rss_ring_full;
+      }
+      std::printf("%12" PRId64 " %20" PRId64 " %12.0f %13ld %14ld %12.4f\n", step + 1,
+                  desc.q_pos.start, double(step + 1 - checkpoint_step) / seconds, rss, PeakRssKiB(),
+                  std::fabs(o[0]));
       checkpoint_start = std::chrono::steady_clock::now();
       checkpoint_step = step + 1;
     }
   }
   std::printf("mean |o[0]| %.4f over %" PRId64 " steps\n", checksum / double(opt.steps), opt.steps);
   std::free(memory);
+  if (rss_ring_full >= 0) {
+    std::printf("anonymous resident memory growth after the ring wrapped: %ld KiB\n", rss_growth);
+    if (rss_growth > 0) return 3;
+  }
   return 0;
 }

@@ -187,8 +187,10 @@ HWY_INLINE KeyBlockScratch DecodeScratch(const Plan& plan, float* ws) {
 // s[r][j] = scores of every row against the block's keys, in log2 units.
 HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
                              const KeyBlock& b) {
-  if (!plan.cache.on) {
+  if (!plan.cache.on && b.k.rows) {
     ScoresRowsF32(rows.q, rows.n_rows, plan.d_pad, b.k.rows, b.n_keys, rows.s);
+  } else if (!plan.cache.on) {
+    ScoresRowsTensor(plan, rows.q, rows.n_rows, kv_head, b.j0, b.n_keys, rows.s);
   } else if (plan.k.dtype == RELATTN_I8) {
     ScoresKLanesI8(plan, rows.q, rows.n_rows, rows.q_int, kv_head, b.j0, b.n_keys, rows.s);
   } else {
@@ -226,8 +228,8 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
 
 HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
                          const KeyBlock& b) {
-  if (plan.cache.on) {
-    PVRowsCache(plan, rows.s, rows.n_rows, kv_head, b.j0, b.n_keys, rows.o);
+  if (!b.v.rows) {
+    PVRowsInPlaceV(plan, rows.s, rows.n_rows, kv_head, b.j0, b.n_keys, rows.o);
   } else {
     PVRowsF32(rows.s, b.v.rows, b.n_keys, rows.n_rows, plan.dv_pad, rows.o);
   }

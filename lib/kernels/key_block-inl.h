@@ -36,8 +36,9 @@ struct KeysInt {
 };
 
 // Keys [j0, j0 + n_keys) of one KV head. A row of k or v with rows == null
-// is read elsewhere: K as integers (k_int) or, in decode over a KV cache, K
-// from the cache's key groups and V from its rows, in place.
+// is read elsewhere: K as integers (k_int) or, in decode, in place: over a
+// KV cache K from its key groups and V from its rows, over finite f16 / f32
+// tensors (DecodeInPlace) K and V rows where they lie.
 struct KeyBlock {
   int64_t j0, n_keys;
   PositionSpan span;     // the keys' positions
@@ -162,6 +163,53 @@ HWY_INLINE RowsF32 KeyRowsAsF32(const Plan& plan, Worker& worker, int32_t kv_hea
   return {buf.k, buf.k_stride};
 }
 
+// Whether decode reads a tensor block's K and V where they lie (f16 or f32,
+// no RoPE to apply) once RowsFiniteBits finds them finite.
+HWY_INLINE bool DecodeInPlace(const Plan& plan) {
+  const auto in_place = [](relattn_dtype t) { return t == RELATTN_F16 || t == RELATTN_F32; };
+  return !plan.cache.on && !plan.rope.on && in_place(plan.k.dtype) && in_place(plan.v.dtype);
+}
+
+// True if rows [t0, t0 + n) of head `head` of an f16 or f32 tensor (dim
+// elements each) hold no NaN or infinity, judged on the bits: (bits & e) + the
+// exponent's lowest bit sets the top bit only where the exponent e is all
+// ones. Each row's counterpart kBlockKeys rows on is prefetched as the row is
+// read (the next block's, spread over this scan rather than in one burst).
+template <typename U>
+HWY_INLINE bool RowsFiniteBits(const U* HWY_RESTRICT rows, int64_t stride, int64_t n, int64_t dim,
+                               U exponent) {
+  const hn::CappedTag<U, kMaxLanes * sizeof(float) / sizeof(U)> du;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(du));
+  const int64_t whole = dim / lanes * lanes;
+  const U lowest = static_cast<U>(exponent & (~exponent + 1));
+  const auto e = hn::Set(du, exponent), one = hn::Set(du, lowest);
+  auto top = hn::Zero(du);
+  U top_tail = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const U* row = rows + j * stride;
+    const char* ahead = reinterpret_cast<const char*>(row + kBlockKeys * stride);
+    for (int64_t b = 0; b < dim * int64_t{sizeof(U)}; b += 64) PrefetchFar(ahead + b);
+    for (int64_t c = 0; c < whole; c += lanes) {
+      top = hn::Or(top, hn::Add(hn::And(hn::LoadU(du, row + c), e), one));
+    }
+    for (int64_t c = whole; c < dim; ++c) top_tail |= static_cast<U>((row[c] & exponent) + lowest);
+  }
+  const U sign = static_cast<U>(U{1} << (8 * sizeof(U) - 1));
+  top = hn::And(top, hn::Set(du, sign));
+  return (top_tail & sign) == 0 && hn::AllTrue(du, hn::Eq(top, hn::Zero(du)));
+}
+
+HWY_INLINE bool TensorRowsFinite(const TensorRef& t, int32_t head, int64_t t0, int64_t n,
+                                 int64_t dim) {
+  const int64_t first = t0 * t.token_stride + head * t.head_stride;
+  if (t.dtype == RELATTN_F16) {
+    return RowsFiniteBits(static_cast<const uint16_t*>(t.data) + first, t.token_stride, n, dim,
+                          uint16_t{0x7C00});
+  }
+  return RowsFiniteBits(static_cast<const uint32_t*>(t.data) + first, t.token_stride, n, dim,
+                        uint32_t{0x7F800000});
+}
+
 // Loads keys [j0, j0 + n_keys) of kv_head. Non-finite K or V rows poison the
 // queries that see them and are zeroed, so that they cannot reach the
 // queries that do not (a KV cache stored them as zeros and flagged them).
@@ -182,6 +230,11 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
   if (kDecode && plan.cache.on) return b;
+  // Decode over finite f16 / f32 tensors: K and V read in place (rows null).
+  if (kDecode && DecodeInPlace(plan) && TensorRowsFinite(plan.k, kv_head, j0, n_keys, plan.d) &&
+      TensorRowsFinite(plan.v, kv_head, j0, n_keys, plan.dv)) {
+    return b;
+  }
   const IntDotKernels* int_dot = kDecode ? nullptr : buf.int_dot;
   if (!int_dot) {
     b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf, !kDecode);
@@ -215,9 +268,10 @@ HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64
 
 // The prefetch stage: the K and V rows of the keys [j0, j0 + n_keys) that
 // the next block will convert arrive while this one is computed (tensors; a
-// KV cache's key groups are prefetched by the kernels that stream them).
+// KV cache's key groups are prefetched by the kernels that stream them, and
+// tensors read in place by decode's finiteness scan).
 HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
-  if (n_keys <= 0 || plan.cache.on) return;
+  if (n_keys <= 0 || plan.cache.on || (plan.work.decode && DecodeInPlace(plan))) return;
   PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
   PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
 }

@@ -21,28 +21,27 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // One row of PVRowsInPlace for columns [e0, dv): a vector at a time with two
-// accumulators (even and odd keys), then the columns past the last whole
-// vector one at a time (a vector there would read past the row).
+// accumulators (even and odd keys), the columns past the last whole vector
+// as one vector zero beyond dv (LoadF32Partial; o rows are dv_pad wide).
 template <typename T>
 HWY_INLINE void PVRowInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT v, int64_t v_stride,
                              int64_t n_keys, int64_t e0, int32_t dv, float* HWY_RESTRICT o) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  int64_t e = e0;
-  for (; e + n <= dv; e += n) {
+  const int64_t whole = dv / n * n;
+  for (int64_t e = e0; e < dv; e += n) {
+    const auto load = [&](int64_t j) {
+      return e < whole ? LoadF32(v + j * v_stride + e)
+                       : LoadF32Partial(v + j * v_stride + e, dv - e);
+    };
     auto a0 = hn::Load(df, o + e), a1 = hn::Zero(df);
     int64_t j = 0;
     for (; j + 2 <= n_keys; j += 2) {
-      a0 = hn::MulAdd(hn::Set(df, p[j]), LoadF32(v + j * v_stride + e), a0);
-      a1 = hn::MulAdd(hn::Set(df, p[j + 1]), LoadF32(v + (j + 1) * v_stride + e), a1);
+      a0 = hn::MulAdd(hn::Set(df, p[j]), load(j), a0);
+      a1 = hn::MulAdd(hn::Set(df, p[j + 1]), load(j + 1), a1);
     }
-    if (j < n_keys) a0 = hn::MulAdd(hn::Set(df, p[j]), LoadF32(v + j * v_stride + e), a0);
+    if (j < n_keys) a0 = hn::MulAdd(hn::Set(df, p[j]), load(j), a0);
     hn::Store(hn::Add(a0, a1), df, o + e);
-  }
-  for (; e < dv; ++e) {
-    float acc = o[e];
-    for (int64_t j = 0; j < n_keys; ++j) acc += p[j] * ScalarF32(v[j * v_stride + e]);
-    o[e] = acc;
   }
 }
 
@@ -140,10 +139,11 @@ HWY_INLINE void PVRowsInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT
   }
 }
 
-// P.V of the rows with values [j0, j0 + n_keys) of kv_head read in place.
-HWY_INLINE void PVRowsCache(const Plan& plan, const float* HWY_RESTRICT p_rows, int64_t n_rows,
-                            int32_t kv_head, int64_t j0, int64_t n_keys,
-                            float* HWY_RESTRICT o_rows) {
+// P.V of the rows with values [j0, j0 + n_keys) of kv_head read in place
+// from plan.v: a KV cache's value rows or an f16 / f32 tensor's.
+HWY_INLINE void PVRowsInPlaceV(const Plan& plan, const float* HWY_RESTRICT p_rows, int64_t n_rows,
+                               int32_t kv_head, int64_t j0, int64_t n_keys,
+                               float* HWY_RESTRICT o_rows) {
   const int64_t offset = j0 * plan.v.token_stride + kv_head * plan.v.head_stride;
   if (plan.v.dtype == RELATTN_F16) {
     PVRowsInPlace(p_rows, static_cast<const hwy::float16_t*>(plan.v.data) + offset,

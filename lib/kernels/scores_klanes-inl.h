@@ -34,6 +34,17 @@ HWY_INLINE float ScalarF32(hwy::float16_t x) {
   return F16ToF32(bits);
 }
 
+// The count < Lanes(DF) values at p as f32, zeros after: the last part of a
+// row read in place, where a whole vector would read past the row. The same
+// vector arithmetic then serves every dtype (bit-identical results for f16
+// and f32 inputs holding the same values).
+template <typename T>
+HWY_INLINE hn::Vec<DF> LoadF32Partial(const T* HWY_RESTRICT p, int64_t count) {
+  HWY_ALIGN float part[kMaxLanes] = {};
+  for (int64_t i = 0; i < count; ++i) part[i] = ScalarF32(p[i]);
+  return hn::Load(DF(), part);
+}
+
 // Key j of a block of KV-cache key groups, channel 0 (kv_cache.h).
 template <typename T>
 HWY_INLINE const T* GroupedKey(const T* keys, int64_t j, int32_t d) {

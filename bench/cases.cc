@@ -38,10 +38,17 @@ std::string ShapeName(const Shape& shape) {
   return "prefill" + d + "/n" + std::to_string(shape.n_q) + heads;
 }
 
+const char* KvSourceName(KvSource kv) {
+  switch (kv) {
+    case KvSource::kCache: return "cache";
+    case KvSource::kTokensHeadsDim: return "thd";
+    case KvSource::kHeadsTokensDim: return "htd";
+  }
+  return "?";
+}
+
 std::string CaseName(const Case& c) {
-  const char* kv = c.kv == KvSource::kTokensHeadsDim   ? "/thd"
-                   : c.kv == KvSource::kHeadsTokensDim ? "/htd"
-                                                       : "";
+  const std::string kv = c.kv == KvSource::kCache ? "" : std::string("/") + KvSourceName(c.kv);
   return ShapeName(c.shape) + kv + "/" + MaskName(c.causal) + "/" + SchemeName(c.scheme) + "/" +
          DtypeName(c.dtype);
 }

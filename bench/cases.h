@@ -45,6 +45,7 @@ std::string ShapeName(const Shape& shape);
 // tensors as engines keep their own caches, [tokens][kv_heads][d] ("thd") or
 // [kv_heads][tokens][d] ("htd").
 enum class KvSource { kCache, kTokensHeadsDim, kHeadsTokensDim };
+const char* KvSourceName(KvSource kv);  // "cache", "thd", "htd"
 
 struct Case {
   Shape shape;

@@ -29,10 +29,11 @@ constexpr char kUsage[] = R"(usage: relattn-bench [options]
 Times relattn (1 and all threads) against XNNPACK's unfused attention and the
 machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
   --quick           short run (under a minute): d 128, n 512 and 2048, f16,
-                    decode m 4096 (none, ALiBi), 3..7 rounds
+                    decode m 4096 (none, ALiBi; none over tensors), 3..7 rounds
   --case SUBSTRING  only cases whose name contains SUBSTRING (repeatable: any
                     matches); names look like prefill/d128/n2048/causal/alibi/f16
-                    and decode/d128/m32768/causal/none/f16 (--list shows them)
+                    and decode/d128/m32768/causal/none/f16, over tensors
+                    decode/d128/m32768/thd/causal/none/f16 (--list shows them)
   --target NAME     force relattn's SIMD target: AVX3, AVX2, SSE4, SSSE3, SCALAR
                     (of those compiled and supported); limits are always measured
                     for every target, fractions use the best target's peak
@@ -52,7 +53,9 @@ JSON objects: case, impl (relattn, xnnpack, fma_peak, dram_read), threads, ms,
 and where they apply gflops (useful), peak_fraction, gbps, bw_fraction,
 vs_xnnpack (XNNPACK ms / relattn ms), create_ms, max_abs_diff (XNNPACK's check),
 repeats, target, others_load (CPU share other processes took meanwhile), error,
-and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype.
+and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype, and
+for decode kv (cache: relattn's KV cache; thd, htd: the caller's f16 tensors
+[tokens][heads][d], [heads][tokens][d]).
 The limits are objects with case "limits". The sequence cases (packed/..., tree/...)
 have impl relattn (one call) and relattn_separate (the calls it replaces), repeats
 (how many), and vs_separate (separate ms / one-call ms) on the one call's object.

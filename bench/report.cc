@@ -82,6 +82,7 @@ std::string ToJson(const Record& r) {
     AddString(json, "mask", MaskName(c.causal));
     AddString(json, "scheme", SchemeName(c.scheme));
     AddString(json, "dtype", DtypeName(c.dtype));
+    if (c.shape.decode) AddString(json, "kv", KvSourceName(c.kv));
   }
   AddString(json, "error", r.error);
   return json + "}";
@@ -124,8 +125,10 @@ void PrintShapeTable(FILE* out, const Shape& shape, const std::vector<Record>& r
   std::map<std::string, std::vector<const Record*>> rows;
   for (const Record& r : records) {
     if (!r.has_case) continue;
+    const std::string kv =
+        r.kase.kv == KvSource::kCache ? "" : std::string("/") + KvSourceName(r.kase.kv);
     const std::string key = std::string(MaskName(r.kase.causal)) + "  " +
-                            SchemeName(r.kase.scheme) + "  " + DtypeName(r.kase.dtype) + "  " +
+                            SchemeName(r.kase.scheme) + "  " + DtypeName(r.kase.dtype) + kv + "  " +
                             r.impl;
     if (!rows.count(key)) keys.push_back(key);
     rows[key].push_back(&r);

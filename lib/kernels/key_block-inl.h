@@ -173,8 +173,7 @@ HWY_INLINE bool DecodeInPlace(const Plan& plan) {
 // True if rows [t0, t0 + n) of head `head` of an f16 or f32 tensor (dim
 // elements each) hold no NaN or infinity, judged on the bits: (bits & e) + the
 // exponent's lowest bit sets the top bit only where the exponent e is all
-// ones. Each row's counterpart kBlockKeys rows on is prefetched as the row is
-// read (the next block's, spread over this scan rather than in one burst).
+// ones.
 template <typename U>
 HWY_INLINE bool RowsFiniteBits(const U* HWY_RESTRICT rows, int64_t stride, int64_t n, int64_t dim,
                                U exponent) {
@@ -187,8 +186,6 @@ HWY_INLINE bool RowsFiniteBits(const U* HWY_RESTRICT rows, int64_t stride, int64
   U top_tail = 0;
   for (int64_t j = 0; j < n; ++j) {
     const U* row = rows + j * stride;
-    const char* ahead = reinterpret_cast<const char*>(row + kBlockKeys * stride);
-    for (int64_t b = 0; b < dim * int64_t{sizeof(U)}; b += 64) PrefetchFar(ahead + b);
     for (int64_t c = 0; c < whole; c += lanes) {
       top = hn::Or(top, hn::Add(hn::And(hn::LoadU(du, row + c), e), one));
     }
@@ -268,8 +265,8 @@ HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64
 
 // The prefetch stage: the K and V rows of the keys [j0, j0 + n_keys) that
 // the next block will convert arrive while this one is computed (tensors; a
-// KV cache's key groups are prefetched by the kernels that stream them, and
-// tensors read in place by decode's finiteness scan).
+// KV cache's key groups, and tensors decode reads in place, are prefetched
+// by the kernels that stream them).
 HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
   if (n_keys <= 0 || plan.cache.on || (plan.work.decode && DecodeInPlace(plan))) return;
   PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);

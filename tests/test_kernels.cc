@@ -114,6 +114,18 @@ void CallPVRowsF32(const float* p, const float* v_block, int64_t n_keys, int64_t
                    int64_t dv_pad, float* o) {
   rk::PVRowsF32(p, v_block, n_keys, rows, dv_pad, o);
 }
+// k: f32 rows (f16 = false) or f16 bits, k_stride apart.
+void CallScoresRowsInPlace(bool f16, const float* q_rows, int64_t n_rows, int64_t d_pad,
+                           const void* k, int64_t k_stride, int64_t n_keys, int32_t d,
+                           float* s_rows) {
+  if (f16) {
+    rk::ScoresRowsInPlace(q_rows, n_rows, d_pad, static_cast<const hwy::float16_t*>(k), k_stride,
+                          n_keys, d, s_rows);
+  } else {
+    rk::ScoresRowsInPlace(q_rows, n_rows, d_pad, static_cast<const float*>(k), k_stride, n_keys, d,
+                          s_rows);
+  }
+}
 // v: f32 rows (f16 = false) or f16 bits.
 void CallPVRowsInPlace(bool f16, const float* p, const void* v, int64_t v_stride, int64_t n_keys,
                        int64_t n_rows, int32_t dv, int64_t dv_pad, float* o) {
@@ -229,6 +241,7 @@ HWY_EXPORT(CallScaleQLanesI32);
 HWY_EXPORT(CallPVQLanesF32);
 HWY_EXPORT(CallSoftmaxQLanes);
 HWY_EXPORT(CallScoresRowsF32);
+HWY_EXPORT(CallScoresRowsInPlace);
 HWY_EXPORT(CallScoresKLanes);
 HWY_EXPORT(CallScaleRowsI8);
 HWY_EXPORT(CallPVRowsF32);
@@ -774,6 +787,79 @@ TEST_CASE("kernels: ScoresRowsF32 = Q . K^T, keys as rows, every target") {
     }
   }
   report.Print();
+}
+
+// Keys read in place (rows k_stride = d + 5 apart, NaN between them and past
+// n_keys: never read), f32 and f16: within the bound of the scalar sum, and
+// equal (==) to ScoresRowsF32 over the same keys converted into a zero-padded
+// block on the same target (one FMA chain per score in the same order), so
+// f16 and f32 keys holding the same values give the same scores.
+TEST_CASE("kernels: ScoresRowsInPlace<float, f16> = Q . K^T, keys read in place, every target") {
+  KernelReport reports[2] = {KernelReport("ScoresRowsInPlace<float>"),
+                             KernelReport("ScoresRowsInPlace<float16_t>")};
+  std::mt19937_64 rng(16);
+  for (int f16 = 0; f16 < 2; ++f16) {
+    for (int32_t d : kDims) {
+      const int64_t d_pad = DPad(d), k_stride = d + 5;
+      for (int64_t n_keys : kKeyCounts) {
+        for (int64_t rows : kRowCounts) {
+          Aligned<float> q = Alloc<float>(rows * d_pad, 0.0f);
+          std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int32_t e = 0; e < d; ++e) q[r * d_pad + e] = u(rng);
+          }
+          std::vector<float> k32((kBlockKeys + 1) * k_stride, kNaN);
+          std::vector<uint16_t> k16((kBlockKeys + 1) * k_stride, uint16_t{0x7e00});
+          Aligned<float> block = Alloc<float>(kBlockKeys * d_pad, kNaN);
+          for (int64_t j = 0; j < n_keys; ++j) {
+            for (int64_t e = 0; e < d_pad; ++e) block[j * d_pad + e] = 0.0f;
+            for (int32_t e = 0; e < d; ++e) {
+              const float x = u(rng);
+              k16[j * k_stride + e] = relattn::F32ToF16(x);
+              k32[j * k_stride + e] = f16 ? relattn::F16ToF32(k16[j * k_stride + e]) : x;
+              block[j * d_pad + e] = k32[j * k_stride + e];
+            }
+          }
+          std::vector<double> want(rows * n_keys), mag(rows * n_keys);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < n_keys; ++j) {
+              double acc = 0, abs = 0;
+              for (int32_t e = 0; e < d; ++e) {
+                const double t = double(q[r * d_pad + e]) * k32[j * k_stride + e];
+                acc += t, abs += std::fabs(t);
+              }
+              want[r * n_keys + j] = acc, mag[r * n_keys + j] = abs;
+            }
+          }
+          ForEachTarget([&](int64_t target) {
+            SubTileLanes(target);
+            Aligned<float> s = Alloc<float>((rows + 1) * kBlockKeys, kNaN);
+            Aligned<float> s_block = Alloc<float>(rows * kBlockKeys, kNaN);
+            std::fill(s.get() + rows * kBlockKeys, s.get() + (rows + 1) * kBlockKeys, kSentinel);
+            const void* k = f16 ? static_cast<const void*>(k16.data()) : k32.data();
+            HWY_DYNAMIC_DISPATCH(CallScoresRowsInPlace)
+            (f16 != 0, q.get(), rows, d_pad, k, k_stride, n_keys, d, s.get());
+            HWY_DYNAMIC_DISPATCH(CallScoresRowsF32)
+            (q.get(), rows, d_pad, block.get(), n_keys, s_block.get());
+            Tally t(&reports[f16], target, Sizes(n_keys, d, rows));
+            for (int64_t r = 0; r < rows; ++r) {
+              for (int64_t j = 0; j < n_keys; ++j) {
+                const int64_t i = r * kBlockKeys + j;
+                t.Near(s[i], want[r * n_keys + j], mag[r * n_keys + j], "s", i);
+                if (!(s[i] == s_block[i])) t.Same(s[i], s_block[i], "s = ScoresRowsF32's", i);
+              }
+            }
+            for (int64_t j = 0; j < kBlockKeys; ++j) {
+              t.Same(s[rows * kBlockKeys + j], kSentinel, "s past rows", rows * kBlockKeys + j);
+            }
+            t.Finish();
+          });
+        }
+      }
+    }
+  }
+  reports[0].Print();
+  reports[1].Print();
 }
 
 // Float and f16 keys: within the bound. Int8 keys with integer queries (the

@@ -386,6 +386,13 @@ double CheckAllTargets(const CaseSpec& spec) {
   return CheckAllTargets(c, expected, ErrorBound(spec.out_dtype), spec.Name());
 }
 
+bool RowHasNaN(const std::vector<double>& out, int64_t i, int32_t h, int32_t heads, int32_t dv) {
+  for (int32_t e = 0; e < dv; ++e) {
+    if (std::isnan(out[(size_t(i) * heads + h) * dv + e])) return true;
+  }
+  return false;
+}
+
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());
   double worst = 0.0;

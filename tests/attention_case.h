@@ -112,6 +112,9 @@ double ErrorBound(relattn_dtype out_dtype);
 
 double MaxAbsDiff(const std::vector<double>& a, const std::vector<double>& b);
 
+// Whether row (i, h) of a decoded output [n_q][heads][dv] holds a NaN.
+bool RowHasNaN(const std::vector<double>& out, int64_t i, int32_t h, int32_t heads, int32_t dv);
+
 // The largest error noted per label, printed when the suite ends
 // ("<suite>: max |error| <label>: 1.2e-07") for the closing notes' figures.
 class WorstErrors {

@@ -66,13 +66,6 @@ TEST_CASE("decode over tensors read in place matches the reference in both layou
   }
 }
 
-bool RowHasNaN(const std::vector<double>& out, int64_t i, int32_t h, int32_t heads, int32_t dv) {
-  for (int32_t e = 0; e < dv; ++e) {
-    if (std::isnan(out[(size_t(i) * heads + h) * dv + e])) return true;
-  }
-  return false;
-}
-
 TEST_CASE("a non-finite K or V row in a tensor poisons exactly the rows that see it") {
   for (bool heads_major : {false, true}) {
     for (relattn_dtype in : {RELATTN_F32, RELATTN_F16}) {

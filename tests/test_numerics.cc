@@ -30,14 +30,6 @@ CaseSpec Base(int64_t n_q) {
   return spec;
 }
 
-// Row (i, h) of out (decoded) has a NaN / is entirely finite.
-bool RowHasNaN(const std::vector<double>& out, int64_t i, int32_t h, int32_t heads, int32_t dv) {
-  for (int32_t e = 0; e < dv; ++e) {
-    if (std::isnan(out[(size_t(i) * heads + h) * dv + e])) return true;
-  }
-  return false;
-}
-
 TEST_CASE("non-finite inputs poison exactly the rows that see them") {
   for (int64_t n_q : {int64_t(40), int64_t(3)}) {  // prefill and decode pipelines
     for (relattn_dtype in : {RELATTN_F32, RELATTN_F16}) {

@@ -125,6 +125,18 @@ HWY_INLINE void PrefetchFar(const void* p) {
 #endif
 }
 
+// Prefetches the dim elements of rows j < n_rows of the next block (row j at
+// rows + (kBlockKeys + j) * stride) into the outer caches: the kernels that
+// stream a block in place call it a few rows at a time as they go.
+template <typename T>
+HWY_INLINE void PrefetchNextBlockRows(const T* HWY_RESTRICT rows, int64_t stride, int64_t n_rows,
+                                      int64_t dim) {
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const char* ahead = reinterpret_cast<const char*>(rows + (j + kBlockKeys) * stride);
+    for (int64_t b = 0; b < dim * int64_t{sizeof(T)}; b += 64) PrefetchFar(ahead + b);
+  }
+}
+
 // Transposes `rows` queries (starting at token i0, head h) into q_t[d][width],
 // passed through rotate(token, row) (RoPE); lanes [rows, width) are zero.
 // Float queries are multiplied by scale_log2 and q_mul[i] = 1; int8 queries

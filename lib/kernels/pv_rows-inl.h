@@ -45,18 +45,6 @@ HWY_INLINE void PVRowInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT 
   }
 }
 
-// Prefetches the dv values of the next block's rows j < n_keys (v_j at
-// v + (kBlockKeys + j) * v_stride): what PVRowsInPlace's 4-row loop does
-// as it goes, for fewer than 4 rows.
-template <typename T>
-HWY_INLINE void PrefetchNextValueRows(const T* HWY_RESTRICT v, int64_t v_stride, int64_t n_keys,
-                                      int32_t dv) {
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const char* ahead = reinterpret_cast<const char*>(v + (j + kBlockKeys) * v_stride);
-    for (size_t b = 0; b < dv * sizeof(T); b += 64) PrefetchFar(ahead + b);
-  }
-}
-
 // o[r][e] += sum_{j < n_keys} p[r][j] * v_j[e] with the value rows read in
 // place (v_j at v + j * v_stride, converted as loaded), for e < dv. 4 rows x
 // 4 vectors of e = 16 accumulators per pass over the keys; the rest one
@@ -133,7 +121,7 @@ HWY_INLINE void PVRowsInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT
       PVRowInPlace(p + rr * kBlockKeys, v, v_stride, n_keys, e, dv, o + rr * dv_pad);
     }
   }
-  if (n_rows < 4) PrefetchNextValueRows(v, v_stride, n_keys, dv);
+  if (n_rows < 4) PrefetchNextBlockRows(v, v_stride, n_keys, dv);
   for (; r < n_rows; ++r) {
     PVRowInPlace(p + r * kBlockKeys, v, v_stride, n_keys, 0, dv, o + r * dv_pad);
   }

@@ -135,17 +135,6 @@ HWY_INLINE float ScoreRowInPlace(const float* HWY_RESTRICT q, const T* HWY_RESTR
   return hn::GetLane(hn::SumOfLanes(df, a));
 }
 
-// Prefetches the d elements of keys j < n_keys of the next block (key j at
-// k + (kBlockKeys + j) * k_stride), a few rows at a time as the scores go.
-template <typename T>
-HWY_INLINE void PrefetchNextKeyRows(const T* HWY_RESTRICT k, int64_t k_stride, int64_t n_keys,
-                                    int32_t d) {
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const char* ahead = reinterpret_cast<const char*>(k + (j + kBlockKeys) * k_stride);
-    for (size_t b = 0; b < d * sizeof(T); b += 64) PrefetchFar(ahead + b);
-  }
-}
-
 // s[r][j] = q_r . k_j as ScoresRowsF32, with key j read where it lies (at
 // k + j * k_stride, d elements of T, converted as loaded: no copy of the
 // block). Blocks of 4 rows x 2 keys, then 1 row x 4 keys for the rows left.
@@ -161,7 +150,7 @@ HWY_INLINE void ScoresRowsInPlace(const float* HWY_RESTRICT q_rows, int64_t n_ro
     float* s = s_rows + r * kBlockKeys;
     int64_t j = 0;
     for (; j + 2 <= n_keys; j += 2) {
-      if (r == 0) PrefetchNextKeyRows(k + j * k_stride, k_stride, 2, d);
+      if (r == 0) PrefetchNextBlockRows(k + j * k_stride, k_stride, 2, d);
       ScoresRows4x2InPlace(q, d_pad, k + j * k_stride, k_stride, whole, d, s + j);
     }
     for (; j < n_keys; ++j) {
@@ -170,7 +159,7 @@ HWY_INLINE void ScoresRowsInPlace(const float* HWY_RESTRICT q_rows, int64_t n_ro
       }
     }
   }
-  if (n_rows < 4) PrefetchNextKeyRows(k, k_stride, n_keys, d);
+  if (n_rows < 4) PrefetchNextBlockRows(k, k_stride, n_keys, d);
   for (; r < n_rows; ++r) {
     const float* q = q_rows + r * d_pad;
     float* s = s_rows + r * kBlockKeys;

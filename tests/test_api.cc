@@ -131,8 +131,8 @@ std::vector<BadInput> BadInputs() {
          d.q.scale_head_stride = 1;
        },
        RELATTN_ERR_UNSUPPORTED, "int8 q needs int8 k"},
-      {"v.dtype int8", [](D& d) { d.v.dtype = RELATTN_I8; }, RELATTN_ERR_UNSUPPORTED,
-       "v.dtype = I8"},
+      {"v.dtype int8 without scales", [](D& d) { d.v.dtype = RELATTN_I8; },
+       RELATTN_ERR_NULL_ARGUMENT, "v.row_scales is NULL"},
       {"k int8 scales overlap",
        [](D& d) {
          d.k.dtype = RELATTN_I8;

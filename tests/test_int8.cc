@@ -233,6 +233,88 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
   }
 }
 
+// A KV cache of `cd` (allocated in memory) holding the case's 150 tokens.
+relattn_kv_cache* CacheOf(relattn_kv_cache_desc cd, const relattn_tensor& k,
+                          const relattn_tensor& v, std::vector<uint64_t>* memory) {
+  size_t bytes = 0;
+  REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
+  memory->assign(bytes / 8 + 16, 0);
+  void* aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory->data()) + 63) & ~uintptr_t{63});
+  relattn_kv_cache* cache = nullptr;
+  REQUIRE(relattn_kv_cache_init(&cd, aligned, bytes, &cache) == RELATTN_OK);
+  REQUIRE(relattn_kv_cache_append(cache, 150, &k, &v, nullptr) == RELATTN_OK);
+  return cache;
+}
+
+std::vector<double> RunOver(relattn_attention_desc d, size_t out_elems) {
+  std::vector<float> out(out_elems, NAN);
+  d.o.data = out.data();
+  size_t ws_bytes = 0;
+  REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
+  std::vector<uint64_t> ws(ws_bytes / 8 + 8);
+  void* ws_aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+  REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
+  return std::vector<double>(out.begin(), out.end());
+}
+
+// Int8 V (cache storage and tensors): equal within the f32 bound to f32 V
+// holding the dequantised rows (scale x q in f32, as the kernels convert).
+TEST_CASE("int8: V stored in int8 in a KV cache and int8 V tensors") {
+  for (int64_t n_q : {int64_t{1}, int64_t{3}, int64_t{40}}) {
+    CaseSpec spec;
+    spec.seed = 51 + n_q;
+    spec.n_q = n_q;
+    spec.n_kv = 150;
+    spec.q_start = 150 - n_q;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 2;
+    spec.head_dim = 40;
+    spec.causal = true;
+    spec.scheme = RELATTN_BIAS_ALIBI;
+    spec.alibi_causal = true;
+    spec.in_dtype = RELATTN_F16;
+    Case c(spec);
+    std::vector<int8_t> v_q(150 * 2 * 40);
+    std::vector<float> v_scales(150 * 2), v_deq(v_q.size());
+    relattn_tensor v_i8{};
+    REQUIRE(relattn_quantize_i8(&c.desc().v, 150, 2, 40, v_q.data(), v_scales.data(), &v_i8) ==
+            RELATTN_OK);
+    for (size_t i = 0; i < v_q.size(); ++i) v_deq[i] = v_scales[i / 40] * float(v_q[i]);
+    const relattn_tensor v_f32{v_deq.data(), RELATTN_F32, 80, 40, nullptr, 0, 0};
+    relattn_kv_cache_desc cd{2,          40, 0,  160, RELATTN_F16,
+                             RELATTN_I8, 0,  {}, 0,   RELATTN_SINK_POSITIONS_TEXT};
+    std::vector<uint64_t> m_i8, m_f32;
+    relattn_kv_cache* cache_i8 = CacheOf(cd, c.desc().k, c.desc().v, &m_i8);
+    cd.v_dtype = RELATTN_F32;
+    relattn_kv_cache* cache_f32 = CacheOf(cd, c.desc().k, v_f32, &m_f32);
+    relattn_attention_desc d = c.desc();
+    d.n_kv = d.n_kv_heads = d.head_dim = 0;
+    d.k = d.v = relattn_tensor{};
+    d.kv_cache = cache_f32;
+    const std::vector<double> expected = RunOver(d, c.out_elems());
+    d.kv_cache = cache_i8;
+    double err = CheckAllTargets([&] { return RunOver(d, c.out_elems()); }, expected,
+                                 ErrorBound(RELATTN_F32), "cache n_q " + std::to_string(n_q));
+    error_log.Note("KV cache int8 V vs f32 V of its dequantised rows", err);
+    relattn_attention_desc t = c.desc();
+    t.v = v_f32;
+    const std::vector<double> expected_t = RunOver(t, c.out_elems());
+    t.v = v_i8;
+    err = CheckAllTargets([&] { return RunOver(t, c.out_elems()); }, expected_t,
+                          ErrorBound(RELATTN_F32), "tensors n_q " + std::to_string(n_q));
+    error_log.Note("int8 V tensors vs f32 V of their dequantised rows", err);
+    // And against the fp64 reference of the unquantised V: the quantisation error.
+    const std::vector<double> exact = c.Reference();
+    double q_err = 0;
+    for (size_t i = 0; i < exact.size(); ++i)
+      q_err = std::max(q_err, std::fabs(exact[i] - expected[i]));
+    CHECK(q_err < 0.02);
+    error_log.Note("int8 V quantisation error vs fp64 on float V", q_err);
+  }
+}
+
 #if defined(RELATTN_HAVE_X86_INT_DOT) || defined(RELATTN_HAVE_ARM_SDOT)
 // The integer dot-product kernels (AVX-512 VNNI on the AVX3 target, vpmaddwd
 // on AVX2, SDOT on NEON) and the portable path compute the same integer

@@ -234,11 +234,13 @@ TEST_CASE("cache misuse gets a status and a message") {
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DIMENSION);
   CHECK(std::string(relattn_last_error()).find("capacity = 0") != std::string::npos);
   bad.capacity = 4;
-  bad.k_dtype = RELATTN_I8;  // int8 K storage is fine, int8 V is not
+  bad.k_dtype = RELATTN_I8;  // int8 K and V storage are fine, BF16 is not a storage dtype
   CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_OK);
   bad.v_dtype = RELATTN_I8;
-  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_UNSUPPORTED);
-  CHECK(std::string(relattn_last_error()).find("v_dtype = I8") != std::string::npos);
+  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_OK);
+  bad.v_dtype = static_cast<relattn_dtype>(7);
+  CHECK(relattn_kv_cache_size(&bad, &bytes) == RELATTN_ERR_BAD_DTYPE);
+  CHECK(std::string(relattn_last_error()).find("v_dtype = 7") != std::string::npos);
 }
 
 // Each bad append argument: its status and message, the cache unchanged.

@@ -45,7 +45,7 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
                 d->capacity);
   }
   relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
-  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, false);
+  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, true);
   if (s == RELATTN_OK) s = CheckSinkTokens(*d);
   if (s == RELATTN_OK && rope) s = ResolveRope(d->rope, d->head_dim, "rope.", rope);
   return s;
@@ -53,7 +53,7 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
 
 // Byte offsets of the regions after the header.
 struct Regions {
-  uint64_t positions, bad, k_scales, k, v, sink_k, total;
+  uint64_t positions, bad, k_scales, v_scales, k, v, sink_k, total;
 };
 
 // In uint64 whatever size_t is: a valid desc needs at most about 2^62 bytes
@@ -67,7 +67,8 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   r.bad = r.positions + Align64(sizeof(int64_t) * capacity);
   r.k_scales = r.bad + Align64(heads * capacity);
   const uint64_t scale_bytes = d.k_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0;
-  r.k = r.k_scales + Align64(scale_bytes);
+  r.v_scales = r.k_scales + Align64(scale_bytes);
+  r.k = r.v_scales + Align64(d.v_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0);
   r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads *
                       uint64_t(KeyGroupHeadStride(d.capacity, d.head_dim)));
   r.sink_k = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
@@ -223,6 +224,7 @@ KvCacheView ViewOf(relattn_kv_cache* cache) {
   return KvCacheView{reinterpret_cast<int64_t*>(base + r.positions),
                      reinterpret_cast<uint8_t*>(base + r.bad),
                      reinterpret_cast<float*>(base + r.k_scales),
+                     reinterpret_cast<float*>(base + r.v_scales),
                      base + r.k,
                      base + r.v,
                      reinterpret_cast<float*>(base + r.sink_k)};
@@ -367,8 +369,8 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   const KvCacheView view = ViewOf(cache);
   resolved->k =
       relattn_tensor{view.k, c.k_dtype, c.head_dim, k_head_elements, view.k_scales, 1, c.capacity};
-  resolved->v =
-      relattn_tensor{view.v, c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim, nullptr, 0, 0};
+  resolved->v = relattn_tensor{view.v,        c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim,
+                               view.v_scales, 1,         c.capacity};
   resolved->k_pos = relattn_positions{view.positions, 0};
   resolved->kv_cache = nullptr;
   return RELATTN_OK;

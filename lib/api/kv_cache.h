@@ -29,7 +29,7 @@ namespace relattn {
 inline constexpr uint64_t kKvCacheMagic = 0x72656c6174746e4bull;  // "relattnK"
 // The header's and the regions' layout: a cache saved by a library of
 // another version is refused (relattn_kv_cache_attach), not misread.
-inline constexpr uint32_t kKvCacheLayoutVersion = 2;
+inline constexpr uint32_t kKvCacheLayoutVersion = 3;
 
 // True if cache's header starts with the magic and this layout version.
 inline bool IsKvCache(const relattn_kv_cache* cache) {
@@ -41,6 +41,7 @@ inline bool IsKvCache(const relattn_kv_cache* cache) {
 //   bad        [n_kv_heads][capacity] uint8: 1 where the appended K or V row
 //              held a NaN or infinity (stored as zeros; queries seeing it give NaN)
 //   k_scales   I8 K: [n_kv_heads][capacity] f32 row scales (else empty)
+//   v_scales   I8 V: [n_kv_heads][capacity] f32 row scales (else empty)
 //   k          [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
 //              ceil(capacity / kKeyGroup): slot s of head h, channel c at
 //              ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
@@ -51,6 +52,7 @@ struct KvCacheView {
   int64_t* positions;
   uint8_t* bad;
   float* k_scales;
+  float* v_scales;
   void* k;
   void* v;
   float* sink_k;

@@ -190,6 +190,30 @@ relattn_status CheckKeyRow(const relattn_kv_cache& c, const KvCacheView& view, i
   return RELATTN_OK;
 }
 
+// I8 V of head h in slot s: -127..127 with a row scale finite, >= 0 and
+// <= v_max_abs / 127 (as CheckKeyRow's K).
+relattn_status CheckValueRowI8(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
+                               int64_t s) {
+  const relattn_kv_cache_desc& d = c.desc;
+  const float scale = view.v_scales[h * d.capacity + s];
+  if (!(scale >= 0.0f) || !std::isfinite(scale) || scale > c.v_max_abs / 127) {
+    return Fail(RELATTN_ERR_BAD_CACHE,
+                "memory: slot %" PRId64
+                " of KV head %d: V row scale %g: must be finite, >= 0 and at most the recorded "
+                "maximum %g / 127",
+                s, h, double(scale), double(c.v_max_abs));
+  }
+  const int8_t* row = static_cast<const int8_t*>(view.v) + (h * d.capacity + s) * d.v_head_dim;
+  for (int32_t e = 0; e < d.v_head_dim; ++e) {
+    if (row[e] == -128) {
+      return Fail(RELATTN_ERR_BAD_CACHE,
+                  "memory: slot %" PRId64 " of KV head %d: V value -128: must be in -127..127", s,
+                  h);
+    }
+  }
+  return RELATTN_OK;
+}
+
 // Head h's bad flag (0 or 1) and V row (within v_max_abs) in slot s.
 relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
                              int64_t s) {
@@ -200,6 +224,7 @@ relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view,
                 "memory: slot %" PRId64 " of KV head %d: bad flag %u: must be 0 or 1", s, h, bad);
   }
   const int64_t row = (h * d.capacity + s) * d.v_head_dim;
+  if (d.v_dtype == RELATTN_I8) return CheckValueRowI8(c, view, h, s);
   for (int32_t e = 0; e < d.v_head_dim; ++e) {
     const float x = FloatAt(view.v, d.v_dtype, row + e);
     if (const relattn_status st = CheckValue("V value", x, c.v_max_abs, s, h)) return st;

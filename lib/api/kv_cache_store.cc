@@ -43,6 +43,18 @@ void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t s
   }
 }
 
+// Stores v_row (v_head_dim floats, finite) as head h's V in `slot` (I8: with its row scale).
+void StoreValueRow(const relattn_kv_cache_desc& d, const KvCacheView& view, int32_t h, int64_t slot,
+                   const float* v_row) {
+  const int64_t row = h * d.capacity + slot;
+  if (d.v_dtype == RELATTN_I8) {
+    int8_t* dst = static_cast<int8_t*>(view.v) + row * d.v_head_dim;
+    view.v_scales[row] = QuantizeRowI8(v_row, d.v_head_dim, dst);
+  } else {
+    StoreElements(v_row, d.v_head_dim, d.v_dtype, view.v, row * d.v_head_dim, 1);
+  }
+}
+
 }  // namespace
 
 // Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
@@ -101,8 +113,7 @@ void StoreToken(relattn_kv_cache* c, const KvCacheView& view, const RopeParams& 
     view.bad[h * d.capacity + slot] = finite ? 0 : 1;
     c->v_max_abs = std::max(c->v_max_abs, MaxAbs(v_row, d.v_head_dim));
     StoreKeyRow(c, view, h, slot, k_row);
-    StoreElements(v_row, d.v_head_dim, d.v_dtype, view.v, (h * d.capacity + slot) * d.v_head_dim,
-                  1);
+    StoreValueRow(d, view, h, slot, v_row);
   }
   view.positions[slot] = p;
 }

@@ -36,6 +36,9 @@ void SwapSlots(relattn_kv_cache* c, const KvCacheView& view, int64_t a, int64_t 
     if (d.k_dtype == RELATTN_I8) {
       std::swap(view.k_scales[h * d.capacity + a], view.k_scales[h * d.capacity + b]);
     }
+    if (d.v_dtype == RELATTN_I8) {
+      std::swap(view.v_scales[h * d.capacity + a], view.v_scales[h * d.capacity + b]);
+    }
     const int64_t ka = KeyGroupOffset(head_stride, h, a, d.head_dim) + a % kKeyGroup;
     const int64_t kb = KeyGroupOffset(head_stride, h, b, d.head_dim) + b % kKeyGroup;
     for (int32_t e = 0; e < d.head_dim; ++e) {

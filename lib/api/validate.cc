@@ -202,7 +202,7 @@ relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
   if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim, nullptr)) ||
       (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim, nullptr)) ||
-      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, "only q and k may be int8"))) {
+      (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, nullptr))) {
     return s;
   }
   if (d.q.dtype == RELATTN_I8 && d.k.dtype != RELATTN_I8) {

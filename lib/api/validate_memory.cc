@@ -125,6 +125,8 @@ relattn_status CheckOtherInputsApart(const relattn_attention_desc& d, const char
        d.q.scale_token_stride, d.n_heads, d.q.scale_head_stride, 1},
       {"k.row_scales", d.k.dtype == RELATTN_I8 ? d.k.row_scales : nullptr, RELATTN_F32, d.n_kv,
        d.k.scale_token_stride, d.n_kv_heads, d.k.scale_head_stride, 1},
+      {"v.row_scales", d.v.dtype == RELATTN_I8 ? d.v.row_scales : nullptr, RELATTN_F32, d.n_kv,
+       d.v.scale_token_stride, d.n_kv_heads, d.v.scale_head_stride, 1},
       {"bias.alibi.slopes", b.kind == RELATTN_BIAS_ALIBI ? b.alibi.slopes : nullptr, RELATTN_F32, 1,
        0, 1, 0, d.n_heads},
       {"bias.t5.table", t5 ? b.t5.table : nullptr, b.t5.table_dtype, 1, 0, 1, 0,

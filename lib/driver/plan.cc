@@ -116,7 +116,7 @@ TensorRef TensorOf(const relattn_tensor& t) {
 void ResolveTensors(const relattn_attention_desc& d, Plan* p) {
   p->q = TensorOf(d.q);
   p->k = TensorOf(d.k);
-  p->v = {d.v.data, d.v.dtype, d.v.token_stride, d.v.head_stride, nullptr, 0, 0};
+  p->v = TensorOf(d.v);
   p->o = d.o.data;
   p->o_dtype = d.o.dtype;
   p->o_token_stride = d.o.token_stride;

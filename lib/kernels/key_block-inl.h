@@ -85,18 +85,21 @@ HWY_INLINE RowsF32 ZeroBadRows(RowsF32 rows, int64_t n_rows, int64_t dim, int64_
 }
 
 // Rows [t0, t0 + n) of head `head` of tensor t (dim elements) as f32 rows
-// `stride` floats apart: the tensor itself when in_place allows and it is f32
+// `stride` floats apart (I8: times their row scales if `scaled`, else the
+// integers, which the score stage scales): the tensor itself when in_place allows and it is f32
 // with rows back to back (stride == dim), else converted into `scratch`. (Rows of one head a
 // power-of-two stride apart, as in [tokens][heads][dim], would share L1 sets
 // and evict each other in the micro-kernels.)
 HWY_INLINE RowsF32 RowsAsF32(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim,
-                             int64_t stride, bool in_place, float* HWY_RESTRICT scratch) {
+                             int64_t stride, bool in_place, float* HWY_RESTRICT scratch,
+                             bool scaled) {
   const int64_t first = t0 * t.token_stride + head * t.head_stride;
   if (in_place && t.dtype == RELATTN_F32 && t.token_stride == dim && stride == dim) {
     return {static_cast<const float*>(t.data) + first, dim};
   }
   for (int64_t j = 0; j < n; ++j) {
-    ConvertRow(t.data, t.dtype, first + j * t.token_stride, dim, 1.0f, scratch + j * stride);
+    const float mul = t.dtype == RELATTN_I8 && scaled ? t.RowScale(t0 + j, head) : 1.0f;
+    ConvertRow(t.data, t.dtype, first + j * t.token_stride, dim, mul, scratch + j * stride);
   }
   return {scratch, stride};
 }
@@ -153,7 +156,7 @@ HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, 
 HWY_INLINE RowsF32 KeyRowsAsF32(const Plan& plan, Worker& worker, int32_t kv_head, int64_t j0,
                                 int64_t n_keys, const KeyBlockScratch& buf, bool in_place) {
   if (plan.cache.on) return CacheKeyRows(plan, kv_head, j0, n_keys, buf.k_stride, buf.k);
-  RowsF32 k = RowsAsF32(plan.k, kv_head, j0, n_keys, plan.d, buf.k_stride, in_place, buf.k);
+  RowsF32 k = RowsAsF32(plan.k, kv_head, j0, n_keys, plan.d, buf.k_stride, in_place, buf.k, false);
   if (!plan.rope.on) return k;
   for (int64_t j = 0; j < n_keys; ++j) {
     float* row = buf.k + j * buf.k_stride;
@@ -226,7 +229,14 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
              0};
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
-  if (kDecode && plan.cache.on) return b;
+  if (kDecode && plan.cache.on) {
+    // K read in place; int8 V converted with its row scales.
+    if (plan.v.dtype == RELATTN_I8) {
+      b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, false, buf.v, true);
+      if (b.bad) b.v = ZeroBadRows(b.v, n_keys, plan.dv, buf.v_stride, b.bad, buf.v);
+    }
+    return b;
+  }
   // Decode over finite f16 / f32 tensors: K and V read in place (rows null).
   if (kDecode && DecodeInPlace(plan) && TensorRowsFinite(plan.k, kv_head, j0, n_keys, plan.d) &&
       TensorRowsFinite(plan.v, kv_head, j0, n_keys, plan.dv)) {
@@ -237,7 +247,7 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
     b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf, !kDecode);
     b.bad |= NonFiniteRows(b.k, n_keys, plan.d);
   }
-  b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, !kDecode, buf.v);
+  b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, !kDecode, buf.v, true);
   b.bad |= NonFiniteRows(b.v, n_keys, plan.dv);
   if (int_dot) {
     PackKeysInt(plan, kv_head, j0, n_keys, b.bad, buf.k_int, buf.k_sum);

@@ -101,7 +101,8 @@ typedef enum relattn_dtype {
   RELATTN_F32 = 0,
   RELATTN_F16 = 1, /* IEEE binary16 */
   /* Symmetric int8 with one f32 scale per (token, head) row (relattn_tensor
-   * row_scales): element = scale * int8. Q and K only (Q int8 needs K int8). */
+   * row_scales): element = scale * int8. Q, K and V (Q int8 needs K int8;
+   * int8 V is converted to f32 with its row scales, block by block). */
   RELATTN_I8 = 2,
   /* MIN and MAX keep every int a valid value of the type (no undefined
    * behaviour in C or C++ for any int stored here); validation rejects them. */
@@ -398,7 +399,11 @@ typedef struct relattn_kv_cache_desc {
   int64_t capacity;      /* 1..2^40 tokens */
   relattn_dtype k_dtype; /* storage: F32, F16, or I8 (each row quantised at append,
                             after RoPE, as relattn_quantize_i8 does) */
-  relattn_dtype v_dtype; /* storage: F32 or F16 */
+  relattn_dtype v_dtype; /* storage: F32, F16, or I8 (each row quantised at append
+                            as relattn_quantize_i8 does). Bytes per token per KV
+                            head: K head_dim x (4, 2, 1) + 4 for an I8 row scale,
+                            V v_head_dim x (4, 2, 1) + 4 for I8, + 1 flag byte
+                            (+ 8 per token for its position) */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
   relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
   /* Ring only: the first n_sink_tokens tokens appended (0..capacity - 1) are

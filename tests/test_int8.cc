@@ -172,6 +172,33 @@ TEST_CASE("int8: a non-finite K row scale poisons exactly the queries that see i
   });
 }
 
+// A KV cache of `cd` (allocated in memory) holding the case's 150 tokens.
+relattn_kv_cache* CacheOf(relattn_kv_cache_desc cd, const relattn_tensor& k,
+                          const relattn_tensor& v, std::vector<uint64_t>* memory) {
+  size_t bytes = 0;
+  REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
+  memory->assign(bytes / 8 + 16, 0);
+  void* aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory->data()) + 63) & ~uintptr_t{63});
+  relattn_kv_cache* cache = nullptr;
+  REQUIRE(relattn_kv_cache_init(&cd, aligned, bytes, &cache) == RELATTN_OK);
+  REQUIRE(relattn_kv_cache_append(cache, 150, &k, &v, nullptr) == RELATTN_OK);
+  return cache;
+}
+
+// Attention of d (workspace for one thread) into a fresh NaN-filled output of out_elems floats.
+std::vector<double> RunOver(relattn_attention_desc d, size_t out_elems) {
+  std::vector<float> out(out_elems, NAN);
+  d.o.data = out.data();
+  size_t ws_bytes = 0;
+  REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
+  std::vector<uint64_t> ws(ws_bytes / 8 + 8);
+  void* ws_aligned =
+      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
+  REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
+  return std::vector<double>(out.begin(), out.end());
+}
+
 // int8 K in a KV cache is quantised at append exactly as relattn_quantize_i8
 // does, so attention over it equals the int8 case's reference: with Q as
 // given for prefill, with Q quantised per row too for decode (n_q <= 7:
@@ -196,67 +223,22 @@ TEST_CASE("int8: K stored in int8 in a KV cache, decode and prefill over it") {
     quantised_q.int8_qk = 2;
     Case decode_view(quantised_q);
     const std::vector<double> expected = n_q <= 7 ? decode_view.Reference() : c.Reference();
-    relattn_kv_cache_desc cd{2,           40, 0,  160, RELATTN_I8,
-                             RELATTN_F16, 0,  {}, 0,   RELATTN_SINK_POSITIONS_TEXT};
-    size_t bytes = 0;
-    REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
-    std::vector<uint64_t> memory(bytes / 8 + 16);
-    void* aligned =
-        reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory.data()) + 63) & ~uintptr_t{63});
-    relattn_kv_cache* cache = nullptr;
-    REQUIRE(relattn_kv_cache_init(&cd, aligned, bytes, &cache) == RELATTN_OK);
+    const relattn_kv_cache_desc cd{2,           40, 0,  160, RELATTN_I8,
+                                   RELATTN_F16, 0,  {}, 0,   RELATTN_SINK_POSITIONS_TEXT};
     // The float K the case quantised (same seed, not quantised); V is f16
     // data, which the f16 cache stores exactly.
     CaseSpec float_spec = spec;
     float_spec.int8_qk = 0;
     Case source(float_spec);
-    REQUIRE(relattn_kv_cache_append(cache, 150, &source.desc().k, &c.desc().v, nullptr) ==
-            RELATTN_OK);
+    std::vector<uint64_t> memory;
     relattn_attention_desc d = c.desc();
     d.n_kv = d.n_kv_heads = d.head_dim = 0;
     d.k = d.v = relattn_tensor{};
-    d.kv_cache = cache;
-    const double err = CheckAllTargets(
-        [&] {
-          std::vector<float> out(c.out_elems(), NAN);
-          d.o.data = out.data();
-          size_t ws_bytes = 0;
-          REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
-          std::vector<uint64_t> ws(ws_bytes / 8 + 8);
-          void* ws_aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) &
-                                                     ~uintptr_t{63});
-          REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-          return std::vector<double>(out.begin(), out.end());
-        },
-        expected, ErrorBound(RELATTN_F32), "n_q " + std::to_string(n_q));
+    d.kv_cache = CacheOf(cd, source.desc().k, c.desc().v, &memory);
+    const double err = CheckAllTargets([&] { return RunOver(d, c.out_elems()); }, expected,
+                                       ErrorBound(RELATTN_F32), "n_q " + std::to_string(n_q));
     error_log.Note("KV cache int8 K (f16 V) vs dequantised reference", err);
   }
-}
-
-// A KV cache of `cd` (allocated in memory) holding the case's 150 tokens.
-relattn_kv_cache* CacheOf(relattn_kv_cache_desc cd, const relattn_tensor& k,
-                          const relattn_tensor& v, std::vector<uint64_t>* memory) {
-  size_t bytes = 0;
-  REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
-  memory->assign(bytes / 8 + 16, 0);
-  void* aligned =
-      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory->data()) + 63) & ~uintptr_t{63});
-  relattn_kv_cache* cache = nullptr;
-  REQUIRE(relattn_kv_cache_init(&cd, aligned, bytes, &cache) == RELATTN_OK);
-  REQUIRE(relattn_kv_cache_append(cache, 150, &k, &v, nullptr) == RELATTN_OK);
-  return cache;
-}
-
-std::vector<double> RunOver(relattn_attention_desc d, size_t out_elems) {
-  std::vector<float> out(out_elems, NAN);
-  d.o.data = out.data();
-  size_t ws_bytes = 0;
-  REQUIRE(relattn_attention_workspace_size(&d, 1, &ws_bytes) == RELATTN_OK);
-  std::vector<uint64_t> ws(ws_bytes / 8 + 8);
-  void* ws_aligned =
-      reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(ws.data()) + 63) & ~uintptr_t{63});
-  REQUIRE(relattn_attention(&d, ws_aligned, ws_bytes, nullptr) == RELATTN_OK);
-  return std::vector<double>(out.begin(), out.end());
 }
 
 // Int8 V (cache storage and tensors): equal within the f32 bound to f32 V

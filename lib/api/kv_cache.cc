@@ -14,15 +14,10 @@ namespace {
 
 uint64_t Align64(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
 
-relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, bool allow_i8) {
-  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || (allow_i8 && dtype == RELATTN_I8)) {
-    return RELATTN_OK;
-  }
-  if (dtype == RELATTN_I8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s = I8: only K may be stored in int8", name);
-  }
-  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32 or RELATTN_F16%s", name,
-              (int)dtype, allow_i8 ? " or RELATTN_I8" : "");
+relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype) {
+  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || dtype == RELATTN_I8) return RELATTN_OK;
+  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32, RELATTN_F16 or RELATTN_I8",
+              name, (int)dtype);
 }
 
 // Checks d; with rope, resolves d->rope into *rope (else leaves it).
@@ -44,8 +39,8 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..2^40",
                 d->capacity);
   }
-  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, true);
-  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, true);
+  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype);
+  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype);
   if (s == RELATTN_OK) s = CheckSinkTokens(*d);
   if (s == RELATTN_OK && rope) s = ResolveRope(d->rope, d->head_dim, "rope.", rope);
   return s;
@@ -66,9 +61,9 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   r.positions = Align64(sizeof(relattn_kv_cache));
   r.bad = r.positions + Align64(sizeof(int64_t) * capacity);
   r.k_scales = r.bad + Align64(heads * capacity);
-  const uint64_t scale_bytes = d.k_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0;
-  r.v_scales = r.k_scales + Align64(scale_bytes);
-  r.k = r.v_scales + Align64(d.v_dtype == RELATTN_I8 ? sizeof(float) * heads * capacity : 0);
+  const uint64_t scale_bytes = sizeof(float) * heads * capacity;  // per I8 K or V
+  r.v_scales = r.k_scales + (d.k_dtype == RELATTN_I8 ? Align64(scale_bytes) : 0);
+  r.k = r.v_scales + (d.v_dtype == RELATTN_I8 ? Align64(scale_bytes) : 0);
   r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads *
                       uint64_t(KeyGroupHeadStride(d.capacity, d.head_dim)));
   r.sink_k = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);

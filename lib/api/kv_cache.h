@@ -20,7 +20,7 @@ struct relattn_kv_cache {
   uint32_t appending;          // 1 while an append or truncate runs (atomic): another fails
   uint32_t version;            // kKvCacheLayoutVersion: the layout below and of the regions
   float k_max_abs;             // largest |x| stored in K (after RoPE; I8: 127 x row scale)
-  float v_max_abs;             // ... in V, both since the last clear (validate_range.h)
+  float v_max_abs;             // ... in V (I8 too), both since the last clear (validate_range.h)
   relattn::RopeParams rope;    // desc.rope resolved: what K was rotated with
 };
 

@@ -156,9 +156,29 @@ float FloatAt(const void* region, relattn_dtype dtype, int64_t i) {
   return static_cast<const float*>(region)[i];
 }
 
-// Head h's K in slot s: F32 / F16 values within k_max_abs; I8 values in
-// -127..127 with a row scale finite, >= 0 and <= k_max_abs / 127 (in f32, as
-// QuantizeRowI8 divides: a row quantised from values <= k_max_abs passes).
+// An I8 row of `n` values `step` apart (K or V, `what`) of head h in slot s:
+// -127..127 with a row scale finite, >= 0 and <= max_abs / 127 (in f32, as
+// QuantizeRowI8 divides: a row quantised from values <= max_abs passes).
+relattn_status CheckRowI8(float scale, const int8_t* q, int64_t step, int32_t n, float max_abs,
+                          const char* what, int64_t s, int32_t h) {
+  if (!(scale >= 0.0f) || !std::isfinite(scale) || scale > max_abs / 127) {
+    return Fail(RELATTN_ERR_BAD_CACHE,
+                "memory: slot %" PRId64
+                " of KV head %d: %s row scale %g: must be finite, >= 0 and at most the recorded "
+                "maximum %g / 127",
+                s, h, what, double(scale), double(max_abs));
+  }
+  for (int32_t e = 0; e < n; ++e) {
+    if (q[e * step] == -128) {
+      return Fail(RELATTN_ERR_BAD_CACHE,
+                  "memory: slot %" PRId64 " of KV head %d: %s value -128: must be in -127..127", s,
+                  h, what);
+    }
+  }
+  return RELATTN_OK;
+}
+
+// Head h's K in slot s: F32 / F16 values within k_max_abs; I8 as CheckRowI8.
 relattn_status CheckKeyRow(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
                            int64_t s) {
   const relattn_kv_cache_desc& d = c.desc;
@@ -171,50 +191,11 @@ relattn_status CheckKeyRow(const relattn_kv_cache& c, const KvCacheView& view, i
     }
     return RELATTN_OK;
   }
-  const float scale = view.k_scales[h * d.capacity + s];
-  if (!(scale >= 0.0f) || !std::isfinite(scale) || scale > c.k_max_abs / 127) {
-    return Fail(RELATTN_ERR_BAD_CACHE,
-                "memory: slot %" PRId64
-                " of KV head %d: K row scale %g: must be finite, >= 0 and at most the recorded "
-                "maximum %g / 127",
-                s, h, double(scale), double(c.k_max_abs));
-  }
-  for (int32_t e = 0; e < d.head_dim; ++e) {
-    const int8_t q = static_cast<const int8_t*>(view.k)[at + e * kKeyGroup];
-    if (q == -128) {
-      return Fail(RELATTN_ERR_BAD_CACHE,
-                  "memory: slot %" PRId64 " of KV head %d: K value -128: must be in -127..127", s,
-                  h);
-    }
-  }
-  return RELATTN_OK;
+  return CheckRowI8(view.k_scales[h * d.capacity + s], static_cast<const int8_t*>(view.k) + at,
+                    kKeyGroup, d.head_dim, c.k_max_abs, "K", s, h);
 }
 
-// I8 V of head h in slot s: -127..127 with a row scale finite, >= 0 and
-// <= v_max_abs / 127 (as CheckKeyRow's K).
-relattn_status CheckValueRowI8(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
-                               int64_t s) {
-  const relattn_kv_cache_desc& d = c.desc;
-  const float scale = view.v_scales[h * d.capacity + s];
-  if (!(scale >= 0.0f) || !std::isfinite(scale) || scale > c.v_max_abs / 127) {
-    return Fail(RELATTN_ERR_BAD_CACHE,
-                "memory: slot %" PRId64
-                " of KV head %d: V row scale %g: must be finite, >= 0 and at most the recorded "
-                "maximum %g / 127",
-                s, h, double(scale), double(c.v_max_abs));
-  }
-  const int8_t* row = static_cast<const int8_t*>(view.v) + (h * d.capacity + s) * d.v_head_dim;
-  for (int32_t e = 0; e < d.v_head_dim; ++e) {
-    if (row[e] == -128) {
-      return Fail(RELATTN_ERR_BAD_CACHE,
-                  "memory: slot %" PRId64 " of KV head %d: V value -128: must be in -127..127", s,
-                  h);
-    }
-  }
-  return RELATTN_OK;
-}
-
-// Head h's bad flag (0 or 1) and V row (within v_max_abs) in slot s.
+// Head h's bad flag (0 or 1) and V row (within v_max_abs; I8 as CheckRowI8) in slot s.
 relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
                              int64_t s) {
   const relattn_kv_cache_desc& d = c.desc;
@@ -224,7 +205,10 @@ relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view,
                 "memory: slot %" PRId64 " of KV head %d: bad flag %u: must be 0 or 1", s, h, bad);
   }
   const int64_t row = (h * d.capacity + s) * d.v_head_dim;
-  if (d.v_dtype == RELATTN_I8) return CheckValueRowI8(c, view, h, s);
+  if (d.v_dtype == RELATTN_I8) {
+    return CheckRowI8(view.v_scales[h * d.capacity + s], static_cast<const int8_t*>(view.v) + row,
+                      1, d.v_head_dim, c.v_max_abs, "V", s, h);
+  }
   for (int32_t e = 0; e < d.v_head_dim; ++e) {
     const float x = FloatAt(view.v, d.v_dtype, row + e);
     if (const relattn_status st = CheckValue("V value", x, c.v_max_abs, s, h)) return st;

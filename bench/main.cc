@@ -17,6 +17,7 @@
 #include "bench/limits.h"
 #include "bench/limits_kernels.h"
 #include "bench/measure.h"
+#include "bench/models.h"
 #include "bench/peer_xnnpack.h"
 #include "bench/report.h"
 #include "bench/sequences.h"
@@ -47,6 +48,14 @@ machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
                     take about K KiB, so they stay in cache between its three
                     operators (default 0: the fastest of 256 KiB, 1, 4, 16 MiB,
                     timed per shape; a K above n*m/256: all rows at once)
+  --model NAME      decode tokens/s of a model's attention, all layers, instead of
+                    the cases (repeatable; 'all': every name): llama3-8b,
+                    llama3.2-1b, qwen2.5-0.5b, gemma2-2b, phi3-mini, bloom-560m,
+                    t5-small (its decoder); each cache length, each cache K/V dtype
+                    (f32/f32, f16/f16, i8/f16, i8/i8), K/V cold for every layer
+  --heads H --kv-heads K --head-dim D [--layers L]
+                    the same for any shape (named "custom"; K defaults to H)
+  --cache-len M     cache lengths for --model (repeatable; default 1024 8192 32768)
   --list            print the case names and exit
   --help            this text
 JSON objects: case, impl (relattn, xnnpack, fma_peak, dram_read), threads, ms,
@@ -56,6 +65,9 @@ repeats, target, others_load (CPU share other processes took meanwhile), error,
 and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype, and
 for decode kv (cache: relattn's KV cache; thd, htd: the caller's f16 tensors
 [tokens][heads][d], [heads][tokens][d]).
+--model objects: case model/NAME/mM/k_DTYPE/v_DTYPE, ms (one token, all layers),
+tokens_per_s, bytes_per_token (K and V read), gbps, bw_fraction, model, layers,
+heads, kv_heads, head_dim, n_kv, k_dtype, v_dtype.
 The limits are objects with case "limits". The sequence cases (packed/..., tree/...)
 have impl relattn (one call) and relattn_separate (the calls it replaces), repeats
 (how many), and vs_separate (separate ms / one-call ms) on the one call's object.
@@ -67,11 +79,40 @@ struct Options {
   std::string target, json_path, chart_path;
   int rounds = 0;
   long xnnpack_block_kib = 0;
+  std::vector<ModelShape> models;  // --model, or the custom shape
+  ModelShape custom{"custom"};
+  std::vector<int64_t> cache_lens;
 };
 
 [[noreturn]] void Usage(const char* error) {
   std::fprintf(stderr, "relattn-bench: %s\n%s", error, kUsage);
   std::exit(2);
+}
+
+// value as an integer in 1..max, else a usage error naming flag.
+int PositiveInt(const std::string& flag, const std::string& value, long max) {
+  char* end = nullptr;
+  const long x = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || x < 1 || x > max) {
+    Usage((flag + " takes an integer in 1.." + std::to_string(max) + ", not '" + value + "'")
+              .c_str());
+  }
+  return int(x);
+}
+
+// The named model ('all': every one) appended to models, else a usage error.
+void AddModels(const std::string& name, std::vector<ModelShape>& models) {
+  if (name == "all") {
+    models.insert(models.end(), NamedModels().begin(), NamedModels().end());
+    return;
+  }
+  if (const ModelShape* m = FindModel(name)) {
+    models.push_back(*m);
+    return;
+  }
+  std::string names;
+  for (const ModelShape& m : NamedModels()) names += " " + m.name;
+  Usage(("unknown --model '" + name + "'; the names are all" + names).c_str());
 }
 
 Options Parse(int argc, char** argv) {
@@ -104,10 +145,30 @@ Options Parse(int argc, char** argv) {
       o.rounds = std::atoi(value().c_str());
     } else if (flag == "--xnnpack-block-kib") {
       o.xnnpack_block_kib = std::atol(value().c_str());
+    } else if (flag == "--model") {
+      AddModels(value(), o.models);
+    } else if (flag == "--heads") {
+      o.custom.heads = PositiveInt(flag, value(), RELATTN_MAX_HEADS);
+    } else if (flag == "--kv-heads") {
+      o.custom.kv_heads = PositiveInt(flag, value(), RELATTN_MAX_HEADS);
+    } else if (flag == "--head-dim") {
+      o.custom.head_dim = PositiveInt(flag, value(), 256);
+    } else if (flag == "--layers") {
+      o.custom.layers = PositiveInt(flag, value(), 1000);
+    } else if (flag == "--cache-len") {
+      o.cache_lens.push_back(PositiveInt(flag, value(), 1 << 24));
     } else {
       Usage(("unknown option " + flag).c_str());
     }
   }
+  if (o.custom.heads || o.custom.kv_heads || o.custom.head_dim) {
+    if (!o.custom.heads || !o.custom.head_dim) Usage("a custom shape needs --heads and --head-dim");
+    if (!o.custom.kv_heads) o.custom.kv_heads = o.custom.heads;
+    if (o.custom.heads % o.custom.kv_heads)
+      Usage("--kv-heads must divide --heads (grouped-query attention)");
+    o.models.push_back(o.custom);
+  }
+  if (!o.models.empty() && o.cache_lens.empty()) o.cache_lens = {1024, 8192, 32768};
   return o;
 }
 
@@ -244,6 +305,31 @@ int Main(int argc, char** argv) {
 
   ForceTarget(forced);
   config.target = relattn_active_target();
+  auto finish = [&] {
+    if (json && json != stdout) std::fclose(json);
+    if (!o.chart_path.empty()) DrawChart(json_path, o.chart_path);
+    if (o.json_path.empty() && !json_path.empty()) std::remove(json_path.c_str());
+    if (config.pool) pthreadpool_destroy(config.pool);
+    return 0;
+  };
+  if (!o.models.empty()) {
+    std::fprintf(table,
+                 "\nrelattn SIMD target %s%s. Decode of one token, every layer's attention "
+                 "(q f16, output f32) over its KV cache of m tokens; each layer's call is "
+                 "timed with the CPU caches flushed before it (a model streams its weights "
+                 "between layers), median of alternating rounds; ms/token = the sum over "
+                 "layers. MB/token: K and V bytes read (int8 rows with their f32 scale); "
+                 "DRAM: GB/s over the measured DRAM read bandwidth, same threads.\n",
+                 config.target.c_str(), forced ? " (forced)" : "");
+    const BigBuffer flush(size_t{256} << 20);
+    config.flush = &flush;
+    config.budget_s = o.quick ? 0.5 : 2.0;
+    const OthersLoad load;
+    std::vector<Record> records = MeasureModels(o.models, o.cache_lens, config, limits, table);
+    WarnIfDisturbed(table, load.Fraction(), records);
+    for (const Record& r : records) emit(r);
+    return finish();
+  }
   std::string error;
   if (config.with_xnnpack && !InitializeXnnpack(&error)) {
     std::fprintf(stderr, "relattn-bench: %s; XNNPACK left out\n", error.c_str());
@@ -298,11 +384,7 @@ int Main(int argc, char** argv) {
     WarnIfDisturbed(table, load.Fraction(), records);
     for (const Record& r : records) emit(r);
   }
-  if (json && json != stdout) std::fclose(json);
-  if (!o.chart_path.empty()) DrawChart(json_path, o.chart_path);
-  if (o.json_path.empty() && !json_path.empty()) std::remove(json_path.c_str());
-  if (config.pool) pthreadpool_destroy(config.pool);
-  return 0;
+  return finish();
 }
 
 }  // namespace

@@ -67,6 +67,8 @@ std::string ToJson(const Record& r) {
   AddNumber(json, "bw_fraction", r.bw_fraction);
   AddNumber(json, "vs_xnnpack", r.vs_xnnpack);
   AddNumber(json, "vs_separate", r.vs_separate);
+  AddNumber(json, "tokens_per_s", r.tokens_per_s);
+  AddNumber(json, "bytes_per_token", r.bytes_per_token);
   AddNumber(json, "create_ms", r.create_ms);
   AddNumber(json, "max_abs_diff", r.max_abs_diff);
   AddNumber(json, "others_load", r.others_load);
@@ -84,6 +86,7 @@ std::string ToJson(const Record& r) {
     AddString(json, "dtype", DtypeName(c.dtype));
     if (c.shape.decode) AddString(json, "kv", KvSourceName(c.kv));
   }
+  json += r.extra_json;
   AddString(json, "error", r.error);
   return json + "}";
 }

@@ -17,19 +17,22 @@ struct Record {
   std::string case_name;  // CaseName(), or "limits"
   std::string impl;       // "relattn", "xnnpack", "fma_peak", "dram_read"
   int threads = 1;
-  double ms = kUnset;             // median time of one call
-  double gflops = kUnset;         // useful GFLOP/s (UsefulFlops), or the FMA peak
-  double peak_fraction = kUnset;  // gflops / measured FMA peak, same thread count
-  double gbps = kUnset;           // decode: K + V bytes / time; or DRAM read GB/s
-  double bw_fraction = kUnset;    // gbps / measured DRAM read GB/s, same thread count
-  double vs_xnnpack = kUnset;     // XNNPACK ms / relattn ms, same thread count (> 1: faster)
-  double vs_separate = kUnset;    // sequences: separate calls' ms / the one call's ms
-  double create_ms = kUnset;      // XNNPACK: operator creation (K, V packing)
-  double max_abs_diff = kUnset;   // XNNPACK: max |O_xnnpack - O_relattn| of the check
-  double others_load = kUnset;    // CPU share other processes took meanwhile (cpu_load.h)
+  double ms = kUnset;               // median time of one call
+  double gflops = kUnset;           // useful GFLOP/s (UsefulFlops), or the FMA peak
+  double peak_fraction = kUnset;    // gflops / measured FMA peak, same thread count
+  double gbps = kUnset;             // decode: K + V bytes / time; or DRAM read GB/s
+  double bw_fraction = kUnset;      // gbps / measured DRAM read GB/s, same thread count
+  double vs_xnnpack = kUnset;       // XNNPACK ms / relattn ms, same thread count (> 1: faster)
+  double vs_separate = kUnset;      // sequences: separate calls' ms / the one call's ms
+  double tokens_per_s = kUnset;     // models: 1 / the time of one token's attention, all layers
+  double bytes_per_token = kUnset;  // models: K and V bytes one token's attention reads
+  double create_ms = kUnset;        // XNNPACK: operator creation (K, V packing)
+  double max_abs_diff = kUnset;     // XNNPACK: max |O_xnnpack - O_relattn| of the check
+  double others_load = kUnset;      // CPU share other processes took meanwhile (cpu_load.h)
   int repeats = 0;
-  std::string target;  // SIMD target that ran it
-  std::string error;   // relattn or XNNPACK failure: the status and message
+  std::string target;      // SIMD target that ran it
+  std::string error;       // relattn or XNNPACK failure: the status and message
+  std::string extra_json;  // more `,"key":value` pairs, written as they are (models.cc)
   bool has_case = false;
   Case kase{};  // the case's fields, written to JSON when has_case
 };

@@ -102,7 +102,9 @@ typedef enum relattn_dtype {
   RELATTN_F16 = 1, /* IEEE binary16 */
   /* Symmetric int8 with one f32 scale per (token, head) row (relattn_tensor
    * row_scales): element = scale * int8. Q, K and V (Q int8 needs K int8;
-   * int8 V is converted to f32 with its row scales, block by block). */
+   * int8 V is converted to f32 with its row scales block by block, except in
+   * decode over a KV cache, which reads it in place with each row's scale
+   * folded into its probabilities). */
   RELATTN_I8 = 2,
   /* MIN and MAX keep every int a valid value of the type (no undefined
    * behaviour in C or C++ for any int stored here); validation rejects them. */

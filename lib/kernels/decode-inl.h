@@ -228,6 +228,7 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
 
 HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
                          const KeyBlock& b) {
+  if (b.v_scale) ScaleProbabilities(b.v_scale, b.n_keys, rows.n_rows, rows.s);
   if (!b.v.rows) {
     PVRowsInPlaceV(plan, rows.s, rows.n_rows, kv_head, b.j0, b.n_keys, rows.o);
   } else {

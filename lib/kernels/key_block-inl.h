@@ -46,6 +46,8 @@ struct KeyBlock {
   KeysInt k_int;         // prefill with IntDotPrefill
   RowsF32 v;             // f32 values, zero for the bad keys
   const float* k_scale;  // int8 K: [kBlockKeys] row scales, 0 past n_keys and for bad keys
+  const float* v_scale;  // int8 V of a KV cache read in place (decode): [n_keys] row scales, 0
+                         // for bad keys; the P.V stage folds them into the probabilities
   uint64_t bad;          // bit j: key j0 + j has a non-finite K or V row (or row scale)
 };
 
@@ -143,6 +145,19 @@ HWY_INLINE uint64_t KeyScales(const Plan& plan, int32_t kv_head, int64_t j0, int
   return bad;
 }
 
+// Row scales of the int8 values [j0, j0 + n) of kv_head into scales[0, n),
+// 0 for the keys in `bad` (and for a non-finite scale, whose key joins the
+// returned bits).
+HWY_INLINE uint64_t ValueScales(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n,
+                                uint64_t bad, float* HWY_RESTRICT scales) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float scale = plan.v.RowScale(j0 + j, kv_head);
+    if (!std::isfinite(scale)) bad |= uint64_t{1} << j;
+    scales[j] = (bad >> j) & 1 ? 0.0f : scale;
+  }
+  return bad;
+}
+
 // Bit j set where key j0 + j of kv_head was stored non-finite in the cache.
 HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
   const uint8_t* bad = plan.cache.bad + kv_head * plan.cache.capacity + j0;
@@ -226,14 +241,16 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
              {nullptr, nullptr, nullptr},
              {nullptr, 0},
              buf.k_scale,
+             nullptr,
              0};
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
   if (kDecode && plan.cache.on) {
-    // K read in place; int8 V converted with its row scales.
+    // K and V read in place; int8 V's row scales in the value scratch, which
+    // holds no rows then (bad keys' rows are stored as zeros).
     if (plan.v.dtype == RELATTN_I8) {
-      b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, false, buf.v, true);
-      if (b.bad) b.v = ZeroBadRows(b.v, n_keys, plan.dv, buf.v_stride, b.bad, buf.v);
+      b.bad = ValueScales(plan, kv_head, j0, n_keys, b.bad, buf.v);
+      b.v_scale = buf.v;
     }
     return b;
   }

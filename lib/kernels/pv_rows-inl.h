@@ -127,13 +127,27 @@ HWY_INLINE void PVRowsInPlace(const float* HWY_RESTRICT p, const T* HWY_RESTRICT
   }
 }
 
+// p[r][j] *= scales[j] for rows r < n_rows, keys j < n_keys: int8 values'
+// row scales folded into the probabilities (p: [rows][kBlockKeys]).
+HWY_INLINE void ScaleProbabilities(const float* HWY_RESTRICT scales, int64_t n_keys, int64_t n_rows,
+                                   float* HWY_RESTRICT p) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    float* row = p + r * kBlockKeys;
+    for (int64_t j = 0; j < n_keys; ++j) row[j] *= scales[j];
+  }
+}
+
 // P.V of the rows with values [j0, j0 + n_keys) of kv_head read in place
-// from plan.v: a KV cache's value rows or an f16 / f32 tensor's.
+// from plan.v: a KV cache's value rows (int8: p_rows already carry the row
+// scales, ScaleProbabilities) or an f16 / f32 tensor's.
 HWY_INLINE void PVRowsInPlaceV(const Plan& plan, const float* HWY_RESTRICT p_rows, int64_t n_rows,
                                int32_t kv_head, int64_t j0, int64_t n_keys,
                                float* HWY_RESTRICT o_rows) {
   const int64_t offset = j0 * plan.v.token_stride + kv_head * plan.v.head_stride;
-  if (plan.v.dtype == RELATTN_F16) {
+  if (plan.v.dtype == RELATTN_I8) {
+    PVRowsInPlace(p_rows, static_cast<const int8_t*>(plan.v.data) + offset, plan.v.token_stride,
+                  n_keys, n_rows, plan.dv, plan.dv_pad, o_rows);
+  } else if (plan.v.dtype == RELATTN_F16) {
     PVRowsInPlace(p_rows, static_cast<const hwy::float16_t*>(plan.v.data) + offset,
                   plan.v.token_stride, n_keys, n_rows, plan.dv, plan.dv_pad, o_rows);
   } else {

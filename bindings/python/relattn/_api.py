@@ -114,12 +114,9 @@ def _threads(n):
 
 
 def _set_keys(desc, keep, q, k, v, k_start, k_positions):
-    """Points desc at explicit k (float, or the int8 pair), v; returns (kv_heads, v_head_dim)."""
+    """Points desc at explicit k, v (float, or the int8 pair); returns (kv_heads, v_head_dim)."""
     k, desc.k = arrays.tensor("k", k, keep)
-    if isinstance(v, tuple) or (isinstance(v, np.ndarray) and v.dtype == np.int8):
-        raise TypeError("v: int8 is not supported: use float32 or float16 (only q and k may "
-                        "be int8)")
-    v, desc.v = arrays.tensor("v", v)
+    v, desc.v = arrays.tensor("v", v, keep)
     keep += [k, v]
     if k.shape[2] != q.shape[2]:
         raise ValueError("k: head_dim %d differs from q's %d" % (k.shape[2], q.shape[2]))
@@ -199,12 +196,13 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     multiple of kv_heads. k may instead be a KVCache, with v None (KVCache.attention).
     Returns [n_q][heads][v_head_dim] of out_dtype (float32 or float16).
 
-    int8: q and k may each be given as a pair (int8 array [tokens][heads][head_dim], float32
-    row scales [tokens][heads]), as quantize_i8 returns, standing for scales[t, h] *
-    int8[t, h, :]: attention(quantize_i8(q), quantize_i8(k), v), or k alone. An int8 q needs
-    an int8 k (or a KVCache storing K as int8); v is never int8. The library multiplies the
-    int8 values exactly and applies the two row scales to each dot product, so the result is
-    that of the dequantised rows up to float32 rounding.
+    int8: q, k and v may each be given as a pair (int8 array [tokens][heads][head_dim],
+    float32 row scales [tokens][heads]), as quantize_i8 returns, standing for scales[t, h] *
+    int8[t, h, :]: attention(quantize_i8(q), quantize_i8(k), quantize_i8(v)), or k or v
+    alone. An int8 q needs an int8 k (or a KVCache storing K as int8). The library
+    multiplies the int8 values of q and k exactly and applies the two row scales to each dot
+    product, and scales each int8 value row by its scale, so the result is that of the
+    dequantised rows up to float32 rounding.
 
     scheme: "none"; "alibi" (slopes from max_bias, 8 = the ALiBi paper's, or `slopes`
     float32 [heads]); "t5" (`table` [heads][num_buckets] float32, float16 or int8 with

@@ -10,7 +10,7 @@ from . import _capi
 
 TENSOR_DTYPES = {np.dtype(np.float32): _capi.F32, np.dtype(np.float16): _capi.F16}
 TABLE_DTYPES = {**TENSOR_DTYPES, np.dtype(np.int8): _capi.I8}
-K_CACHE_DTYPES = TABLE_DTYPES  # a KV cache stores K as float32, float16 or int8
+CACHE_DTYPES = TABLE_DTYPES  # a KV cache stores K and V as float32, float16 or int8
 INT64_MIN, INT64_MAX, INT32_MAX = -2**63, 2**63 - 1, 2**31 - 1
 
 
@@ -193,7 +193,7 @@ I8_FORM = "(int8 [tokens][heads][head_dim], float32 scales [tokens][heads])"
 def tensor(name, a, keep=None):
     """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array, read in place
     when its strides allow. With keep (a list of arrays the call keeps alive), a may also be the
-    int8 form of q or k: a pair (int8 array, float32 row scales) as quantize_i8 returns, element
+    int8 form of q, k or v: a pair (int8 array, float32 row scales) as quantize_i8 returns, element
     (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are appended to keep."""
     if keep is not None and isinstance(a, tuple):
         return int8_tensor(name, a, keep)

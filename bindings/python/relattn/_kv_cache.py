@@ -11,7 +11,7 @@ from ._capi import check, lib
 
 class KVCache:
     """Keys and values appended token by token, stored per KV head as `dtype` (float16 or
-    float32; k_dtype and v_dtype, when given, choose K's and V's apart, and k_dtype may be
+    float32; k_dtype and v_dtype, when given, choose K's and V's apart, and either may be
     int8), each token with its int64 position. ring=True keeps the last `capacity` tokens in
     constant memory (positions count on); otherwise an append past capacity raises
     relattn.Error and changes nothing. A lock makes appends wait for attention calls reading
@@ -42,8 +42,11 @@ class KVCache:
     quantised when appended (after rope) as quantize_i8 does: attention over the cache is
     then attention over quantize_i8(k) (rotated first with rope). Queries may be float or
     the int8 pair of quantize_i8; a decode step (up to 7 queries) quantises a float q per row
-    too, as quantize_i8 does, while a longer prefill takes it as given. V is float32 or
-    float16.
+    too, as quantize_i8 does, while a longer prefill takes it as given. v_dtype=np.int8
+    stores V the same way (one scale per row, quantised when appended): attention over the
+    cache is then attention over quantize_i8(v). Bytes per token per KV head: K head_dim x
+    (4, 2, 1) + 4 for int8's scale, V v_head_dim x (4, 2, 1) + 4 for int8, + 1 flag byte,
+    + 8 per token for its position.
 
     sink_tokens (ring only): the first sink_tokens tokens appended are never overwritten
     (StreamingLLM's attention sinks); the ring wraps over the other capacity - sink_tokens
@@ -63,9 +66,9 @@ class KVCache:
         v_dtype = np.dtype(dtype if v_dtype is None else v_dtype)
         for name, d, allowed, hint in (
                 ("dtype", np.dtype(dtype), arrays.TENSOR_DTYPES,
-                 " (k_dtype=np.int8 stores K alone as int8)"),
-                ("k_dtype", k_dtype, arrays.K_CACHE_DTYPES, ""),
-                ("v_dtype", v_dtype, arrays.TENSOR_DTYPES, "")):
+                 " (k_dtype=np.int8, v_dtype=np.int8 store K, V as int8)"),
+                ("k_dtype", k_dtype, arrays.CACHE_DTYPES, ""),
+                ("v_dtype", v_dtype, arrays.CACHE_DTYPES, "")):
             if d not in allowed:
                 raise TypeError("%s: %s is not supported: use %s%s"
                                 % (name, d, " or ".join(str(a) for a in allowed), hint))
@@ -75,8 +78,8 @@ class KVCache:
             arrays.to_int("kv_heads", kv_heads, 0, arrays.INT32_MAX),
             arrays.to_int("head_dim", head_dim, 0, arrays.INT32_MAX),
             arrays.to_int("v_head_dim", v_head_dim, 0, arrays.INT32_MAX),
-            arrays.to_int("capacity", capacity, 0), arrays.K_CACHE_DTYPES[k_dtype],
-            arrays.TENSOR_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope, self._rope_tables),
+            arrays.to_int("capacity", capacity, 0), arrays.CACHE_DTYPES[k_dtype],
+            arrays.CACHE_DTYPES[v_dtype], int(bool(ring)), arrays.rope(rope, self._rope_tables),
             arrays.to_int("sink_tokens", sink_tokens), self._sink_rule(sink_positions))
         size = ctypes.c_size_t()
         check(lib.relattn_kv_cache_size(ctypes.byref(desc), ctypes.byref(size)))
@@ -118,8 +121,8 @@ class KVCache:
         self.capacity, self.ring, self.sink_tokens = desc.capacity, bool(desc.ring), \
             desc.n_sink_tokens
         self.sink_positions = {v: k for k, v in cls.SINK_POSITIONS.items()}[desc.sink_positions]
-        self.k_dtype = {v: k for k, v in arrays.K_CACHE_DTYPES.items()}[desc.k_dtype]
-        self.v_dtype = {v: k for k, v in arrays.TENSOR_DTYPES.items()}[desc.v_dtype]
+        self.k_dtype = {v: k for k, v in arrays.CACHE_DTYPES.items()}[desc.k_dtype]
+        self.v_dtype = {v: k for k, v in arrays.CACHE_DTYPES.items()}[desc.v_dtype]
         self.rope_desc = (_capi.Rope.from_buffer_copy(desc.rope) if rope is None
                           else arrays.rope(rope, self._rope_tables))
         self.rope = arrays.rope_dict(self.rope_desc, self.head_dim, rope)

@@ -87,7 +87,7 @@ def quantize_i8(x):
 
 
 def dequantize(x):
-    """A q / k operand as float64: the int8 pair (int8 [tokens][heads][d], float32 scales
+    """A q / k / v operand as float64: the int8 pair (int8 [tokens][heads][d], float32 scales
     [tokens][heads]) as scales * int8, any other array as it is."""
     if isinstance(x, tuple):
         data, scales = x
@@ -218,7 +218,7 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
     -k, k) + k]), table= [heads][2k+1][d] or [2k+1][d]. softcap c: the content score x
     becomes c tanh(x / c) before the bias (Gemma 2); sinks [heads]: one more logit per head in
     the denominator (gpt-oss)."""
-    q, k, v = dequantize(q), dequantize(k), np.asarray(v, np.float64)
+    q, k, v = dequantize(q), dequantize(k), dequantize(v)
     (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
     scale = 1.0 / math.sqrt(d) if scale is None else scale
     bidirectional = (not causal) if bidirectional is None else bidirectional

@@ -1,8 +1,8 @@
 """int8 Q.K: relattn.quantize_i8 against the numpy oracle's definition (bit for bit);
 attention with q and k as (int8, scales) pairs against the oracle run on the dequantised
 inputs (the float32 bound: the library multiplies the int8 values exactly and applies the row
-scales to each product), for every scheme, with RoPE, strided views; a KVCache storing K as
-int8; and the errors (status 17 for a NaN or infinity to quantise)."""
+scales to each product), for every scheme, with RoPE, strided views; int8 V pairs; a KVCache
+storing K, V or both as int8; and the errors (status 17 for a NaN or infinity to quantise)."""
 import zlib
 
 import numpy as np
@@ -183,6 +183,45 @@ def test_kv_cache_int8_keys(v_dtype):
     assert len(cache) == 30
 
 
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("k_int8", [False, True])
+def test_int8_values_match_numpy_on_dequantised_inputs(k_int8, size):
+    rng = np.random.default_rng(zlib.crc32(("v/%s/%s" % (k_int8, size)).encode()))
+    n_q, n_kv, q_start = SIZES[size]
+    q, k, v = random_problem(rng, n_q, n_kv, np.float32)
+    k_arg, v_arg = pair_of(k) if k_int8 else k, pair_of(v)
+    args = dict(scheme="alibi", causal=True, q_start=q_start)
+    out = relattn.attention(q, k_arg, v_arg, **args)
+    np.testing.assert_allclose(out, oracle.attention(q, k_arg, v_arg, **args), rtol=0,
+                               atol=TOLERANCE[np.float32])
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, **args), rtol=0,
+                               atol=QUANTISED_BOUND)
+
+
+@pytest.mark.parametrize("k_dtype", [np.float16, np.int8])
+def test_kv_cache_int8_values(k_dtype):
+    rng = np.random.default_rng(zlib.crc32(("cache-v/%s" % np.dtype(k_dtype)).encode()))
+    q, k, v = random_problem(rng, 30, 30, np.float32)
+    cache = relattn.KVCache(2, HEAD_DIM, capacity=32, v_head_dim=12, k_dtype=k_dtype,
+                            v_dtype=np.int8)
+    assert cache.k_dtype == k_dtype and cache.v_dtype == np.int8
+    cache.append(k[:20], v[:20])
+    for t in range(20, 30, 3):  # V quantised at append as quantize_i8 does
+        cache.append(k[t:t + 3], v[t:t + 3])
+        n = min(t + 3, 30)
+        stored_k = pair_of(k[:n]) if k_dtype == np.int8 else k[:n].astype(np.float16)
+        step = q[n - 1:n]
+        q_ref = pair_of(step) if k_dtype == np.int8 else step
+        expected = oracle.attention(q_ref, stored_k, pair_of(v[:n]), scheme="alibi",
+                                    causal=True, q_start=n - 1)
+        got = cache.attention(step, scheme="alibi", causal=True)  # q after the last token
+        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[np.float32])
+    copy = relattn.KVCache.frombytes(cache.tobytes())
+    assert copy.v_dtype == np.int8
+    np.testing.assert_array_equal(copy.attention(q[29:], causal=True),
+                                  cache.attention(q[29:], causal=True))
+
+
 def test_kv_cache_int8_keys_ring_and_rope():
     rng = np.random.default_rng(35)
     q, k, v = random_problem(rng, 1, 50, np.float32)
@@ -214,8 +253,9 @@ def test_kv_cache_dtype_errors():
     with pytest.raises(TypeError, match="dtype: int8 is not supported: use float32 or float16 "
                                         r"\(k_dtype=np.int8"):
         relattn.KVCache(1, 8, capacity=2, dtype=np.int8)
-    with pytest.raises(TypeError, match="v_dtype: int8 is not supported"):
-        relattn.KVCache(1, 8, capacity=2, v_dtype=np.int8)
+    with pytest.raises(TypeError, match="v_dtype: float64 is not supported: use float32 or "
+                                        "float16 or int8"):
+        relattn.KVCache(1, 8, capacity=2, v_dtype=np.float64)
     with pytest.raises(TypeError, match="k_dtype: float64 is not supported: use float32 or "
                                         "float16 or int8"):
         relattn.KVCache(1, 8, capacity=2, k_dtype=np.float64)

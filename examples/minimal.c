@@ -2,13 +2,22 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "relattn/relattn.h"
 
 enum { N = 64, HEADS = 4, D = 32 };
 static float q[N][HEADS][D], k[N][HEADS][D], v[N][HEADS][D], o[N][HEADS][D];
 
-int main(void) {
+int main(int argc, char** argv) {
+  if (argc > 1) { /* no options: --help says so, anything else is an error */
+    const int help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+    fprintf(help ? stdout : stderr,
+            "%susage: relattn-minimal (no options)\nCausal ALiBi attention over %d tokens, "
+            "%d heads, d %d; prints two output values.\n",
+            help ? "" : "relattn-minimal: unknown option\n", N, HEADS, D);
+    return help ? 0 : 2;
+  }
   for (int i = 0; i < N * HEADS * D; ++i) {
     (&q[0][0][0])[i] = sinf(0.1f * i);
     (&k[0][0][0])[i] = cosf(0.3f * i);

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
@@ -32,25 +33,50 @@ struct Options {
   bool memory_check = true;  // --memory-check 0: report growth, do not fail on it
 };
 
+constexpr char kUsage[] =
+    "usage: relattn-stream [--steps N] [--window W] [--start P] [--memory-check 0|1]\n"
+    "An endless-generation loop in constant memory: N decode steps (default 10^6)\n"
+    "over a ring-buffer KV cache of W tokens (default 4096), positions from P\n"
+    "(default 0); fails if the resident memory grows after the ring wraps\n"
+    "(--memory-check 0: report only).\n";
+
+[[noreturn]] void Usage(const std::string& error) {
+  std::fprintf(stderr, "relattn-stream: %s\n%s", error.c_str(), kUsage);
+  std::exit(2);
+}
+
+// argv[i + 1] as an integer in min..max (a usage error otherwise).
+long long Value(int argc, char** argv, int i, long long min, long long max) {
+  const std::string flag = argv[i];
+  if (i + 1 >= argc) Usage(flag + " needs a value");
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(argv[i + 1], &end, 10);
+  if (*argv[i + 1] == '\0' || *end != '\0' || errno != 0 || value < min || value > max) {
+    Usage(flag + " takes an integer in " + std::to_string(min) + ".." + std::to_string(max) +
+          ", not '" + argv[i + 1] + "'");
+  }
+  return value;
+}
+
 Options Parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
-    const long long value = std::strtoll(argv[i + 1], nullptr, 10);
-    if (flag == "--steps")
-      o.steps = value;
-    else if (flag == "--window")
-      o.window = value;
-    else if (flag == "--start")
-      o.start = value;
-    else if (flag == "--memory-check")
-      o.memory_check = value != 0;
-    else {
-      std::fprintf(stderr,
-                   "usage: relattn-stream [--steps N] [--window W] [--start P] "
-                   "[--memory-check 0|1]\n");
-      std::exit(2);
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
     }
+    if (flag == "--steps")
+      o.steps = Value(argc, argv, i, 1, INT64_C(1) << 40);
+    else if (flag == "--window")
+      o.window = Value(argc, argv, i, 1, INT64_C(1) << 30);
+    else if (flag == "--start")
+      o.start = Value(argc, argv, i, 0, INT64_C(1) << 62);
+    else if (flag == "--memory-check")
+      o.memory_check = Value(argc, argv, i, 0, 1) != 0;
+    else
+      Usage("unknown option " + flag);
   }
   return o;
 }

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash toolchains/install-deps.sh python3-matplotlib
 cmake --preset release
-cmake --build --preset release --target relattn-demo relattn-stream relattn-bench
+# Also librelattn.so (Python, JNI and other loaders) and the relattn CLI, which the
+# README's and bindings' examples use from this build.
+cmake --build --preset release --target relattn-demo relattn-stream relattn-bench relattn_shared \
+  relattn_cli
 ./build/release/examples/relattn-demo "$@"
 # The benchmark's short run: relattn against XNNPACK and the machine's limits.
 ./build/release/bench/relattn-bench --quick --json build/release/bench-quick.jsonl \

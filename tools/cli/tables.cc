@@ -19,12 +19,13 @@ max_bias form of BLOOM / ggml) must be > 0.
 )";
 
 constexpr char kBucketsUsage[] =
-    R"(usage: relattn buckets --num-buckets NB --max-distance MD [--causal]
+    R"(usage: relattn buckets [--num-buckets NB] [--max-distance MD] [--causal]
                        [--range A B] [--] OFFSET...
 Prints the T5 bucket of each OFFSET, one per line, in command-line order. OFFSET is key
 position - query position (the T5 convention), any int64; negative offsets may be given as
 plain arguments or after "--". --range A B prints the bucket of every offset in [A, B].
-Buckets are bidirectional (split by the sign of the offset) unless --causal.
+Buckets are bidirectional (split by the sign of the offset) unless --causal. NB and MD
+default to T5's 32 and 128 (as the Python package's t5_bucket).
 )";
 
 [[noreturn]] void LibraryError(const std::string& command, relattn_status status) {
@@ -54,10 +55,8 @@ int BucketsCommand(int argc, char** argv, int first) {
                   {{"--num-buckets", 1}, {"--max-distance", 1}, {"--causal", 0}, {"--range", 2}},
                   argc, argv, first);
   if (args.Help()) return std::fputs(kBucketsUsage, stdout), 0;
-  args.Require("--num-buckets");
-  args.Require("--max-distance");
-  const int32_t num_buckets = int32_t(args.Int64("--num-buckets", 0, INT32_MIN, INT32_MAX));
-  const int32_t max_distance = int32_t(args.Int64("--max-distance", 0, INT32_MIN, INT32_MAX));
+  const int32_t num_buckets = int32_t(args.Int64("--num-buckets", 32, INT32_MIN, INT32_MAX));
+  const int32_t max_distance = int32_t(args.Int64("--max-distance", 128, INT32_MIN, INT32_MAX));
   const int bidirectional = args.Has("--causal") ? 0 : 1;
   int32_t bucket = 0;
   relattn_status s = relattn_t5_bucket(0, num_buckets, max_distance, bidirectional, &bucket);

@@ -46,6 +46,12 @@ def test_slopes(heads, max_bias):
     np.testing.assert_allclose(got, oracle.alibi_slopes(heads, max_bias or 8.0), rtol=2**-23)
 
 
+def test_buckets_default_to_t5s_32_and_128():
+    explicit = lines(run("buckets", "--num-buckets", 32, "--max-distance", 128, "--range", -300,
+                         300))
+    assert lines(run("buckets", "--range", -300, 300)) == explicit
+
+
 def test_buckets_plain_negative_after_dashes_and_ranges():
     params = ["--num-buckets", 32, "--max-distance", 128]
     got = lines(run("buckets", *params, -200, -5, 7, "--range", -3, 2, "--", -1, -2**63))

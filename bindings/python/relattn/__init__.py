@@ -15,10 +15,10 @@ Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this pa
 system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are safe.
 """
 from ._api import (active_target, alibi_slopes, attention, merge, quantize_i8,
-                   quantize_table_i8, t5_bucket)
+                   quantize_table_i8, t5_bucket, t5_table_from_hf)
 from ._kv_cache import KVCache
 from ._capi import Error, lib as _lib
 
 __version__ = _lib.relattn_version_string().decode()
 __all__ = ["Error", "KVCache", "active_target", "alibi_slopes", "attention", "merge",
-           "quantize_i8", "quantize_table_i8", "t5_bucket"]
+           "quantize_i8", "quantize_table_i8", "t5_bucket", "t5_table_from_hf"]

@@ -35,8 +35,44 @@ def _shaw_vector_table(table, heads, head_dim, shaw_k):
     return t, per_head
 
 
+T5_LAYOUTS = ("heads_buckets", "buckets_heads")
+
+
+def t5_table_from_hf(weight):
+    """relattn's T5 table [heads][num_buckets] (float32, float16 or int8 as given) from Hugging
+    Face's relative_attention_bias.weight, which is [num_buckets][heads] (nn.Embedding over the
+    buckets): the transpose, C-contiguous. Same as attention(..., table=weight,
+    table_layout="buckets_heads")."""
+    w = arrays.checked_array("weight", weight, 2, list(arrays.TABLE_DTYPES),
+                             "[num_buckets][heads] (Hugging Face's layout)")
+    return np.ascontiguousarray(w.T)
+
+
+def _t5_table(table, table_layout, heads, num_buckets):
+    """The T5 table as [heads][num_buckets], from either layout."""
+    if table_layout not in T5_LAYOUTS:
+        raise ValueError("table_layout: %r is not one of %s" % (table_layout, ", ".join(T5_LAYOUTS)))
+    if table is None:
+        raise ValueError("table: required by scheme 't5' (%s)" % (
+            "[heads][num_buckets], table_layout='heads_buckets'" if table_layout == T5_LAYOUTS[0]
+            else "[num_buckets][heads], table_layout='buckets_heads' (Hugging Face's)"))
+    if table_layout == "buckets_heads":
+        w = arrays.checked_array("table", table, 2, list(arrays.TABLE_DTYPES),
+                                 "[num_buckets][heads] (table_layout='buckets_heads')")
+        if w.shape[1] != heads:
+            raise ValueError("table: expected [num_buckets][heads] with %d heads "
+                             "(table_layout='buckets_heads'), got shape %s" % (heads, w.shape))
+        table = w.T
+    try:
+        return arrays.table("table", table, (heads, num_buckets), list(arrays.TABLE_DTYPES))
+    except ValueError as e:
+        raise ValueError("%s: [heads][num_buckets] expected (table_layout='heads_buckets'; "
+                         "Hugging Face's relative_attention_bias.weight is [num_buckets][heads]: "
+                         "pass table_layout='buckets_heads')" % e) from None
+
+
 def _set_bias(desc, keep, scheme, heads, head_dim, bidirectional, max_bias, slopes, table,
-              table_scales, num_buckets, max_distance, shaw_k):
+              table_scales, num_buckets, max_distance, shaw_k, table_layout):
     if scheme not in _capi.BIAS_KINDS:
         raise ValueError("scheme: %r is not one of %s" % (scheme, ", ".join(_capi.BIAS_KINDS)))
     used = {"none": (), "alibi": ("slopes",), "t5": ("table", "table_scales", "num_buckets"),
@@ -46,6 +82,8 @@ def _set_bias(desc, keep, scheme, heads, head_dim, bidirectional, max_bias, slop
     for name, value in given.items():
         if value is not None and name not in used:
             raise ValueError("%s: not used by scheme %r" % (name, scheme))
+    if table_layout != "heads_buckets" and scheme != "t5":
+        raise ValueError("table_layout: not used by scheme %r (T5 tables only)" % scheme)
     f32 = [np.dtype(np.float32)]
     bias = desc.bias
     bias.kind = _capi.BIAS_KINDS[scheme]
@@ -56,9 +94,7 @@ def _set_bias(desc, keep, scheme, heads, head_dim, bidirectional, max_bias, slop
             keep.append(arrays.table("slopes", slopes, (heads,), f32))
             bias.alibi.slopes = keep[-1].ctypes.data
     elif scheme == "t5":
-        if table is None:
-            raise ValueError("table: required by scheme 't5' ([heads][num_buckets])")
-        t = arrays.table("table", table, (heads, num_buckets), list(arrays.TABLE_DTYPES))
+        t = _t5_table(table, table_layout, heads, num_buckets)
         keep.append(t)
         bias.t5.table, bias.t5.table_dtype = t.ctypes.data, arrays.TABLE_DTYPES[t.dtype]
         bias.t5.num_buckets = t.shape[1]
@@ -184,7 +220,8 @@ def _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, key
 
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               first_valid_kv=0, bidirectional=None, max_bias=8.0, slopes=None, table=None,
-              table_scales=None, num_buckets=None, max_distance=128, shaw_k=None, q_start=0,
+              table_scales=None, table_layout="heads_buckets", num_buckets=None,
+              max_distance=128, shaw_k=None, q_start=0,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
               allowed_key_offset=0, return_lse=False, out_dtype=np.float32, threads=1):
@@ -206,7 +243,9 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
 
     scheme: "none"; "alibi" (slopes from max_bias, 8 = the ALiBi paper's, or `slopes`
     float32 [heads]); "t5" (`table` [heads][num_buckets] float32, float16 or int8 with
-    `table_scales` float32 [heads]; `max_distance`); "shaw" (`table` float32 [heads][2k+1],
+    `table_scales` float32 [heads]; `max_distance`; Hugging Face's
+    relative_attention_bias.weight is [num_buckets][heads]: pass it with
+    table_layout="buckets_heads", or t5_table_from_hf(weight)); "shaw" (`table` float32 [heads][2k+1],
     indexed by clip(key - query, -k, k) + k); "shaw_vector" (Shaw et al.'s vector form:
     score = scale * q . (k + a[clip(key - query, -k, k) + k]), q after rope; `table` float32
     [heads][2k+1][head_dim], one per head, or [2k+1][head_dim] shared by every head; k in
@@ -298,7 +337,7 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     if bidirectional is None:
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,
-              table_scales, num_buckets, max_distance, shaw_k)
+              table_scales, num_buckets, max_distance, shaw_k, table_layout)
     rope_tables = []  # the scaling tables desc.rope points to, alive for the call
     desc.rope = (cache.rope_desc if cache is not None and rope is None
                  else arrays.rope(rope, rope_tables))

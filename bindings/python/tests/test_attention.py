@@ -80,3 +80,27 @@ def test_scale_and_query_without_keys():
     np.testing.assert_array_equal(out[:3], 0)  # queries 0..2 precede every key
     np.testing.assert_allclose(out, oracle.attention(q, k, v, scale=0.3, causal=True, k_start=3),
                                atol=TOLERANCE[np.float32], rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_t5_hugging_face_layout(dtype):
+    # Hugging Face's relative_attention_bias.weight is [num_buckets][heads]; with as many heads
+    # as buckets the untransposed weight would have the right shape and a wrong answer.
+    rng = np.random.default_rng(71)
+    q, k, v = random_problem(rng, 9, 11, np.float32, heads=4, kv_heads=2)
+    weight = rng.uniform(-2, 2, (32, 4)).astype(dtype)  # [num_buckets][heads]
+    args = dict(scheme="t5", causal=True, max_distance=64)
+    expected = oracle.attention(q, k, v, table=weight.T.astype(np.float32), **args)
+    got = relattn.attention(q, k, v, table=weight, table_layout="buckets_heads", **args)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[np.float32])
+    table = relattn.t5_table_from_hf(weight)
+    assert table.shape == (4, 32) and table.dtype == dtype and table.flags.c_contiguous
+    np.testing.assert_array_equal(relattn.attention(q, k, v, table=table, **args), got)
+    with pytest.raises(ValueError, match=r"table_layout='buckets_heads'"):
+        relattn.attention(q, k, v, table=weight, **args)  # [32][4] as [heads][buckets]
+    with pytest.raises(ValueError, match=r"with 4 heads \(table_layout='buckets_heads'\)"):
+        relattn.attention(q, k, v, table=weight.T, table_layout="buckets_heads", **args)
+    with pytest.raises(ValueError, match="table_layout: 'hb' is not one of"):
+        relattn.attention(q, k, v, table=table, table_layout="hb", **args)
+    with pytest.raises(ValueError, match="table_layout: not used by scheme 'alibi'"):
+        relattn.attention(q, k, v, scheme="alibi", table_layout="buckets_heads")

@@ -218,13 +218,29 @@ def _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, key
         mask.allowed_key_offset = key_offset
 
 
+LAYOUTS = ("tokens_heads_dim", "heads_tokens_dim")
+
+
+def _tokens_major(x):
+    """A [heads][tokens][dim] array (or int8 pair, scales [heads][tokens]) as the
+    [tokens][heads][dim] view of the same memory; anything else as it is (checked later)."""
+    if isinstance(x, np.ndarray) and x.ndim == 3:
+        return x.transpose(1, 0, 2)
+    if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
+        data, scales = x
+        return (data.transpose(1, 0, 2) if data.ndim == 3 else data,
+                scales.T if scales.ndim == 2 else scales)
+    return x
+
+
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               first_valid_kv=0, bidirectional=None, max_bias=8.0, slopes=None, table=None,
               table_scales=None, table_layout="heads_buckets", num_buckets=None,
               max_distance=128, shaw_k=None, q_start=0,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
-              allowed_key_offset=0, return_lse=False, out_dtype=np.float32, threads=1):
+              allowed_key_offset=0, return_lse=False, out_dtype=np.float32, threads=1,
+              layout="tokens_heads_dim"):
     """Attention with a relative-position bias over one sequence; returns a new array, or
     (o, lse) with return_lse=True.
 
@@ -292,9 +308,20 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     sinks: learned attention sinks (gpt-oss), float32 [heads]: head h's softmax gets one more
     logit sinks[h] that no value follows (the weights of the keys then sum to less than 1).
 
+    layout: "tokens_heads_dim" (the default: q, k, v and the output [tokens][heads][dim], lse
+    [n_q][heads]) or "heads_tokens_dim" (all [heads][tokens][dim], lse [heads][n_q]; int8
+    pairs' scales [heads][tokens]), read in place and returned as views, no copies. torch
+    SDPA's [B][H][N][D] is one heads_tokens_dim call per batch element b: q[b], k[b], v[b].
+    Shapes in error messages are those of the tokens-major view.
+
     Raises TypeError / ValueError naming the argument, relattn.Error for what the library
     rejects. The GIL is released during the computation.
     """
+    if layout not in LAYOUTS:
+        raise ValueError("layout: %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
+    if layout == "heads_tokens_dim":
+        q, v = _tokens_major(q), _tokens_major(v)
+        k = k if isinstance(k, KVCache) else _tokens_major(k)
     keep = []  # arrays the descriptor points into
     q, q_t = arrays.tensor("q", q, keep)
     keep.append(q)
@@ -347,6 +374,8 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         with cache.lock:  # no append while the call reads the cache
             desc.kv_cache = cache.handle
             _compute(desc, threads)
+    if layout == "heads_tokens_dim":
+        out, lse = out.transpose(1, 0, 2), lse.T if lse is not None else None
     return (out, lse) if return_lse else out
 
 

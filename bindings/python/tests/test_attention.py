@@ -104,3 +104,28 @@ def test_t5_hugging_face_layout(dtype):
         relattn.attention(q, k, v, table=table, table_layout="hb", **args)
     with pytest.raises(ValueError, match="table_layout: not used by scheme 'alibi'"):
         relattn.attention(q, k, v, scheme="alibi", table_layout="buckets_heads")
+
+
+def test_heads_tokens_dim_layout_is_the_same_attention():
+    rng = np.random.default_rng(73)
+    q, k, v = random_problem(rng, 6, 10, np.float32, heads=4, kv_heads=2)
+    hq, hk, hv = (np.ascontiguousarray(x.transpose(1, 0, 2)) for x in (q, k, v))  # [H][N][D]
+    args = dict(scheme="alibi", causal=True, q_start=4, return_lse=True)
+    o, lse = relattn.attention(q, k, v, **args)
+    ho, hlse = relattn.attention(hq, hk, hv, layout="heads_tokens_dim", **args)
+    assert ho.shape == (4, 6, 12) and hlse.shape == (4, 6)
+    np.testing.assert_array_equal(ho, o.transpose(1, 0, 2))
+    np.testing.assert_array_equal(hlse, lse.T)
+    k8 = relattn.quantize_i8(k)
+    hk8 = (np.ascontiguousarray(k8[0].transpose(1, 0, 2)), np.ascontiguousarray(k8[1].T))
+    np.testing.assert_array_equal(
+        relattn.attention(hq, hk8, hv, layout="heads_tokens_dim"),
+        relattn.attention(q, k8, v).transpose(1, 0, 2))
+    cache = relattn.KVCache(2, k.shape[2], capacity=16, v_head_dim=12, dtype=np.float32)
+    cache.append(k, v)
+    np.testing.assert_array_equal(
+        cache.attention(hq, causal=True, q_start=4, layout="heads_tokens_dim"),
+        cache.attention(q, causal=True, q_start=4).transpose(1, 0, 2))
+    with pytest.raises(ValueError, match="layout: 'bhnd' is not one of tokens_heads_dim, "
+                                         "heads_tokens_dim"):
+        relattn.attention(q, k, v, layout="bhnd")

@@ -46,7 +46,7 @@ float MergeRow(const Plan& plan, const float* first, int64_t rows, int64_t r, fl
 }  // namespace
 
 void MergeSplits(const Plan& plan, const float* shared_ws) {
-  const int64_t n_batches = int64_t{plan.n_kv_heads} * plan.work.head_batches;
+  const int64_t n_batches = NumHeadBatches(plan);
   float merged[RELATTN_MAX_HEAD_DIM];
   for (int64_t index = 0; index < n_batches; ++index) {
     const HeadBatch batch = HeadBatchOf(plan, index);

@@ -158,9 +158,28 @@ BiasRef ResolveBias(const relattn_bias& b) {
 
 // Work items and the shared part of the workspace (decode partial states,
 // RoPE tables); see WorkSplit.
+// Whether decode reads K and V where they lie, as [tokens][kv_heads][d]
+// f16 / f32 tensors (each KV head's rows a token apart, the heads of a token
+// side by side): then work items take several KV heads (kv_per_item).
+bool ReadsTokenMajorTensors(const Plan& p) {
+  const auto token_major = [&](const TensorRef& t) {
+    return (t.dtype == RELATTN_F16 || t.dtype == RELATTN_F32) && t.head_stride > 0 &&
+           t.head_stride < t.token_stride;
+  };
+  return p.n_q <= kDecodeMaxQueries && !p.rope.on && p.n_kv_heads > 1 &&
+         int64_t{p.group} * p.n_q * 2 <= kMaxDecodeRows && token_major(p.k) && token_major(p.v);
+}
+
 void SplitWork(Plan* p) {
   WorkSplit& w = p->work;
-  w.heads_per_item = p->group < kMaxHeadsPerItem ? p->group : kMaxHeadsPerItem;
+  const int64_t rows_per_kv_head = int64_t{p->group} * p->n_q;
+  w.kv_capacity = ReadsTokenMajorTensors(*p)
+                      ? static_cast<int32_t>(std::min<int64_t>(
+                            p->n_kv_heads, std::max<int64_t>(1, kMaxDecodeRows / rows_per_kv_head)))
+                      : 1;
+  w.heads_per_item = w.kv_capacity > 1             ? w.kv_capacity * p->group
+                     : p->group < kMaxHeadsPerItem ? p->group
+                                                   : kMaxHeadsPerItem;
   w.head_batches = (p->group + w.heads_per_item - 1) / w.heads_per_item;
   const int64_t state_per_query = int64_t{w.heads_per_item} * (p->d + p->dv) * 4;
   const int64_t chunk = kItemStateBytes / state_per_query / kMinQueryChunk * kMinQueryChunk;
@@ -171,7 +190,9 @@ void SplitWork(Plan* p) {
   const int64_t split_by_keys = (p->n_valid_kv - p->first_valid_kv + kSplitKeys - 1) / kSplitKeys;
   w.n_splits =
       w.decode ? static_cast<int32_t>(std::clamp<int64_t>(split_by_keys, 1, kMaxSplits)) : 1;
-  w.n_work_items = int64_t{p->n_kv_heads} * w.head_batches * (w.decode ? w.n_splits : w.n_chunks);
+  w.kv_per_item = static_cast<int32_t>(
+      std::clamp<int64_t>(int64_t{p->n_kv_heads} * w.n_splits / kMinDecodeItems, 1, w.kv_capacity));
+  w.n_work_items = NumHeadBatches(*p) * (w.decode ? w.n_splits : w.n_chunks);
   // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
   w.partial_floats_per_item =
       w.decode

@@ -47,6 +47,11 @@ inline constexpr int64_t kDecodeMaxQueries = 7;
 // the output does not depend on the thread count.
 inline constexpr int64_t kSplitKeys = 2048;
 inline constexpr int32_t kMaxSplits = 8;
+// Query rows (heads x queries) one decode work item holds at most.
+inline constexpr int32_t kMaxDecodeRows = kMaxHeadsPerItem * int32_t{kDecodeMaxQueries};
+// Decode over [tokens][kv_heads][d] tensors groups KV heads into work items
+// (WorkSplit::kv_per_item) while at least this many items remain for threads.
+inline constexpr int64_t kMinDecodeItems = 8;
 // A KV cache stores K in key groups of kKeyGroup tokens, transposed so that
 // one channel of the group's keys is contiguous ([group][d][kKeyGroup]):
 // decode loads the scores of a group's keys straight into vector lanes.
@@ -205,7 +210,18 @@ struct BiasRef {
 
 // How the work is cut into work items.
 struct WorkSplit {
-  int32_t heads_per_item;  // min(group, kMaxHeadsPerItem)
+  // Decode over [tokens][kv_heads][d] f16 / f32 tensors read in place (a KV
+  // head's rows a whole token apart): the KV heads per work item, whose rows
+  // of a token lie side by side and are read block by block together; as many
+  // as keep kMinDecodeItems items (depends on n_kv), up to kv_capacity; else 1.
+  int32_t kv_per_item;
+  // The most KV heads an item may hold for this layout and shape, whatever n_kv
+  // (min(n_kv_heads, kMaxDecodeRows / (group * n_q)) there, else 1): the
+  // workspace is sized for it.
+  int32_t kv_capacity;
+  // Query heads an item's workspace holds: kv_capacity * group if kv_capacity
+  // > 1, else min(group, kMaxHeadsPerItem).
+  int32_t heads_per_item;
   int32_t head_batches;    // ceil(group / heads_per_item)
   int64_t chunk_capacity;  // queries per head slot of the workspace (kItemStateBytes)
   int64_t chunk;           // queries per prefill work item: chunk_capacity, or less to
@@ -292,11 +308,23 @@ void FitWorkItemsToThreads(int32_t n_threads, Plan* plan);
 // [head0, head0 + n_heads) of KV head kv_head.
 struct HeadBatch {
   int32_t kv_head, head0, n_heads;
+  int32_t n_kv = 1;  // KV heads kv_head .. kv_head + n_kv - 1 (WorkSplit::kv_per_item)
 };
+
+// Head batches of a call: ceil(n_kv_heads / kv_per_item) * head_batches.
+inline int64_t NumHeadBatches(const Plan& plan) {
+  const int64_t kv_groups = (plan.n_kv_heads + plan.work.kv_per_item - 1) / plan.work.kv_per_item;
+  return kv_groups * plan.work.head_batches;
+}
 
 // Batch `index` (0 .. n_kv_heads * head_batches - 1): KV head index /
 // head_batches, its (index % head_batches)-th group of heads_per_item heads.
 inline HeadBatch HeadBatchOf(const Plan& plan, int64_t index) {
+  if (plan.work.kv_per_item > 1) {
+    const int32_t kv0 = static_cast<int32_t>(index) * plan.work.kv_per_item;
+    const int32_t n_kv = std::min(plan.work.kv_per_item, plan.n_kv_heads - kv0);
+    return {kv0, kv0 * plan.group, n_kv * plan.group, n_kv};
+  }
   const int32_t kv_head = static_cast<int32_t>(index / plan.work.head_batches);
   const int32_t head0 =
       kv_head * plan.group +

@@ -21,7 +21,7 @@ namespace HWY_NAMESPACE {
 void AttendWorkItemsT(const Plan& plan, float* shared_ws, float* worker_ws,
                       std::atomic<int64_t>* next_item) {
   Worker worker{worker_ws, shared_ws, {}};
-  std::fill(worker.table_head, worker.table_head + kMaxHeadsPerItem, -1);
+  std::fill(worker.table_head, worker.table_head + kMaxDecodeRows, -1);
   for (;;) {
     const int64_t item = next_item->fetch_add(1, std::memory_order_relaxed);
     if (item >= plan.work.n_work_items) return;

@@ -1,8 +1,10 @@
 // The fused pipeline for a few queries (decode), per target: keys stream one
 // row at a time and each query row takes a dot product with it, so a vector
 // lane is never idle for lack of queries. Work item = one KV head with up to
-// kMaxHeadsPerItem of its query heads, all n_q <= kDecodeMaxQueries queries
-// and one split of the keys; K and V are read once per work item. Stages:
+// kMaxHeadsPerItem of its query heads (over [tokens][kv_heads][d] tensors:
+// kv_per_item KV heads and all their query heads, each key block read for
+// every head in turn), all n_q <= kDecodeMaxQueries queries and one split of
+// the keys; K and V are read once per work item. Stages:
 // prepare query rows -> for each visible key block {load key block ->
 // scores -> bias, mask, softmax -> P.V} -> store partial state or output.
 #if defined(RELATTN_LIB_KERNELS_DECODE_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -41,8 +43,6 @@ HWY_BEFORE_NAMESPACE();
 namespace relattn {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-inline constexpr int64_t kMaxDecodeRows = int64_t{kMaxHeadsPerItem} * kDecodeMaxQueries;
 
 // Query rows of a decode work item: row r = slot * n_q + query, where slot g
 // is query head batch.head0 + g; their state in the workspace (DecodeLayout)
@@ -109,7 +109,7 @@ HWY_INLINE void PrepareQueryRow(const Plan& plan, Worker& worker, DecodeRows& ro
 // Each row's bias (its head's; the Shaw vector form: the row's own table of
 // q . a[r]) and ALiBi anchor.
 HWY_INLINE void PrepareRowBiases(const Plan& plan, Worker& worker, DecodeRows& rows) {
-  HeadBias heads[kMaxHeadsPerItem];
+  HeadBias heads[kMaxDecodeRows];  // n_heads <= rows
   for (int32_t g = 0; g < rows.batch.n_heads; ++g) {
     heads[g] = BiasOfHead(plan, rows.batch.head0 + g, g, worker);
   }
@@ -184,29 +184,42 @@ HWY_INLINE KeyBlockScratch DecodeScratch(const Plan& plan, float* ws) {
   return b;
 }
 
-// s[r][j] = scores of every row against the block's keys, in log2 units.
-HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
+// The rows [r0, r0 + n) of a work item that one of its KV heads serves.
+struct RowRange {
+  int64_t r0, n;
+};
+
+// Rows of KV head batch.kv_head + kv of the item (its group of query heads).
+HWY_INLINE RowRange RowsOfKvHead(const Plan& plan, const DecodeRows& rows, int32_t kv) {
+  if (rows.batch.n_kv == 1) return {0, rows.n_rows};
+  return {int64_t{kv} * plan.group * plan.n_q, int64_t{plan.group} * plan.n_q};
+}
+
+// s[r][j] = scores of the rows against the block's keys, in log2 units.
+HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, RowRange rr, int32_t kv_head,
                              const KeyBlock& b) {
+  const float* q = rows.q + rr.r0 * plan.d_pad;
+  float* s = rows.s + rr.r0 * kBlockKeys;
   if (!plan.cache.on && b.k.rows) {
-    ScoresRowsF32(rows.q, rows.n_rows, plan.d_pad, b.k.rows, b.n_keys, rows.s);
+    ScoresRowsF32(q, rr.n, plan.d_pad, b.k.rows, b.n_keys, s);
   } else if (!plan.cache.on) {
-    ScoresRowsTensor(plan, rows.q, rows.n_rows, kv_head, b.j0, b.n_keys, rows.s);
-  } else if (plan.k.dtype == RELATTN_I8) {
+    ScoresRowsTensor(plan, q, rr.n, kv_head, b.j0, b.n_keys, s);
+  } else if (plan.k.dtype == RELATTN_I8) {  // one KV head per item: rr is every row
     ScoresKLanesI8(plan, rows.q, rows.n_rows, rows.q_int, kv_head, b.j0, b.n_keys, rows.s);
   } else {
-    ScoresKLanesCache(plan, rows.q, rows.n_rows, kv_head, b.j0, b.n_keys, rows.s);
+    ScoresKLanesCache(plan, q, rr.n, kv_head, b.j0, b.n_keys, s);
   }
-  if (plan.k.dtype == RELATTN_I8) ScaleRowsI8(rows.n_rows, rows.q_mul, b.k_scale, b.n_keys, rows.s);
+  if (plan.k.dtype == RELATTN_I8) ScaleRowsI8(rr.n, rows.q_mul + rr.r0, b.k_scale, b.n_keys, s);
 }
 
 // Bias, masks, poison and the online softmax of every row over the block;
 // s becomes probabilities (0 for a row that has still seen no key).
-HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock& b,
+HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, RowRange rr, const KeyBlock& b,
                               TileVisibility visibility) {
   const bool partial = visibility == TileVisibility::kPartial;
   const bool cap = plan.softcap_log2 != 0.0f;
   const HeadBias none{};  // kind kNone
-  for (int64_t r = 0; r < rows.n_rows; ++r) {
+  for (int64_t r = rr.r0; r < rr.r0 + rr.n; ++r) {
     float* s = rows.s + r * kBlockKeys;
     const int64_t p_q = plan.q_pos.At(r % plan.n_q);
     // Soft-capping: content first (the Shaw vector form's q . a, the row's
@@ -226,13 +239,15 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, const KeyBlock
   }
 }
 
-HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, int32_t kv_head,
+HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, RowRange rr, int32_t kv_head,
                          const KeyBlock& b) {
-  if (b.v_scale) ScaleProbabilities(b.v_scale, b.n_keys, rows.n_rows, rows.s);
+  float* p = rows.s + rr.r0 * kBlockKeys;
+  float* o = rows.o + rr.r0 * plan.dv_pad;
+  if (b.v_scale) ScaleProbabilities(b.v_scale, b.n_keys, rr.n, p);
   if (!b.v.rows) {
-    PVRowsInPlaceV(plan, rows.s, rows.n_rows, kv_head, b.j0, b.n_keys, rows.o);
+    PVRowsInPlaceV(plan, p, rr.n, kv_head, b.j0, b.n_keys, o);
   } else {
-    PVRowsF32(rows.s, b.v.rows, b.n_keys, rows.n_rows, plan.dv_pad, rows.o);
+    PVRowsF32(p, b.v.rows, b.n_keys, rr.n, plan.dv_pad, o);
   }
 }
 
@@ -276,11 +291,15 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   ForEachVisibleKeyBlock(
       plan, q_span, QuerySegments(plan.index_mask, 0, plan.n_q), begin, end,
       [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
-        const KeyBlock block = LoadKeyBlock<true>(plan, worker, batch.kv_head, j0, n_keys, scratch);
-        PrefetchKeyBlock(plan, batch.kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
-        DecodeScores(plan, rows, batch.kv_head, block);
-        DecodeSoftmax(plan, rows, block, visibility);
-        DecodePV(plan, rows, batch.kv_head, block);
+        for (int32_t kv = 0; kv < batch.n_kv; ++kv) {  // the item's KV heads, block by block
+          const int32_t kv_head = batch.kv_head + kv;
+          const RowRange rr = RowsOfKvHead(plan, rows, kv);
+          const KeyBlock block = LoadKeyBlock<true>(plan, worker, kv_head, j0, n_keys, scratch);
+          PrefetchKeyBlock(plan, kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
+          DecodeScores(plan, rows, rr, kv_head, block);
+          DecodeSoftmax(plan, rows, rr, block, visibility);
+          DecodePV(plan, rows, rr, kv_head, block);
+        }
       });
   StoreDecodeRows(plan, item, rows, worker.shared_ws);
 }

@@ -38,7 +38,7 @@ HWY_INLINE PositionSpan SpanOf(const PositionsRef& pos, int64_t t0, int64_t n) {
 struct Worker {
   float* ws;         // this worker's scratch
   float* shared_ws;  // decode partial states (disjoint per work item), RoPE tables
-  int32_t table_head[kMaxHeadsPerItem];  // head whose table each slot holds; -1: none
+  int32_t table_head[kMaxDecodeRows];  // head whose table each slot holds; -1: none
   // RoPE (rope-inl.h): p >> 12 of the angles in ws + rope_top, p >> 6 of
   // those in ws + rope_mid; INT64_MIN: none yet (no position maps to it).
   int64_t rope_a = INT64_MIN, rope_mid_key = INT64_MIN;

@@ -194,13 +194,20 @@ void SplitWork(Plan* p) {
       std::clamp<int64_t>(int64_t{p->n_kv_heads} * w.n_splits / kMinDecodeItems, 1, w.kv_capacity));
   w.n_work_items = NumHeadBatches(*p) * (w.decode ? w.n_splits : w.n_chunks);
   // Sized for kMaxSplits whatever n_kv is, so the workspace does not depend on n_kv.
-  w.partial_floats_per_item =
-      w.decode
-          ? static_cast<size_t>(RoundUp(int64_t{w.heads_per_item} * p->n_q * (p->dv_pad + 3), 16))
-          : 0;
-  p->rope_tables = w.decode ? w.partial_floats_per_item * kMaxSplits * p->n_kv_heads *
-                                  static_cast<size_t>(w.head_batches)
-                            : 0;
+  // An item's partial state: its rows' o, max, sum, poison (grouped KV heads:
+  // the rows of kv_per_item of them, which depends on n_kv; the region holds
+  // the most any kv_per_item <= kv_capacity needs, so it does not).
+  const int64_t row_floats = p->n_q * (p->dv_pad + 3);
+  const int64_t kv_rows = RoundUp(int64_t{p->group} * row_floats, 16);
+  w.partial_floats_per_item = !w.decode ? 0
+                              : w.kv_capacity > 1
+                                  ? static_cast<size_t>(w.kv_per_item * kv_rows)
+                                  : static_cast<size_t>(RoundUp(w.heads_per_item * row_floats, 16));
+  const int64_t batch_slots = w.kv_capacity > 1
+                                  ? (p->n_kv_heads + w.kv_capacity - 1) * kv_rows
+                                  : int64_t{p->n_kv_heads} * w.head_batches *
+                                        static_cast<int64_t>(w.partial_floats_per_item);
+  p->rope_tables = w.decode ? static_cast<size_t>(batch_slots) * kMaxSplits : 0;
   p->shared_floats =
       p->rope_tables +
       static_cast<size_t>(p->rope.on ? RoundUp(RopeTableFloats(p->rope.pairs), 16) : 0);

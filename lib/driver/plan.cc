@@ -156,8 +156,6 @@ BiasRef ResolveBias(const relattn_bias& b) {
   return r;
 }
 
-// Work items and the shared part of the workspace (decode partial states,
-// RoPE tables); see WorkSplit.
 // Whether decode reads K and V where they lie, as [tokens][kv_heads][d]
 // f16 / f32 tensors (each KV head's rows a token apart, the heads of a token
 // side by side): then work items take several KV heads (kv_per_item).
@@ -170,12 +168,14 @@ bool ReadsTokenMajorTensors(const Plan& p) {
          int64_t{p.group} * p.n_q * 2 <= kMaxDecodeRows && token_major(p.k) && token_major(p.v);
 }
 
+// Work items and the shared part of the workspace (decode partial states,
+// RoPE tables); see WorkSplit.
 void SplitWork(Plan* p) {
   WorkSplit& w = p->work;
   const int64_t rows_per_kv_head = int64_t{p->group} * p->n_q;
-  w.kv_capacity = ReadsTokenMajorTensors(*p)
-                      ? static_cast<int32_t>(std::min<int64_t>(
-                            p->n_kv_heads, std::max<int64_t>(1, kMaxDecodeRows / rows_per_kv_head)))
+  w.kv_capacity = ReadsTokenMajorTensors(*p)  // then kMaxDecodeRows / rows_per_kv_head >= 2
+                      ? static_cast<int32_t>(
+                            std::min<int64_t>(p->n_kv_heads, kMaxDecodeRows / rows_per_kv_head))
                       : 1;
   w.heads_per_item = w.kv_capacity > 1             ? w.kv_capacity * p->group
                      : p->group < kMaxHeadsPerItem ? p->group

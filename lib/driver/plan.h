@@ -317,8 +317,9 @@ inline int64_t NumHeadBatches(const Plan& plan) {
   return kv_groups * plan.work.head_batches;
 }
 
-// Batch `index` (0 .. n_kv_heads * head_batches - 1): KV head index /
-// head_batches, its (index % head_batches)-th group of heads_per_item heads.
+// Batch `index` (0 .. NumHeadBatches - 1): KV head index / head_batches, its
+// (index % head_batches)-th group of heads_per_item heads; with kv_per_item > 1,
+// KV heads index * kv_per_item .. and all their query heads.
 inline HeadBatch HeadBatchOf(const Plan& plan, int64_t index) {
   if (plan.work.kv_per_item > 1) {
     const int32_t kv0 = static_cast<int32_t>(index) * plan.work.kv_per_item;

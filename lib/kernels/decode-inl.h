@@ -189,10 +189,11 @@ struct RowRange {
   int64_t r0, n;
 };
 
-// Rows of KV head batch.kv_head + kv of the item (its group of query heads).
-HWY_INLINE RowRange RowsOfKvHead(const Plan& plan, const DecodeRows& rows, int32_t kv) {
-  if (rows.batch.n_kv == 1) return {0, rows.n_rows};
-  return {int64_t{kv} * plan.group * plan.n_q, int64_t{plan.group} * plan.n_q};
+// Rows of KV head batch.kv_head + kv of the item: its query heads' rows, an
+// equal share of the item's (all of them with one KV head).
+HWY_INLINE RowRange RowsOfKvHead(const DecodeRows& rows, int32_t kv) {
+  const int64_t n = rows.n_rows / rows.batch.n_kv;
+  return {kv * n, n};
 }
 
 // s[r][j] = scores of the rows against the block's keys, in log2 units.
@@ -293,7 +294,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
       [&](int64_t j0, int64_t n_keys, TileVisibility visibility) {
         for (int32_t kv = 0; kv < batch.n_kv; ++kv) {  // the item's KV heads, block by block
           const int32_t kv_head = batch.kv_head + kv;
-          const RowRange rr = RowsOfKvHead(plan, rows, kv);
+          const RowRange rr = RowsOfKvHead(rows, kv);
           const KeyBlock block = LoadKeyBlock<true>(plan, worker, kv_head, j0, n_keys, scratch);
           PrefetchKeyBlock(plan, kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
           DecodeScores(plan, rows, rr, kv_head, block);

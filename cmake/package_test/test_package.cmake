@@ -1,5 +1,6 @@
 # cmake -P script run by ctest (cmake/package_test/CMakeLists.txt): install, check the exported
-# symbols, then build and run consumer/ through find_package and through pkg-config.
+# symbols, then build and run consumer/ (C only) through find_package and through pkg-config,
+# checking which library each program links.
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT rc EQUAL 0)
@@ -26,27 +27,38 @@ if(NOT sonames)
   message(FATAL_ERROR "no versioned librelattn.so.* in ${libdir}")
 endif()
 
-# find_package(relattn): relattn::relattn and relattn::relattn_static.
-run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/consumer -B ${WORK_DIR}/cmake
-  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER}
-  -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
-run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake)
-run(${WORK_DIR}/cmake/consumer_shared)
-message(STATUS "find_package, shared: ${run_output}")
-run(${WORK_DIR}/cmake/consumer_static)
-message(STATUS "find_package, static: ${run_output}")
+# Fails unless `binary` runs and its dynamic section `needs` (TRUE) or does not need librelattn.so.
+function(check_program binary needs)
+  run(${binary})
+  message(STATUS "${binary}: ${run_output}")
+  run(${READELF} -d ${binary})
+  string(FIND "${run_output}" "librelattn.so" at)
+  if(needs AND at EQUAL -1)
+    message(FATAL_ERROR "${binary} should link librelattn.so:\n${run_output}")
+  elseif(NOT needs AND NOT at EQUAL -1)
+    message(FATAL_ERROR "${binary} should link librelattn.a, not librelattn.so:\n${run_output}")
+  endif()
+endfunction()
 
-# pkg-config: the shared library, and the static one with --static's private libraries.
+# find_package(relattn) in a C-only project: relattn::relattn and relattn::relattn_static.
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/consumer -B ${WORK_DIR}/cmake
+  -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${C_COMPILER} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake)
+check_program(${WORK_DIR}/cmake/consumer_shared TRUE)
+check_program(${WORK_DIR}/cmake/consumer_static FALSE)
+
+# pkg-config, with the C compiler: relattn (the shared library) and relattn-static (the static
+# one, with and without --static), run with nothing on the loader path.
 set(ENV{PKG_CONFIG_PATH} ${libdir}/pkgconfig)
+unset(ENV{LD_LIBRARY_PATH})
 run(pkg-config --cflags --libs relattn)
 separate_arguments(flags UNIX_COMMAND "${run_output}")
 run(${C_COMPILER} ${SOURCE_DIR}/consumer/consumer.c ${flags} -Wl,-rpath,${libdir}
   -o ${WORK_DIR}/pc_shared)
-run(${WORK_DIR}/pc_shared)
-message(STATUS "pkg-config, shared: ${run_output}")
-run(pkg-config --static --cflags --libs relattn)
-string(REPLACE "-lrelattn" "${libdir}/librelattn.a" static_flags "${run_output}")
-separate_arguments(flags UNIX_COMMAND "${static_flags}")
-run(${C_COMPILER} ${SOURCE_DIR}/consumer/consumer.c ${flags} -o ${WORK_DIR}/pc_static)
-run(${WORK_DIR}/pc_static)
-message(STATUS "pkg-config, static: ${run_output}")
+check_program(${WORK_DIR}/pc_shared TRUE)
+foreach(mode "" "--static")
+  run(pkg-config ${mode} --cflags --libs relattn-static)
+  separate_arguments(flags UNIX_COMMAND "${run_output}")
+  run(${C_COMPILER} ${SOURCE_DIR}/consumer/consumer.c ${flags} -o ${WORK_DIR}/pc_static)
+  check_program(${WORK_DIR}/pc_static FALSE)
+endforeach()

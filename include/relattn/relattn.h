@@ -106,6 +106,16 @@ typedef enum relattn_dtype {
    * decode over a KV cache, which reads it in place with each row's scale
    * folded into its probabilities). */
   RELATTN_I8 = 2,
+  /* 4-bit, ggml's q4_0 blocks (K and V only: tensors and KV cache storage).
+   * A row of dim values (dim a multiple of 32) is dim / 32 blocks of 18
+   * bytes: an f16 scale d, then 16 bytes, byte i holding value i in its low
+   * nibble and value i + 16 in its high one; value = (nibble - 8) * d. For
+   * Q4 the element of a tensor is a BYTE: strides count bytes (a row takes
+   * dim / 32 * 18), and row_scales is ignored. Converted to f32 block by
+   * block. A KV cache quantises as ggml's quantize_row_q4_0 does: per block,
+   * d = m / -8 with m the value of largest |x|, nibble = min(15, int(x / d +
+   * 8.5)). */
+  RELATTN_Q4 = 3,
   /* MIN and MAX keep every int a valid value of the type (no undefined
    * behaviour in C or C++ for any int stored here); validation rejects them. */
   RELATTN_DTYPE_MIN_ENUM = -0x7fffffff - 1,
@@ -399,13 +409,16 @@ typedef struct relattn_kv_cache_desc {
   int32_t head_dim;      /* 1..256, of K */
   int32_t v_head_dim;    /* 1..256, of V; 0 means head_dim */
   int64_t capacity;      /* 1..2^40 tokens */
-  relattn_dtype k_dtype; /* storage: F32, F16, or I8 (each row quantised at append,
-                            after RoPE, as relattn_quantize_i8 does) */
-  relattn_dtype v_dtype; /* storage: F32, F16, or I8 (each row quantised at append
-                            as relattn_quantize_i8 does). Bytes per token per KV
-                            head: K head_dim x (4, 2, 1) + 4 for an I8 row scale,
-                            V v_head_dim x (4, 2, 1) + 4 for I8, + 1 flag byte
-                            (+ 8 per token for its position) */
+  relattn_dtype k_dtype; /* storage: F32, F16, I8 (each row quantised at append,
+                            after RoPE, as relattn_quantize_i8 does) or Q4 (in
+                            q4_0 blocks, after RoPE; head_dim a multiple of 32) */
+  relattn_dtype v_dtype; /* storage: F32, F16, I8 (each row quantised at append
+                            as relattn_quantize_i8 does) or Q4 (v_head_dim a
+                            multiple of 32). Bytes per token per KV head: K
+                            head_dim x (4, 2, 1, 18 / 32) + 4 for an I8 row scale,
+                            V v_head_dim x (4, 2, 1, 18 / 32) + 4 for I8, + 1
+                            flag byte (+ 8 per token for its position); at 128:
+                            f16 K+V 513, int8 K+V 265, Q4 K+V 145 */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
   relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
   /* Ring only: the first n_sink_tokens tokens appended (0..capacity - 1) are

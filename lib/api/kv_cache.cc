@@ -14,10 +14,20 @@ namespace {
 
 uint64_t Align64(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
 
-relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype) {
-  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || dtype == RELATTN_I8) return RELATTN_OK;
-  return Fail(RELATTN_ERR_BAD_DTYPE, "%s = %d: must be RELATTN_F32, RELATTN_F16 or RELATTN_I8",
-              name, (int)dtype);
+relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, const char* dim_name,
+                                 int32_t dim) {
+  if (dtype == RELATTN_Q4 && dim % kQ4BlockValues != 0) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION,
+                "%s = RELATTN_Q4 with %s = %d: Q4 rows hold blocks of 32 values, the dim must be "
+                "a multiple of 32",
+                name, dim_name, dim);
+  }
+  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || dtype == RELATTN_I8 || dtype == RELATTN_Q4) {
+    return RELATTN_OK;
+  }
+  return Fail(RELATTN_ERR_BAD_DTYPE,
+              "%s = %d: must be RELATTN_F32, RELATTN_F16, RELATTN_I8 or RELATTN_Q4", name,
+              (int)dtype);
 }
 
 // Checks d; with rope, resolves d->rope into *rope (else leaves it).
@@ -39,8 +49,9 @@ relattn_status CheckDesc(const relattn_kv_cache_desc* d, RopeParams* rope) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "capacity = %" PRId64 ": must be in 1..2^40",
                 d->capacity);
   }
-  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype);
-  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype);
+  const int32_t dv = d->v_head_dim ? d->v_head_dim : d->head_dim;
+  relattn_status s = CheckStorageDtype("k_dtype", d->k_dtype, "head_dim", d->head_dim);
+  if (s == RELATTN_OK) s = CheckStorageDtype("v_dtype", d->v_dtype, "v_head_dim", dv);
   if (s == RELATTN_OK) s = CheckSinkTokens(*d);
   if (s == RELATTN_OK && rope) s = ResolveRope(d->rope, d->head_dim, "rope.", rope);
   return s;
@@ -64,9 +75,9 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   const uint64_t scale_bytes = sizeof(float) * heads * capacity;  // per I8 K or V
   r.v_scales = r.k_scales + (d.k_dtype == RELATTN_I8 ? Align64(scale_bytes) : 0);
   r.k = r.v_scales + (d.v_dtype == RELATTN_I8 ? Align64(scale_bytes) : 0);
-  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads *
-                      uint64_t(KeyGroupHeadStride(d.capacity, d.head_dim)));
-  r.sink_k = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity * dv);
+  r.v = r.k + Align64(DtypeBytes(d.k_dtype) * heads * uint64_t(KeyHeadElements(d)));
+  r.sink_k = r.v + Align64(DtypeBytes(d.v_dtype) * heads * capacity *
+                           uint64_t(RowElements(d.v_dtype, int64_t(dv))));
   r.total = r.sink_k + Align64(SinkKeyFloats(d) * sizeof(float));
   return r;
 }
@@ -358,14 +369,15 @@ relattn_status ResolveKvCache(const relattn_attention_desc* desc,
   resolved->n_kv_heads = c.n_kv_heads;
   resolved->head_dim = c.head_dim;
   resolved->v_head_dim = c.v_head_dim;
-  // K's strides only size the region for the overlap check; the kernel reads
-  // key groups (AttachKvCache).
-  const int64_t k_head_elements = KeyGroupHeadStride(c.capacity, c.head_dim);
+  // K's strides in key groups only size the region for the overlap check;
+  // the kernel reads the groups (AttachKvCache). Q4 K and V are rows.
+  const int64_t k_row = RowElements(c.k_dtype, c.head_dim);
+  const int64_t v_row = RowElements(c.v_dtype, c.v_head_dim);
   const KvCacheView view = ViewOf(cache);
   resolved->k =
-      relattn_tensor{view.k, c.k_dtype, c.head_dim, k_head_elements, view.k_scales, 1, c.capacity};
-  resolved->v = relattn_tensor{view.v,        c.v_dtype, c.v_head_dim, c.capacity * c.v_head_dim,
-                               view.v_scales, 1,         c.capacity};
+      relattn_tensor{view.k, c.k_dtype, k_row, KeyHeadElements(c), view.k_scales, 1, c.capacity};
+  resolved->v =
+      relattn_tensor{view.v, c.v_dtype, v_row, c.capacity * v_row, view.v_scales, 1, c.capacity};
   resolved->k_pos = relattn_positions{view.positions, 0};
   resolved->kv_cache = nullptr;
   return RELATTN_OK;
@@ -376,7 +388,7 @@ void AttachKvCache(const relattn_attention_desc* desc, Plan* plan) {
   const relattn_kv_cache* c = desc->kv_cache;
   if (!c) return;
   plan->cache.on = true;
-  plan->cache.k_head_stride = KeyGroupHeadStride(c->desc.capacity, c->desc.head_dim);
+  plan->cache.k_head_stride = KeyHeadElements(c->desc);
   const KvCacheView view = ViewOf(c);
   plan->cache.bad = view.bad;
   plan->cache.k_scales = view.k_scales;

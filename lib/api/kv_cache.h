@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "lib/common/q4.h"
 #include "lib/driver/plan.h"
 #include "lib/rope/rope.h"
 #include "relattn/relattn.h"
@@ -44,8 +45,10 @@ inline bool IsKvCache(const relattn_kv_cache* cache) {
 //   v_scales   I8 V: [n_kv_heads][capacity] f32 row scales (else empty)
 //   k          [n_kv_heads][groups][head_dim][kKeyGroup] of desc.k_dtype, groups =
 //              ceil(capacity / kKeyGroup): slot s of head h, channel c at
-//              ((h * groups + s / 16) * head_dim + c) * 16 + s % 16
-//   v          [n_kv_heads][capacity][v_head_dim] of desc.v_dtype
+//              ((h * groups + s / 16) * head_dim + c) * 16 + s % 16; Q4:
+//              [n_kv_heads][capacity] rows of head_dim / 32 q4_0 blocks
+//   v          [n_kv_heads][capacity][v_head_dim] of desc.v_dtype (Q4: rows of
+//              v_head_dim / 32 q4_0 blocks)
 //   sink_k     sink_positions CACHE with RoPE: [n_sink_tokens][n_kv_heads][head_dim]
 //              f32, the sink tokens' K as appended, unrotated (else empty)
 struct KvCacheView {
@@ -57,6 +60,12 @@ struct KvCacheView {
   void* v;
   float* sink_k;
 };
+
+// Elements of one KV head's K region: key groups, or (Q4) capacity rows.
+inline int64_t KeyHeadElements(const relattn_kv_cache_desc& d) {
+  return d.k_dtype == RELATTN_Q4 ? d.capacity * Q4RowBytes(d.head_dim)
+                                 : KeyGroupHeadStride(d.capacity, d.head_dim);
+}
 
 // Floats of the sink_k region desc needs (0 unless CACHE positions with RoPE).
 inline uint64_t SinkKeyFloats(const relattn_kv_cache_desc& d) {

@@ -178,10 +178,32 @@ relattn_status CheckRowI8(float scale, const int8_t* q, int64_t step, int32_t n,
   return RELATTN_OK;
 }
 
-// Head h's K in slot s: F32 / F16 values within k_max_abs; I8 as CheckRowI8.
+// A Q4 row of `dim` values (K or V, `what`) of head h in slot s: each
+// block's scale finite with 8 |d| <= max_abs (every nibble is a value).
+relattn_status CheckRowQ4(const uint8_t* row, int32_t dim, float max_abs, const char* what,
+                          int64_t s, int32_t h) {
+  for (int64_t b = 0; b < dim / kQ4BlockValues; ++b) {
+    const float d = Q4BlockScale(row + b * kQ4BlockBytes);
+    if (!std::isfinite(d) || 8.0f * std::fabs(d) > max_abs) {
+      return Fail(RELATTN_ERR_BAD_CACHE,
+                  "memory: slot %" PRId64 " of KV head %d: %s block %" PRId64
+                  " scale %g: must be finite, 8 |scale| at most the recorded maximum %g",
+                  s, h, what, b, double(d), double(max_abs));
+    }
+  }
+  return RELATTN_OK;
+}
+
+// Head h's K in slot s: F32 / F16 values within k_max_abs; I8 as CheckRowI8,
+// Q4 as CheckRowQ4.
 relattn_status CheckKeyRow(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
                            int64_t s) {
   const relattn_kv_cache_desc& d = c.desc;
+  if (d.k_dtype == RELATTN_Q4) {
+    const int64_t row = (h * d.capacity + s) * Q4RowBytes(d.head_dim);
+    return CheckRowQ4(static_cast<const uint8_t*>(view.k) + row, d.head_dim, c.k_max_abs, "K", s,
+                      h);
+  }
   const int64_t at =
       KeyGroupOffset(KeyGroupHeadStride(d.capacity, d.head_dim), h, s, d.head_dim) + s % kKeyGroup;
   if (d.k_dtype != RELATTN_I8) {
@@ -195,7 +217,8 @@ relattn_status CheckKeyRow(const relattn_kv_cache& c, const KvCacheView& view, i
                     kKeyGroup, d.head_dim, c.k_max_abs, "K", s, h);
 }
 
-// Head h's bad flag (0 or 1) and V row (within v_max_abs; I8 as CheckRowI8) in slot s.
+// Head h's bad flag (0 or 1) and V row (within v_max_abs; I8 as CheckRowI8,
+// Q4 as CheckRowQ4) in slot s.
 relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view, int32_t h,
                              int64_t s) {
   const relattn_kv_cache_desc& d = c.desc;
@@ -203,6 +226,11 @@ relattn_status CheckValueRow(const relattn_kv_cache& c, const KvCacheView& view,
   if (bad > 1) {
     return Fail(RELATTN_ERR_BAD_CACHE,
                 "memory: slot %" PRId64 " of KV head %d: bad flag %u: must be 0 or 1", s, h, bad);
+  }
+  if (d.v_dtype == RELATTN_Q4) {
+    const int64_t row = (h * d.capacity + s) * Q4RowBytes(d.v_head_dim);
+    return CheckRowQ4(static_cast<const uint8_t*>(view.v) + row, d.v_head_dim, c.v_max_abs, "V", s,
+                      h);
   }
   const int64_t row = (h * d.capacity + s) * d.v_head_dim;
   if (d.v_dtype == RELATTN_I8) {
@@ -240,7 +268,9 @@ relattn_status CheckStoredValues(const relattn_kv_cache& c, const KvCacheView& v
   const relattn_kv_cache_desc& d = c.desc;
   const bool sink_keys = SinkKeyFloats(d) != 0;
   int64_t group_end = (c.length + kKeyGroup - 1) / kKeyGroup * kKeyGroup;
-  if (group_end > d.capacity || d.k_dtype == RELATTN_I8) group_end = c.length;
+  if (group_end > d.capacity || d.k_dtype == RELATTN_I8 || d.k_dtype == RELATTN_Q4) {
+    group_end = c.length;
+  }
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
     for (int64_t s = 0; s < group_end; ++s) {
       relattn_status st = CheckKeyRow(c, view, h, s);

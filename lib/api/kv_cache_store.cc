@@ -6,6 +6,7 @@
 #include "lib/api/kv_cache.h"
 #include "lib/common/dtype.h"
 #include "lib/common/f16.h"
+#include "lib/common/q4.h"
 #include "lib/common/quantize_row.h"
 
 namespace relattn {
@@ -34,7 +35,7 @@ void StoreElements(const float* row, int64_t dim, relattn_dtype dtype, void* dst
 // then hidden) before they hold tokens, so they start as zeros, not stale memory.
 void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t slot) {
   const relattn_kv_cache_desc& d = c.desc;
-  if (slot % kKeyGroup != 0 || slot < c.length) return;
+  if (slot % kKeyGroup != 0 || slot < c.length || d.k_dtype == RELATTN_Q4) return;
   const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
   const size_t group_bytes = DtypeBytes(d.k_dtype) * kKeyGroup * size_t(d.head_dim);
   for (int32_t h = 0; h < d.n_kv_heads; ++h) {
@@ -43,10 +44,18 @@ void OpenKeyGroups(const relattn_kv_cache& c, const KvCacheView& view, int64_t s
   }
 }
 
-// Stores v_row (v_head_dim floats, finite) as head h's V in `slot` (I8: with its row scale).
-void StoreValueRow(const relattn_kv_cache_desc& d, const KvCacheView& view, int32_t h, int64_t slot,
+// Stores v_row (v_head_dim floats, finite) as head h's V in `slot` (I8: with
+// its row scale) and raises v_max_abs.
+void StoreValueRow(relattn_kv_cache* c, const KvCacheView& view, int32_t h, int64_t slot,
                    const float* v_row) {
+  const relattn_kv_cache_desc& d = c->desc;
   const int64_t row = h * d.capacity + slot;
+  if (d.v_dtype == RELATTN_Q4) {
+    uint8_t* dst = static_cast<uint8_t*>(view.v) + row * Q4RowBytes(d.v_head_dim);
+    c->v_max_abs = std::max(c->v_max_abs, QuantizeRowQ4(v_row, d.v_head_dim, dst));
+    return;
+  }
+  c->v_max_abs = std::max(c->v_max_abs, MaxAbs(v_row, d.v_head_dim));
   if (d.v_dtype == RELATTN_I8) {
     int8_t* dst = static_cast<int8_t*>(view.v) + row * d.v_head_dim;
     view.v_scales[row] = QuantizeRowI8(v_row, d.v_head_dim, dst);
@@ -80,6 +89,11 @@ bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
 void StoreKeyRow(relattn_kv_cache* c, const KvCacheView& view, int32_t h, int64_t slot,
                  const float* k_row) {
   const relattn_kv_cache_desc& d = c->desc;
+  if (d.k_dtype == RELATTN_Q4) {
+    uint8_t* dst = static_cast<uint8_t*>(view.k) + (h * d.capacity + slot) * Q4RowBytes(d.head_dim);
+    c->k_max_abs = std::max(c->k_max_abs, QuantizeRowQ4(k_row, d.head_dim, dst));
+    return;
+  }
   c->k_max_abs = std::max(c->k_max_abs, MaxAbs(k_row, d.head_dim));
   const int64_t k_offset =
       KeyGroupOffset(KeyGroupHeadStride(d.capacity, d.head_dim), h, slot, d.head_dim) +
@@ -111,9 +125,8 @@ void StoreToken(relattn_kv_cache* c, const KvCacheView& view, const RopeParams& 
       std::fill(v_row, v_row + d.v_head_dim, 0.0f);
     }
     view.bad[h * d.capacity + slot] = finite ? 0 : 1;
-    c->v_max_abs = std::max(c->v_max_abs, MaxAbs(v_row, d.v_head_dim));
     StoreKeyRow(c, view, h, slot, k_row);
-    StoreValueRow(d, view, h, slot, v_row);
+    StoreValueRow(c, view, h, slot, v_row);
   }
   view.positions[slot] = p;
 }

@@ -21,13 +21,15 @@ void SwapBytes(void* a, void* b, size_t bytes) {
 }
 
 // Swaps the tokens of slots a and b: position, and per KV head the bad flag,
-// the I8 row scale, K's channels in the key-group layout and the V row.
+// the I8 row scale, K's channels in the key-group layout (Q4: its row) and
+// the V row.
 // (sink_k is per sink slot: a truncate rotates window slots only.)
 void SwapSlots(relattn_kv_cache* c, const KvCacheView& view, int64_t a, int64_t b) {
   const relattn_kv_cache_desc& d = c->desc;
   std::swap(view.positions[a], view.positions[b]);
   const size_t k_bytes = DtypeBytes(d.k_dtype), v_bytes = DtypeBytes(d.v_dtype);
-  const size_t v_row = v_bytes * size_t(d.v_head_dim);
+  const size_t v_row = v_bytes * size_t(RowElements(d.v_dtype, d.v_head_dim));
+  const size_t q4_k_row = size_t(Q4RowBytes(d.head_dim));  // Q4 K: rows
   const int64_t head_stride = KeyGroupHeadStride(d.capacity, d.head_dim);
   char* k = static_cast<char*>(view.k);
   char* v = static_cast<char*>(view.v);
@@ -39,10 +41,14 @@ void SwapSlots(relattn_kv_cache* c, const KvCacheView& view, int64_t a, int64_t 
     if (d.v_dtype == RELATTN_I8) {
       std::swap(view.v_scales[h * d.capacity + a], view.v_scales[h * d.capacity + b]);
     }
-    const int64_t ka = KeyGroupOffset(head_stride, h, a, d.head_dim) + a % kKeyGroup;
-    const int64_t kb = KeyGroupOffset(head_stride, h, b, d.head_dim) + b % kKeyGroup;
-    for (int32_t e = 0; e < d.head_dim; ++e) {
-      SwapBytes(k + (ka + e * kKeyGroup) * k_bytes, k + (kb + e * kKeyGroup) * k_bytes, k_bytes);
+    if (d.k_dtype == RELATTN_Q4) {
+      SwapBytes(k + (h * d.capacity + a) * q4_k_row, k + (h * d.capacity + b) * q4_k_row, q4_k_row);
+    } else {
+      const int64_t ka = KeyGroupOffset(head_stride, h, a, d.head_dim) + a % kKeyGroup;
+      const int64_t kb = KeyGroupOffset(head_stride, h, b, d.head_dim) + b % kKeyGroup;
+      for (int32_t e = 0; e < d.head_dim; ++e) {
+        SwapBytes(k + (ka + e * kKeyGroup) * k_bytes, k + (kb + e * kKeyGroup) * k_bytes, k_bytes);
+      }
     }
     SwapBytes(v + (h * d.capacity + a) * v_row, v + (h * d.capacity + b) * v_row, v_row);
   }

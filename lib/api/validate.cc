@@ -20,6 +20,7 @@ const char* DtypeName(relattn_dtype dtype) {
     case RELATTN_F32: return "F32";
     case RELATTN_F16: return "F16";
     case RELATTN_I8: return "I8";
+    case RELATTN_Q4: return "Q4";
     default: break;  // out-of-range values: handled below
   }
   return "unknown";
@@ -200,6 +201,9 @@ relattn_status CheckShape(const relattn_attention_desc& d) {
 
 relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
   relattn_status s;
+  if (d.q.dtype == RELATTN_Q4) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "q.dtype = Q4: only k and v may be Q4 (q: F32, F16, I8)");
+  }
   if ((s = CheckTensor("q", d.q, d.n_q, d.n_heads, d.head_dim, nullptr)) ||
       (s = CheckTensor("k", d.k, d.n_kv, d.n_kv_heads, d.head_dim, nullptr)) ||
       (s = CheckTensor("v", d.v, d.n_kv, d.n_kv_heads, dv, nullptr))) {

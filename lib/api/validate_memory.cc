@@ -49,8 +49,8 @@ int FirstOverlap(const ByteRange& r, const ByteRange* ranges, int n) {
 // (a 32-bit target).
 bool RangeOf(const void* data, relattn_dtype dtype, int64_t n_tokens, int64_t token_stride,
              int32_t n_heads, int64_t head_stride, int64_t dim, ByteRange* range) {
-  const uint64_t last_elem =
-      static_cast<uint64_t>((n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + dim - 1);
+  const uint64_t last_elem = static_cast<uint64_t>(
+      (n_tokens - 1) * token_stride + (n_heads - 1) * head_stride + RowElements(dtype, dim) - 1);
   const uint64_t first = reinterpret_cast<uintptr_t>(data);
   uint64_t bytes, last;
   if (__builtin_mul_overflow(last_elem + 1, static_cast<uint64_t>(DtypeBytes(dtype)), &bytes) ||

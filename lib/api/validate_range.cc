@@ -7,6 +7,7 @@
 #include "lib/api/kv_cache.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
+#include "lib/common/q4.h"
 
 namespace relattn {
 namespace {
@@ -71,10 +72,27 @@ relattn_status RangeFail(const char* term, double value, double q, double k) {
               term, value, q, k);
 }
 
+// 8 x the largest finite |d| of a Q4 tensor's blocks.
+float MaxAbsQ4(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads, int64_t dim) {
+  float m = 0.0f;
+  for (int64_t i = 0; i < n_tokens; ++i) {
+    for (int32_t h = 0; h < n_heads; ++h) {
+      const uint8_t* row =
+          static_cast<const uint8_t*>(t.data) + i * t.token_stride + h * t.head_stride;
+      for (int64_t b = 0; b < dim / kQ4BlockValues; ++b) {
+        const float d = Q4BlockScale(row + b * kQ4BlockBytes);
+        if (std::isfinite(d)) m = std::max(m, std::fabs(d));
+      }
+    }
+  }
+  return 8.0f * m;
+}
+
 }  // namespace
 
 float MaxAbsFinite(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads, int64_t dim) {
   if (t.dtype == RELATTN_I8) return MaxAbsScales(t, n_tokens, n_heads);
+  if (t.dtype == RELATTN_Q4) return MaxAbsQ4(t, n_tokens, n_heads, dim);
   uint32_t m32 = 0;
   uint16_t m16 = 0;
   for (int64_t i = 0; i < n_tokens; ++i) {

@@ -53,18 +53,29 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
 relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_tokens,
                            int32_t n_heads, int64_t dim, const char* no_i8) {
   if (!t.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s.data is NULL", name);
-  if (t.dtype == RELATTN_I8 && no_i8) {
-    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = I8: %s", name, no_i8);
+  if ((t.dtype == RELATTN_I8 || t.dtype == RELATTN_Q4) && no_i8) {
+    return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = %s: %s", name,
+                t.dtype == RELATTN_I8 ? "I8" : "Q4", no_i8);
   }
-  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_I8) {
+  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_I8 &&
+      t.dtype != RELATTN_Q4) {
     return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32, RELATTN_F16%s", name,
-                (int)t.dtype, no_i8 ? "" : " or RELATTN_I8");
+                (int)t.dtype, no_i8 ? "" : ", RELATTN_I8 or RELATTN_Q4");
+  }
+  if (t.dtype == RELATTN_Q4 && dim % kQ4BlockValues != 0) {
+    return Fail(RELATTN_ERR_BAD_DIMENSION,
+                "%s.dtype = Q4 with dim %" PRId64
+                ": Q4 rows hold blocks of 32 values, the dim "
+                "must be a multiple of 32",
+                name, dim);
   }
   char field[40];
   std::snprintf(field, sizeof(field), "%s.data", name);
   relattn_status s = CheckAligned(field, t.data, DtypeBytes(t.dtype));
-  if (s == RELATTN_OK)
-    s = CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride, dim);
+  if (s == RELATTN_OK) {
+    s = CheckStrides(name, n_tokens, t.token_stride, n_heads, t.head_stride,
+                     RowElements(t.dtype, dim));
+  }
   if (s != RELATTN_OK || t.dtype != RELATTN_I8) return s;
   std::snprintf(field, sizeof(field), "%s.row_scales", name);
   if (!t.row_scales) {

@@ -17,9 +17,10 @@ relattn_status CheckStrides(const char* name, int64_t n_tokens, int64_t token_st
                             int32_t n_heads, int64_t head_stride, int64_t dim);
 
 // t as a [n_tokens][n_heads][dim] tensor named `name`: data not NULL and
-// aligned to its element size, a known dtype, strides as CheckStrides; I8
-// also needs row_scales (aligned, strides as CheckStrides with dim 1).
-// no_i8: NULL where I8 is allowed, else why it is not (RELATTN_ERR_UNSUPPORTED).
+// aligned to its element size, a known dtype, strides as CheckStrides (Q4:
+// dim a multiple of 32, rows of its blocks' bytes); I8 also needs row_scales
+// (aligned, strides as CheckStrides with dim 1). no_i8: NULL where I8 and Q4
+// are allowed, else why they are not (RELATTN_ERR_UNSUPPORTED).
 relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_tokens,
                            int32_t n_heads, int64_t dim, const char* no_i8);
 

@@ -201,7 +201,7 @@ HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, RowRange 
                              const KeyBlock& b) {
   const float* q = rows.q + rr.r0 * plan.d_pad;
   float* s = rows.s + rr.r0 * kBlockKeys;
-  if (!plan.cache.on && b.k.rows) {
+  if (b.k.rows) {  // converted: a tensor's, a KV cache's with Q4 K or V
     ScoresRowsF32(q, rr.n, plan.d_pad, b.k.rows, b.n_keys, s);
   } else if (!plan.cache.on) {
     ScoresRowsTensor(plan, q, rr.n, kv_head, b.j0, b.n_keys, s);

@@ -170,15 +170,23 @@ HWY_INLINE uint64_t CacheBadKeys(const Plan& plan, int32_t kv_head, int64_t j0, 
 // cache (which rotated them at append); in_place as RowsAsF32's.
 HWY_INLINE RowsF32 KeyRowsAsF32(const Plan& plan, Worker& worker, int32_t kv_head, int64_t j0,
                                 int64_t n_keys, const KeyBlockScratch& buf, bool in_place) {
-  if (plan.cache.on) return CacheKeyRows(plan, kv_head, j0, n_keys, buf.k_stride, buf.k);
+  if (plan.cache.on && plan.k.dtype != RELATTN_Q4) {
+    return CacheKeyRows(plan, kv_head, j0, n_keys, buf.k_stride, buf.k);
+  }
   RowsF32 k = RowsAsF32(plan.k, kv_head, j0, n_keys, plan.d, buf.k_stride, in_place, buf.k, false);
-  if (!plan.rope.on) return k;
+  if (!plan.rope.on || plan.cache.on) return k;
   for (int64_t j = 0; j < n_keys; ++j) {
     float* row = buf.k + j * buf.k_stride;
     if (k.rows != buf.k) std::copy(k.rows + j * k.stride, k.rows + j * k.stride + plan.d, row);
     RopeRotate(plan, worker, plan.k_pos.At(j0 + j), row);
   }
   return {buf.k, buf.k_stride};
+}
+
+// Whether decode converts a KV cache's key blocks into f32 rows (Q4 K or V)
+// instead of reading K and V in place.
+HWY_INLINE bool CacheConvertsRows(const Plan& plan) {
+  return plan.cache.on && (plan.k.dtype == RELATTN_Q4 || plan.v.dtype == RELATTN_Q4);
 }
 
 // Whether decode reads a tensor block's K and V where they lie (f16 or f32,
@@ -245,7 +253,7 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
              0};
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
-  if (kDecode && plan.cache.on) {
+  if (kDecode && plan.cache.on && !CacheConvertsRows(plan)) {
     // K and V read in place; int8 V's row scales in the value scratch, which
     // holds no rows then (bad keys' rows are stored as zeros).
     if (plan.v.dtype == RELATTN_I8) {
@@ -283,19 +291,25 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
 // prefetchers miss.
 HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64_t n, int64_t dim) {
   const int64_t elem_bytes = DtypeBytes(t.dtype);
+  const int64_t row_bytes = RowElements(t.dtype, dim) * elem_bytes;
   const char* base = static_cast<const char*>(t.data);
   for (int64_t j = t0; j < t0 + n; ++j) {
     const char* row = base + (j * t.token_stride + head * t.head_stride) * elem_bytes;
-    for (int64_t b = 0; b < dim * elem_bytes; b += 64) PrefetchFar(row + b);
+    for (int64_t b = 0; b < row_bytes; b += 64) PrefetchFar(row + b);
   }
 }
 
 // The prefetch stage: the K and V rows of the keys [j0, j0 + n_keys) that
-// the next block will convert arrive while this one is computed (tensors; a
-// KV cache's key groups, and tensors decode reads in place, are prefetched
-// by the kernels that stream them).
+// the next block will convert arrive while this one is computed (tensors, a
+// Q4 KV cache's rows; a KV cache's key groups, and tensors decode reads in
+// place, are prefetched by the kernels that stream them).
 HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
-  if (n_keys <= 0 || plan.cache.on || (plan.work.decode && DecodeInPlace(plan))) return;
+  if (n_keys <= 0 || (plan.work.decode && DecodeInPlace(plan))) return;
+  if (plan.cache.on) {
+    if (plan.k.dtype == RELATTN_Q4) PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
+    if (plan.v.dtype == RELATTN_Q4) PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
+    return;
+  }
   PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
   PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
 }

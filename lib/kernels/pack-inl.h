@@ -1,4 +1,4 @@
-// Row conversion (f32 / f16 / int8 to f32), query packing into sub-tiles and
+// Row conversion (f32 / f16 / int8 / q4_0 to f32), query packing into sub-tiles and
 // the output store (per-target code).
 #if defined(RELATTN_LIB_KERNELS_PACK_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef RELATTN_LIB_KERNELS_PACK_INL_H_
@@ -63,15 +63,52 @@ HWY_INLINE hn::Vec<DF> PromoteI8(const int8_t* HWY_RESTRICT src) {
   return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src)));
 }
 
+// The values of a Q4 block's nibbles `at` bytes into its 16 (count <= Lanes)
+// as f32 (nibble - 8) times d: the low nibbles (values at..) or the high ones
+// (values 16 + at..).
+HWY_INLINE hn::Vec<DF> Q4Values(const uint8_t* HWY_RESTRICT bytes, bool high, hn::Vec<DF> d) {
+  const DF df;
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<uint32_t, DF> du;
+  const hn::Rebind<uint8_t, DF> d8;
+  const auto x = hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(d8, bytes)));
+  const auto nibble = high ? hn::ShiftRight<4>(x) : hn::And(x, hn::Set(di, 15));
+  return hn::Mul(hn::ConvertTo(df, hn::Sub(nibble, hn::Set(di, 8))), d);
+}
+
+// dst[e] = mul * value e of the Q4 row at src, e < n (a multiple of 32).
+HWY_INLINE void ConvertRowQ4(const uint8_t* HWY_RESTRICT src, int64_t n, float mul,
+                             float* HWY_RESTRICT dst) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int64_t kHalf = kQ4BlockValues / 2;
+  for (int64_t b = 0; b < n / kQ4BlockValues; ++b, src += kQ4BlockBytes, dst += kQ4BlockValues) {
+    const float d = Q4BlockScale(src) * mul;
+    const uint8_t* bytes = src + 2;
+    int64_t i = 0;
+    for (; i + lanes <= kHalf; i += lanes) {
+      hn::StoreU(Q4Values(bytes + i, false, hn::Set(df, d)), df, dst + i);
+      hn::StoreU(Q4Values(bytes + i, true, hn::Set(df, d)), df, dst + kHalf + i);
+    }
+    for (; i < kHalf; ++i) {
+      dst[i] = static_cast<float>((bytes[i] & 15) - 8) * d;
+      dst[kHalf + i] = static_cast<float>((bytes[i] >> 4) - 8) * d;
+    }
+  }
+}
+
 // dst[e] = mul * row[e] for e < n; row = element `offset` of a tensor of dtype
-// F32, F16 or I8 (its int8 values, unscaled; validated before the call).
+// F32, F16, I8 (its int8 values, unscaled) or Q4 (byte `offset`, n a
+// multiple of 32); validated before the call.
 HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset, int64_t n,
                            float mul, float* HWY_RESTRICT dst) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const auto vmul = hn::Set(df, mul);
   int64_t e = 0;
-  if (dtype == RELATTN_F16 && mul == 1.0f) {
+  if (dtype == RELATTN_Q4) {
+    ConvertRowQ4(static_cast<const uint8_t*>(data) + offset, n, mul, dst);
+  } else if (dtype == RELATTN_F16 && mul == 1.0f) {
     const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
     for (; e + lanes <= n; e += lanes) hn::StoreU(PromoteF16(src + e), df, dst + e);
     const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;

@@ -6,7 +6,9 @@
 // block_q8_0: 32 int8 values and one f16 scale d = max|x| / 127, x = d * q,
 // q = round(x / d)); as ggml's q8_0 dot product does, the query is quantised to
 // q8_0 too wherever K is. relattn's int8 rows: one f32 scale per (token, head)
-// row of head_dim values (8.25 bits a value at d 128, q8_0: 8.5). Prints the
+// row of head_dim values (8.25 bits a value at d 128, q8_0: 8.5). relattn's Q4
+// is q4_0 itself (4.5 bits), its error beside q4_0 written here from
+// ggml's quantize_row_q4_0_ref. Prints the
 // table (relattn: the worst SIMD target); asserts relattn's error within the
 // measured ratios of q8_0's below.
 #include <doctest/doctest.h>
@@ -36,6 +38,10 @@ constexpr int64_t kKeys = 1000;
 // block's. The bounds keep that margin; a per-group scale would close the gap.
 constexpr double kMaxRatioUniform = 1.15, kMaxRatioOutliers = 1.45;
 constexpr double kMaxRatioMaxAbs = 1.5;
+// Q4 stores q4_0's own blocks: the errors differ only by the query (relattn
+// keeps it f32, ggml's q4_0 dot product quantises it to q8_0) and the
+// rounding of the sums: measured ratios 0.99-1.01 (rms and max).
+constexpr double kMaxRatioQ4 = 1.02;
 
 // q8_0 round trip of each block of 32 values of rows of `dim` (dim % 32 == 0).
 std::vector<float> RoundTripQ8_0(const std::vector<float>& x) {
@@ -47,6 +53,29 @@ std::vector<float> RoundTripQ8_0(const std::vector<float>& x) {
     const float id = d != 0 ? 1.0f / d : 0.0f;
     const float d16 = relattn::F16ToF32(relattn::F32ToF16(d));  // stored as f16
     for (size_t i = b; i < b + 32; ++i) out[i] = d16 * std::round(x[i] * id);
+  }
+  return out;
+}
+
+// q4_0 round trip (ggml's quantize_row_q4_0_ref: d = m / -8 with m the
+// block's value of largest |x|, nibble = min(15, int(x / d + 8.5)), x = d *
+// (nibble - 8), d stored as f16).
+std::vector<float> RoundTripQ4_0(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0, m = 0;
+    for (size_t i = b; i < b + 32; ++i) {
+      if (amax < std::fabs(x[i])) {
+        amax = std::fabs(x[i]);
+        m = x[i];
+      }
+    }
+    const float d = m / -8, id = d != 0 ? 1.0f / d : 0.0f;
+    const float d16 = relattn::F16ToF32(relattn::F32ToF16(d));
+    for (size_t i = b; i < b + 32; ++i) {
+      const float xi = x[i] * id;
+      out[i] = d16 * float(std::min(15, int(xi + 8.5f)) - 8);
+    }
   }
   return out;
 }
@@ -135,9 +164,17 @@ std::vector<float> Uniform(std::mt19937_64& rng, size_t n, float outlier) {
   return x;
 }
 
-const char* Name(relattn_dtype t) { return t == RELATTN_I8 ? "int8" : "f16"; }
+const char* Name(relattn_dtype t) {
+  return t == RELATTN_I8 ? "int8" : t == RELATTN_Q4 ? "q4" : "f16";
+}
 
-TEST_CASE("KV cache quantisation error: relattn int8 rows beside ggml q8_0 blocks") {
+// ggml's format at the bits of relattn's dtype t: q8_0 for int8, q4_0 for
+// Q4 (the same blocks), f16 for f16.
+std::vector<float> GgmlRoundTrip(relattn_dtype t, const std::vector<float>& x) {
+  return t == RELATTN_I8 ? RoundTripQ8_0(x) : t == RELATTN_Q4 ? RoundTripQ4_0(x) : RoundTripF16(x);
+}
+
+TEST_CASE("KV cache quantisation error: relattn int8 rows and Q4 beside ggml q8_0 and q4_0") {
   std::printf(
       "decode over a %lld-key cache, d %d, %d heads on %d KV heads, vs fp64 on float "
       "K, V:\n%-10s %-9s %-24s %-24s %s\n",
@@ -149,28 +186,35 @@ TEST_CASE("KV cache quantisation error: relattn int8 rows beside ggml q8_0 block
     const std::vector<float> k = Uniform(rng, size_t(kKeys) * kKvHeads * kD, outlier);
     const std::vector<float> v = Uniform(rng, k.size(), outlier);
     const std::vector<double> exact = ReferenceOf(q, k, v);
-    const std::vector<float> q8 = RoundTripQ8_0(q), k8 = RoundTripQ8_0(k), v8 = RoundTripQ8_0(v);
-    const relattn_dtype pairs[][2] = {
-        {RELATTN_I8, RELATTN_F16}, {RELATTN_F16, RELATTN_I8}, {RELATTN_I8, RELATTN_I8}};
+    const std::vector<float> q8 = RoundTripQ8_0(q);
+    const relattn_dtype pairs[][2] = {{RELATTN_I8, RELATTN_F16}, {RELATTN_F16, RELATTN_I8},
+                                      {RELATTN_I8, RELATTN_I8},  {RELATTN_Q4, RELATTN_F16},
+                                      {RELATTN_F16, RELATTN_Q4}, {RELATTN_Q4, RELATTN_Q4},
+                                      {RELATTN_I8, RELATTN_Q4}};
     for (const auto& p : pairs) {
-      const bool k8_on = p[0] == RELATTN_I8, v8_on = p[1] == RELATTN_I8;
+      const bool int8 = p[0] == RELATTN_I8 || p[1] == RELATTN_I8;
       Errors ours;  // the worst over the SIMD targets
       ForEachTarget([&](int64_t) {
         const Errors e = ErrorsOf(RelattnOver(q, k, v, p[0], p[1]), exact);
         ours.max_abs = std::max(ours.max_abs, e.max_abs);
         ours.rms = std::max(ours.rms, e.rms);
       });
-      // q8_0 where relattn has int8, f16 elsewhere (as the cache stores it).
-      const std::vector<float> kf = k8_on ? k8 : RoundTripF16(k);
-      const std::vector<float> vf = v8_on ? v8 : RoundTripF16(v);
-      const Errors ggml = ErrorsOf(ReferenceOf(k8_on ? q8 : q, kf, vf), exact);
+      // q8_0 / q4_0 where relattn has int8 / Q4, f16 elsewhere (as the cache
+      // stores it); ggml's quantised K meets a q8_0 query.
+      const std::vector<float> kf = GgmlRoundTrip(p[0], k), vf = GgmlRoundTrip(p[1], v);
+      const Errors ggml = ErrorsOf(ReferenceOf(p[0] != RELATTN_F16 ? q8 : q, kf, vf), exact);
       const std::string kv = std::string(Name(p[0])) + "/" + Name(p[1]);
       std::printf("%-10s %-9s %.3e / %.3e   %.3e / %.3e   %.2f / %.2f\n",
                   outlier == 1.0f ? "uniform" : "outliers", kv.c_str(), ours.max_abs, ours.rms,
                   ggml.max_abs, ggml.rms, ours.rms / ggml.rms, ours.max_abs / ggml.max_abs);
       INFO(kv, outlier == 1.0f ? " uniform" : " outliers");
-      CHECK(ours.rms <= (outlier == 1.0f ? kMaxRatioUniform : kMaxRatioOutliers) * ggml.rms);
-      CHECK(ours.max_abs <= kMaxRatioMaxAbs * ggml.max_abs);
+      if (int8) {
+        CHECK(ours.rms <= (outlier == 1.0f ? kMaxRatioUniform : kMaxRatioOutliers) * ggml.rms);
+        CHECK(ours.max_abs <= kMaxRatioMaxAbs * ggml.max_abs);
+      } else {
+        CHECK(ours.rms <= kMaxRatioQ4 * ggml.rms);
+        CHECK(ours.max_abs <= kMaxRatioQ4 * ggml.max_abs);
+      }
     }
   }
 }

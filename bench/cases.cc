@@ -28,7 +28,10 @@ const char* SchemeName(Scheme scheme) {
 const char* MaskName(bool causal) { return causal ? "causal" : "bidir"; }
 
 const char* DtypeName(relattn_dtype dtype) {
-  return dtype == RELATTN_F32 ? "f32" : dtype == RELATTN_F16 ? "f16" : "i8";
+  return dtype == RELATTN_F32   ? "f32"
+         : dtype == RELATTN_F16 ? "f16"
+         : dtype == RELATTN_Q4  ? "q4"
+                                : "i8";
 }
 
 std::string ShapeName(const Shape& shape) {

@@ -62,7 +62,7 @@ struct Case {
 // "decode/d128/m32768/thd/causal/none/f16".
 std::string CaseName(const Case& c);
 const char* MaskName(bool causal);           // "causal", "bidir"
-const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8"
+const char* DtypeName(relattn_dtype dtype);  // "f32", "f16", "i8", "q4"
 
 // The shapes of a run and the cases of each, in measuring order: the anchor,
 // prefill (8 heads; d in {64, 128}, n in {512, 2048, 8192}; every scheme and RoPE, both

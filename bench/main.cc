@@ -52,7 +52,7 @@ machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
                     the cases (repeatable; 'all': every name): llama3-8b,
                     llama3.2-1b, qwen2.5-0.5b, gemma2-2b, phi3-mini, bloom-560m,
                     t5-small (its decoder); each cache length, each cache K/V dtype
-                    (f32/f32, f16/f16, i8/f16, i8/i8), K/V cold for every layer
+                    (f32/f32, f16/f16, i8/f16, i8/i8, q4/q4), K/V cold for every layer
   --heads H --kv-heads K --head-dim D [--layers L]
                     the same for any shape (named "custom"; K defaults to H)
   --cache-len M     cache lengths for --model (repeatable; default 1024 8192 32768)

@@ -18,11 +18,14 @@ struct KvDtypes {
 constexpr KvDtypes kKvDtypes[] = {{RELATTN_F32, RELATTN_F32},
                                   {RELATTN_F16, RELATTN_F16},
                                   {RELATTN_I8, RELATTN_F16},
-                                  {RELATTN_I8, RELATTN_I8}};
+                                  {RELATTN_I8, RELATTN_I8},
+                                  {RELATTN_Q4, RELATTN_Q4}};
 
-// Bytes of one stored row of `dim` elements (an int8 row carries its f32 scale).
+// Bytes of one stored row of `dim` elements (an int8 row carries its f32
+// scale, a Q4 row is q4_0 blocks: 18 bytes per 32 values).
 double RowBytes(relattn_dtype dtype, int32_t dim) {
   if (dtype == RELATTN_I8) return dim + 4.0;
+  if (dtype == RELATTN_Q4) return dim / 32 * 18.0;
   return dim * (dtype == RELATTN_F32 ? 4.0 : 2.0);
 }
 

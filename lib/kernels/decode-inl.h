@@ -31,6 +31,7 @@
 #include "lib/kernels/key_block-inl.h"
 #include "lib/kernels/pack-inl.h"
 #include "lib/kernels/pv_rows-inl.h"
+#include "lib/kernels/q4_rows-inl.h"
 #include "lib/kernels/rope-inl.h"
 #include "lib/kernels/scores_klanes-inl.h"
 #include "lib/kernels/scores_rows-inl.h"
@@ -205,6 +206,10 @@ HWY_INLINE void DecodeScores(const Plan& plan, const DecodeRows& rows, RowRange 
     ScoresRowsF32(q, rr.n, plan.d_pad, b.k.rows, b.n_keys, s);
   } else if (!plan.cache.on) {
     ScoresRowsTensor(plan, q, rr.n, kv_head, b.j0, b.n_keys, s);
+  } else if (plan.k.dtype == RELATTN_Q4) {
+    const uint8_t* k = static_cast<const uint8_t*>(plan.k.data) + kv_head * plan.k.head_stride +
+                       b.j0 * plan.k.token_stride;
+    ScoresRowsQ4(q, rr.n, plan.d_pad, k, plan.k.token_stride, b.n_keys, plan.d, s);
   } else if (plan.k.dtype == RELATTN_I8) {  // one KV head per item: rr is every row
     ScoresKLanesI8(plan, rows.q, rows.n_rows, rows.q_int, kv_head, b.j0, b.n_keys, rows.s);
   } else {
@@ -240,12 +245,18 @@ HWY_INLINE void DecodeSoftmax(const Plan& plan, DecodeRows& rows, RowRange rr, c
   }
 }
 
+// P.V of the rows over the block; scratch: the value block's (Q4 values read
+// in place use it for PVRowsQ4).
 HWY_INLINE void DecodePV(const Plan& plan, const DecodeRows& rows, RowRange rr, int32_t kv_head,
-                         const KeyBlock& b) {
+                         const KeyBlock& b, float* HWY_RESTRICT scratch) {
   float* p = rows.s + rr.r0 * kBlockKeys;
   float* o = rows.o + rr.r0 * plan.dv_pad;
   if (b.v_scale) ScaleProbabilities(b.v_scale, b.n_keys, rr.n, p);
-  if (!b.v.rows) {
+  if (!b.v.rows && plan.v.dtype == RELATTN_Q4) {
+    const uint8_t* v = static_cast<const uint8_t*>(plan.v.data) + kv_head * plan.v.head_stride +
+                       b.j0 * plan.v.token_stride;
+    PVRowsQ4(p, rr.n, v, plan.v.token_stride, b.n_keys, plan.dv, plan.dv_pad, o, scratch);
+  } else if (!b.v.rows) {
     PVRowsInPlaceV(plan, p, rr.n, kv_head, b.j0, b.n_keys, o);
   } else {
     PVRowsF32(p, b.v.rows, b.n_keys, rr.n, plan.dv_pad, o);
@@ -299,7 +310,7 @@ HWY_INLINE void DecodeWorkItem(const Plan& plan, int64_t item, Worker& worker) {
           PrefetchKeyBlock(plan, kv_head, j0 + n_keys, std::min(kBlockKeys, end - j0 - n_keys));
           DecodeScores(plan, rows, rr, kv_head, block);
           DecodeSoftmax(plan, rows, rr, block, visibility);
-          DecodePV(plan, rows, rr, kv_head, block);
+          DecodePV(plan, rows, rr, kv_head, block, scratch.v);
         }
       });
   StoreDecodeRows(plan, item, rows, worker.shared_ws);

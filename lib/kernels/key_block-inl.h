@@ -183,10 +183,12 @@ HWY_INLINE RowsF32 KeyRowsAsF32(const Plan& plan, Worker& worker, int32_t kv_hea
   return {buf.k, buf.k_stride};
 }
 
-// Whether decode converts a KV cache's key blocks into f32 rows (Q4 K or V)
-// instead of reading K and V in place.
+// Whether decode converts a KV cache's key blocks into f32 rows instead of
+// reading K and V in place: Q4 K or V on a target whose vectors do not
+// divide a Q4 block's halves (the Q4 kernels' premise).
 HWY_INLINE bool CacheConvertsRows(const Plan& plan) {
-  return plan.cache.on && (plan.k.dtype == RELATTN_Q4 || plan.v.dtype == RELATTN_Q4);
+  return plan.cache.on && (plan.k.dtype == RELATTN_Q4 || plan.v.dtype == RELATTN_Q4) &&
+         !Q4LanesFit();
 }
 
 // Whether decode reads a tensor block's K and V where they lie (f16 or f32,
@@ -305,9 +307,13 @@ HWY_INLINE void PrefetchRows(const TensorRef& t, int32_t head, int64_t t0, int64
 // place, are prefetched by the kernels that stream them).
 HWY_INLINE void PrefetchKeyBlock(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys) {
   if (n_keys <= 0 || (plan.work.decode && DecodeInPlace(plan))) return;
-  if (plan.cache.on) {
-    if (plan.k.dtype == RELATTN_Q4) PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
-    if (plan.v.dtype == RELATTN_Q4) PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
+  if (plan.cache.on) {  // Q4 rows converted (CacheConvertsRows)
+    if (CacheConvertsRows(plan) && plan.k.dtype == RELATTN_Q4) {
+      PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);
+    }
+    if (CacheConvertsRows(plan) && plan.v.dtype == RELATTN_Q4) {
+      PrefetchRows(plan.v, kv_head, j0, n_keys, plan.dv);
+    }
     return;
   }
   PrefetchRows(plan.k, kv_head, j0, n_keys, plan.d);

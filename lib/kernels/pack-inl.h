@@ -63,18 +63,28 @@ HWY_INLINE hn::Vec<DF> PromoteI8(const int8_t* HWY_RESTRICT src) {
   return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src)));
 }
 
-// The values of a Q4 block's nibbles `at` bytes into its 16 (count <= Lanes)
-// as f32 (nibble - 8) times d: the low nibbles (values at..) or the high ones
-// (values 16 + at..).
-HWY_INLINE hn::Vec<DF> Q4Values(const uint8_t* HWY_RESTRICT bytes, bool high, hn::Vec<DF> d) {
-  const DF df;
+// The Lanes(DF) bytes at p (Lanes(DF) divides 16: within one Q4 block's
+// nibble bytes) as int32 lanes.
+HWY_INLINE hn::Vec<hn::Rebind<int32_t, DF>> Q4Bytes(const uint8_t* HWY_RESTRICT p) {
   const hn::Rebind<int32_t, DF> di;
   const hn::Rebind<uint32_t, DF> du;
   const hn::Rebind<uint8_t, DF> d8;
-  const auto x = hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(d8, bytes)));
-  const auto nibble = high ? hn::ShiftRight<4>(x) : hn::And(x, hn::Set(di, 15));
-  return hn::Mul(hn::ConvertTo(df, hn::Sub(nibble, hn::Set(di, 8))), d);
+  return hn::BitCast(di, hn::PromoteTo(du, hn::LoadU(d8, p)));
 }
+
+// The low (values at..) or high (values 16 + at..) nibbles of Q4Bytes x as
+// f32 nibble - 8.
+HWY_INLINE hn::Vec<DF> Q4Low(hn::Vec<hn::Rebind<int32_t, DF>> x) {
+  const hn::Rebind<int32_t, DF> di;
+  return hn::ConvertTo(DF(), hn::Sub(hn::And(x, hn::Set(di, 15)), hn::Set(di, 8)));
+}
+HWY_INLINE hn::Vec<DF> Q4High(hn::Vec<hn::Rebind<int32_t, DF>> x) {
+  const hn::Rebind<int32_t, DF> di;
+  return hn::ConvertTo(DF(), hn::Sub(hn::ShiftRight<4>(x), hn::Set(di, 8)));
+}
+
+// Whether the Q4 kernels' vectors (Lanes(DF) values) divide a block's halves.
+HWY_INLINE bool Q4LanesFit() { return (kQ4BlockValues / 2) % hn::Lanes(DF()) == 0; }
 
 // dst[e] = mul * value e of the Q4 row at src, e < n (a multiple of 32).
 HWY_INLINE void ConvertRowQ4(const uint8_t* HWY_RESTRICT src, int64_t n, float mul,
@@ -87,8 +97,9 @@ HWY_INLINE void ConvertRowQ4(const uint8_t* HWY_RESTRICT src, int64_t n, float m
     const uint8_t* bytes = src + 2;
     int64_t i = 0;
     for (; i + lanes <= kHalf; i += lanes) {
-      hn::StoreU(Q4Values(bytes + i, false, hn::Set(df, d)), df, dst + i);
-      hn::StoreU(Q4Values(bytes + i, true, hn::Set(df, d)), df, dst + kHalf + i);
+      const auto x = Q4Bytes(bytes + i);
+      hn::StoreU(hn::Mul(Q4Low(x), hn::Set(df, d)), df, dst + i);
+      hn::StoreU(hn::Mul(Q4High(x), hn::Set(df, d)), df, dst + kHalf + i);
     }
     for (; i < kHalf; ++i) {
       dst[i] = static_cast<float>((bytes[i] & 15) - 8) * d;

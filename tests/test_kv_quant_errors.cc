@@ -219,5 +219,46 @@ TEST_CASE("KV cache quantisation error: relattn int8 rows and Q4 beside ggml q8_
   }
 }
 
+// K [tokens][kv_heads][d] quantised per channel over groups of 32 tokens
+// (KIVI's grouping for K) with q4_0's rule and f16 scales.
+std::vector<float> RoundTripPerChannelQ4(const std::vector<float>& k) {
+  std::vector<float> out(k.size()), group(32);
+  for (int32_t h = 0; h < kKvHeads; ++h) {
+    for (int32_t c = 0; c < kD; ++c) {
+      for (int64_t t0 = 0; t0 < kKeys; t0 += 32) {
+        const int64_t n = std::min<int64_t>(32, kKeys - t0);
+        std::fill(group.begin(), group.end(), 0.0f);
+        const auto at = [&](int64_t t) { return size_t((t0 + t) * kKvHeads + h) * kD + c; };
+        for (int64_t t = 0; t < n; ++t) group[size_t(t)] = k[at(t)];
+        const std::vector<float> q = RoundTripQ4_0(group);
+        for (int64_t t = 0; t < n; ++t) out[at(t)] = q[size_t(t)];
+      }
+    }
+  }
+  return out;
+}
+
+// The issue's alternative for 4-bit K, measured, not built: on outlier
+// channels, per-channel groups along tokens give a smaller error than q4_0's
+// blocks along channels (each block then holds one outlier channel and
+// seven small ones: their values round to zero).
+TEST_CASE("4-bit K: q4_0 blocks along channels beside per-channel groups along tokens") {
+  for (float outlier : {1.0f, 20.0f}) {
+    std::mt19937_64 rng(outlier == 1.0f ? 61 : 62);
+    const std::vector<float> q = Uniform(rng, size_t(kHeads) * kD, 1.0f);
+    const std::vector<float> k = Uniform(rng, size_t(kKeys) * kKvHeads * kD, outlier);
+    const std::vector<float> v = RoundTripF16(Uniform(rng, k.size(), outlier));
+    const std::vector<double> exact = ReferenceOf(q, k, v);
+    const Errors blocks = ErrorsOf(ReferenceOf(q, RoundTripQ4_0(k), v), exact);
+    const Errors channels = ErrorsOf(ReferenceOf(q, RoundTripPerChannelQ4(k), v), exact);
+    std::printf(
+        "%-10s 4-bit K, f16 V: q4_0 blocks max / rms %.3e / %.3e, per-channel groups of "
+        "32 tokens %.3e / %.3e\n",
+        outlier == 1.0f ? "uniform" : "outliers", blocks.max_abs, blocks.rms, channels.max_abs,
+        channels.rms);
+    if (outlier != 1.0f) CHECK(channels.rms < blocks.rms);
+  }
+}
+
 }  // namespace
 }  // namespace relattn_test

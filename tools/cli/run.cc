@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
                         shaw_vector: [heads][2k+1][head_dim] float32 (one per head) or
                         [2k+1][head_dim] (shared), Shaw et al.'s vector form:
                         score = scale * q . (k + a[clip(key - query, -k, k) + k]), k <= 64
+  --table-layout L      t5: heads_buckets (the default, [heads][num_buckets]) or
+                        buckets_heads (Hugging Face's relative_attention_bias.weight,
+                        [num_buckets][heads], transposed on load)
   --num-buckets NB      t5: checked against the table (default: the table's width)
   --max-distance MD     t5: default 128
   --shaw-k K            shaw, shaw_vector: checked against the table (default: from its
@@ -89,6 +93,7 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},
                                           {"--max-bias", 1},
                                           {"--slopes", 1},
                                           {"--table", 1},
+                                          {"--table-layout", 1},
                                           {"--num-buckets", 1},
                                           {"--max-distance", 1},
                                           {"--shaw-k", 1},
@@ -133,12 +138,13 @@ struct SchemeSpec {
   relattn_bias_kind kind;
   std::vector<std::string> options;
 };
-const std::vector<std::string> kSchemeOptions = {"--max-bias",    "--slopes",       "--table",
-                                                 "--num-buckets", "--max-distance", "--shaw-k"};
+const std::vector<std::string> kSchemeOptions = {
+    "--max-bias",    "--slopes",       "--table", "--table-layout",
+    "--num-buckets", "--max-distance", "--shaw-k"};
 const SchemeSpec kSchemes[] = {
     {"none", RELATTN_BIAS_NONE, {}},
     {"alibi", RELATTN_BIAS_ALIBI, {"--max-bias", "--slopes"}},
-    {"t5", RELATTN_BIAS_T5, {"--table", "--num-buckets", "--max-distance"}},
+    {"t5", RELATTN_BIAS_T5, {"--table", "--table-layout", "--num-buckets", "--max-distance"}},
     {"shaw", RELATTN_BIAS_SHAW, {"--table", "--shaw-k"}},
     {"shaw_vector", RELATTN_BIAS_SHAW_VECTOR, {"--table", "--shaw-k"}}};
 
@@ -205,6 +211,37 @@ void CheckTable(const Args& args, const std::string& flag, const NpyArray& a, in
     Fail(Describe(args, flag, a) + ": must be float32" + (f16_ok ? " or float16" : ""));
   }
   if (width_out) *width_out = a.shape[1];
+}
+
+// a, a [rows][cols] table of 4- or 2-byte elements, as [cols][rows].
+void Transpose2d(NpyArray* a) {
+  const int64_t rows = a->shape[0], cols = a->shape[1];
+  const size_t elem = a->dtype == NpyDtype::kF32 ? 4 : 2;
+  std::vector<unsigned char> out(a->bytes.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      std::memcpy(&out[(c * rows + r) * elem], &a->bytes[(r * cols + c) * elem], elem);
+    }
+  }
+  a->bytes.swap(out);
+  a->shape = {cols, rows};
+}
+
+// --table of t5 in --table-layout: buckets_heads tables (Hugging Face's
+// [num_buckets][heads]) transposed to [heads][num_buckets].
+void ApplyTableLayout(const Args& args, int64_t heads, NpyArray* table) {
+  const std::string layout = args.String("--table-layout", "heads_buckets");
+  if (layout == "heads_buckets") return;
+  if (layout != "buckets_heads") {
+    args.Usage("--table-layout " + layout + ": must be heads_buckets or buckets_heads");
+  }
+  if (table->shape.size() != 2 || table->shape[1] != heads) {
+    Fail(Describe(args, "--table", *table) +
+         ": with --table-layout buckets_heads must be "
+         "[num_buckets][" +
+         std::to_string(heads) + "] (Hugging Face's relative_attention_bias.weight)");
+  }
+  Transpose2d(table);
 }
 
 // --table for shaw_vector: [heads][2k+1][head_dim] (per head) or [2k+1][head_dim] (shared),
@@ -296,6 +333,7 @@ void SetBias(const Args& args, const SchemeSpec& spec, Arrays* in, relattn_atten
     }
   } else if (spec.kind != RELATTN_BIAS_NONE) {
     in->table = Load(args, "--table");
+    if (spec.kind == RELATTN_BIAS_T5) ApplyTableLayout(args, heads, &in->table);
     int64_t width = 0;
     int per_head = 0;
     if (spec.kind == RELATTN_BIAS_SHAW_VECTOR) {

@@ -310,3 +310,26 @@ def test_run_sequence_inputs_errors(tmp_path):
         result = run(*base, *extra)
         assert result.returncode == status and message in result.stderr, (extra, result.stderr)
         assert not (tmp_path / "out.npy").exists()
+
+
+def test_run_t5_table_in_hugging_face_layout(tmp_path):
+    """--table-layout buckets_heads takes HF's [num_buckets][heads] weight as it is stored."""
+    rng = np.random.default_rng(9)
+    q, k, v = random_problem(rng, 6, 6, np.float32)
+    table = rng.standard_normal((4, 32)).astype(np.float32)  # [heads][buckets]
+    expected = run_attention(tmp_path, q, k, v, "t5", {"table": table}, {"causal": True})
+    got = run_attention(tmp_path, q, k, v, "t5", {"table": np.ascontiguousarray(table.T)},
+                        {"causal": True}, ["--table-layout", "buckets_heads"])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, relattn.attention(q, k, v, scheme="t5", table=table,
+                                                         causal=True))
+    np.save(tmp_path / "t.npy", table)
+    bad = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+              tmp_path / "v.npy", "--out", tmp_path / "o2.npy", "--scheme", "t5", "--table",
+              tmp_path / "t.npy", "--table-layout", "buckets_heads")
+    assert bad.returncode == 1 and "[num_buckets][4]" in bad.stderr
+    bad = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+              tmp_path / "v.npy", "--out", tmp_path / "o2.npy", "--scheme", "t5", "--table",
+              tmp_path / "t.npy", "--table-layout", "rows")
+    assert bad.returncode == 2 and "heads_buckets or buckets_heads" in bad.stderr
+    assert not (tmp_path / "o2.npy").exists()

@@ -150,10 +150,14 @@ int main(int argc, char** argv) {
   relattn::Workspace workspace;
   Noise noise;
 
-  std::printf("relattn stream: %" PRId64 " steps, ring of W = %" PRId64
-              " tokens, %d query heads on %d KV head, d = %d, f16 cache (%zu bytes), ALiBi, "
-              "causal window W, positions from %" PRId64 "\n",
-              opt.steps, opt.window, kHeads, kKvHeads, kDim, cache_bytes, opt.start);
+  std::printf("relattn stream: %" PRId64
+              " decode steps of one attention layer (%d query heads "
+              "on %d KV head, d = %d), ring of W = %" PRId64
+              " tokens, f16 cache (%zu bytes), ALiBi, causal window W, positions from %" PRId64
+              "\n"
+              "each row, at a checkpoint: tokens/s (steps per second since the last one), "
+              "anonymous and peak resident memory, and |o| of one output value\n",
+              opt.steps, kHeads, kKvHeads, kDim, opt.window, cache_bytes, opt.start);
   std::printf("%12s %20s %12s %13s %14s %12s\n", "step", "position", "tokens/s", "anon RSS KiB",
               "peak RSS KiB", "|o| sample");
   const relattn_positions first{nullptr, opt.start};

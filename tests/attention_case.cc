@@ -10,7 +10,9 @@
 #include <thread>
 
 #include "hwy/targets.h"
+#include "lib/common/dtype.h"
 #include "lib/common/f16.h"
+#include "lib/common/float_element.h"
 #include "lib/kernels/attention.h"
 #include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
@@ -18,7 +20,11 @@
 namespace relattn_test {
 namespace {
 
-size_t DtypeBytes(relattn_dtype dtype) { return dtype == RELATTN_F16 ? 2 : 4; }
+size_t DtypeBytes(relattn_dtype dtype) { return size_t(relattn::DtypeBytes(dtype)); }
+
+const char* FloatName(relattn_dtype dtype) {
+  return dtype == RELATTN_F16 ? "f16" : dtype == RELATTN_BF16 ? "bf16" : "f32";
+}
 
 // Fills a [tokens][heads][dim] tensor (or [heads][tokens][dim]) with uniform
 // values in [-1, 1], stored as dtype; returns the strides through t.
@@ -35,12 +41,7 @@ std::vector<uint8_t> RandomTensor(std::mt19937_64& rng, int64_t tokens, int32_t 
       for (int32_t e = 0; e < dim; ++e) {
         const float x = uniform(rng);
         const size_t at = size_t(i * t->token_stride + h * t->head_stride + e);
-        if (dtype == RELATTN_F16) {
-          const uint16_t bits = relattn::F32ToF16(x);
-          std::memcpy(bytes.data() + 2 * at, &bits, 2);
-        } else {
-          std::memcpy(bytes.data() + 4 * at, &x, 4);
-        }
+        relattn::StoreFloatElement(x, bytes.data(), dtype, int64_t(at));
       }
     }
   }
@@ -69,12 +70,12 @@ std::string CaseSpec::Name() const {
                 "acausal=%d t5bi=%d t5dt=%d) causal=%d window=%lld valid=%lld qs=%lld ks=%lld "
                 "posarr=%d rope=%d/%d/%g/%g int8=%d outlier=%g softcap=%g sinks=%d/%g",
                 (long long)n_q, (long long)n_kv, n_heads, n_kv_heads, head_dim, v_head_dim,
-                heads_major ? "HTD" : "THD", in_dtype == RELATTN_F16 ? "f16" : "f32",
-                out_dtype == RELATTN_F16 ? "f16" : "f32", kSchemes[scheme], alibi_slopes,
-                alibi_causal, t5_bidirectional, int(t5_dtype), causal, (long long)window,
-                (long long)n_valid_kv, (long long)q_start, (long long)k_start, position_arrays,
-                int(rope.pairing), rope.rotary_dims, (double)rope.base, (double)rope.linear_scale,
-                int8_qk, (double)k_outlier, (double)softcap, int(sinks), (double)sink_offset);
+                heads_major ? "HTD" : "THD", FloatName(in_dtype), FloatName(out_dtype),
+                kSchemes[scheme], alibi_slopes, alibi_causal, t5_bidirectional, int(t5_dtype),
+                causal, (long long)window, (long long)n_valid_kv, (long long)q_start,
+                (long long)k_start, position_arrays, int(rope.pairing), rope.rotary_dims,
+                (double)rope.base, (double)rope.linear_scale, int8_qk, (double)k_outlier,
+                (double)softcap, int(sinks), (double)sink_offset);
   return buf;
 }
 
@@ -165,18 +166,8 @@ Case::Case(const CaseSpec& spec) : spec_(spec) {
       for (int32_t h = 0; h < spec.n_kv_heads; ++h) {
         for (int32_t e = 3; e < spec.head_dim; e += 8) {
           const int64_t at = t * desc_.k.token_stride + h * desc_.k.head_stride + e;
-          float x;
-          if (spec.in_dtype == RELATTN_F16) {
-            uint16_t bits;
-            std::memcpy(&bits, k_.data() + 2 * at, 2);
-            x = relattn::F16ToF32(bits) * spec.k_outlier;
-            bits = relattn::F32ToF16(x);
-            std::memcpy(k_.data() + 2 * at, &bits, 2);
-          } else {
-            std::memcpy(&x, k_.data() + 4 * at, 4);
-            x *= spec.k_outlier;
-            std::memcpy(k_.data() + 4 * at, &x, 4);
-          }
+          const float x = relattn::FloatElement(k_.data(), spec.in_dtype, at) * spec.k_outlier;
+          relattn::StoreFloatElement(x, k_.data(), spec.in_dtype, at);
         }
       }
     }
@@ -208,12 +199,7 @@ void Case::SetInput(char tensor, int64_t token, int32_t head, int32_t e, float v
   relattn_tensor& t = tensor == 'q' ? desc_.q : tensor == 'k' ? desc_.k : desc_.v;
   std::vector<uint8_t>& bytes = tensor == 'q' ? q_ : tensor == 'k' ? k_ : v_;
   const size_t at = size_t(token * t.token_stride + head * t.head_stride + e);
-  if (spec_.in_dtype == RELATTN_F16) {
-    const uint16_t bits = relattn::F32ToF16(value);
-    std::memcpy(bytes.data() + 2 * at, &bits, 2);
-  } else {
-    std::memcpy(bytes.data() + 4 * at, &value, 4);
-  }
+  relattn::StoreFloatElement(value, bytes.data(), spec_.in_dtype, int64_t(at));
 }
 
 relattn_status Case::Run(std::vector<uint8_t>* out, const relattn_threads* threads) {
@@ -235,16 +221,7 @@ std::vector<double> Case::Decode(const std::vector<uint8_t>& out) const {
     for (int32_t h = 0; h < spec_.n_heads; ++h) {
       for (int32_t e = 0; e < dv; ++e) {
         const int64_t at = i * desc_.o.token_stride + h * desc_.o.head_stride + e;
-        double x;
-        if (spec_.out_dtype == RELATTN_F16) {
-          uint16_t bits;
-          std::memcpy(&bits, out.data() + 2 * at, 2);
-          x = relattn::F16ToF32(bits);
-        } else {
-          float f;
-          std::memcpy(&f, out.data() + 4 * at, 4);
-          x = f;
-        }
+        const double x = relattn::FloatElement(out.data(), spec_.out_dtype, at);
         result[(size_t(i) * spec_.n_heads + h) * dv + e] = x;
       }
     }

@@ -20,7 +20,10 @@ WorstErrors error_log("attention");
 void CheckAgainstReference(const CaseSpec& spec) {
   char label[80];
   std::snprintf(label, sizeof(label), "vs fp64 reference, %s output (bound %.3g)",
-                spec.out_dtype == RELATTN_F16 ? "f16" : "f32", ErrorBound(spec.out_dtype));
+                spec.out_dtype == RELATTN_F16    ? "f16"
+                : spec.out_dtype == RELATTN_BF16 ? "bf16"
+                                                 : "f32",
+                ErrorBound(spec.out_dtype));
   error_log.Note(label, CheckAllTargets(spec));
 }
 
@@ -95,12 +98,13 @@ TEST_CASE("every scheme x mask x dtype, prefill and decode") {
     base.head_dim = 40;
     int index = 0;
     for (const MaskVariant& mask : kMasks) {
-      for (relattn_dtype in : {RELATTN_F32, RELATTN_F16}) {
+      for (relattn_dtype in : {RELATTN_F32, RELATTN_F16, RELATTN_BF16}) {
         for (int variant = 0; variant < 8; ++variant) {
           CaseSpec spec = WithMask(base, mask);
           spec.seed = 1000 + index++;
           spec.in_dtype = in;
-          spec.out_dtype = variant % 2 ? RELATTN_F16 : RELATTN_F32;
+          const relattn_dtype half = in == RELATTN_BF16 ? RELATTN_BF16 : RELATTN_F16;
+          spec.out_dtype = variant % 2 ? half : RELATTN_F32;
           spec.heads_major = variant % 3 == 0;
           spec.scheme = RELATTN_BIAS_NONE;
           if (variant < 3) {

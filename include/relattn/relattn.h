@@ -116,6 +116,10 @@ typedef enum relattn_dtype {
    * d = m / -8 with m the value of largest |x|, nibble = min(15, int(x / d +
    * 8.5)). */
   RELATTN_Q4 = 3,
+  /* bfloat16 (the top 16 bits of an IEEE binary32), for Q, K, V, the output
+   * and KV cache storage. Inputs are exact in f32 and computed in f32 as f16
+   * ones are; the output and a cache's storage round to nearest even. */
+  RELATTN_BF16 = 4,
   /* MIN and MAX keep every int a valid value of the type (no undefined
    * behaviour in C or C++ for any int stored here); validation rejects them. */
   RELATTN_DTYPE_MIN_ENUM = -0x7fffffff - 1,

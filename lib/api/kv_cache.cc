@@ -22,12 +22,13 @@ relattn_status CheckStorageDtype(const char* name, relattn_dtype dtype, const ch
                 "a multiple of 32",
                 name, dim_name, dim);
   }
-  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || dtype == RELATTN_I8 || dtype == RELATTN_Q4) {
+  if (dtype == RELATTN_F32 || dtype == RELATTN_F16 || dtype == RELATTN_BF16 ||
+      dtype == RELATTN_I8 || dtype == RELATTN_Q4) {
     return RELATTN_OK;
   }
   return Fail(RELATTN_ERR_BAD_DTYPE,
-              "%s = %d: must be RELATTN_F32, RELATTN_F16, RELATTN_I8 or RELATTN_Q4", name,
-              (int)dtype);
+              "%s = %d: must be RELATTN_F32, RELATTN_F16, RELATTN_BF16, RELATTN_I8 or RELATTN_Q4",
+              name, (int)dtype);
 }
 
 // Checks d; with rope, resolves d->rope into *rope (else leaves it).
@@ -82,14 +83,14 @@ Regions RegionsOf(const relattn_kv_cache_desc& d) {
   return r;
 }
 
-// k or v as append takes it: a [n_tokens][n_kv_heads][dim] F32 or F16
+// k or v as append takes it: a [n_tokens][n_kv_heads][dim] F32, F16 or BF16
 // tensor sharing no byte with the cache.
 relattn_status CheckAppendInput(const relattn_kv_cache& c, const char* name,
                                 const relattn_tensor* t, int64_t n_tokens, int64_t dim) {
   if (!t) return Fail(RELATTN_ERR_NULL_ARGUMENT, "%s is NULL", name);
   const int32_t heads = c.desc.n_kv_heads;
   relattn_status s = CheckTensor(name, *t, n_tokens, heads, dim,
-                                 "append takes F32 or F16 (the cache quantises K itself)");
+                                 "append takes F32, F16 or BF16 (the cache quantises itself)");
   if (s == RELATTN_OK) {
     s = CheckTensorApart(name, *t, n_tokens, heads, dim, "the KV cache's memory", &c,
                          static_cast<size_t>(RegionsOf(c.desc).total));

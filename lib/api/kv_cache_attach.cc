@@ -13,6 +13,7 @@
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
+#include "lib/common/float_element.h"
 
 namespace relattn {
 namespace {
@@ -150,10 +151,9 @@ relattn_status CheckValue(const char* what, float x, float max, int64_t s, int32
   return RELATTN_OK;
 }
 
-// Element i of an F32 or F16 region as f32.
+// Element i of an F32, F16 or BF16 region as f32.
 float FloatAt(const void* region, relattn_dtype dtype, int64_t i) {
-  if (dtype == RELATTN_F16) return F16ToF32(static_cast<const uint16_t*>(region)[i]);
-  return static_cast<const float*>(region)[i];
+  return FloatElement(region, dtype, i);
 }
 
 // An I8 row of `n` values `step` apart (K or V, `what`) of head h in slot s:

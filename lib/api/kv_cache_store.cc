@@ -6,6 +6,7 @@
 #include "lib/api/kv_cache.h"
 #include "lib/common/dtype.h"
 #include "lib/common/f16.h"
+#include "lib/common/float_element.h"
 #include "lib/common/q4.h"
 #include "lib/common/quantize_row.h"
 
@@ -18,16 +19,10 @@ float MaxAbs(const float* row, int64_t dim) {
   return m;
 }
 
-// Stores row[0, dim) as dtype (F32 or F16) at dst + offset + e * step (elements).
+// Stores row[0, dim) as dtype (F32, F16 or BF16) at dst + offset + e * step (elements).
 void StoreElements(const float* row, int64_t dim, relattn_dtype dtype, void* dst, int64_t offset,
                    int64_t step) {
-  for (int64_t e = 0; e < dim; ++e) {
-    if (dtype == RELATTN_F16) {
-      static_cast<uint16_t*>(dst)[offset + e * step] = F32ToF16(row[e]);
-    } else {
-      static_cast<float*>(dst)[offset + e * step] = row[e];
-    }
-  }
+  for (int64_t e = 0; e < dim; ++e) StoreFloatElement(row[e], dst, dtype, offset + e * step);
 }
 
 // Zeroes the key group of every head that slot opens when it was never
@@ -73,14 +68,11 @@ bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
                   relattn_dtype storage, const RopeParams* rope, const RopeAngles& angles,
                   float* row) {
   const int64_t from = t * src.token_stride + h * src.head_stride;
-  for (int64_t e = 0; e < dim; ++e) {
-    row[e] = src.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(src.data)[from + e])
-                                      : static_cast<const float*>(src.data)[from + e];
-  }
+  for (int64_t e = 0; e < dim; ++e) row[e] = FloatElement(src.data, src.dtype, from + e);
   if (rope && rope->on) RotateRowScalar(*rope, angles, row);
   bool finite = true;
   for (int64_t e = 0; e < dim; ++e) {
-    if (storage == RELATTN_F16) row[e] = F16ToF32(F32ToF16(row[e]));  // I8: scaled at store
+    row[e] = RoundedAs(row[e], storage);  // I8, Q4: quantised at store
     finite = finite && std::isfinite(row[e]);
   }
   return finite;

@@ -10,6 +10,7 @@
 #include "lib/common/dtype.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
+#include "lib/common/float_element.h"
 #include "lib/common/store_row.h"
 
 namespace relattn {
@@ -63,13 +64,14 @@ relattn_status CheckShapeAndTensors(const relattn_merge_desc& d) {
     return Fail(RELATTN_ERR_BAD_DIMENSION, "v_head_dim = %d: must be in 1..%d", d.v_head_dim,
                 RELATTN_MAX_HEAD_DIM);
   }
-  const char* no_i8 = "the parts are outputs of relattn_attention: F32 or F16";
+  const char* no_i8 = "the parts are outputs of relattn_attention: F32, F16 or BF16";
   if ((s = CheckTensor("a", d.a, d.n_q, d.n_heads, d.v_head_dim, no_i8)) ||
       (s = CheckTensor("b", d.b, d.n_q, d.n_heads, d.v_head_dim, no_i8))) {
     return s;
   }
-  if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %d: must be F32 (0) or F16 (1)", d.o.dtype);
+  if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16 && d.o.dtype != RELATTN_BF16) {
+    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %d: must be F32 (0), F16 (1) or BF16 (4)",
+                d.o.dtype);
   }
   if ((s = CheckTensor("o", AsTensor(d.o), d.n_q, d.n_heads, d.v_head_dim, no_i8))) return s;
   const int64_t n = d.n_q * d.n_heads;
@@ -114,8 +116,7 @@ relattn_status CheckApart(const relattn_merge_desc& d) {
 }
 
 float Element(const relattn_tensor& t, int64_t offset) {
-  return t.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(t.data)[offset])
-                                : static_cast<const float*>(t.data)[offset];
+  return FloatElement(t.data, t.dtype, offset);
 }
 
 // Row (i, h): both parts' rows read before o's is written (in place allowed).

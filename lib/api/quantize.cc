@@ -6,6 +6,7 @@
 #include "lib/api/validate_tensor.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
+#include "lib/common/float_element.h"
 #include "lib/common/quantize_row.h"
 #include "relattn/relattn.h"
 
@@ -13,8 +14,7 @@ namespace relattn {
 namespace {
 
 float ElementOf(const relattn_tensor& t, int64_t index) {
-  return t.dtype == RELATTN_F16 ? F16ToF32(static_cast<const uint16_t*>(t.data)[index])
-                                : static_cast<const float*>(t.data)[index];
+  return FloatElement(t.data, t.dtype, index);
 }
 
 relattn_status CheckArguments(const relattn_tensor* src, int64_t n_tokens, int32_t n_heads,

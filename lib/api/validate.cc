@@ -19,6 +19,7 @@ const char* DtypeName(relattn_dtype dtype) {
   switch (dtype) {
     case RELATTN_F32: return "F32";
     case RELATTN_F16: return "F16";
+    case RELATTN_BF16: return "BF16";
     case RELATTN_I8: return "I8";
     case RELATTN_Q4: return "Q4";
     default: break;  // out-of-range values: handled below
@@ -214,8 +215,9 @@ relattn_status CheckIo(const relattn_attention_desc& d, int32_t dv) {
                 DtypeName(d.k.dtype));
   }
   if (!d.o.data) return Fail(RELATTN_ERR_NULL_ARGUMENT, "o.data is NULL");
-  if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16) {
-    return Fail(RELATTN_ERR_BAD_DTYPE, "o.dtype = %s (%d): must be RELATTN_F32 or RELATTN_F16",
+  if (d.o.dtype != RELATTN_F32 && d.o.dtype != RELATTN_F16 && d.o.dtype != RELATTN_BF16) {
+    return Fail(RELATTN_ERR_BAD_DTYPE,
+                "o.dtype = %s (%d): must be RELATTN_F32, RELATTN_F16 or RELATTN_BF16",
                 DtypeName(d.o.dtype), static_cast<int>(d.o.dtype));
   }
   if ((s = CheckStrides("o", d.n_q, d.o.token_stride, d.n_heads, d.o.head_stride, dv))) return s;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "lib/api/kv_cache.h"
+#include "lib/common/bf16.h"
 #include "lib/common/error.h"
 #include "lib/common/f16.h"
 #include "lib/common/q4.h"
@@ -32,6 +33,16 @@ uint16_t MaxAbsBitsF16(const uint16_t* row, int64_t n) {
   for (int64_t e = 0; e < n; ++e) {
     const uint16_t bits = row[e] & 0x7fffu;
     m = std::max(m, bits < 0x7c00u ? bits : uint16_t{0});
+  }
+  return m;
+}
+
+// As MaxAbsBitsF16 for bf16 (exponent all ones: 0x7f80).
+uint16_t MaxAbsBitsBF16(const uint16_t* row, int64_t n) {
+  uint16_t m = 0;
+  for (int64_t e = 0; e < n; ++e) {
+    const uint16_t bits = row[e] & 0x7fffu;
+    m = std::max(m, bits < 0x7f80u ? bits : uint16_t{0});
   }
   return m;
 }
@@ -100,12 +111,15 @@ float MaxAbsFinite(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads, i
       const int64_t at = i * t.token_stride + h * t.head_stride;
       if (t.dtype == RELATTN_F16) {
         m16 = std::max(m16, MaxAbsBitsF16(static_cast<const uint16_t*>(t.data) + at, dim));
+      } else if (t.dtype == RELATTN_BF16) {
+        m16 = std::max(m16, MaxAbsBitsBF16(static_cast<const uint16_t*>(t.data) + at, dim));
       } else {
         m32 = std::max(m32, MaxAbsBitsF32(static_cast<const float*>(t.data) + at, dim));
       }
     }
   }
   if (t.dtype == RELATTN_F16) return F16ToF32(m16);
+  if (t.dtype == RELATTN_BF16) return BF16ToF32(m16);
   float m;
   std::memcpy(&m, &m32, sizeof(m));
   return m;

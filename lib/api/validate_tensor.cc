@@ -57,10 +57,11 @@ relattn_status CheckTensor(const char* name, const relattn_tensor& t, int64_t n_
     return Fail(RELATTN_ERR_UNSUPPORTED, "%s.dtype = %s: %s", name,
                 t.dtype == RELATTN_I8 ? "I8" : "Q4", no_i8);
   }
-  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_I8 &&
-      t.dtype != RELATTN_Q4) {
+  if (t.dtype != RELATTN_F32 && t.dtype != RELATTN_F16 && t.dtype != RELATTN_BF16 &&
+      t.dtype != RELATTN_I8 && t.dtype != RELATTN_Q4) {
     return Fail(RELATTN_ERR_BAD_DTYPE, "%s.dtype = %d: must be RELATTN_F32, RELATTN_F16%s", name,
-                (int)t.dtype, no_i8 ? "" : ", RELATTN_I8 or RELATTN_Q4");
+                (int)t.dtype,
+                no_i8 ? " or RELATTN_BF16" : ", RELATTN_BF16, RELATTN_I8 or RELATTN_Q4");
   }
   if (t.dtype == RELATTN_Q4 && dim % kQ4BlockValues != 0) {
     return Fail(RELATTN_ERR_BAD_DIMENSION,

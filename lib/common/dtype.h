@@ -9,10 +9,12 @@
 
 namespace relattn {
 
-// Bytes of one element of `dtype` (validated: F32, F16, I8 or Q4, whose
+// Bytes of one element of `dtype` (validated: F32, F16, BF16, I8 or Q4, whose
 // element is a byte of its blocks).
 inline constexpr int64_t DtypeBytes(relattn_dtype dtype) {
-  return dtype == RELATTN_F16 ? 2 : dtype == RELATTN_I8 || dtype == RELATTN_Q4 ? 1 : 4;
+  return dtype == RELATTN_F16 || dtype == RELATTN_BF16 ? 2
+         : dtype == RELATTN_I8 || dtype == RELATTN_Q4  ? 1
+                                                       : 4;
 }
 
 // Elements a row of dim values takes (Q4: the bytes of its blocks).

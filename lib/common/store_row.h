@@ -4,12 +4,14 @@
 
 #include <cstdint>
 
+#include "lib/common/bf16.h"
 #include "lib/common/f16.h"
 #include "relattn/relattn.h"
 
 namespace relattn {
 
-// Writes mul * src[0, n) to element `offset` of data as F32 or F16. F16 is
+// Writes mul * src[0, n) to element `offset` of data as F32, F16 or BF16
+// (both rounded to nearest even). F16 is
 // rounded to nearest even (F32ToF16) on every target: Highway 1.0.3 emulates
 // DemoteTo(f16) by truncation below AVX2, and one row per query and head is
 // not worth a vector path.
@@ -18,6 +20,11 @@ inline void StoreRow(const float* src, int64_t n, float mul, void* data, relattn
   if (dtype == RELATTN_F16) {
     uint16_t* bits = static_cast<uint16_t*>(data) + offset;
     for (int64_t e = 0; e < n; ++e) bits[e] = F32ToF16(mul * src[e]);
+    return;
+  }
+  if (dtype == RELATTN_BF16) {
+    uint16_t* bits = static_cast<uint16_t*>(data) + offset;
+    for (int64_t e = 0; e < n; ++e) bits[e] = F32ToBF16(mul * src[e]);
     return;
   }
   float* dst = static_cast<float*>(data) + offset;

@@ -157,12 +157,12 @@ BiasRef ResolveBias(const relattn_bias& b) {
 }
 
 // Whether decode reads K and V where they lie, as [tokens][kv_heads][d]
-// f16 / f32 tensors (each KV head's rows a token apart, the heads of a token
+// f16 / bf16 / f32 tensors (each KV head's rows a token apart, the heads of a token
 // side by side): then work items take several KV heads (kv_per_item).
 bool ReadsTokenMajorTensors(const Plan& p) {
   const auto token_major = [&](const TensorRef& t) {
-    return (t.dtype == RELATTN_F16 || t.dtype == RELATTN_F32) && t.head_stride > 0 &&
-           t.head_stride < t.token_stride;
+    return (t.dtype == RELATTN_F16 || t.dtype == RELATTN_BF16 || t.dtype == RELATTN_F32) &&
+           t.head_stride > 0 && t.head_stride < t.token_stride;
   };
   return p.n_q <= kDecodeMaxQueries && !p.rope.on && p.n_kv_heads > 1 &&
          int64_t{p.group} * p.n_q * 2 <= kMaxDecodeRows && token_major(p.k) && token_major(p.v);

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "hwy/highway.h"
+#include "lib/common/bf16.h"
 #include "lib/common/dtype.h"
 #include "lib/common/f16.h"
 #include "lib/driver/index_mask.h"
@@ -117,6 +118,9 @@ HWY_INLINE RowsF32 CacheKeyRows(const Plan& plan, int32_t head, int64_t j0, int6
     if (plan.k.dtype == RELATTN_F16) {
       const uint16_t* bits = static_cast<const uint16_t*>(plan.k.data) + first;
       for (int32_t c = 0; c < plan.d; ++c) row[c] = F16ToF32(bits[c * kKeyGroup]);
+    } else if (plan.k.dtype == RELATTN_BF16) {
+      const uint16_t* bits = static_cast<const uint16_t*>(plan.k.data) + first;
+      for (int32_t c = 0; c < plan.d; ++c) row[c] = BF16ToF32(bits[c * kKeyGroup]);
     } else if (plan.k.dtype == RELATTN_I8) {
       const int8_t* src = static_cast<const int8_t*>(plan.k.data) + first;
       for (int32_t c = 0; c < plan.d; ++c) row[c] = static_cast<float>(src[c * kKeyGroup]);
@@ -191,14 +195,16 @@ HWY_INLINE bool CacheConvertsRows(const Plan& plan) {
          !Q4LanesFit();
 }
 
-// Whether decode reads a tensor block's K and V where they lie (f16 or f32,
+// Whether decode reads a tensor block's K and V where they lie (f16, bf16 or f32,
 // no RoPE to apply) once RowsFiniteBits finds them finite.
 HWY_INLINE bool DecodeInPlace(const Plan& plan) {
-  const auto in_place = [](relattn_dtype t) { return t == RELATTN_F16 || t == RELATTN_F32; };
+  const auto in_place = [](relattn_dtype t) {
+    return t == RELATTN_F16 || t == RELATTN_BF16 || t == RELATTN_F32;
+  };
   return !plan.cache.on && !plan.rope.on && in_place(plan.k.dtype) && in_place(plan.v.dtype);
 }
 
-// True if rows [t0, t0 + n) of head `head` of an f16 or f32 tensor (dim
+// True if rows [t0, t0 + n) of head `head` of an f16, bf16 or f32 tensor (dim
 // elements each) hold no NaN or infinity, judged on the bits: (bits & e) + the
 // exponent's lowest bit sets the top bit only where the exponent e is all
 // ones.
@@ -227,9 +233,9 @@ HWY_INLINE bool RowsFiniteBits(const U* HWY_RESTRICT rows, int64_t stride, int64
 HWY_INLINE bool TensorRowsFinite(const TensorRef& t, int32_t head, int64_t t0, int64_t n,
                                  int64_t dim) {
   const int64_t first = t0 * t.token_stride + head * t.head_stride;
-  if (t.dtype == RELATTN_F16) {
+  if (t.dtype == RELATTN_F16 || t.dtype == RELATTN_BF16) {
     return RowsFiniteBits(static_cast<const uint16_t*>(t.data) + first, t.token_stride, n, dim,
-                          uint16_t{0x7C00});
+                          t.dtype == RELATTN_F16 ? uint16_t{0x7C00} : uint16_t{0x7F80});
   }
   return RowsFiniteBits(static_cast<const uint32_t*>(t.data) + first, t.token_stride, n, dim,
                         uint32_t{0x7F800000});
@@ -264,7 +270,7 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
     }
     return b;
   }
-  // Decode over finite f16 / f32 tensors: K and V read in place (rows null).
+  // Decode over finite f16 / bf16 / f32 tensors: K and V read in place (rows null).
   if (kDecode && DecodeInPlace(plan) && TensorRowsFinite(plan.k, kv_head, j0, n_keys, plan.d) &&
       TensorRowsFinite(plan.v, kv_head, j0, n_keys, plan.dv)) {
     return b;

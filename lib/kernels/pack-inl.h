@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "hwy/highway.h"
+#include "lib/common/bf16.h"
 #include "lib/common/dtype.h"
 #include "lib/common/f16.h"
 #include "lib/common/store_row.h"
@@ -53,6 +54,15 @@ HWY_INLINE hn::Vec<DF> PromoteF16(const hwy::float16_t* HWY_RESTRICT src) {
   }
 #endif
   return v;
+}
+
+// The Lanes(DF) bf16 values at src as f32 (exact: the bits moved up 16).
+HWY_INLINE hn::Vec<DF> PromoteBF16(const hwy::bfloat16_t* HWY_RESTRICT src) {
+  const DF df;
+  const hn::Rebind<uint32_t, DF> du;
+  const hn::Rebind<uint16_t, DF> d16;
+  const auto bits = hn::LoadU(d16, reinterpret_cast<const uint16_t*>(src));
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du, bits)));
 }
 
 // The Lanes(DF) int8 values at src as f32 (exact).
@@ -109,7 +119,7 @@ HWY_INLINE void ConvertRowQ4(const uint8_t* HWY_RESTRICT src, int64_t n, float m
 }
 
 // dst[e] = mul * row[e] for e < n; row = element `offset` of a tensor of dtype
-// F32, F16, I8 (its int8 values, unscaled) or Q4 (byte `offset`, n a
+// F32, F16, BF16, I8 (its int8 values, unscaled) or Q4 (byte `offset`, n a
 // multiple of 32); validated before the call.
 HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset, int64_t n,
                            float mul, float* HWY_RESTRICT dst) {
@@ -119,6 +129,13 @@ HWY_INLINE void ConvertRow(const void* data, relattn_dtype dtype, int64_t offset
   int64_t e = 0;
   if (dtype == RELATTN_Q4) {
     ConvertRowQ4(static_cast<const uint8_t*>(data) + offset, n, mul, dst);
+  } else if (dtype == RELATTN_BF16) {
+    const hwy::bfloat16_t* src = static_cast<const hwy::bfloat16_t*>(data) + offset;
+    for (; e + lanes <= n; e += lanes) {
+      hn::StoreU(hn::Mul(PromoteBF16(src + e), vmul), df, dst + e);
+    }
+    const uint16_t* bits = static_cast<const uint16_t*>(data) + offset;
+    for (; e < n; ++e) dst[e] = mul * BF16ToF32(bits[e]);
   } else if (dtype == RELATTN_F16 && mul == 1.0f) {
     const hwy::float16_t* src = static_cast<const hwy::float16_t*>(data) + offset;
     for (; e + lanes <= n; e += lanes) hn::StoreU(PromoteF16(src + e), df, dst + e);

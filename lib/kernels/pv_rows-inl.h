@@ -150,6 +150,9 @@ HWY_INLINE void PVRowsInPlaceV(const Plan& plan, const float* HWY_RESTRICT p_row
   } else if (plan.v.dtype == RELATTN_F16) {
     PVRowsInPlace(p_rows, static_cast<const hwy::float16_t*>(plan.v.data) + offset,
                   plan.v.token_stride, n_keys, n_rows, plan.dv, plan.dv_pad, o_rows);
+  } else if (plan.v.dtype == RELATTN_BF16) {
+    PVRowsInPlace(p_rows, static_cast<const hwy::bfloat16_t*>(plan.v.data) + offset,
+                  plan.v.token_stride, n_keys, n_rows, plan.dv, plan.dv_pad, o_rows);
   } else {
     PVRowsInPlace(p_rows, static_cast<const float*>(plan.v.data) + offset, plan.v.token_stride,
                   n_keys, n_rows, plan.dv, plan.dv_pad, o_rows);

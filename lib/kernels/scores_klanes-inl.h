@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "hwy/highway.h"
+#include "lib/common/bf16.h"
 #include "lib/common/f16.h"
 #include "lib/driver/plan.h"
 #include "lib/kernels/int_dot-inl.h"
@@ -25,6 +26,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 HWY_INLINE hn::Vec<DF> LoadF32(const float* HWY_RESTRICT p) { return hn::LoadU(DF(), p); }
 HWY_INLINE hn::Vec<DF> LoadF32(const hwy::float16_t* HWY_RESTRICT p) { return PromoteF16(p); }
 HWY_INLINE hn::Vec<DF> LoadF32(const int8_t* HWY_RESTRICT p) { return PromoteI8(p); }
+HWY_INLINE hn::Vec<DF> LoadF32(const hwy::bfloat16_t* HWY_RESTRICT p) { return PromoteBF16(p); }
 
 HWY_INLINE float ScalarF32(float x) { return x; }
 HWY_INLINE float ScalarF32(int8_t x) { return static_cast<float>(x); }
@@ -32,6 +34,11 @@ HWY_INLINE float ScalarF32(hwy::float16_t x) {
   uint16_t bits;
   std::memcpy(&bits, &x, sizeof(bits));
   return F16ToF32(bits);
+}
+HWY_INLINE float ScalarF32(hwy::bfloat16_t x) {
+  uint16_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  return BF16ToF32(bits);
 }
 
 // The count < Lanes(DF) values at p as f32, zeros after: the last part of a
@@ -117,7 +124,7 @@ HWY_INLINE void ScoresKLanes(const float* HWY_RESTRICT q_rows, int64_t n_rows, i
   }
 }
 
-// Scores of the rows against f32 / f16 keys [j0, j0 + n_keys) of a KV cache's head
+// Scores of the rows against f32 / f16 / bf16 keys [j0, j0 + n_keys) of a KV cache's head
 // (int8 keys: ScoresKLanesI8).
 HWY_INLINE void ScoresKLanesCache(const Plan& plan, const float* HWY_RESTRICT q_rows,
                                   int64_t n_rows, int32_t kv_head, int64_t j0, int64_t n_keys,
@@ -126,6 +133,9 @@ HWY_INLINE void ScoresKLanesCache(const Plan& plan, const float* HWY_RESTRICT q_
   if (plan.k.dtype == RELATTN_F16) {
     ScoresKLanes(q_rows, n_rows, plan.d_pad,
                  static_cast<const hwy::float16_t*>(plan.k.data) + offset, plan.d, n_keys, s_rows);
+  } else if (plan.k.dtype == RELATTN_BF16) {
+    ScoresKLanes(q_rows, n_rows, plan.d_pad,
+                 static_cast<const hwy::bfloat16_t*>(plan.k.data) + offset, plan.d, n_keys, s_rows);
   } else {
     ScoresKLanes(q_rows, n_rows, plan.d_pad, static_cast<const float*>(plan.k.data) + offset,
                  plan.d, n_keys, s_rows);

@@ -170,7 +170,7 @@ HWY_INLINE void ScoresRowsInPlace(const float* HWY_RESTRICT q_rows, int64_t n_ro
   }
 }
 
-// ScoresRowsInPlace over keys [j0, j0 + n_keys) of kv_head of the f16 / f32
+// ScoresRowsInPlace over keys [j0, j0 + n_keys) of kv_head of the f16 / bf16 / f32
 // tensor plan.k.
 HWY_INLINE void ScoresRowsTensor(const Plan& plan, const float* HWY_RESTRICT q_rows, int64_t n_rows,
                                  int32_t kv_head, int64_t j0, int64_t n_keys,
@@ -180,6 +180,10 @@ HWY_INLINE void ScoresRowsTensor(const Plan& plan, const float* HWY_RESTRICT q_r
     ScoresRowsInPlace(q_rows, n_rows, plan.d_pad,
                       static_cast<const hwy::float16_t*>(plan.k.data) + offset, plan.k.token_stride,
                       n_keys, plan.d, s_rows);
+  } else if (plan.k.dtype == RELATTN_BF16) {
+    ScoresRowsInPlace(q_rows, n_rows, plan.d_pad,
+                      static_cast<const hwy::bfloat16_t*>(plan.k.data) + offset,
+                      plan.k.token_stride, n_keys, plan.d, s_rows);
   } else {
     ScoresRowsInPlace(q_rows, n_rows, plan.d_pad, static_cast<const float*>(plan.k.data) + offset,
                       plan.k.token_stride, n_keys, plan.d, s_rows);

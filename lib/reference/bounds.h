@@ -16,8 +16,10 @@ namespace bounds {
 inline constexpr double kF32Output = 5e-6;  // measured worst 1.2e-6
 // f16 output: half an f16 ulp below 1 (2^-12) on top of the f32 error.
 inline constexpr double kF16Output = 2.5e-4;
+// bf16 output: half a bf16 ulp below 1 (2^-9) on top of the f32 error.
+inline constexpr double kBF16Output = 2.5e-3;
 inline constexpr double Output(relattn_dtype out) {
-  return out == RELATTN_F16 ? kF16Output : kF32Output;
+  return out == RELATTN_F16 ? kF16Output : out == RELATTN_BF16 ? kBF16Output : kF32Output;
 }
 
 // int8 Q and K against the original float inputs (the quantisation error).

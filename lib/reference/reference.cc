@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -29,6 +30,12 @@ double Element(const relattn_tensor& t, int64_t token, int64_t head, int64_t e) 
   switch (t.dtype) {
     case RELATTN_F32: return static_cast<const float*>(t.data)[i];
     case RELATTN_F16: return F16ToDouble(static_cast<const uint16_t*>(t.data)[i]);
+    case RELATTN_BF16: {  // the top half of an f32
+      const uint32_t bits = uint32_t{static_cast<const uint16_t*>(t.data)[i]} << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof(f));
+      return f;
+    }
     case RELATTN_I8: {
       const double scale = t.row_scales[token * t.scale_token_stride + head * t.scale_head_stride];
       return scale * static_cast<const int8_t*>(t.data)[i];

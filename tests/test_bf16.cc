@@ -1,0 +1,219 @@
+// RELATTN_BF16: the scalar conversions, and a KV cache storing bf16 (or fed
+// bf16) against the fp64 reference on the values it holds, on every target.
+// (bf16 Q, K, V tensors and outputs: test_attention's scheme x mask x dtype
+// case.)
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lib/common/bf16.h"
+#include "lib/common/float_element.h"
+#include "lib/reference/bounds.h"
+#include "lib/reference/reference.h"
+#include "relattn/relattn.hpp"
+#include "tests/attention_case.h"
+
+namespace relattn_test {
+namespace {
+
+float FromBits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+TEST_CASE("F32ToBF16 rounds to nearest even; BF16ToF32 is exact") {
+  CHECK(relattn::F32ToBF16(1.0f) == 0x3f80);
+  CHECK(relattn::F32ToBF16(FromBits(0x3f808000u)) == 0x3f80);  // tie, even below
+  CHECK(relattn::F32ToBF16(FromBits(0x3f818000u)) == 0x3f82);  // tie, even above
+  CHECK(relattn::F32ToBF16(FromBits(0x3f808001u)) == 0x3f81);  // above the tie
+  CHECK(relattn::F32ToBF16(-0.0f) == 0x8000);
+  CHECK(relattn::F32ToBF16(FromBits(0x7f7fffffu)) == 0x7f80);  // max f32 rounds to inf
+  CHECK(relattn::F32ToBF16(INFINITY) == 0x7f80);
+  const uint16_t nan = relattn::F32ToBF16(FromBits(0xffc00001u));
+  CHECK((nan & 0x8000) != 0);
+  CHECK(std::isnan(relattn::BF16ToF32(nan)));
+  CHECK(std::isnan(relattn::BF16ToF32(relattn::F32ToBF16(FromBits(0x7f800001u)))));  // sNaN
+  for (uint32_t h = 0; h < 0x10000; h += 7) {
+    const float f = relattn::BF16ToF32(uint16_t(h));
+    if (!std::isnan(f)) CHECK(relattn::F32ToBF16(f) == h);
+  }
+}
+
+constexpr int32_t kHeads = 4, kKvHeads = 2, kD = 48;
+constexpr int64_t kKeys = 130;
+
+std::vector<float> Uniform(uint64_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& e : x) e = u(rng);
+  return x;
+}
+
+std::vector<float> Rounded(std::vector<float> x, relattn_dtype dtype) {
+  for (float& e : x) e = relattn::RoundedAs(e, dtype);
+  return x;
+}
+
+std::vector<uint16_t> AsBF16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = relattn::F32ToBF16(x[i]);
+  return out;
+}
+
+relattn_attention_desc DescOf(int64_t n_q, const std::vector<float>& q) {
+  relattn_attention_desc d;
+  relattn_attention_desc_init(&d);
+  d.n_q = n_q;
+  d.n_heads = kHeads;
+  d.head_dim = kD;
+  d.q = relattn::TokensHeadsDim(q.data(), RELATTN_F32, kHeads, kD);
+  d.q_pos.start = kKeys - n_q;
+  d.mask.causal = 1;
+  d.bias.kind = RELATTN_BIAS_ALIBI;
+  return d;
+}
+
+std::vector<double> Run(relattn_attention_desc d, relattn_dtype out_dtype) {
+  std::vector<uint16_t> half(size_t(d.n_q) * kHeads * kD);
+  std::vector<float> full(half.size());
+  d.o = out_dtype == RELATTN_F32
+            ? relattn::OutputTokensHeadsDim(full.data(), out_dtype, kHeads, kD)
+            : relattn::OutputTokensHeadsDim(half.data(), out_dtype, kHeads, kD);
+  relattn::Workspace ws;
+  REQUIRE(bool(ws.Reserve(d, 1)));
+  INFO(relattn_last_error());
+  REQUIRE(relattn_attention(&d, ws.data(), ws.bytes(), nullptr) == RELATTN_OK);
+  std::vector<double> out(half.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = relattn::FloatElement(d.o.data, out_dtype, int64_t(i));
+  }
+  return out;
+}
+
+std::vector<double> Reference(int64_t n_q, const std::vector<float>& q, const std::vector<float>& k,
+                              const std::vector<float>& v) {
+  relattn_attention_desc d = DescOf(n_q, q);
+  d.n_kv = kKeys;
+  d.n_kv_heads = kKvHeads;
+  d.k = relattn::TokensHeadsDim(k.data(), RELATTN_F32, kKvHeads, kD);
+  d.v = relattn::TokensHeadsDim(v.data(), RELATTN_F32, kKvHeads, kD);
+  std::vector<double> out(size_t(n_q) * kHeads * kD);
+  relattn::reference::Attention(d, out.data());
+  return out;
+}
+
+// A KV cache of kKeys tokens of k, v appended as `input` (F32 or BF16), stored as k_dtype, v_dtype.
+struct Cache {
+  Cache(relattn_dtype k_dtype, relattn_dtype v_dtype, relattn_dtype input,
+        const std::vector<float>& k, const std::vector<float>& v) {
+    relattn_kv_cache_desc cd{};
+    cd.n_kv_heads = kKvHeads;
+    cd.head_dim = kD;
+    cd.capacity = kKeys;
+    cd.k_dtype = k_dtype;
+    cd.v_dtype = v_dtype;
+    size_t bytes = 0;
+    REQUIRE(relattn_kv_cache_size(&cd, &bytes) == RELATTN_OK);
+    memory.resize(bytes / 8 + 8);
+    void* aligned =
+        reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(memory.data()) + 63) & ~uintptr_t{63});
+    REQUIRE(relattn_kv_cache_init(&cd, aligned, bytes, &cache) == RELATTN_OK);
+    k16 = AsBF16(k);
+    v16 = AsBF16(v);
+    const bool bf16 = input == RELATTN_BF16;
+    const relattn_tensor kt = relattn::TokensHeadsDim(
+        bf16 ? static_cast<const void*>(k16.data()) : k.data(), input, kKvHeads, kD);
+    const relattn_tensor vt = relattn::TokensHeadsDim(
+        bf16 ? static_cast<const void*>(v16.data()) : v.data(), input, kKvHeads, kD);
+    REQUIRE(relattn_kv_cache_append(cache, kKeys, &kt, &vt, nullptr) == RELATTN_OK);
+  }
+  std::vector<uint64_t> memory;
+  std::vector<uint16_t> k16, v16;
+  relattn_kv_cache* cache = nullptr;
+};
+
+TEST_CASE("a KV cache storing bf16, or fed bf16: the fp64 reference on the values it holds") {
+  WorstErrors worst("test_bf16");
+  const relattn_dtype pairs[][2] = {{RELATTN_BF16, RELATTN_BF16},
+                                    {RELATTN_BF16, RELATTN_F16},
+                                    {RELATTN_F16, RELATTN_BF16},
+                                    {RELATTN_F32, RELATTN_F32}};
+  for (const auto& pair : pairs) {
+    for (relattn_dtype input : {RELATTN_F32, RELATTN_BF16}) {
+      for (int64_t n_q : {1, 3, 40}) {
+        const std::vector<float> q = Uniform(7 + n_q, size_t(n_q) * kHeads * kD);
+        const std::vector<float> k = Uniform(8, size_t(kKeys) * kKvHeads * kD);
+        const std::vector<float> v = Uniform(9, k.size());
+        // What the cache holds: the input's values rounded by its storage.
+        const std::vector<float> k_in = Rounded(k, input), v_in = Rounded(v, input);
+        const std::vector<double> expected =
+            Reference(n_q, q, Rounded(k_in, pair[0]), Rounded(v_in, pair[1]));
+        Cache c(pair[0], pair[1], input, k, v);
+        relattn_attention_desc d = DescOf(n_q, q);
+        d.kv_cache = c.cache;
+        const std::string context = "k " + std::to_string(pair[0]) + " v " +
+                                    std::to_string(pair[1]) + " input " + std::to_string(input) +
+                                    " n_q " + std::to_string(n_q);
+        worst.Note("cache, f32 output",
+                   CheckAllTargets([&] { return Run(d, RELATTN_F32); }, expected,
+                                   relattn::bounds::kF32Output, context));
+        worst.Note("cache, bf16 output",
+                   CheckAllTargets([&] { return Run(d, RELATTN_BF16); }, expected,
+                                   relattn::bounds::kBF16Output, context));
+      }
+    }
+  }
+}
+
+TEST_CASE("bf16 K and V tensors in decode read in place, [tokens][heads][d] and heads-major") {
+  WorstErrors worst("test_bf16");
+  for (bool heads_major : {false, true}) {
+    for (int64_t n_q : {1, 2, 7}) {
+      const std::vector<float> q = Uniform(20 + n_q, size_t(n_q) * kHeads * kD);
+      const std::vector<float> k =
+          Rounded(Uniform(21, size_t(kKeys) * kKvHeads * kD), RELATTN_BF16);
+      const std::vector<float> v = Rounded(Uniform(22, k.size()), RELATTN_BF16);
+      std::vector<uint16_t> k16 = AsBF16(k), v16 = AsBF16(v);
+      if (heads_major) {  // [heads][tokens][d]
+        std::vector<uint16_t> kh(k16.size()), vh(v16.size());
+        for (int64_t t = 0; t < kKeys; ++t) {
+          for (int32_t h = 0; h < kKvHeads; ++h) {
+            for (int32_t e = 0; e < kD; ++e) {
+              kh[(h * kKeys + t) * kD + e] = k16[(t * kKvHeads + h) * kD + e];
+              vh[(h * kKeys + t) * kD + e] = v16[(t * kKvHeads + h) * kD + e];
+            }
+          }
+        }
+        k16.swap(kh);
+        v16.swap(vh);
+      }
+      relattn_attention_desc d = DescOf(n_q, q);
+      d.n_kv = kKeys;
+      d.n_kv_heads = kKvHeads;
+      d.k = heads_major ? relattn::HeadsTokensDim(k16.data(), RELATTN_BF16, kKeys, kD)
+                        : relattn::TokensHeadsDim(k16.data(), RELATTN_BF16, kKvHeads, kD);
+      d.v = heads_major ? relattn::HeadsTokensDim(v16.data(), RELATTN_BF16, kKeys, kD)
+                        : relattn::TokensHeadsDim(v16.data(), RELATTN_BF16, kKvHeads, kD);
+      worst.Note("tensors",
+                 CheckAllTargets([&] { return Run(d, RELATTN_F32); }, Reference(n_q, q, k, v),
+                                 relattn::bounds::kF32Output, "n_q " + std::to_string(n_q)));
+      // A NaN in key 0 of KV head 0 (bf16 bits 0x7fc0) poisons its query heads' rows, which
+      // all see key 0, and no other.
+      k16[3] = 0x7fc0;
+      const std::vector<double> poisoned = Run(d, RELATTN_F32);
+      CHECK(std::isnan(poisoned[0]));
+      CHECK(std::isnan(poisoned[size_t(kD)]));
+      CHECK(!std::isnan(poisoned[size_t(2 * kD)]));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace relattn_test

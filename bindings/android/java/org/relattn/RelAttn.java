@@ -8,7 +8,8 @@ import java.nio.ShortBuffer;
 
 /**
  * relattn from Java and Android: attention with a relative-position bias (ALiBi, T5 buckets,
- * Shaw) over one sequence, computed by librelattn through the JNI glue in librelattn_jni.so.
+ * Shaw, Shaw's vector form) and optional RoPE over one sequence, computed by librelattn through
+ * the JNI glue in librelattn_jni.so. {@link KVCache} holds a KV cache for streaming decode.
  *
  * <p>Q is [nQ][heads][headDim], K [nKv][kvHeads][headDim], V [nKv][kvHeads][vHeadDim] and the
  * output [nQ][heads][vHeadDim], each row-major. Inputs come as float[] arrays, or as direct
@@ -16,33 +17,137 @@ import java.nio.ShortBuffer;
  * their position(), without copies. Every method is thread-safe. A failed call throws and
  * leaves the output untouched: IllegalArgumentException for arrays and buffers that do not fit
  * the shapes, RelAttnException for what the library rejects (its message names the field).
+ *
+ * <p>int8: {@link #quantizeI8} makes symmetric int8 rows (relattn_quantize_i8: one float scale
+ * per (token, head) row, element = scale * value) as an {@link Int8}; the attention overloads
+ * that take Int8 tensors read them in place (I8 Q needs I8 K, as in the C API).
  */
 public final class RelAttn {
   static {
     System.loadLibrary("relattn_jni");
   }
 
-  /** Element types (relattn_dtype): F16 is IEEE binary16, stored as 16-bit words. */
-  public static final int F32 = 0, F16 = 1;
+  /** Element types (relattn_dtype): F16 is IEEE binary16, stored as 16-bit words; I8 symmetric
+   *  int8 with a float scale per row ({@link Int8}); Q4 ggml's q4_0 blocks (KVCache storage). */
+  public static final int F32 = 0, F16 = 1, I8 = 2, Q4 = 3;
 
   /** Position schemes (relattn_bias_kind). */
-  public static final int NONE = 0, ALIBI = 1, T5 = 2, SHAW = 3;
+  public static final int NONE = 0, ALIBI = 1, T5 = 2, SHAW = 3, SHAW_VECTOR = 4;
+
+  /** RoPE pairings (relattn_rope_pairing): off, (2i, 2i + 1) (GPT-J), (i, i + rotaryDims / 2)
+   *  (GPT-NeoX, Llama, HF rotate_half). */
+  public static final int ROPE_NONE = 0, ROPE_INTERLEAVED = 1, ROPE_HALVES = 2;
+
+  /** RoPE frequency families (relattn_rope_scaling_type), as HF transformers' rope_type. */
+  public static final int SCALING_NONE = 0, SCALING_LINEAR = 1, SCALING_NTK = 2,
+      SCALING_LLAMA3 = 3, SCALING_YARN = 4, SCALING_LONGROPE = 5, SCALING_INV_FREQ = 6;
+
+  /**
+   * Rotary position embedding (relattn_rope with its relattn_rope_scaling), field for field;
+   * every zero / null is the C API's default and fields a family does not use must stay zero /
+   * null (the library names a bad one: RelAttnException, status 21). q and k are rotated at
+   * their positions; over a KVCache, k was rotated when appended.
+   */
+  public static final class Rope {
+    /** ROPE_NONE (off), ROPE_INTERLEAVED or ROPE_HALVES. */
+    public int pairing = ROPE_NONE;
+    /** Even, 2..headDim; 0 means headDim. Dimensions from rotaryDims on are not rotated. */
+    public int rotaryDims;
+    /** Theta base, > 1; 0 means 10000. */
+    public float base;
+    /** Thetas are divided by it; 0 means 1. */
+    public float linearScale;
+    /** SCALING_NONE .. SCALING_INV_FREQ. */
+    public int scaling = SCALING_NONE;
+    /** LINEAR, NTK, LLAMA3, YARN: the factor (> 0). */
+    public float factor;
+    /** LLAMA3: low and high frequency factors (0 < low < high). */
+    public float lowFreqFactor, highFreqFactor;
+    /** YARN: 0 means 32 and 1. */
+    public float betaFast, betaSlow;
+    /** YARN: keep lo and hi unrounded (HF truncate=False). */
+    public boolean noTruncate;
+    /** Any family: 0 means the family's default (1 but for YARN and LONGROPE). */
+    public float attentionFactor;
+    /** LLAMA3, YARN, LONGROPE: the trained context; LONGROPE: max_position_embeddings and the
+     *  length served. */
+    public long originalMaxPosition, maxPosition, sequenceLength;
+    /** LONGROPE: [rotaryDims / 2] each; INV_FREQ: the thetas [rotaryDims / 2]. */
+    public double[] shortFactor, longFactor, invFreq;
+
+    public Rope() {}
+
+    /** pairing with every other field at its default (base 10000, all dimensions). */
+    public Rope(int pairing) {
+      this.pairing = pairing;
+    }
+
+    /** Checks the tables hold the rotaryDims / 2 doubles the library reads (headDim: of q, k). */
+    void checkTables(int headDim) {
+      final long need = (rotaryDims > 0 ? rotaryDims : headDim) / 2;
+      if (shortFactor != null) checkLength("rope.shortFactor", shortFactor.length, need);
+      if (longFactor != null) checkLength("rope.longFactor", longFactor.length, need);
+      if (invFreq != null) checkLength("rope.invFreq", invFreq.length, need);
+    }
+
+    /** A copy, its tables cloned. */
+    public Rope copy() {
+      Rope r = new Rope(pairing);
+      r.rotaryDims = rotaryDims;
+      r.base = base;
+      r.linearScale = linearScale;
+      r.scaling = scaling;
+      r.factor = factor;
+      r.lowFreqFactor = lowFreqFactor;
+      r.highFreqFactor = highFreqFactor;
+      r.betaFast = betaFast;
+      r.betaSlow = betaSlow;
+      r.noTruncate = noTruncate;
+      r.attentionFactor = attentionFactor;
+      r.originalMaxPosition = originalMaxPosition;
+      r.maxPosition = maxPosition;
+      r.sequenceLength = sequenceLength;
+      r.shortFactor = shortFactor == null ? null : shortFactor.clone();
+      r.longFactor = longFactor == null ? null : longFactor.clone();
+      r.invFreq = invFreq == null ? null : invFreq.clone();
+      return r;
+    }
+  }
+
+  /** Symmetric int8 rows of a [tokens][heads][dim] tensor: values [tokens][heads][dim] and one
+   *  scale per row, scales [tokens][heads]; element = scale * value. */
+  public static final class Int8 {
+    public final byte[] values;
+    public final float[] scales;
+
+    public Int8(byte[] values, float[] scales) {
+      if (values == null) throw new NullPointerException("values");
+      if (scales == null) throw new NullPointerException("scales");
+      this.values = values;
+      this.scales = scales;
+    }
+  }
 
   /** Shapes and options of one call. Defaults are the C API's. */
   public static final class Params {
     public int nQ, nKv, heads, kvHeads, headDim;
     /** Of V and the output; 0 means headDim. */
     public int vHeadDim;
-    /** Of q, k, v in buffers (float[] arrays are always F32), and of the output buffer. */
+    /** Of q, k, v in buffers, and of the output buffer: F32 or F16 (arrays are F32, or I8 as
+     *  RelAttn.Int8). */
     public int dtype = F32, outDtype = F32;
-    /** NONE, ALIBI, T5 or SHAW. */
+    /** NONE, ALIBI, T5, SHAW or SHAW_VECTOR. */
     public int scheme = NONE;
     /** ALiBi: slopes from maxBias (8: the ALiBi paper's), or caller slopes [heads]. */
     public float maxBias = 8f;
     public float[] slopes;
-    /** T5: [heads][numBuckets] f32; Shaw: [heads][2 * shawK + 1] f32 (key - query index). */
+    /** T5: [heads][numBuckets] f32; Shaw: [heads][2 * shawK + 1] f32 (key - query index);
+     *  Shaw vector: [heads][2 * shawK + 1][headDim] if shawPerHead, else [2 * shawK + 1][headDim]
+     *  shared by every head (score scale * q.(k + a[clip(key - query, -shawK, shawK) + shawK]),
+     *  shawK 0..64). */
     public float[] table;
     public int numBuckets = 32, maxDistance = 128, shawK;
+    public boolean shawPerHead;
     /** The bias form is bidirectional unless causal; true forces it with causal. */
     public boolean bidirectional;
     /** Masks: causal; window 0 = none; keys from validKv on are hidden (-1: all valid). */
@@ -60,6 +165,9 @@ public final class RelAttn {
     public float[] sinks;
     /** 1: the calling thread; n > 1: a pthreadpool of n threads for this call. */
     public int threads = 1;
+    /** Rotary embedding of q and k (pairing ROPE_NONE: off). Over a KVCache, ROPE_NONE means
+     *  the cache's rope; any other must equal it. */
+    public Rope rope = new Rope();
 
     public Params(int nQ, int nKv, int heads, int kvHeads, int headDim) {
       this.nQ = nQ;
@@ -78,21 +186,69 @@ public final class RelAttn {
 
   /** Attention over float[] arrays (F32); dtype and outDtype must be F32. */
   public static void attention(Params p, float[] q, float[] k, float[] v, float[] out) {
-    if (p.dtype != F32 || p.outDtype != F32) {
-      throw new IllegalArgumentException("dtype, outDtype: float[] arrays are F32");
-    }
-    checkLength("q", q == null ? -1 : q.length, (long) p.nQ * p.heads * p.headDim);
-    checkLength("k", k == null ? -1 : k.length, (long) p.nKv * p.kvHeads * p.headDim);
-    checkLength("v", v == null ? -1 : v.length, (long) p.nKv * p.kvHeads * p.vDim());
-    checkLength("out", out == null ? -1 : out.length, (long) p.nQ * p.heads * p.vDim());
-    checkTables(p);
-    nativeAttentionArrays(p, q, k, v, out);
+    attentionArrays(p, q, k, v, out);
   }
 
-  /** Attention over direct buffers in native byte order, from their positions. */
+  /** int8 Q and K (without RoPE their products are summed exactly in integers), F32 V. */
+  public static void attention(Params p, Int8 q, Int8 k, float[] v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** F32 Q over int8 K (multiplied in f32), F32 V. */
+  public static void attention(Params p, float[] q, Int8 k, float[] v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** int8 Q, K and V (V converted to f32 with its row scales block by block). */
+  public static void attention(Params p, Int8 q, Int8 k, Int8 v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** F32 Q over int8 K and V. */
+  public static void attention(Params p, float[] q, Int8 k, Int8 v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /**
+   * Symmetric int8 quantisation (relattn_quantize_i8) of x [tokens][heads][dim] into values
+   * [tokens][heads][dim] and scales [tokens][heads]: scale = max|row| / 127 (0 for a zero row),
+   * value = round-half-away-from-zero(x / scale). A NaN or infinity throws RelAttnException
+   * (status 17, naming the element) and nothing is written.
+   */
+  public static void quantizeI8(float[] x, int tokens, int heads, int dim, byte[] values,
+                                float[] scales) {
+    final long elements = (long) tokens * heads * dim;
+    if (tokens < 1 || heads < 1 || dim < 1 || elements > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("tokens, heads, dim = " + tokens + ", " + heads + ", "
+                                         + dim + ": must be >= 1, their product < 2^31");
+    }
+    checkLength("x", x == null ? -1 : x.length, elements);
+    checkLength("values", values == null ? -1 : values.length, elements);
+    checkLength("scales", scales == null ? -1 : scales.length, (long) tokens * heads);
+    nativeQuantizeI8(x, tokens, heads, dim, values, scales);
+  }
+
+  /** quantizeI8 into new arrays. */
+  public static Int8 quantizeI8(float[] x, int tokens, int heads, int dim) {
+    final long elements = (long) tokens * heads * dim;
+    if (tokens < 1 || heads < 1 || dim < 1 || elements > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("tokens, heads, dim = " + tokens + ", " + heads + ", "
+                                         + dim + ": must be >= 1, their product < 2^31");
+    }
+    Int8 result = new Int8(new byte[(int) elements], new float[tokens * heads]);
+    quantizeI8(x, tokens, heads, dim, result.values, result.scales);
+    return result;
+  }
+
+  /** Attention over direct buffers in native byte order, from their positions (F32 or F16;
+   *  int8 goes through {@link Int8} arrays). */
   public static void attention(Params p, Buffer q, Buffer k, Buffer v, Buffer out) {
+    if ((p.dtype != F32 && p.dtype != F16) || (p.outDtype != F32 && p.outDtype != F16)) {
+      throw new IllegalArgumentException("dtype, outDtype = " + p.dtype + ", " + p.outDtype
+          + ": buffers hold F32 or F16 (int8: the attention overloads taking RelAttn.Int8)");
+    }
     checkTables(p);
-    nativeAttentionBuffers(p,
+    nativeAttentionBuffers(p, p.rope,
         q, byteOffset("q", q, p.dtype, (long) p.nQ * p.heads * p.headDim),
         k, byteOffset("k", k, p.dtype, (long) p.nKv * p.kvHeads * p.headDim),
         v, byteOffset("v", v, p.dtype, (long) p.nKv * p.kvHeads * p.vDim()),
@@ -109,24 +265,72 @@ public final class RelAttn {
   /** The library's version, "MAJOR.MINOR.PATCH". */
   public static native String version();
 
-  private static void checkLength(String name, long have, long need) {
+  /** Checks the arrays against p's shapes; q, k, v each a float[] (F32) or an Int8 (I8). */
+  private static void attentionArrays(Params p, Object q, Object k, Object v, float[] out) {
+    if (p.dtype != F32 || p.outDtype != F32) {
+      throw new IllegalArgumentException("dtype, outDtype: arrays are F32 (or RelAttn.Int8)");
+    }
+    checkTensor("q", q, p.nQ, p.heads, p.headDim);
+    checkTensor("k", k, p.nKv, p.kvHeads, p.headDim);
+    checkTensor("v", v, p.nKv, p.kvHeads, p.vDim());
+    checkLength("out", out == null ? -1 : out.length, (long) p.nQ * p.heads * p.vDim());
+    checkTables(p);
+    nativeAttentionArrays(p, p.rope, values(q), scales(q), values(k), scales(k), values(v),
+                          scales(v), out);
+  }
+
+  /** A [tokens][heads][dim] float[] or Int8 holds what the shapes need. */
+  static void checkTensor(String name, Object t, long tokens, long heads, long dim) {
+    if (t instanceof Int8) {
+      checkLength(name + ".values", ((Int8) t).values.length, tokens * heads * dim);
+      checkLength(name + ".scales", ((Int8) t).scales.length, tokens * heads);
+    } else {
+      checkLength(name, t == null ? -1 : ((float[]) t).length, tokens * heads * dim);
+    }
+  }
+
+  /** The array the glue reads: a float[], or an Int8's byte[] values. */
+  static Object values(Object t) {
+    return t instanceof Int8 ? ((Int8) t).values : t;
+  }
+
+  /** An Int8's row scales, null for a float[] (the glue's sign of F32). */
+  static float[] scales(Object t) {
+    return t instanceof Int8 ? ((Int8) t).scales : null;
+  }
+
+  static void checkLength(String name, long have, long need) {
     if (have < 0) throw new NullPointerException(name);
     if (have < need) {
       throw new IllegalArgumentException(name + ": " + have + " elements, the shapes need " + need);
     }
   }
 
-  private static void checkTables(Params p) {
+  static void checkTables(Params p) {
+    checkTables(p, p.headDim);
+  }
+
+  /** Lengths of p's tables, headDim that of q and k (a KVCache's when p.headDim is 0). */
+  static void checkTables(Params p, int headDim) {
     if (p.slopes != null) checkLength("slopes", p.slopes.length, p.heads);
     if (p.sinks != null) checkLength("sinks", p.sinks.length, p.heads);
+    if (p.rope == null) throw new NullPointerException("rope (new RelAttn.Rope(): off)");
+    p.rope.checkTables(headDim);
     if (p.scheme == T5 || p.scheme == SHAW) {
       final long width = p.scheme == T5 ? p.numBuckets : 2L * p.shawK + 1;
       checkLength("table", p.table == null ? -1 : p.table.length, p.heads * width);
     }
+    if (p.scheme == SHAW_VECTOR) {
+      if (p.shawK < 0 || p.shawK > 64) {
+        throw new IllegalArgumentException("shawK = " + p.shawK + ": must be in 0..64");
+      }
+      final long rows = (p.shawPerHead ? p.heads : 1L) * (2L * p.shawK + 1);
+      checkLength("table", p.table == null ? -1 : p.table.length, rows * headDim);
+    }
   }
 
   /** Checks a direct buffer holds `elements` of dtype from its position; its byte offset. */
-  private static long byteOffset(String name, Buffer b, int dtype, long elements) {
+  static long byteOffset(String name, Buffer b, int dtype, long elements) {
     if (b == null) throw new NullPointerException(name);
     final int unit;
     final ByteOrder order;
@@ -161,10 +365,15 @@ public final class RelAttn {
     return offset;
   }
 
-  private static native void nativeAttentionArrays(Params p, float[] q, float[] k, float[] v,
-                                                   float[] out);
+  /** q, k, v: float[] with null scales (F32), or byte[] with their row scales (I8). */
+  private static native void nativeAttentionArrays(Params p, Rope rope, Object q,
+                                                   float[] qScales, Object k, float[] kScales,
+                                                   Object v, float[] vScales, float[] out);
 
-  private static native void nativeAttentionBuffers(Params p, Buffer q, long qOffset, Buffer k,
-                                                    long kOffset, Buffer v, long vOffset,
-                                                    Buffer out, long outOffset);
+  private static native void nativeQuantizeI8(float[] x, int tokens, int heads, int dim,
+                                              byte[] values, float[] scales);
+
+  private static native void nativeAttentionBuffers(Params p, Rope rope, Buffer q, long qOffset,
+                                                    Buffer k, long kOffset, Buffer v,
+                                                    long vOffset, Buffer out, long outOffset);
 }

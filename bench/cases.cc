@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <utility>
 
+#include "lib/common/bf16.h"
 #include "lib/common/f16.h"
 
 namespace relattn_bench {
@@ -28,10 +30,13 @@ const char* SchemeName(Scheme scheme) {
 const char* MaskName(bool causal) { return causal ? "causal" : "bidir"; }
 
 const char* DtypeName(relattn_dtype dtype) {
-  return dtype == RELATTN_F32   ? "f32"
-         : dtype == RELATTN_F16 ? "f16"
-         : dtype == RELATTN_Q4  ? "q4"
-                                : "i8";
+  switch (dtype) {
+    case RELATTN_F32: return "f32";
+    case RELATTN_F16: return "f16";
+    case RELATTN_BF16: return "bf16";
+    case RELATTN_Q4: return "q4";
+    default: return "i8";
+  }
 }
 
 std::string ShapeName(const Shape& shape) {
@@ -109,6 +114,7 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
   for (bool causal : {false, true}) {
     cases.push_back({shape, Scheme::kNone, causal, RELATTN_I8});
     cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_I8});
+    if (!quick || causal) cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16});
   }
   return cases;
 }
@@ -163,6 +169,10 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   fill(size_t(shape.n_q) * shape.heads * d, q_f16_, q_f32_);
   fill(size_t(shape.n_kv) * shape.kv_heads * d, k_f16_, k_f32_);
   fill(size_t(shape.n_kv) * shape.kv_heads * d, v_f16_, v_f32_);
+  for (const auto& [f32, bf16] :
+       {std::pair{&q_f32_, &q_bf16_}, std::pair{&k_f32_, &k_bf16_}, std::pair{&v_f32_, &v_bf16_}}) {
+    for (float x : *f32) bf16->push_back(relattn::F32ToBF16(x));
+  }
   t5_table_.resize(size_t(shape.heads) * kT5Buckets);
   shaw_table_.resize(size_t(shape.heads) * (2 * kShawK + 1));
   for (float& x : t5_table_) x = 2.0f * uniform(rng);
@@ -235,9 +245,16 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
   desc.n_heads = s.heads;
   desc.n_kv_heads = s.kv_heads;
   desc.head_dim = s.head_dim;
-  const void* q = f32 ? static_cast<const void*>(q_f32_.data()) : q_f16_.data();
-  const void* k = f32 ? static_cast<const void*>(k_f32_.data()) : k_f16_.data();
-  const void* v = f32 ? static_cast<const void*>(v_f32_.data()) : v_f16_.data();
+  const bool bf16 = c.dtype == RELATTN_BF16;
+  const void* q = f32    ? static_cast<const void*>(q_f32_.data())
+                  : bf16 ? q_bf16_.data()
+                         : q_f16_.data();
+  const void* k = f32    ? static_cast<const void*>(k_f32_.data())
+                  : bf16 ? k_bf16_.data()
+                         : k_f16_.data();
+  const void* v = f32    ? static_cast<const void*>(v_f32_.data())
+                  : bf16 ? v_bf16_.data()
+                         : v_f16_.data();
   const relattn_dtype float_dtype = c.dtype == RELATTN_I8 ? RELATTN_F16 : c.dtype;
   desc.q = relattn::TokensHeadsDim(q, float_dtype, s.heads, s.head_dim);
   desc.k = relattn::TokensHeadsDim(k, float_dtype, s.kv_heads, s.head_dim);

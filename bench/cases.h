@@ -107,7 +107,8 @@ class ShapeInputs {
   Shape shape_;
   std::vector<float> q_f32_, k_f32_, v_f32_;
   std::vector<uint16_t> q_f16_, k_f16_, v_f16_;
-  std::vector<uint16_t> k_htd_f16_, v_htd_f16_;  // decode: K, V as [kv_heads][tokens][d]
+  std::vector<uint16_t> q_bf16_, k_bf16_, v_bf16_;  // the f32 values rounded to bf16
+  std::vector<uint16_t> k_htd_f16_, v_htd_f16_;     // decode: K, V as [kv_heads][tokens][d]
   std::vector<float> t5_table_, shaw_table_, shaw_vector_table_, sinks_;
   std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
   std::vector<float> q_scales_, k_scales_;

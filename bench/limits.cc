@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bench/limits_dot.h"
 #include "bench/limits_kernels.h"
 #include "bench/timing.h"
 #include "hwy/targets.h"
@@ -56,21 +57,45 @@ void ForceTarget(const Target* target) {
   hwy::SetSupportedTargetsForTest(target ? target->bit : 0);
 }
 
-double MeasureFmaPeakGflops(pthreadpool_t pool, int n_threads, double seconds, int repeats) {
+namespace {
+
+// G operations per second of n_threads threads each running chains(iterations)
+// for about `seconds` (ops_per_iteration: operations of one round, one
+// thread); best of `repeats`.
+double MeasurePeak(pthreadpool_t pool, int n_threads, double seconds, int repeats,
+                   float (*chains)(int64_t), double ops_per_iteration) {
   // Calibrate on one thread: iterations for about `seconds` per thread.
   const int64_t probe = int64_t{1} << 16;
-  FmaChains(probe);  // warm-up: page-in, clocks up
-  const double probe_s = std::max(TimeSeconds([&] { g_sink = FmaChains(probe); }), 1e-7);
+  chains(probe);  // warm-up: page-in, clocks up
+  const double probe_s = std::max(TimeSeconds([&] { g_sink = chains(probe); }), 1e-7);
   const int64_t iterations = std::max<int64_t>(probe, int64_t(seconds / probe_s * probe));
-  const double flops =
-      2.0 * kFmaChains * double(FloatLanes()) * double(iterations) * double(n_threads);
+  const double ops = ops_per_iteration * double(iterations) * double(n_threads);
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {
     const double s = TimeSeconds(
-        [&] { OnEachThread(pool, n_threads, [&](size_t) { g_sink = FmaChains(iterations); }); });
-    best = std::max(best, flops / s * 1e-9);
+        [&] { OnEachThread(pool, n_threads, [&](size_t) { g_sink = chains(iterations); }); });
+    best = std::max(best, ops / s * 1e-9);
   }
   return best;
+}
+
+}  // namespace
+
+double MeasureFmaPeakGflops(pthreadpool_t pool, int n_threads, double seconds, int repeats) {
+  return MeasurePeak(pool, n_threads, seconds, repeats, FmaChains,
+                     2.0 * kFmaChains * double(FloatLanes()));
+}
+
+double MeasureBf16DotPeakGflops(pthreadpool_t pool, int n_threads, double seconds, int repeats) {
+  if (!Bf16DotUsable()) return 0.0;
+  return MeasurePeak(pool, n_threads, seconds, repeats, Bf16DotChains,
+                     2.0 * kDotChains * kBf16DotMacs);
+}
+
+double MeasureInt8DotPeakGops(pthreadpool_t pool, int n_threads, double seconds, int repeats) {
+  if (!Int8DotUsable()) return 0.0;
+  return MeasurePeak(pool, n_threads, seconds, repeats, Int8DotChains,
+                     2.0 * kDotChains * kInt8DotMacs);
 }
 
 BigBuffer::BigBuffer(size_t bytes) {

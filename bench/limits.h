@@ -33,6 +33,12 @@ void ForceTarget(const Target* target);
 // `seconds`; 2 FLOPs per lane per FMA. Best of `repeats` (a peak is a maximum).
 double MeasureFmaPeakGflops(pthreadpool_t pool, int n_threads, double seconds, int repeats);
 
+// The same for AVX512-BF16 vdpbf16ps (GFLOP/s, 2 per bf16 product) and
+// AVX512-VNNI vpdpbusd (G int8 ops/s, 2 per product); 0 where the CPU (or a
+// non-x86 build) lacks the instruction. Not per Highway target: one ISA each.
+double MeasureBf16DotPeakGflops(pthreadpool_t pool, int n_threads, double seconds, int repeats);
+double MeasureInt8DotPeakGops(pthreadpool_t pool, int n_threads, double seconds, int repeats);
+
 // A buffer larger than any cache, for read bandwidth and cache flushing.
 class BigBuffer {
  public:

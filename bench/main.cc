@@ -58,7 +58,8 @@ machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
   --cache-len M     cache lengths for --model (repeatable; default 1024 8192 32768)
   --list            print the case names and exit
   --help            this text
-JSON objects: case, impl (relattn, xnnpack, fma_peak, dram_read), threads, ms,
+JSON objects: case, impl (relattn, xnnpack, fma_peak, bf16_dot_peak, int8_dot_peak,
+dram_read), threads, ms,
 and where they apply gflops (useful), peak_fraction, gbps, bw_fraction,
 vs_xnnpack (XNNPACK ms / relattn ms), create_ms, max_abs_diff (XNNPACK's check),
 repeats, target, others_load (CPU share other processes took meanwhile), error,
@@ -210,6 +211,23 @@ std::vector<Record> MeasureLimits(const Options& o, const MeasureConfig& config,
     }
   }
   ForceTarget(nullptr);
+  const struct {
+    const char* impl;
+    const char* target;
+    double (*measure)(pthreadpool_t, int, double, int);
+  } dots[] = {{"bf16_dot_peak", "AVX512_BF16", MeasureBf16DotPeakGflops},
+              {"int8_dot_peak", "AVX512_VNNI", MeasureInt8DotPeakGops}};
+  for (const auto& dot : dots) {
+    for (int t : config.thread_counts) {
+      Record r;
+      r.case_name = "limits";
+      r.impl = dot.impl;
+      r.threads = t;
+      r.target = dot.target;
+      r.gflops = dot.measure(t == 1 ? nullptr : config.pool, t, seconds, 3);
+      if (r.gflops > 0) records.push_back(r);
+    }
+  }
   const BigBuffer buffer(size_t{1} << 30);
   if (!buffer.ok()) {
     std::fprintf(stderr, "relattn-bench: cannot allocate 1 GiB: no bandwidth figures\n");

@@ -106,8 +106,12 @@ void PrintLimits(FILE* out, const std::vector<Record>& limits) {
   for (int t : threads) std::fprintf(out, " %11d thr", t);
   std::fprintf(out, "\n");
   for (const auto& [impl, target] : rows) {
-    const bool peak = impl == "fma_peak";
-    const std::string label = (peak ? "FP32 FMA peak, " : "DRAM read 1 GiB, ") + target;
+    const bool peak = impl != "dram_read";
+    const char* kind = impl == "fma_peak"        ? "FP32 FMA peak, "
+                       : impl == "bf16_dot_peak" ? "bf16 dot peak, "
+                       : impl == "int8_dot_peak" ? "int8 dot peak, "
+                                                 : "DRAM read 1 GiB, ";
+    const std::string label = kind + target;
     std::fprintf(out, "%-34s", label.c_str());
     for (int t : threads) {
       double value = kUnset;
@@ -115,7 +119,8 @@ void PrintLimits(FILE* out, const std::vector<Record>& limits) {
         if (r.impl == impl && r.target == target && r.threads == t)
           value = peak ? r.gflops : r.gbps;
       }
-      std::fprintf(out, " %s %s", Cell("%8.1f", value, 8).c_str(), peak ? "GFLOP/s" : "GB/s   ");
+      const char* unit = impl == "int8_dot_peak" ? "GOP/s  " : peak ? "GFLOP/s" : "GB/s   ";
+      std::fprintf(out, " %s %s", Cell("%8.1f", value, 8).c_str(), unit);
     }
     std::fprintf(out, "\n");
   }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/common/bf16.h"
+#include "lib/common/f16.h"
 #include "relattn/relattn.hpp"
 #include "tools/cli/args.h"
 #include "tools/cli/commands.h"
@@ -78,6 +80,8 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
                         denominator (-inf for a row that saw no key)
   --scale S             multiplies q.k (default 1/sqrt(head_dim))
   --threads T           threads (default 1; 0: one per core)
+  --dtype file|bf16     file: Q, K, V as the files hold them (default); bf16: rounded to
+                        bfloat16 (nearest even) and passed as RELATTN_BF16
   --quantize none|k|qk  int8 Q.K: K, or Q and K, quantised per (token, head) row before the
                         call (scale = max|row| / 127, round half away from zero); the
                         library multiplies the int8 values exactly (default none)
@@ -110,6 +114,7 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},
                                           {"--rope-base", 1},
                                           {"--rope-scale", 1},
                                           {"--quantize", 1},
+                                          {"--dtype", 1},
                                           {"--rope-scaling", 1},
                                           {"--rope-factor", 1},
                                           {"--rope-low-freq", 1},
@@ -152,7 +157,8 @@ const SchemeSpec kSchemes[] = {
 struct Arrays {
   NpyArray q, k, v, slopes, table, sinks;
   RopeScalingTables rope;
-  std::vector<int8_t> q_i8, k_i8;  // --quantize: the int8 rows and their scales
+  std::vector<uint16_t> q_bf16, k_bf16, v_bf16;  // --dtype bf16: the inputs rounded
+  std::vector<int8_t> q_i8, k_i8;                // --quantize: the int8 rows and their scales
   std::vector<float> q_scales, k_scales;
 };
 
@@ -183,6 +189,27 @@ relattn_tensor Tensor(const Args& args, const std::string& flag, const NpyArray&
   }
   const relattn_dtype dtype = a.dtype == NpyDtype::kF32 ? RELATTN_F32 : RELATTN_F16;
   return relattn::TokensHeadsDim(a.bytes.data(), dtype, int32_t(a.shape[1]), int32_t(a.shape[2]));
+}
+
+// Whether --dtype asks for bf16 inputs (checked before any file is read).
+bool Bf16Inputs(const Args& args) {
+  const std::string dtype = args.String("--dtype", "file");
+  if (dtype != "file" && dtype != "bf16")
+    args.Usage("--dtype '" + dtype + "': must be file or bf16");
+  return dtype == "bf16";
+}
+
+// *t (F32 or F16, [tokens][heads][dim] packed) rounded to bf16 into *bits, and *t pointed there.
+void RoundToBf16(int64_t tokens, int32_t heads, int64_t dim, std::vector<uint16_t>* bits,
+                 relattn_tensor* t) {
+  bits->resize(size_t(tokens) * size_t(heads) * size_t(dim));
+  for (size_t i = 0; i < bits->size(); ++i) {
+    const float x = t->dtype == RELATTN_F16
+                        ? relattn::F16ToF32(static_cast<const uint16_t*>(t->data)[i])
+                        : static_cast<const float*>(t->data)[i];
+    (*bits)[i] = relattn::F32ToBF16(x);
+  }
+  *t = relattn::TokensHeadsDim(bits->data(), RELATTN_BF16, heads, dim);
 }
 
 void CheckShapes(const Args& args, const Arrays& in) {
@@ -417,6 +444,7 @@ int RunCommand(int argc, char** argv, int first) {
   CheckRopeScalingOptions(args, desc.rope.pairing != RELATTN_ROPE_NONE);
   desc.softcap = float(args.Double("--softcap", 0.0));  // its range is the library's to judge
   const Quantize quantize = QuantizeOf(args);
+  const bool bf16 = Bf16Inputs(args);
 
   Arrays in;
   in.q = Load(args, "--q");
@@ -441,6 +469,11 @@ int RunCommand(int argc, char** argv, int first) {
   }
   SequenceInputs sequence;
   SetSequenceInputs(args, &sequence, &desc);
+  if (bf16) {
+    RoundToBf16(desc.n_q, desc.n_heads, desc.head_dim, &in.q_bf16, &desc.q);
+    RoundToBf16(desc.n_kv, desc.n_kv_heads, desc.head_dim, &in.k_bf16, &desc.k);
+    RoundToBf16(desc.n_kv, desc.n_kv_heads, desc.v_head_dim, &in.v_bf16, &desc.v);
+  }
   if (quantize.q) {
     QuantizeRows("--q", desc.n_q, desc.n_heads, desc.head_dim, &in.q_i8, &in.q_scales, &desc.q);
   }

@@ -333,3 +333,25 @@ def test_run_t5_table_in_hugging_face_layout(tmp_path):
               tmp_path / "t.npy", "--table-layout", "rows")
     assert bad.returncode == 2 and "heads_buckets or buckets_heads" in bad.stderr
     assert not (tmp_path / "o2.npy").exists()
+
+
+def round_bf16(x):
+    """x (float32) rounded to bfloat16, nearest even, as float32 (finite inputs)."""
+    b = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    return b.astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("file_dtype", [np.float32, np.float16])
+def test_run_dtype_bf16_rounds_the_inputs(tmp_path, file_dtype):
+    rng = np.random.default_rng(11)
+    q, k, v = random_problem(rng, 9, 9, file_dtype)
+    got = run_attention(tmp_path, q, k, v, "alibi", {}, {"causal": True}, ["--dtype", "bf16"])
+    rounded = [round_bf16(x.astype(np.float32)) for x in (q, k, v)]
+    expected = oracle.attention(*rounded, scheme="alibi", causal=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[np.float32])
+    plain = run_attention(tmp_path, q, k, v, "alibi", {}, {"causal": True})
+    assert np.abs(got - plain).max() > 1e-4  # the rounding is visible: bf16 was used
+    bad = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+              tmp_path / "v.npy", "--out", tmp_path / "o3.npy", "--dtype", "bf17")
+    assert bad.returncode == 2 and "must be file or bf16" in bad.stderr

@@ -15,6 +15,10 @@
 #include "lib/common/float_element.h"
 #include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "hwy/targets.h"
+#include "ports/x86/bf16_scores.h"
+#endif
 #include "relattn/relattn.hpp"
 #include "tests/attention_case.h"
 
@@ -214,6 +218,46 @@ TEST_CASE("bf16 K and V tensors in decode read in place, [tokens][heads][d] and 
     }
   }
 }
+
+#if defined(RELATTN_HAVE_X86_INT_DOT)
+// Prefill with bf16 Q and K on AVX3 takes vdpbf16ps (ports/x86) where the CPU
+// has AVX512-BF16: its scores are f32 arithmetic on the same products in
+// another order, so kernel and portable path agree within the f32 bound.
+TEST_CASE("bf16 prefill: the vdpbf16ps kernel against the portable path and the reference") {
+  if (!relattn::x86::Bf16DotUsable()) {
+    MESSAGE("no AVX512-BF16 on this CPU: the kernel is not tested here");
+    return;
+  }
+  struct Restore {
+    ~Restore() { relattn::x86::SetBf16DotEnabled(true); }
+  } restore;
+  UseTarget(HWY_AVX3);
+  for (int64_t n_q : {33, 130}) {
+    const std::vector<float> q =
+        Rounded(Uniform(40 + n_q, size_t(n_q) * kHeads * kD), RELATTN_BF16);
+    const std::vector<float> k = Rounded(Uniform(41, size_t(kKeys) * kKvHeads * kD), RELATTN_BF16);
+    const std::vector<float> v = Rounded(Uniform(42, k.size()), RELATTN_BF16);
+    const std::vector<uint16_t> q16 = AsBF16(q), k16 = AsBF16(k), v16 = AsBF16(v);
+    relattn_attention_desc d = DescOf(n_q, q);
+    d.q = relattn::TokensHeadsDim(q16.data(), RELATTN_BF16, kHeads, kD);
+    d.n_kv = kKeys;
+    d.n_kv_heads = kKvHeads;
+    d.k = relattn::TokensHeadsDim(k16.data(), RELATTN_BF16, kKvHeads, kD);
+    d.v = relattn::TokensHeadsDim(v16.data(), RELATTN_BF16, kKvHeads, kD);
+    const std::vector<double> expected = Reference(n_q, q, k, v);
+    relattn::x86::SetBf16DotEnabled(true);
+    const std::vector<double> kernel = Run(d, RELATTN_F32);
+    relattn::x86::SetBf16DotEnabled(false);
+    const std::vector<double> portable = Run(d, RELATTN_F32);
+    CAPTURE(n_q);
+    CHECK(MaxAbsDiff(kernel, expected) <= relattn::bounds::kF32Output);
+    CHECK(MaxAbsDiff(portable, expected) <= relattn::bounds::kF32Output);
+    CHECK(MaxAbsDiff(kernel, portable) <= relattn::bounds::kF32Output);
+    MESSAGE("n_q " << n_q << ": kernel vs portable max |diff| " << MaxAbsDiff(kernel, portable));
+  }
+  UseTarget(0);
+}
+#endif
 
 }  // namespace
 }  // namespace relattn_test

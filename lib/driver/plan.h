@@ -144,8 +144,8 @@ struct WorkspaceLayout {
   size_t row;      // max(d, dv): one query or output row in transit
   // int8_dot only (else empty): the queries packed for the integer kernel
   // (PackQueriesInt: 2 x d4 bytes per query, heads_per_item x chunk_capacity
-  // queries), the int8 keys ([kBlockKeys][d4] int8 or int16), their sums
-  // (int32).
+  // queries; bf16_dot: PackQueriesBf16's pairs, 2 x d bytes), the int8 keys
+  // ([kBlockKeys][d4] int8 or int16), their sums (int32).
   size_t q_int, k_int, k_sum;
   size_t floats_per_worker;
 };
@@ -249,6 +249,9 @@ struct Plan {
   // path (lib/kernels/int_dot-inl.h) on rows of d4 = d rounded up to 4 channels.
   bool int8_dot;
   int64_t d4;
+  // Q and K both bf16 without RoPE, d even: prefill may take the bf16
+  // dot-product path (Bf16DotPrefill) on pairs of channels.
+  bool bf16_dot;
   TensorRef q, k, v;
   CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
   void* o;

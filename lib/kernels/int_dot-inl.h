@@ -24,6 +24,7 @@
 #include "hwy/highway.h"
 #include "lib/driver/plan.h"
 #if defined(RELATTN_HAVE_X86_INT_DOT)
+#include "ports/x86/bf16_scores.h"
 #include "ports/x86/madd_scores.h"
 #include "ports/x86/vnni_scores.h"
 #endif
@@ -141,6 +142,54 @@ HWY_INLINE const IntDotKernels* IntDotDecode(const Plan& plan) {
   (void)plan;
 #endif
   return nullptr;
+}
+
+// Prefill, queries in lanes, bf16 Q and K: s[j][lane] = q[lane] . k_j over
+// d2 channel pairs (q: [d2][lanes] 32-bit pairs; key j's bf16 row at k + j *
+// k_stride).
+using ScoresQLanesBf16Fn = void (*)(const uint32_t* q, int64_t d2, const uint16_t* k,
+                                    int64_t k_stride, int64_t n_keys, float* s);
+
+// This target's bf16 dot-product kernel (the ISA table's bf16 row).
+struct Bf16DotKernels {
+  const char* name;  // "vdpbf16ps"; nullptr: this target has none
+  bool (*usable)();
+  int64_t lanes;  // prefill sub-tile lanes (2 vectors of DF)
+  ScoresQLanesBf16Fn scores_qlanes;
+};
+
+#if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+#define RELATTN_BF16_DOT_QLANES 1
+constexpr Bf16DotKernels kBf16Dot = {"vdpbf16ps", x86::Bf16DotUsable, x86::kBf16Lanes,
+                                     x86::ScoresQLanesBf16Dot};
+#else
+constexpr Bf16DotKernels kBf16Dot = {nullptr, nullptr, 0, nullptr};
+#endif
+
+// The prefill kernel for bf16 Q and K read from tensors, or null.
+HWY_INLINE const Bf16DotKernels* Bf16DotPrefill(const Plan& plan) {
+#if defined(RELATTN_BF16_DOT_QLANES)
+  if (plan.bf16_dot && !plan.cache.on && kBf16Dot.usable()) return &kBf16Dot;
+#else
+  (void)plan;
+#endif
+  return nullptr;
+}
+
+// The bf16 queries i0 .. i0 + rows of head h packed for Bf16DotPrefill:
+// q_pairs[c][lane] = channels 2c, 2c + 1 of query i0 + lane (low, high
+// half), lanes rows .. w zero.
+HWY_INLINE void PackQueriesBf16(const Plan& plan, int32_t h, int64_t i0, int64_t rows, int64_t w,
+                                uint32_t* HWY_RESTRICT q_pairs) {
+  const uint16_t* q = static_cast<const uint16_t*>(plan.q.data);
+  const int64_t d2 = plan.d / 2;
+  std::fill(q_pairs, q_pairs + d2 * w, 0u);
+  for (int64_t lane = 0; lane < rows; ++lane) {
+    const uint16_t* row = q + (i0 + lane) * plan.q.token_stride + h * plan.q.head_stride;
+    for (int64_t c = 0; c < d2; ++c) {
+      q_pairs[c * w + lane] = uint32_t{row[2 * c]} | (uint32_t{row[2 * c + 1]} << 16);
+    }
+  }
 }
 
 // The encoding of this target's kernels (also when none is usable: the

@@ -36,6 +36,13 @@ struct KeysInt {
   const int32_t* sums;
 };
 
+// Bf16 keys read in place by the bf16 prefill kernel (Bf16DotPrefill).
+struct KeysBf16 {
+  const Bf16DotKernels* kernels;
+  const uint16_t* rows;  // key j0's row; key j0 + j at rows + j * stride
+  int64_t stride;
+};
+
 // Keys [j0, j0 + n_keys) of one KV head. A row of k or v with rows == null
 // is read elsewhere: K as integers (k_int) or, in decode, in place: over a
 // KV cache K from its key groups and V from its rows, over finite f16 / f32
@@ -50,6 +57,7 @@ struct KeyBlock {
   const float* v_scale;  // int8 V of a KV cache read in place (decode): [n_keys] row scales, 0
                          // for bad keys; the P.V stage folds them into the probabilities
   uint64_t bad;          // bit j: key j0 + j has a non-finite K or V row (or row scale)
+  KeysBf16 k_bf16;       // prefill with Bf16DotPrefill, a block of finite keys
 };
 
 // Where the producer puts what it converts, and how. Rows are `k_stride` /
@@ -60,7 +68,8 @@ struct KeyBlockScratch {
   void* k_int;
   int32_t* k_sum;
   int64_t k_stride, v_stride;
-  const IntDotKernels* int_dot;  // prefill: IntDotPrefill
+  const IntDotKernels* int_dot;    // prefill: IntDotPrefill
+  const Bf16DotKernels* bf16_dot;  // prefill: Bf16DotPrefill
 };
 
 // Bit j set where row j (< n_rows <= 64) of `rows` holds a NaN or infinity.
@@ -258,7 +267,8 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
              {nullptr, 0},
              buf.k_scale,
              nullptr,
-             0};
+             0,
+             {nullptr, nullptr, 0}};
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
   if (kDecode && plan.cache.on && !CacheConvertsRows(plan)) {
@@ -276,7 +286,11 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
     return b;
   }
   const IntDotKernels* int_dot = kDecode ? nullptr : buf.int_dot;
-  if (!int_dot) {
+  if (!kDecode && buf.bf16_dot && TensorRowsFinite(plan.k, kv_head, j0, n_keys, plan.d)) {
+    const uint16_t* k = static_cast<const uint16_t*>(plan.k.data);
+    b.k_bf16 = {buf.bf16_dot, k + j0 * plan.k.token_stride + kv_head * plan.k.head_stride,
+                plan.k.token_stride};
+  } else if (!int_dot) {
     b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf, !kDecode);
     b.bad |= NonFiniteRows(b.k, n_keys, plan.d);
   }

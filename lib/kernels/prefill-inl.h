@@ -59,6 +59,10 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     b.k_int.kernels->scores_qlanes(tile.q_int, plan.d4, b.k_int.rows, b.k_int.sums, n_keys,
                                    reinterpret_cast<int32_t*>(s));
     ScaleQLanesI32(tile.q_mul, b.k_scale, n_keys, s);
+  } else if (b.k_bf16.rows) {  // the raw bf16 products, then the scale
+    b.k_bf16.kernels->scores_qlanes(static_cast<const uint32_t*>(tile.q_int), plan.d / 2,
+                                    b.k_bf16.rows, b.k_bf16.stride, n_keys, s);
+    ScaleScores(plan.scale_log2, n_keys * w, s);
   } else {
     ScoresQLanesF32(tile.q_t, plan.d, b.k, n_keys, s);
     if (plan.k.dtype == RELATTN_I8) ScaleQLanesI8(tile.q_mul, b.k_scale, n_keys, s);
@@ -156,7 +160,8 @@ HWY_INLINE SubTile SubTileOf(const Plan& plan, const WorkItem& it, const HeadBia
 // units, rotated by RoPE; integers for the int8 kernel), its Shaw vector
 // table, ALiBi anchors and an empty softmax state.
 HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* biases,
-                                const IntDotKernels* int_dot, Worker& worker) {
+                                const IntDotKernels* int_dot, const Bf16DotKernels* bf16_dot,
+                                Worker& worker) {
   float* ws = worker.ws;
   for (int64_t sub = 0; sub < it.n_sub; ++sub) {
     *SubTileInfoOf(plan, sub, ws) = ComputeSubTileInfo(plan, it, sub);
@@ -170,6 +175,10 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
                               if (plan.rope.on) RopeRotate(plan, worker, plan.q_pos.At(i), row);
                             });
       if (int_dot) PackQueriesInt(plan, t.q_t, it.w, t.q_int);
+      if (bf16_dot) {
+        PackQueriesBf16(plan, t.head, t.queries.i0, t.queries.rows, it.w,
+                        static_cast<uint32_t*>(t.q_int));
+      }
       if (plan.bias.shaw_vector) {
         FillShawSkewed(plan, t.head, t.q_t, t.q_mul, it.w, ws + plan.shaw_products, t.shaw);
       }
@@ -194,7 +203,7 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
 }
 
 HWY_INLINE KeyBlockScratch PrefillScratch(const Plan& plan, const IntDotKernels* int_dot,
-                                          float* ws) {
+                                          const Bf16DotKernels* bf16_dot, float* ws) {
   const WorkspaceLayout& l = plan.ws;
   KeyBlockScratch b{};
   b.k = ws + l.k_block;
@@ -205,6 +214,7 @@ HWY_INLINE KeyBlockScratch PrefillScratch(const Plan& plan, const IntDotKernels*
   b.k_stride = plan.d;
   b.v_stride = plan.dv;
   b.int_dot = int_dot;
+  b.bf16_dot = bf16_dot;
   return b;
 }
 
@@ -272,9 +282,11 @@ HWY_INLINE void StoreSubTiles(const Plan& plan, const WorkItem& it, const HeadBi
 HWY_INLINE void AttendWorkItem(const Plan& plan, int64_t item, Worker& worker) {
   const WorkItem it = WorkItemOf(plan, item);
   const IntDotKernels* int_dot = IntDotPrefill(plan);
+  // A sub-tile as wide as the kernel's (2 vectors of DF: true where it exists).
+  const Bf16DotKernels* bf16_dot = it.w == kBf16Dot.lanes ? Bf16DotPrefill(plan) : nullptr;
   HeadBias biases[kMaxHeadsPerItem];
-  PrepareSubTiles(plan, it, biases, int_dot, worker);
-  const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, worker.ws);
+  PrepareSubTiles(plan, it, biases, int_dot, bf16_dot, worker);
+  const KeyBlockScratch scratch = PrefillScratch(plan, int_dot, bf16_dot, worker.ws);
   const PositionSpan chunk_span = SpanOf(plan.q_pos, it.i0, it.rows);
   const SegmentRange chunk_segments = QuerySegments(plan.index_mask, it.i0, it.rows);
   ForEachVisibleKeyBlock(

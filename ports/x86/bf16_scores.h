@@ -1,0 +1,33 @@
+// bf16 Q.K scores with AVX512-BF16 (vdpbf16ps), which Highway 1.0.3 lacks.
+// Called from the AVX3 target's prefill when Q and K are both bf16 (no RoPE,
+// head_dim even, the CPU has AVX512-BF16); everywhere else the portable path
+// multiplies the same values in f32. The products of two bf16 values are
+// exact in f32 and vdpbf16ps adds them with f32 rounding, so the scores are
+// those of f32 arithmetic in another order (bf16 subnormals read as zero:
+// |x| < 2^-126, below what a score can show).
+#ifndef RELATTN_PORTS_X86_BF16_SCORES_H_
+#define RELATTN_PORTS_X86_BF16_SCORES_H_
+
+#include <cstdint>
+
+namespace relattn::x86 {
+
+// Lanes of a bf16 sub-tile: 2 vectors of 16 f32.
+inline constexpr int64_t kBf16Lanes = 32;
+
+// True if this CPU executes AVX-512 F and BF16, and the kernel is not
+// switched off by SetBf16DotEnabled(false).
+bool Bf16DotUsable();
+// Tests switch the bf16 path off to compare it with the portable one.
+void SetBf16DotEnabled(bool enabled);
+
+// s[j][lane] = sum_{e < 2 * d2} q[lane][e] * k_j[e] for j < n_keys, lane < 32:
+// q_pairs holds [d2][32 lanes] 32-bit words, each two bf16 channels (2c in
+// the low half, 2c + 1 in the high); key j's bf16 row at k + j * k_stride
+// (elements). s: [n_keys][32] f32.
+void ScoresQLanesBf16Dot(const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride,
+                         int64_t n_keys, float* s);
+
+}  // namespace relattn::x86
+
+#endif  // RELATTN_PORTS_X86_BF16_SCORES_H_

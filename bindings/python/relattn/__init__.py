@@ -10,6 +10,7 @@
     o1, lse1 = relattn.attention(q, k1, v1, return_lse=True)        # a part of the keys ...
     o, lse = relattn.merge(o1, lse1, o2, lse2)                      # ... merged with another
     relattn.active_target()                                         # "AVX3", "NEON", ...
+    o = relattn.sdpa(q, k, v, is_causal=True)   # torch SDPA's call: [B][H][N][D], torch tensors
 
 Loads librelattn.so through ctypes: $RELATTN_LIBRARY, else a copy beside this package, else the
 system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are safe.
@@ -17,8 +18,9 @@ system's (ctypes.util.find_library). Calls release the GIL; concurrent calls are
 from ._api import (active_target, alibi_slopes, attention, merge, quantize_i8,
                    quantize_table_i8, t5_bucket, t5_table_from_hf)
 from ._kv_cache import KVCache
+from ._sdpa import sdpa
 from ._capi import Error, lib as _lib
 
 __version__ = _lib.relattn_version_string().decode()
 __all__ = ["Error", "KVCache", "active_target", "alibi_slopes", "attention", "merge",
-           "quantize_i8", "quantize_table_i8", "t5_bucket", "t5_table_from_hf"]
+           "quantize_i8", "quantize_table_i8", "sdpa", "t5_bucket", "t5_table_from_hf"]

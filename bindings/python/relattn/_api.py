@@ -73,6 +73,10 @@ def _t5_table(table, table_layout, heads, num_buckets):
 
 def _set_bias(desc, keep, scheme, heads, head_dim, bidirectional, max_bias, slopes, table,
               table_scales, num_buckets, max_distance, shaw_k, table_layout):
+    """Fills desc.bias (zero, scheme "none", as created) from attention's bias arguments."""
+    if (scheme == "none" and slopes is None and table is None and table_scales is None
+            and num_buckets is None and shaw_k is None and table_layout == "heads_buckets"):
+        return  # nothing to check or set
     if scheme not in _capi.BIAS_KINDS:
         raise ValueError("scheme: %r is not one of %s" % (scheme, ", ".join(_capi.BIAS_KINDS)))
     used = {"none": (), "alibi": ("slopes",), "t5": ("table", "table_scales", "num_buckets"),
@@ -149,10 +153,10 @@ def _threads(n):
     return threads
 
 
-def _set_keys(desc, keep, q, k, v, k_start, k_positions):
+def _set_keys(desc, keep, q, k, v, k_start, k_positions, cast):
     """Points desc at explicit k, v (float, or the int8 pair); returns (kv_heads, v_head_dim)."""
-    k, desc.k = arrays.tensor("k", k, keep)
-    v, desc.v = arrays.tensor("v", v, keep)
+    k, desc.k = arrays.tensor("k", k, keep, cast)
+    v, desc.v = arrays.tensor("v", v, keep, cast)
     keep += [k, v]
     if k.shape[2] != q.shape[2]:
         raise ValueError("k: head_dim %d differs from q's %d" % (k.shape[2], q.shape[2]))
@@ -164,19 +168,43 @@ def _set_keys(desc, keep, q, k, v, k_start, k_positions):
     return k.shape[1], v.shape[2]
 
 
-def _compute(desc, threads):
-    pool = _threads(threads)
-    workspace_bytes = ctypes.c_size_t()
+# A workspace up to this size is kept for the thread that allocated it and reused by its later
+# calls (one call in flight per thread); a larger one serves its call alone.
+KEPT_WORKSPACE_BYTES = 4 << 20
+_kept = threading.local()  # .workspace: the calling thread's (buffer, aligned address, bytes)
+
+
+def _new_workspace(desc, pool):
+    """(buffer, aligned address, bytes) of workspace for desc over pool (None: one thread),
+    kept for the calling thread when small enough."""
+    n_bytes = ctypes.c_size_t()
     check(lib.relattn_attention_workspace_size(ctypes.byref(desc), pool.n_threads if pool else 1,
-                                               ctypes.byref(workspace_bytes)))
-    buffer = np.empty(workspace_bytes.value + _capi.WORKSPACE_ALIGNMENT, np.uint8)
-    offset = -buffer.ctypes.data % _capi.WORKSPACE_ALIGNMENT
-    check(lib.relattn_attention(ctypes.byref(desc), buffer.ctypes.data + offset,
-                                workspace_bytes.value, ctypes.byref(pool) if pool else None))
+                                               ctypes.byref(n_bytes)))
+    buffer = np.empty(n_bytes.value + _capi.WORKSPACE_ALIGNMENT, np.uint8)
+    address = buffer.ctypes.data + -buffer.ctypes.data % _capi.WORKSPACE_ALIGNMENT
+    workspace = (buffer, address, n_bytes.value)
+    if n_bytes.value <= KEPT_WORKSPACE_BYTES:
+        _kept.workspace = workspace
+    return workspace
+
+
+def _compute(desc, threads):
+    """relattn_attention over desc in the calling thread's kept workspace; when the library
+    finds it too small (or there is none yet), in a new one of the size it asks for."""
+    pool = _threads(threads)
+    pool_ref = ctypes.byref(pool) if pool else None
+    workspace = getattr(_kept, "workspace", None)
+    status = _capi.WORKSPACE_TOO_SMALL
+    if workspace is not None:
+        status = lib.relattn_attention(ctypes.byref(desc), workspace[1], workspace[2], pool_ref)
+    if status == _capi.WORKSPACE_TOO_SMALL:
+        workspace = _new_workspace(desc, pool)
+        status = lib.relattn_attention(ctypes.byref(desc), workspace[1], workspace[2], pool_ref)
+    check(status)
 
 
 def _segments(name, ids, n):
-    ids = np.asarray(ids)
+    ids = arrays.as_values(name, ids)
     if ids.shape != (n,) or ids.dtype.kind not in "iu":
         raise ValueError("%s: expected integer ids of shape (%d,), got %s %s"
                          % (name, n, ids.dtype, ids.shape))
@@ -187,7 +215,7 @@ def _segments(name, ids, n):
 
 def _allowed_bits(allowed, n_q, n_keys):
     """(uint64 [n_q][words] C-order, words) from a bool [n_q][n_keys] or packed uint64 array."""
-    a = np.asarray(allowed)
+    a = arrays.as_values("allowed", allowed)
     if a.dtype == np.uint64 and a.ndim == 2 and a.shape[0] == n_q:
         if a.shape[1] * 64 < n_keys:
             raise ValueError("allowed: %d words per row cover %d keys, %d needed"
@@ -204,6 +232,10 @@ def _allowed_bits(allowed, n_q, n_keys):
 
 
 def _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, key_offset):
+    """Fills the segment and allowed-pair parts of mask (zero, none, as created)."""
+    if (q_segments is None and k_segments is None and allowed is None
+            and isinstance(key_offset, int) and key_offset == 0):
+        return  # nothing to check or set
     if (q_segments is None) != (k_segments is None):
         raise ValueError("q_segments, k_segments: give both or neither")
     if q_segments is not None:
@@ -221,16 +253,47 @@ def _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, key
 LAYOUTS = ("tokens_heads_dim", "heads_tokens_dim")
 
 
-def _tokens_major(x):
-    """A [heads][tokens][dim] array (or int8 pair, scales [heads][tokens]) as the
-    [tokens][heads][dim] view of the same memory; anything else as it is (checked later)."""
-    if isinstance(x, np.ndarray) and x.ndim == 3:
-        return x.transpose(1, 0, 2)
-    if isinstance(x, tuple) and len(x) == 2 and all(isinstance(a, np.ndarray) for a in x):
-        data, scales = x
-        return (data.transpose(1, 0, 2) if data.ndim == 3 else data,
-                scales.T if scales.ndim == 2 else scales)
+def _tokens_major(name, x):
+    """A [heads][tokens][dim] array (or int8 pair, scales [heads][tokens]; or an object
+    arrays.as_array reads) as the [tokens][heads][dim] view of the same memory; anything else
+    as it is (checked later)."""
+    if isinstance(x, tuple) and len(x) == 2:
+        data, scales = (arrays.as_array("%s[%d]" % (name, i), a) if arrays.array_like(a) else a
+                        for i, a in enumerate(x))
+        if isinstance(data, np.ndarray) and isinstance(scales, np.ndarray):
+            return (data.transpose(1, 0, 2) if data.ndim == 3 else data,
+                    scales.T if scales.ndim == 2 else scales)
+        return x
+    if arrays.array_like(x):
+        x = arrays.as_array(name, x)
+        return x.transpose(1, 0, 2) if x.ndim == 3 else x
     return x
+
+
+def _output(out, out_dtype, shape):
+    """(array, relattn_output) the call writes its result to: a new C-order array of shape and
+    out_dtype (None: float32), or out, a writeable float32 / float16 array of shape whose rows
+    are contiguous (token and head strides the library checks for overlap), of out_dtype when
+    that is given."""
+    if out is None:
+        dtype = np.dtype(np.float32 if out_dtype is None else out_dtype)
+        if dtype not in arrays.TENSOR_DTYPES:
+            raise TypeError("out_dtype: %s is not supported: use float32 or float16" % dtype)
+        out = np.empty(shape, dtype)
+        return out, _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[dtype],
+                                 shape[1] * shape[2], shape[2])
+    out = arrays.checked_array("out", out, 3, arrays.TENSOR_DTYPES, "[n_q][heads][v_head_dim]")
+    if out.shape != shape:
+        raise ValueError("out: expected shape %s, got %s" % (shape, out.shape))
+    if out_dtype is not None and np.dtype(out_dtype) != out.dtype:
+        raise TypeError("out_dtype: %s differs from out's %s" % (np.dtype(out_dtype), out.dtype))
+    if not out.flags.writeable:
+        raise ValueError("out: is read-only")
+    if not arrays.rows_readable(out):
+        raise ValueError("out: strides %s: rows must be contiguous, with non-negative token and "
+                         "head strides that keep them apart" % (out.strides,))
+    t_stride, h_stride = arrays.element_strides(out)
+    return out, _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[out.dtype], t_stride, h_stride)
 
 
 def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
@@ -239,15 +302,22 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               max_distance=128, shaw_k=None, q_start=0,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
-              allowed_key_offset=0, return_lse=False, out_dtype=np.float32, threads=1,
-              layout="tokens_heads_dim"):
+              allowed_key_offset=0, return_lse=False, out_dtype=None, out=None, threads=1,
+              layout="tokens_heads_dim", cast=False):
     """Attention with a relative-position bias over one sequence; returns a new array, or
     (o, lse) with return_lse=True.
 
     q: [n_q][heads][head_dim], k: [n_kv][kv_heads][head_dim], v: [n_kv][kv_heads][v_head_dim],
     float32 or float16 (any strides with contiguous rows are read without a copy); heads a
     multiple of kv_heads. k may instead be a KVCache, with v None (KVCache.attention).
-    Returns [n_q][heads][v_head_dim] of out_dtype (float32 or float16).
+    Returns [n_q][heads][v_head_dim] of out_dtype (None: float32; or float16), or writes it to
+    out, a writeable float32 / float16 array of that shape whose rows are contiguous (its
+    dtype is the output's), and returns out.
+
+    Every array argument may also be an object exposing __array_interface__ or __dlpack__
+    (a torch CPU tensor, ...): numpy reads its memory in place (np.asarray, np.from_dlpack).
+    float64 q, k, v raise TypeError; cast=True converts them (and other float dtypes numpy
+    has) to float32, a copy.
 
     int8: q, k and v may each be given as a pair (int8 array [tokens][heads][head_dim],
     float32 row scales [tokens][heads]), as quantize_i8 returns, standing for scales[t, h] *
@@ -320,16 +390,16 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     if layout not in LAYOUTS:
         raise ValueError("layout: %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
     if layout == "heads_tokens_dim":
-        q, v = _tokens_major(q), _tokens_major(v)
-        k = k if isinstance(k, KVCache) else _tokens_major(k)
+        q, v = _tokens_major("q", q), _tokens_major("v", v)
+        k = k if isinstance(k, KVCache) else _tokens_major("k", k)
+        out = None if out is None else _tokens_major("out", out)
     keep = []  # arrays the descriptor points into
-    q, q_t = arrays.tensor("q", q, keep)
+    q, q_t = arrays.tensor("q", q, keep, cast)
     keep.append(q)
-    desc = _capi.AttentionDesc()
-    lib.relattn_attention_desc_init(ctypes.byref(desc))
+    desc = _capi.AttentionDesc()  # ctypes zero-fills it, as relattn_attention_desc_init does
     cache = k if isinstance(k, KVCache) else None
     if cache is None:
-        kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions)
+        kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions, cast)
     else:
         if v is not None or k_start or k_positions is not None:
             raise ValueError("v, k_start, k_positions: not used with a KVCache (it holds them)")
@@ -337,37 +407,41 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     (n_q, heads, _) = q.shape
     if heads % kv_heads:
         raise ValueError("k: %d heads do not divide q's %d heads" % (kv_heads, heads))
-    out_dtype = np.dtype(out_dtype)
-    if out_dtype not in arrays.TENSOR_DTYPES:
-        raise TypeError("out_dtype: %s is not supported: use float32 or float16" % out_dtype)
-    out = np.empty((n_q, heads, v_dim), out_dtype)
+    out, desc.o = _output(out, out_dtype, (n_q, heads, v_dim))
     desc.n_q, desc.n_heads, desc.q = n_q, heads, q_t
-    desc.o = _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[out_dtype], heads * v_dim, v_dim)
-    p, desc.q_pos = arrays.positions("q_positions", q_positions, "q_start", q_start, n_q)
-    keep.append(p)
-    if scale is not None and arrays.to_float("scale", scale) == 0.0:
-        raise ValueError("scale = 0: None means 1/sqrt(head_dim); give a non-zero scale")
-    desc.scale = 0.0 if scale is None else scale
+    if q_positions is None:
+        desc.q_pos.start = arrays.to_int("q_start", q_start)
+    else:
+        p, desc.q_pos = arrays.positions("q_positions", q_positions, "q_start", q_start, n_q)
+        keep.append(p)
+    if scale is not None:
+        if arrays.to_float("scale", scale) == 0.0:
+            raise ValueError("scale = 0: None means 1/sqrt(head_dim); give a non-zero scale")
+        desc.scale = scale
     lse = np.empty((n_q, heads), np.float32) if return_lse else None
     if lse is not None:
         desc.lse = lse.ctypes.data
-    desc.softcap = 0.0 if softcap is None else arrays.to_float("softcap", softcap)
+    if softcap is not None:
+        desc.softcap = arrays.to_float("softcap", softcap)
     if sinks is not None:
         keep.append(arrays.table("sinks", sinks, (heads,), [np.dtype(np.float32)]))
         desc.sinks = keep[-1].ctypes.data
-    desc.mask.causal, desc.mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
-    desc.mask.n_valid_kv = 0 if valid_kv is None else arrays.to_int("valid_kv", valid_kv, 1)
-    desc.mask.first_valid_kv = arrays.to_int("first_valid_kv", first_valid_kv, 0)
+    mask = desc.mask
+    mask.causal, mask.window = int(bool(causal)), arrays.to_int("window", window, 0)
+    if valid_kv is not None:
+        mask.n_valid_kv = arrays.to_int("valid_kv", valid_kv, 1)
+    mask.first_valid_kv = arrays.to_int("first_valid_kv", first_valid_kv, 0)
     n_kv = len(cache) if cache is not None else desc.n_kv
-    _set_index_masks(desc.mask, keep, n_q, n_kv, q_segments, k_segments, allowed,
-                     allowed_key_offset)
+    _set_index_masks(mask, keep, n_q, n_kv, q_segments, k_segments, allowed, allowed_key_offset)
     if bidirectional is None:
         bidirectional = not causal
     _set_bias(desc, keep, scheme, heads, q.shape[2], bidirectional, max_bias, slopes, table,
               table_scales, num_buckets, max_distance, shaw_k, table_layout)
     rope_tables = []  # the scaling tables desc.rope points to, alive for the call
-    desc.rope = (cache.rope_desc if cache is not None and rope is None
-                 else arrays.rope(rope, rope_tables))
+    if cache is not None and rope is None:
+        desc.rope = cache.rope_desc
+    elif rope is not None:
+        desc.rope = arrays.rope(rope, rope_tables)
     if cache is None:
         _compute(desc, threads)
     else:
@@ -421,7 +495,7 @@ def alibi_slopes(n_heads, max_bias=8.0):
 def t5_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional=True):
     """T5's bucket of relative_position = key position - query position (any int64); an int
     for an int, an int32 array of the same shape for an array."""
-    r = np.asarray(relative_position)
+    r = arrays.as_values("relative_position", relative_position)
     if r.dtype.kind not in "iu":
         raise TypeError("relative_position: expected integers, got %s" % r.dtype)
     params = (arrays.to_int("num_buckets", num_buckets, 0, arrays.INT32_MAX),

@@ -48,7 +48,7 @@ SCALING_TABLES = ("short_factor", "long_factor", "inv_freq")
 
 def _table(name, values):
     """A contiguous float64 copy of a 1-D table (kept alive by the caller)."""
-    a = np.ascontiguousarray(np.asarray(values, dtype=np.float64))
+    a = np.ascontiguousarray(as_values(name, values), dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
         raise ValueError("%s: expected a 1-D sequence of rotary_dims / 2 numbers, got shape %s"
                          % (name, a.shape))
@@ -150,9 +150,53 @@ def rope_dict(r, head_dim, given):
     return out
 
 
+def _numpy_view(a):
+    """The numpy array over the memory of a, which has __array_interface__ or __dlpack__."""
+    if hasattr(a, "__array_interface__"):
+        return np.asarray(a)
+    try:
+        return np.from_dlpack(a)
+    except (BufferError, TypeError, RuntimeError):
+        if not hasattr(a, "__array__"):
+            raise
+        return np.asarray(a)  # a dtype DLPack did not carry (numpy 1.24 reads no bool)
+
+
+def as_array(name, a):
+    """a when it is a numpy array; else the numpy array over the memory of an object exposing
+    __array_interface__ (read through np.asarray) or __dlpack__ (np.from_dlpack: a torch CPU
+    tensor, ...), never a copy; when DLPack cannot carry its dtype, through the object's
+    __array__ (a torch CPU tensor's is a view). TypeError naming the argument for anything
+    else, or for an object whose memory numpy cannot read (a GPU tensor, a dtype numpy lacks
+    such as bfloat16)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if not array_like(a):
+        raise TypeError("%s: expected a numpy array, got %s (objects with __array_interface__ "
+                        "or __dlpack__ are read in place too)" % (name, type(a).__name__))
+    try:
+        return _numpy_view(a)
+    except (TypeError, ValueError, BufferError, RuntimeError) as e:
+        raise TypeError("%s: %s: numpy cannot read its memory in place: %s"
+                        % (name, type(a).__name__, e)) from None
+
+
+def array_like(a):
+    """Whether as_array reads a: a numpy array, or an object with __array_interface__ or
+    __dlpack__."""
+    return (isinstance(a, np.ndarray) or hasattr(a, "__array_interface__")
+            or hasattr(a, "__dlpack__"))
+
+
+def as_values(name, a):
+    """as_array(a) for an array or an object as_array reads; else np.asarray(a) (a list, a
+    number, ...)."""
+    return as_array(name, a) if array_like(a) else np.asarray(a)
+
+
 def checked_array(name, a, ndim, dtypes, layout):
-    if not isinstance(a, np.ndarray):
-        raise TypeError("%s: expected a numpy array, got %s" % (name, type(a).__name__))
+    """as_array(a), once its dtype is one of dtypes and it has ndim dimensions, none empty."""
+    a = as_array(name, a)
     if a.dtype not in dtypes:
         raise TypeError("%s: dtype %s is not supported: use %s"
                         % (name, a.dtype, " or ".join(str(d) for d in dtypes)))
@@ -178,30 +222,45 @@ def steps_readable(a, span):
 
 
 def rows_readable(a):
-    """Whether the library reads a [tokens][heads][dim] array's strides as they are."""
-    return steps_readable(a, a.shape[2])
+    """Whether the library reads a [tokens][heads][dim] array's strides as they are (always
+    so for a C-contiguous one)."""
+    return a.flags.c_contiguous or steps_readable(a, a.shape[2])
 
 
 def element_strides(a):
     """The first two strides of a in elements (0 for an axis of length 1)."""
-    return [st // a.itemsize if n > 1 else 0 for st, n in zip(a.strides[:2], a.shape[:2])]
+    (s0, s1), (n0, n1), size = a.strides[:2], a.shape[:2], a.itemsize
+    return (s0 // size if n0 > 1 else 0), (s1 // size if n1 > 1 else 0)
 
 
 I8_FORM = "(int8 [tokens][heads][head_dim], float32 scales [tokens][heads])"
 
 
-def tensor(name, a, keep=None):
-    """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array, read in place
-    when its strides allow. With keep (a list of arrays the call keeps alive), a may also be the
-    int8 form of q, k or v: a pair (int8 array, float32 row scales) as quantize_i8 returns, element
-    (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are appended to keep."""
+def cast_float(a):
+    """a (an array) as float32 when its dtype is a float the library does not take (float64,
+    longdouble): the copy cast=True makes; else a itself."""
+    if a.dtype.kind == "f" and a.dtype not in TENSOR_DTYPES:
+        return a.astype(np.float32)
+    return a
+
+
+def tensor(name, a, keep=None, cast=False):
+    """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array (or an object
+    as_array reads), read in place when its strides allow; cast=True first converts another
+    float dtype to float32 (a copy). With keep (a list of arrays the call keeps alive), a may
+    also be the int8 form of q, k or v: a pair (int8 array, float32 row scales) as quantize_i8
+    returns, element (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are
+    appended to keep."""
     if keep is not None and isinstance(a, tuple):
         return int8_tensor(name, a, keep)
-    if isinstance(a, np.ndarray) and a.dtype == np.int8:
+    a = as_array(name, a)
+    if a.dtype == np.int8:
         if keep is None:
             raise TypeError("%s: dtype int8 is not supported: use float32 or float16" % name)
         raise TypeError("%s: an int8 array needs its row scales: pass the pair %s, as "
                         "relattn.quantize_i8 returns" % (name, I8_FORM))
+    if cast:
+        a = cast_float(a)
     a = checked_array(name, a, 3, TENSOR_DTYPES, "[tokens][heads][head_dim]")
     if not rows_readable(a):
         a = np.ascontiguousarray(a)
@@ -249,7 +308,7 @@ def positions(name, values, start_name, start, n):
         return None, _capi.Positions(None, start)
     if start:
         raise ValueError("%s: give %s or %s, not both" % (name, name, start_name))
-    p = np.asarray(values)
+    p = as_values(name, values)
     integer = p.dtype.kind == "i" or (p.dtype.kind == "u" and p.dtype.itemsize < 8)
     if not integer or p.shape != (n,):
         raise ValueError("%s: expected %d integer positions, got %s %s"

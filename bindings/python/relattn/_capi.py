@@ -14,6 +14,7 @@ ROPE_PAIRINGS = {"none": 0, "interleaved": 1, "halves": 2}  # relattn_rope_pairi
 ROPE_SCALINGS = {"none": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5,
                  "inv_freq": 6}  # relattn_rope_scaling_type
 WORKSPACE_ALIGNMENT = 64
+WORKSPACE_TOO_SMALL = 11  # RELATTN_ERR_WORKSPACE_TOO_SMALL
 KV_CACHE_ALIGNMENT = 64
 MAX_HEADS = 4096
 

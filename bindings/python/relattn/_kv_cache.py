@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 
+from . import _api  # for attention(): _api imports this module before defining it
 from . import _arrays as arrays
 from . import _capi
 from ._capi import check, lib
@@ -166,12 +167,13 @@ class KVCache:
             raise ValueError("sink_positions: %r: must be 'text' or 'cache'" % (sink_positions,))
         return cls.SINK_POSITIONS[sink_positions]
 
-    def append(self, k, v, positions=None):
+    def append(self, k, v, positions=None, *, cast=False):
         """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or
-        float16) at positions: None continues from next_position, an int starts there, an
-        integer array [n] gives each token's."""
-        k, k_t = arrays.tensor("k", k)
-        v, v_t = arrays.tensor("v", v)
+        float16, numpy arrays or objects with __array_interface__ or __dlpack__, read in place;
+        cast=True converts float64 ones to float32 first) at positions: None continues from
+        next_position, an int starts there, an integer array [n] gives each token's."""
+        k, k_t = arrays.tensor("k", k, cast=cast)
+        v, v_t = arrays.tensor("v", v, cast=cast)
         for name, a, dim in (("k", k, self.head_dim), ("v", v, self.v_head_dim)):
             if a.shape[1:] != (self.kv_heads, dim):
                 raise ValueError("%s: shape %s: expected [n][%d][%d]"
@@ -179,6 +181,8 @@ class KVCache:
         if v.shape[0] != k.shape[0]:
             raise ValueError("v: %d tokens, k has %d" % (v.shape[0], k.shape[0]))
         pos = None  # NULL: the library continues from next_position
+        if arrays.array_like(positions):
+            positions = arrays.as_array("positions", positions)
         if positions is not None and np.ndim(positions) == 0:
             _, pos = arrays.positions("positions", None, "positions", positions, k.shape[0])
         elif positions is not None:
@@ -194,10 +198,9 @@ class KVCache:
         positions; the same keyword arguments but k_start and k_positions. mask.valid_kv counts
         the cache's slots; rope defaults to the cache's. Without q_start and q_positions the
         queries follow the cache's last token: q_start = next_position (read when called)."""
-        from ._api import attention
         if options.get("q_positions") is None:
             options.setdefault("q_start", self.next_position)
-        return attention(q, self, None, **options)
+        return _api.attention(q, self, None, **options)
 
     def check_queries(self, q):
         """(kv_heads, v_head_dim) for q, once its head_dim matches."""

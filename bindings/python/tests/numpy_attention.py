@@ -209,7 +209,7 @@ def rotate(x, positions, rope):
 
 def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bidirectional=None,
               q_start=0, k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
-              softcap=None, sinks=None, **bias_args):
+              softcap=None, sinks=None, allowed=None, **bias_args):
     """q [n_q][heads][d], k [n_kv][kv_heads][d], v [n_kv][kv_heads][dv] -> float64
     [n_q][heads][dv]; a query that sees no key gets zeros. q and k may be the int8 pair
     (int8 array, float32 row scales), dequantised first. Positions: q_start + t or q_positions
@@ -217,7 +217,8 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
     dequantisation). scheme "shaw_vector": score = scale * q_i . (k_j + a[clip(key - query,
     -k, k) + k]), table= [heads][2k+1][d] or [2k+1][d]. softcap c: the content score x
     becomes c tanh(x / c) before the bias (Gemma 2); sinks [heads]: one more logit per head in
-    the denominator (gpt-oss)."""
+    the denominator (gpt-oss). allowed: bool [n_q][n_kv], the pairs that may attend (torch
+    SDPA's bool attn_mask), besides the other masks."""
     q, k, v = dequantize(q), dequantize(k), dequantize(v)
     (n_q, heads, d), (n_kv, kv_heads, _) = q.shape, k.shape
     scale = 1.0 / math.sqrt(d) if scale is None else scale
@@ -235,6 +236,8 @@ def attention(q, k, v, scheme="none", causal=False, window=0, valid_kv=None, bid
         visible &= (-rel < window) if causal else (np.abs(rel) < window)
     if valid_kv is not None:
         visible[:, valid_kv:] = False
+    if allowed is not None:
+        visible &= np.asarray(allowed, bool)
     out = np.zeros((n_q, heads, v.shape[2]))
     for h in range(heads):
         kv = h // (heads // kv_heads)

@@ -153,10 +153,19 @@ def _threads(n):
     return threads
 
 
-def _set_keys(desc, keep, q, k, v, k_start, k_positions, cast):
-    """Points desc at explicit k, v (float, or the int8 pair); returns (kv_heads, v_head_dim)."""
-    k, desc.k = arrays.tensor("k", k, keep, cast)
-    v, desc.v = arrays.tensor("v", v, keep, cast)
+def bf16_inputs(dtype):
+    """Whether a dtype argument (None or "bfloat16") says uint16 arrays hold bfloat16 bits."""
+    if dtype not in (None, arrays.BF16):
+        raise ValueError("dtype: %r: must be None (the arrays' own) or \"bfloat16\" (uint16 "
+                         "arrays of bfloat16 bits, relattn.to_bf16)" % (dtype,))
+    return dtype == arrays.BF16
+
+
+def _set_keys(desc, keep, q, k, v, k_start, k_positions, cast, bf16=False):
+    """Points desc at explicit k, v (float, bf16 bits, or the int8 pair); returns
+    (kv_heads, v_head_dim)."""
+    k, desc.k = arrays.tensor("k", k, keep, cast, bf16)
+    v, desc.v = arrays.tensor("v", v, keep, cast, bf16)
     keep += [k, v]
     if k.shape[2] != q.shape[2]:
         raise ValueError("k: head_dim %d differs from q's %d" % (k.shape[2], q.shape[2]))
@@ -272,13 +281,17 @@ def _tokens_major(name, x):
 
 def _output(out, out_dtype, shape):
     """(array, relattn_output) the call writes its result to: a new C-order array of shape and
-    out_dtype (None: float32), or out, a writeable float32 / float16 array of shape whose rows
-    are contiguous (token and head strides the library checks for overlap), of out_dtype when
-    that is given."""
+    out_dtype (None: float32; "bfloat16": uint16 bits), or out, a writeable float32 / float16
+    array of shape whose rows are contiguous (token and head strides the library checks for
+    overlap), of out_dtype when that is given."""
+    if out is None and out_dtype == arrays.BF16:
+        out = np.empty(shape, np.uint16)
+        return out, _capi.Output(out.ctypes.data, _capi.BF16, shape[1] * shape[2], shape[2])
     if out is None:
         dtype = np.dtype(np.float32 if out_dtype is None else out_dtype)
         if dtype not in arrays.TENSOR_DTYPES:
-            raise TypeError("out_dtype: %s is not supported: use float32 or float16" % dtype)
+            raise TypeError("out_dtype: %s is not supported: use float32, float16 or "
+                            "\"bfloat16\"" % dtype)
         out = np.empty(shape, dtype)
         return out, _capi.Output(out.ctypes.data, arrays.TENSOR_DTYPES[dtype],
                                  shape[1] * shape[2], shape[2])
@@ -303,7 +316,7 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
               allowed_key_offset=0, return_lse=False, out_dtype=None, out=None, threads=1,
-              layout="tokens_heads_dim", cast=False):
+              layout="tokens_heads_dim", cast=False, dtype=None):
     """Attention with a relative-position bias over one sequence; returns a new array, or
     (o, lse) with return_lse=True.
 
@@ -318,6 +331,11 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     (a torch CPU tensor, ...): numpy reads its memory in place (np.asarray, np.from_dlpack).
     float64 q, k, v raise TypeError; cast=True converts them (and other float dtypes numpy
     has) to float32, a copy.
+
+    bfloat16, which numpy lacks: dtype="bfloat16" reads every uint16 array among q, k, v as
+    bfloat16 bits (relattn.to_bf16 rounds floats to them, relattn.from_bf16 reads them back);
+    out_dtype="bfloat16" returns uint16 bits. The library computes on bf16 inputs in f32 (on
+    AVX-512 BF16 CPUs prefill multiplies Q.K with vdpbf16ps: the same products).
 
     int8: q, k and v may each be given as a pair (int8 array [tokens][heads][head_dim],
     float32 row scales [tokens][heads]), as quantize_i8 returns, standing for scales[t, h] *
@@ -394,12 +412,13 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         k = k if isinstance(k, KVCache) else _tokens_major("k", k)
         out = None if out is None else _tokens_major("out", out)
     keep = []  # arrays the descriptor points into
-    q, q_t = arrays.tensor("q", q, keep, cast)
+    bf16 = bf16_inputs(dtype)
+    q, q_t = arrays.tensor("q", q, keep, cast, bf16)
     keep.append(q)
     desc = _capi.AttentionDesc()  # ctypes zero-fills it, as relattn_attention_desc_init does
     cache = k if isinstance(k, KVCache) else None
     if cache is None:
-        kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions, cast)
+        kv_heads, v_dim = _set_keys(desc, keep, q, k, v, k_start, k_positions, cast, bf16)
     else:
         if v is not None or k_start or k_positions is not None:
             raise ValueError("v, k_start, k_positions: not used with a KVCache (it holds them)")

@@ -10,7 +10,40 @@ from . import _capi
 
 TENSOR_DTYPES = {np.dtype(np.float32): _capi.F32, np.dtype(np.float16): _capi.F16}
 TABLE_DTYPES = {**TENSOR_DTYPES, np.dtype(np.int8): _capi.I8}
-CACHE_DTYPES = TABLE_DTYPES  # a KV cache stores K and V as float32, float16 or int8
+# bfloat16, which numpy lacks: uint16 arrays of its bits, named by the string.
+BF16 = "bfloat16"
+BF16_DTYPES = {np.dtype(np.uint16): _capi.BF16}
+# A KV cache stores K and V as float32, float16, int8, "bfloat16" or "q4" (ggml's q4_0
+# blocks: 4.5 bits a value, head dims a multiple of 32).
+CACHE_DTYPES = {**TABLE_DTYPES, BF16: _capi.BF16, "q4": _capi.Q4}
+
+
+def cache_dtype(name, d):
+    """The CACHE_DTYPES key of a storage dtype argument (a numpy dtype, "bfloat16", "q4")."""
+    key = d if isinstance(d, str) and d in CACHE_DTYPES else None
+    if key is None and not isinstance(d, str):
+        key = np.dtype(d)
+    if key not in CACHE_DTYPES:
+        raise TypeError("%s: %s is not supported: use %s" % (name, key if key is not None else d,
+                                                             " or ".join(map(str, CACHE_DTYPES))))
+    return key
+
+
+def to_bf16(x):
+    """x (any float array) as uint16 bfloat16 bits, rounded to nearest even (a NaN stays a
+    NaN): the form relattn takes with dtype="bfloat16"."""
+    b = np.array(x, np.float32, ndmin=1).view(np.uint32).astype(np.uint64)
+    u = np.uint64
+    nan = (b & u(0x7FFFFFFF)) > u(0x7F800000)
+    rounded = ((b + u(0x7FFF) + ((b >> u(16)) & u(1))) >> u(16)) & u(0xFFFF)
+    out = np.where(nan, (b >> u(16)) | u(0x40), rounded).astype(np.uint16)
+    return out.reshape(np.shape(x))
+
+
+def from_bf16(bits):
+    """uint16 bfloat16 bits as float32 (exact)."""
+    b = np.array(bits, np.uint16, ndmin=1).astype(np.uint32) << np.uint32(16)
+    return b.view(np.float32).reshape(np.shape(bits))
 INT64_MIN, INT64_MAX, INT32_MAX = -2**63, 2**63 - 1, 2**31 - 1
 
 
@@ -244,13 +277,13 @@ def cast_float(a):
     return a
 
 
-def tensor(name, a, keep=None, cast=False):
+def tensor(name, a, keep=None, cast=False, bf16=False):
     """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array (or an object
     as_array reads), read in place when its strides allow; cast=True first converts another
     float dtype to float32 (a copy). With keep (a list of arrays the call keeps alive), a may
     also be the int8 form of q, k or v: a pair (int8 array, float32 row scales) as quantize_i8
     returns, element (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are
-    appended to keep."""
+    appended to keep. bf16=True: a uint16 array holds bfloat16 bits."""
     if keep is not None and isinstance(a, tuple):
         return int8_tensor(name, a, keep)
     a = as_array(name, a)
@@ -261,11 +294,12 @@ def tensor(name, a, keep=None, cast=False):
                         "relattn.quantize_i8 returns" % (name, I8_FORM))
     if cast:
         a = cast_float(a)
-    a = checked_array(name, a, 3, TENSOR_DTYPES, "[tokens][heads][head_dim]")
+    dtypes = {**TENSOR_DTYPES, **BF16_DTYPES} if bf16 else TENSOR_DTYPES
+    a = checked_array(name, a, 3, dtypes, "[tokens][heads][head_dim]")
     if not rows_readable(a):
         a = np.ascontiguousarray(a)
     t_stride, h_stride = element_strides(a)
-    return a, _capi.Tensor(a.ctypes.data, TENSOR_DTYPES[a.dtype], t_stride, h_stride, None, 0, 0)
+    return a, _capi.Tensor(a.ctypes.data, dtypes[a.dtype], t_stride, h_stride, None, 0, 0)
 
 
 def int8_tensor(name, pair, keep):

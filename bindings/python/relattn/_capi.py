@@ -8,7 +8,7 @@ import ctypes.util
 import glob
 import os
 
-F32, F16, I8 = 0, 1, 2  # relattn_dtype
+F32, F16, I8, Q4, BF16 = 0, 1, 2, 3, 4  # relattn_dtype
 BIAS_KINDS = {"none": 0, "alibi": 1, "t5": 2, "shaw": 3, "shaw_vector": 4}  # relattn_bias_kind
 ROPE_PAIRINGS = {"none": 0, "interleaved": 1, "halves": 2}  # relattn_rope_pairing
 ROPE_SCALINGS = {"none": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5,

@@ -45,9 +45,12 @@ class KVCache:
     the int8 pair of quantize_i8; a decode step (up to 7 queries) quantises a float q per row
     too, as quantize_i8 does, while a longer prefill takes it as given. v_dtype=np.int8
     stores V the same way (one scale per row, quantised when appended): attention over the
-    cache is then attention over quantize_i8(v). Bytes per token per KV head: K head_dim x
-    (4, 2, 1) + 4 for int8's scale, V v_head_dim x (4, 2, 1) + 4 for int8, + 1 flag byte,
-    + 8 per token for its position.
+    cache is then attention over quantize_i8(v). k_dtype / v_dtype "q4" store ggml's q4_0
+    blocks (32 values in 18 bytes: one float16 scale; head dims a multiple of 32, quantised
+    when appended as ggml's quantize_row_q4_0_ref), "bfloat16" rounds to bfloat16. Bytes per
+    token per KV head: K head_dim x (4, 2, 1, 18 / 32) + 4 for int8's scale, V v_head_dim x
+    (4, 2, 1, 18 / 32) + 4 for int8, + 1 flag byte, + 8 per token for its position
+    (bfloat16: 2 a value).
 
     sink_tokens (ring only): the first sink_tokens tokens appended are never overwritten
     (StreamingLLM's attention sinks); the ring wraps over the other capacity - sink_tokens
@@ -63,16 +66,12 @@ class KVCache:
     def __init__(self, kv_heads, head_dim, capacity, *, v_head_dim=None, dtype=np.float16,
                  k_dtype=None, v_dtype=None, ring=False, rope=None, sink_tokens=0,
                  sink_positions="text"):
-        k_dtype = np.dtype(dtype if k_dtype is None else k_dtype)
-        v_dtype = np.dtype(dtype if v_dtype is None else v_dtype)
-        for name, d, allowed, hint in (
-                ("dtype", np.dtype(dtype), arrays.TENSOR_DTYPES,
-                 " (k_dtype=np.int8, v_dtype=np.int8 store K, V as int8)"),
-                ("k_dtype", k_dtype, arrays.CACHE_DTYPES, ""),
-                ("v_dtype", v_dtype, arrays.CACHE_DTYPES, "")):
-            if d not in allowed:
-                raise TypeError("%s: %s is not supported: use %s%s"
-                                % (name, d, " or ".join(str(a) for a in allowed), hint))
+        if arrays.cache_dtype("dtype", dtype) not in arrays.TENSOR_DTYPES:
+            raise TypeError("dtype: %s is not supported: use float32 or float16 (k_dtype=np.int8, "
+                            "v_dtype=np.int8 store K, V as int8; \"q4\", \"bfloat16\" as "
+                            "4-bit q4_0, bfloat16)" % arrays.cache_dtype("dtype", dtype))
+        k_dtype = arrays.cache_dtype("k_dtype", dtype if k_dtype is None else k_dtype)
+        v_dtype = arrays.cache_dtype("v_dtype", dtype if v_dtype is None else v_dtype)
         v_head_dim = head_dim if v_head_dim is None else v_head_dim
         self._rope_tables = []  # the scaling tables rope_desc points to
         desc = _capi.KvCacheDesc(
@@ -167,13 +166,15 @@ class KVCache:
             raise ValueError("sink_positions: %r: must be 'text' or 'cache'" % (sink_positions,))
         return cls.SINK_POSITIONS[sink_positions]
 
-    def append(self, k, v, positions=None, *, cast=False):
+    def append(self, k, v, positions=None, *, cast=False, dtype=None):
         """Appends k [n][kv_heads][head_dim] and v [n][kv_heads][v_head_dim] (float32 or
         float16, numpy arrays or objects with __array_interface__ or __dlpack__, read in place;
         cast=True converts float64 ones to float32 first) at positions: None continues from
-        next_position, an int starts there, an integer array [n] gives each token's."""
-        k, k_t = arrays.tensor("k", k, cast=cast)
-        v, v_t = arrays.tensor("v", v, cast=cast)
+        next_position, an int starts there, an integer array [n] gives each token's.
+        dtype="bfloat16": uint16 k and v hold bfloat16 bits (relattn.to_bf16)."""
+        bf16 = _api.bf16_inputs(dtype)
+        k, k_t = arrays.tensor("k", k, cast=cast, bf16=bf16)
+        v, v_t = arrays.tensor("v", v, cast=cast, bf16=bf16)
         for name, a, dim in (("k", k, self.head_dim), ("v", v, self.v_head_dim)):
             if a.shape[1:] != (self.kv_heads, dim):
                 raise ValueError("%s: shape %s: expected [n][%d][%d]"

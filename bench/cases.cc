@@ -81,9 +81,10 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
   std::vector<Case> cases;
   if (shape.anchor) return {{shape, Scheme::kNone, false, RELATTN_F32}};
   if (shape.decode) {
-    for (relattn_dtype dtype : {RELATTN_F16, RELATTN_I8}) {
+    for (relattn_dtype dtype : {RELATTN_F16, RELATTN_I8, RELATTN_BF16}) {
       for (Scheme s : all) {
-        if (!quick || s == Scheme::kNone || s == Scheme::kAlibi) {
+        const bool few = quick || dtype == RELATTN_BF16;
+        if (!few || s == Scheme::kNone || s == Scheme::kAlibi) {
           cases.push_back({shape, s, true, dtype});
         }
       }
@@ -201,13 +202,13 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
   }
   k_htd_f16_ = HeadsTokensDim(k_f16_, shape.n_kv, shape.kv_heads, shape.head_dim);
   v_htd_f16_ = HeadsTokensDim(v_f16_, shape.n_kv, shape.kv_heads, shape.head_dim);
-  for (int c = 0; c < 2; ++c) {
+  for (int c = 0; c < kCaches; ++c) {
     relattn_kv_cache_desc cache_desc{};
     cache_desc.n_kv_heads = shape.kv_heads;
     cache_desc.head_dim = shape.head_dim;
     cache_desc.capacity = shape.n_kv;
-    cache_desc.k_dtype = c == 0 ? RELATTN_F16 : RELATTN_I8;
-    cache_desc.v_dtype = RELATTN_F16;
+    cache_desc.k_dtype = kCacheK[c];
+    cache_desc.v_dtype = c == 2 ? RELATTN_BF16 : RELATTN_F16;
     size_t bytes = 0;
     relattn_status status = relattn_kv_cache_size(&cache_desc, &bytes);
     if (status == RELATTN_OK) {
@@ -231,8 +232,7 @@ ShapeInputs::ShapeInputs(const Shape& shape) : shape_(shape) {
 }
 
 ShapeInputs::~ShapeInputs() {
-  std::free(cache_memory_[0]);
-  std::free(cache_memory_[1]);
+  for (void* memory : cache_memory_) std::free(memory);
 }
 
 relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
@@ -278,7 +278,7 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
     // K, V, their positions and shape come from the cache
     desc.n_kv = desc.n_kv_heads = desc.head_dim = 0;
     desc.k = desc.v = relattn_tensor{};
-    desc.kv_cache = cache_[c.dtype == RELATTN_I8 ? 1 : 0];
+    desc.kv_cache = cache_[c.dtype == RELATTN_I8 ? 1 : c.dtype == RELATTN_BF16 ? 2 : 0];
   }
   desc.mask.causal = c.causal;
   switch (c.scheme) {

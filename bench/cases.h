@@ -112,9 +112,11 @@ class ShapeInputs {
   std::vector<float> t5_table_, shaw_table_, shaw_vector_table_, sinks_;
   std::vector<int8_t> q_i8_, k_i8_;  // prefill: int8 Q and K with their row scales
   std::vector<float> q_scales_, k_scales_;
-  // Decode: KV caches (f16 K and V; int8 K and f16 V) in their memory.
-  void* cache_memory_[2] = {nullptr, nullptr};
-  relattn_kv_cache* cache_[2] = {nullptr, nullptr};
+  // Decode: KV caches (f16 K and V; int8 K and f16 V; bf16 K and V) in their memory.
+  static constexpr int kCaches = 3;
+  static constexpr relattn_dtype kCacheK[kCaches] = {RELATTN_F16, RELATTN_I8, RELATTN_BF16};
+  void* cache_memory_[kCaches] = {nullptr, nullptr, nullptr};
+  relattn_kv_cache* cache_[kCaches] = {nullptr, nullptr, nullptr};
 };
 
 // T5: 32 buckets, max_distance 128, bidirectional for bidirectional cases,

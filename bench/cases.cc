@@ -55,10 +55,14 @@ const char* KvSourceName(KvSource kv) {
   return "?";
 }
 
+std::string CaseDtypeName(const Case& c) {
+  return std::string(DtypeName(c.dtype)) + (c.fast ? "fast" : "");
+}
+
 std::string CaseName(const Case& c) {
   const std::string kv = c.kv == KvSource::kCache ? "" : std::string("/") + KvSourceName(c.kv);
   return ShapeName(c.shape) + kv + "/" + MaskName(c.causal) + "/" + SchemeName(c.scheme) + "/" +
-         DtypeName(c.dtype);
+         CaseDtypeName(c);
 }
 
 std::vector<Shape> BenchShapes(bool quick) {
@@ -115,7 +119,10 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
   for (bool causal : {false, true}) {
     cases.push_back({shape, Scheme::kNone, causal, RELATTN_I8});
     cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_I8});
-    if (!quick || causal) cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16});
+    if (!quick || causal) {
+      cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16});
+      cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16, KvSource::kCache, true});
+    }
   }
   return cases;
 }
@@ -281,6 +288,7 @@ relattn_attention_desc ShapeInputs::Desc(const Case& c, float* out) const {
     desc.kv_cache = cache_[c.dtype == RELATTN_I8 ? 1 : c.dtype == RELATTN_BF16 ? 2 : 0];
   }
   desc.mask.causal = c.causal;
+  if (c.fast) desc.precision = RELATTN_PRECISION_FAST;
   switch (c.scheme) {
     case Scheme::kNone: break;
     case Scheme::kAlibi:

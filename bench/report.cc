@@ -83,7 +83,7 @@ std::string ToJson(const Record& r) {
     json += ",\"kv_heads\":" + std::to_string(c.shape.kv_heads);
     AddString(json, "mask", MaskName(c.causal));
     AddString(json, "scheme", SchemeName(c.scheme));
-    AddString(json, "dtype", DtypeName(c.dtype));
+    AddString(json, "dtype", CaseDtypeName(c).c_str());
     if (c.shape.decode) AddString(json, "kv", KvSourceName(c.kv));
   }
   json += r.extra_json;
@@ -136,7 +136,7 @@ void PrintShapeTable(FILE* out, const Shape& shape, const std::vector<Record>& r
     const std::string kv =
         r.kase.kv == KvSource::kCache ? "" : std::string("/") + KvSourceName(r.kase.kv);
     const std::string key = std::string(MaskName(r.kase.causal)) + "  " +
-                            SchemeName(r.kase.scheme) + "  " + DtypeName(r.kase.dtype) + kv + "  " +
+                            SchemeName(r.kase.scheme) + "  " + CaseDtypeName(r.kase) + kv + "  " +
                             r.impl;
     if (!rows.count(key)) keys.push_back(key);
     rows[key].push_back(&r);

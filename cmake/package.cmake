@@ -7,7 +7,7 @@ include(CMakePackageConfigHelpers)
 
 # The objects are already position-independent and built with hidden visibility: only the
 # RELATTN_API functions (relattn_*) are exported. While MAJOR is 0 every MINOR may change the
-# ABI, so the SONAME carries both: librelattn.so.0.2.
+# ABI, so the SONAME carries both: librelattn.so.0.3.
 add_library(relattn_shared SHARED ${PROJECT_SOURCE_DIR}/cmake/shared_library.c)
 target_link_libraries(relattn_shared PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,relattn>")
 target_include_directories(relattn_shared

@@ -420,7 +420,7 @@ TEST_CASE("workspace, threads and NULL arguments") {
 
 TEST_CASE("version") {
   CHECK(relattn_version() == RELATTN_VERSION);
-  CHECK(std::string(relattn_version_string()) == "0.2.0");
+  CHECK(std::string(relattn_version_string()) == "0.3.0");
 }
 
 TEST_CASE("active target") {

@@ -254,10 +254,41 @@ TEST_CASE("bf16 prefill: the vdpbf16ps kernel against the portable path and the 
     CHECK(MaxAbsDiff(portable, expected) <= relattn::bounds::kF32Output);
     CHECK(MaxAbsDiff(kernel, portable) <= relattn::bounds::kF32Output);
     MESSAGE("n_q " << n_q << ": kernel vs portable max |diff| " << MaxAbsDiff(kernel, portable));
+    // FAST: P rounded to bf16 for P.V on the kernel; the portable path stays exact.
+    d.precision = RELATTN_PRECISION_FAST;
+    relattn::x86::SetBf16DotEnabled(true);
+    const std::vector<double> fast = Run(d, RELATTN_F32);
+    relattn::x86::SetBf16DotEnabled(false);
+    CHECK(Run(d, RELATTN_F32) == portable);
+    const double fast_error = MaxAbsDiff(fast, expected);
+    CHECK(fast_error <= relattn::bounds::kBF16FastOutput);
+    CHECK(fast_error > relattn::bounds::kF32Output);  // the bf16 P.V ran
+    MESSAGE("n_q " << n_q << ": precision FAST max |error| " << fast_error);
+    d.precision = RELATTN_PRECISION_EXACT;
   }
   UseTarget(0);
 }
 #endif
+
+TEST_CASE("precision: EXACT and FAST, anything else an error naming the field") {
+  const std::vector<float> q = Uniform(60, size_t(2) * kHeads * kD);
+  const std::vector<float> k = Uniform(61, size_t(kKeys) * kKvHeads * kD);
+  relattn_attention_desc d = DescOf(2, q);
+  d.n_kv = kKeys;
+  d.n_kv_heads = kKvHeads;
+  d.k = relattn::TokensHeadsDim(k.data(), RELATTN_F32, kKvHeads, kD);
+  d.v = d.k;
+  d.precision = RELATTN_PRECISION_FAST;  // f32 inputs: computed as EXACT
+  const std::vector<double> fast = Run(d, RELATTN_F32);
+  d.precision = RELATTN_PRECISION_EXACT;
+  CHECK(Run(d, RELATTN_F32) == fast);
+  d.precision = relattn_precision(2);
+  std::vector<float> out(size_t(2) * kHeads * kD);
+  d.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, kHeads, kD);
+  size_t bytes = 0;
+  CHECK(relattn_attention_workspace_size(&d, 1, &bytes) == RELATTN_ERR_UNSUPPORTED);
+  CHECK(std::string(relattn_last_error()).find("precision = 2") != std::string::npos);
+}
 
 }  // namespace
 }  // namespace relattn_test

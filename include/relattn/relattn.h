@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define RELATTN_VERSION_MAJOR 0
-#define RELATTN_VERSION_MINOR 2
+#define RELATTN_VERSION_MINOR 3
 #define RELATTN_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH: what relattn_version() returns. */
 #define RELATTN_VERSION \
@@ -519,6 +519,14 @@ RELATTN_API relattn_status relattn_kv_cache_attach(void* memory, size_t cache_by
 
 /* One attention call over all heads of one sequence. Zero-initialise (or
  * relattn_attention_desc_init), then fill: the zero values are named below. */
+/* How float inputs are multiplied (relattn_attention_desc.precision). */
+typedef enum relattn_precision {
+  RELATTN_PRECISION_EXACT = 0,
+  RELATTN_PRECISION_FAST = 1,
+  RELATTN_PRECISION_MIN_ENUM = -0x7fffffff - 1, /* as relattn_dtype's: any int is valid */
+  RELATTN_PRECISION_MAX_ENUM = 0x7fffffff
+} relattn_precision;
+
 typedef struct relattn_attention_desc {
   int64_t n_q;        /* 1..RELATTN_MAX_TOKENS queries */
   int64_t n_kv;       /* 1..RELATTN_MAX_TOKENS keys / values */
@@ -570,12 +578,19 @@ typedef struct relattn_attention_desc {
    * relattn_merge combines attention over several key ranges with it. It
    * shares no byte with o, the inputs or the workspace (RELATTN_ERR_OVERLAP). */
   float* lse;
+  /* EXACT (0, the default): f32 arithmetic on the inputs' values, within the
+   * stated bounds. FAST: reduced-precision products where the CPU has them;
+   * now, with bf16 Q, K and V tensors in prefill on AVX512-BF16 CPUs, the
+   * probabilities are rounded to bf16 for P.V (vdpbf16ps): the output is
+   * within 4e-3 of the fp64 reference for |v| <= 1 (a probability's bf16
+   * rounding is 2^-9 relative); elsewhere FAST computes as EXACT. */
+  relattn_precision precision;
 } relattn_attention_desc;
 
 /* Zero values: every field's zero is a valid default (n_valid_kv = 0: all
  * keys; first_valid_kv 0; scale 0: 1 / sqrt(head_dim); v_head_dim 0:
  * head_dim; bias kind NONE; rope pairing NONE; softcap 0: off; sinks, lse,
- * kv_cache NULL; positions starting at 0; dtypes F32), but n_q, n_kv, the
+ * kv_cache NULL; positions starting at 0; dtypes F32; precision EXACT), but n_q, n_kv, the
  * head counts and dimensions and the tensors' data and strides, which the
  * caller sets. relattn_attention_desc_init() zero-fills desc. */
 RELATTN_API void relattn_attention_desc_init(relattn_attention_desc* desc);

@@ -346,6 +346,11 @@ relattn_status BuildPlan(const relattn_attention_desc* desc, Plan* plan) {
                 (double)d.scale);
   }
   if ((s = CheckSoftcap(d.softcap)) || (s = CheckSinks(d.sinks, d.n_heads))) return s;
+  if (d.precision != RELATTN_PRECISION_EXACT && d.precision != RELATTN_PRECISION_FAST) {
+    return Fail(RELATTN_ERR_UNSUPPORTED,
+                "precision = %d: must be RELATTN_PRECISION_EXACT (0) or RELATTN_PRECISION_FAST (1)",
+                static_cast<int>(d.precision));
+  }
   int64_t k_min = 0, k_max = 0;
   RopeParams rope;
   if ((s = CheckPositions(d, &k_min, &k_max)) || (s = CheckBias(d.bias, d.n_heads, d.head_dim)) ||

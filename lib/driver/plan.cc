@@ -69,7 +69,7 @@ void LayOutPrefill(const Plan& p, RegionAllocator& a, WorkspaceLayout& l) {
   l.k_scale = a.Take(kBlockKeys);
   l.v_block = a.Take(kBlockKeys * p.dv);
   l.row = a.Take(p.d > p.dv ? p.d : p.dv);
-  const int64_t bytes = p.int8_dot ? 2 * p.d4 : 0;  // int16 or int8 channels
+  const int64_t bytes = p.int8_dot ? 2 * p.d4 : 0;                     // int16 or int8 channels
   l.q_int = a.Take(chunk_rows * (p.bf16_dot ? 2 * p.d4 : bytes) / 4);  // bf16: 2 x d bytes
   l.k_int = a.Take(kBlockKeys * bytes / 4);
   l.k_sum = a.Take(p.int8_dot ? kBlockKeys : 0);
@@ -232,8 +232,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->dv_pad = RoundUp(p->dv, kMaxLanes);
   p->int8_dot = d.q.dtype == RELATTN_I8 && d.k.dtype == RELATTN_I8 && !rope.on;
   p->d4 = RoundUp(p->d, 4);
-  p->bf16_dot =
-      d.q.dtype == RELATTN_BF16 && d.k.dtype == RELATTN_BF16 && !rope.on && p->d % 2 == 0;
+  p->bf16_dot = d.q.dtype == RELATTN_BF16 && d.k.dtype == RELATTN_BF16 && !rope.on && p->d % 2 == 0;
+  p->bf16_pv = p->bf16_dot && d.v.dtype == RELATTN_BF16 && d.precision == RELATTN_PRECISION_FAST;
   ResolveTensors(d, p);
   p->k_min = k_min;
   p->k_max = k_max;

@@ -252,6 +252,9 @@ struct Plan {
   // Q and K both bf16 without RoPE, d even: prefill may take the bf16
   // dot-product path (Bf16DotPrefill) on pairs of channels.
   bool bf16_dot;
+  // bf16_dot with bf16 V and precision FAST: P.V may round the probabilities
+  // to bf16 (Bf16DotPrefill's pv_qlanes).
+  bool bf16_pv;
   TensorRef q, k, v;
   CacheRef cache;  // on: k and v are a KV cache's (k.token_stride, head_stride unused)
   void* o;

@@ -49,15 +49,16 @@ struct KeysBf16 {
 // tensors (DecodeInPlace) K and V rows where they lie.
 struct KeyBlock {
   int64_t j0, n_keys;
-  PositionSpan span;     // the keys' positions
-  RowsF32 k;             // f32 keys (RoPE applied), zero for the bad keys
-  KeysInt k_int;         // prefill with IntDotPrefill
-  RowsF32 v;             // f32 values, zero for the bad keys
-  const float* k_scale;  // int8 K: [kBlockKeys] row scales, 0 past n_keys and for bad keys
-  const float* v_scale;  // int8 V of a KV cache read in place (decode): [n_keys] row scales, 0
-                         // for bad keys; the P.V stage folds them into the probabilities
-  uint64_t bad;          // bit j: key j0 + j has a non-finite K or V row (or row scale)
-  KeysBf16 k_bf16;       // prefill with Bf16DotPrefill, a block of finite keys
+  PositionSpan span;        // the keys' positions
+  RowsF32 k;                // f32 keys (RoPE applied), zero for the bad keys
+  KeysInt k_int;            // prefill with IntDotPrefill
+  RowsF32 v;                // f32 values, zero for the bad keys
+  const float* k_scale;     // int8 K: [kBlockKeys] row scales, 0 past n_keys and for bad keys
+  const float* v_scale;     // int8 V of a KV cache read in place (decode): [n_keys] row scales, 0
+                            // for bad keys; the P.V stage folds them into the probabilities
+  uint64_t bad;             // bit j: key j0 + j has a non-finite K or V row (or row scale)
+  KeysBf16 k_bf16;          // prefill with Bf16DotPrefill, a block of finite keys
+  const uint32_t* v_pairs;  // Plan::bf16_pv: finite bf16 values as PackValuePairs packs them
 };
 
 // Where the producer puts what it converts, and how. Rows are `k_stride` /
@@ -268,7 +269,8 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
              buf.k_scale,
              nullptr,
              0,
-             {nullptr, nullptr, 0}};
+             {nullptr, nullptr, 0},
+             nullptr};
   if (plan.k.dtype == RELATTN_I8) b.bad |= KeyScales(plan, kv_head, j0, n_keys, buf.k_scale);
   if (plan.cache.on) b.bad |= CacheBadKeys(plan, kv_head, j0, n_keys);
   if (kDecode && plan.cache.on && !CacheConvertsRows(plan)) {
@@ -293,6 +295,13 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
   } else if (!int_dot) {
     b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf, !kDecode);
     b.bad |= NonFiniteRows(b.k, n_keys, plan.d);
+  }
+  if (!kDecode && b.k_bf16.rows && plan.bf16_pv &&
+      TensorRowsFinite(plan.v, kv_head, j0, n_keys, plan.dv)) {
+    // The value scratch (kBlockKeys x dv floats) holds the pairs.
+    PackValuePairs(plan, kv_head, j0, n_keys, reinterpret_cast<uint32_t*>(buf.v));
+    b.v_pairs = reinterpret_cast<const uint32_t*>(buf.v);
+    return b;  // no bad key: K and V are finite
   }
   b.v = RowsAsF32(plan.v, kv_head, j0, n_keys, plan.dv, buf.v_stride, !kDecode, buf.v, true);
   b.bad |= NonFiniteRows(b.v, n_keys, plan.dv);

@@ -82,7 +82,11 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     HideByIndexMaskQLanes(plan.index_mask, tile.queries.i0, tile.queries.rows, j0, n_keys, w, s);
   }
   SoftmaxQLanes(s, n_keys, b.bad, tile.max, tile.sum, tile.poison, tile.o_t, plan.dv);
-  PVQLanesF32(s, n_keys, b.v, plan.dv, tile.o_t);
+  if (b.v_pairs) {
+    b.k_bf16.kernels->pv_qlanes(s, n_keys, b.v_pairs, plan.dv, tile.o_t);
+  } else {
+    PVQLanesF32(s, n_keys, b.v, plan.dv, tile.o_t);
+  }
 }
 
 // The query heads and queries of one work item.

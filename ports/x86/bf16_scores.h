@@ -28,6 +28,14 @@ void SetBf16DotEnabled(bool enabled);
 void ScoresQLanesBf16Dot(const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride,
                          int64_t n_keys, float* s);
 
+// P.V with the probabilities rounded to bf16 (precision FAST): o_t[e][lane] +=
+// sum_{j < n_keys} bf16(p[j][lane]) * v_j[e] for lane < 32, e < dv. p:
+// [n_keys][32] f32 (n_keys <= 64); v_pairs: [dv][(n_keys + 1) / 2] 32-bit words,
+// keys 2i and 2i + 1's bf16 values of channel e (low, high half; the half past
+// n_keys zero). o_t: [dv][32] f32.
+void PVQLanesBf16Dot(const float* p, int64_t n_keys, const uint32_t* v_pairs, int64_t dv,
+                     float* o_t);
+
 }  // namespace relattn::x86
 
 #endif  // RELATTN_PORTS_X86_BF16_SCORES_H_

@@ -86,7 +86,8 @@ class AttentionDesc(ctypes.Structure):
                 ("q", Tensor), ("k", Tensor), ("v", Tensor), ("o", Output),
                 ("q_pos", Positions), ("k_pos", Positions), ("scale", c_float),
                 ("bias", Bias), ("rope", Rope), ("mask", Mask), ("kv_cache", c_void_p),
-                ("softcap", c_float), ("sinks", c_void_p), ("lse", c_void_p)]
+                ("softcap", c_float), ("sinks", c_void_p), ("lse", c_void_p),
+                ("precision", c_int32)]
 
 
 class MergeDesc(ctypes.Structure):
@@ -129,8 +130,12 @@ def _load():
     paths = _candidates()
     if paths:
         return ctypes.CDLL(paths[0])
-    raise OSError("relattn: librelattn.so not found: set RELATTN_LIBRARY to its path "
-                  "(a build has it at <build>/librelattn.so) or install the package")
+    raise OSError("relattn: librelattn.so not found ($RELATTN_LIBRARY unset, none in %s, none "
+                  "found by ctypes.util.find_library): set RELATTN_LIBRARY to its path (a build "
+                  "has it at <build>/librelattn.so), or install the package with the library "
+                  "inside it: pip install --no-index --no-build-isolation "
+                  "<relattn>/bindings/python, in a venv (bindings/README.md)"
+                  % os.path.dirname(os.path.abspath(__file__)))
 
 
 lib = _load()

@@ -101,6 +101,7 @@ int main(void) {
   FIELD(relattn_attention_desc, softcap);
   FIELD(relattn_attention_desc, sinks);
   FIELD(relattn_attention_desc, lse);
+  FIELD(relattn_attention_desc, precision);
   SIZE(relattn_merge_desc);
   FIELD(relattn_merge_desc, n_q);
   FIELD(relattn_merge_desc, n_heads);

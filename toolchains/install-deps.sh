@@ -4,7 +4,7 @@
 # Usage: bash toolchains/install-deps.sh [extra-package...]
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config libhwy-dev libxnnpack-dev libpthreadpool-dev doctest-dev python3-numpy python3-pytest "$@")
+packages=(cmake make g++ pkg-config libhwy-dev libxnnpack-dev libpthreadpool-dev doctest-dev python3-numpy python3-pytest python3-venv python3-setuptools python3-wheel "$@")
 
 missing=()
 for p in "${packages[@]}"; do

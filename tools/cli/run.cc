@@ -82,6 +82,8 @@ of kv_heads. Writes O, [tokens][heads][v_head_dim] float32. On any error nothing
   --threads T           threads (default 1; 0: one per core)
   --dtype file|bf16     file: Q, K, V as the files hold them (default); bf16: rounded to
                         bfloat16 (nearest even) and passed as RELATTN_BF16
+  --precision exact|fast  exact (default): f32 arithmetic; fast: reduced-precision products
+                        where the CPU has them (bf16 inputs on AVX512-BF16: P.V in bf16)
   --quantize none|k|qk  int8 Q.K: K, or Q and K, quantised per (token, head) row before the
                         call (scale = max|row| / 127, round half away from zero); the
                         library multiplies the int8 values exactly (default none)
@@ -115,6 +117,7 @@ const std::vector<OptionSpec> kOptions = {{"--q", 1},
                                           {"--rope-scale", 1},
                                           {"--quantize", 1},
                                           {"--dtype", 1},
+                                          {"--precision", 1},
                                           {"--rope-scaling", 1},
                                           {"--rope-factor", 1},
                                           {"--rope-low-freq", 1},
@@ -443,6 +446,11 @@ int RunCommand(int argc, char** argv, int first) {
   desc.rope = RopeOf(args);
   CheckRopeScalingOptions(args, desc.rope.pairing != RELATTN_ROPE_NONE);
   desc.softcap = float(args.Double("--softcap", 0.0));  // its range is the library's to judge
+  const std::string precision = args.String("--precision", "exact");
+  if (precision != "exact" && precision != "fast") {
+    args.Usage("--precision '" + precision + "': must be exact or fast");
+  }
+  desc.precision = precision == "fast" ? RELATTN_PRECISION_FAST : RELATTN_PRECISION_EXACT;
   const Quantize quantize = QuantizeOf(args);
   const bool bf16 = Bf16Inputs(args);
 

@@ -153,6 +153,9 @@ def _threads(n):
     return threads
 
 
+PRECISIONS = {"exact": 0, "fast": 1}  # relattn_precision
+
+
 def bf16_inputs(dtype):
     """Whether a dtype argument (None or "bfloat16") says uint16 arrays hold bfloat16 bits."""
     if dtype not in (None, arrays.BF16):
@@ -316,7 +319,7 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
               k_start=0, q_positions=None, k_positions=None, scale=None, rope=None,
               softcap=None, sinks=None, q_segments=None, k_segments=None, allowed=None,
               allowed_key_offset=0, return_lse=False, out_dtype=None, out=None, threads=1,
-              layout="tokens_heads_dim", cast=False, dtype=None):
+              layout="tokens_heads_dim", cast=False, dtype=None, precision="exact"):
     """Attention with a relative-position bias over one sequence; returns a new array, or
     (o, lse) with return_lse=True.
 
@@ -393,6 +396,10 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
 
     softcap: logit soft-capping (Gemma 2: 50.0): the content score x = scale * q . k becomes
     softcap * tanh(x / softcap) before the bias and the mask are added; None or 0: off.
+    precision: "exact" (f32 arithmetic on the inputs' values) or "fast" (reduced-precision
+    products where the CPU has them: with bfloat16 q, k, v in prefill on AVX512-BF16, the
+    probabilities rounded to bfloat16 for P.V, within 4e-3 of the exact result; elsewhere as
+    "exact").
     sinks: learned attention sinks (gpt-oss), float32 [heads]: head h's softmax gets one more
     logit sinks[h] that no value follows (the weights of the keys then sum to less than 1).
 
@@ -442,6 +449,9 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
         desc.lse = lse.ctypes.data
     if softcap is not None:
         desc.softcap = arrays.to_float("softcap", softcap)
+    if precision not in PRECISIONS:
+        raise ValueError("precision: %r: must be \"exact\" or \"fast\"" % (precision,))
+    desc.precision = PRECISIONS[precision]
     if sinks is not None:
         keep.append(arrays.table("sinks", sinks, (heads,), [np.dtype(np.float32)]))
         desc.sinks = keep[-1].ctypes.data

@@ -100,3 +100,18 @@ def test_cache_dtype_errors():
         relattn.KVCache(kv_heads=1, head_dim=40, capacity=4, k_dtype="q4")
     with pytest.raises(TypeError, match="float32 or float16"):
         relattn.KVCache(kv_heads=1, head_dim=64, capacity=4, dtype="q4")
+
+
+def test_precision_fast_stays_within_its_bound():
+    rng = np.random.default_rng(3)
+    q, k, v = (relattn.to_bf16(rng.uniform(-1, 1, (n, h, 64)).astype(np.float32))
+               for n, h in ((90, 4), (90, 2), (90, 2)))
+    args = dict(scheme="alibi", causal=True, dtype="bfloat16")
+    expected = oracle.attention(*(relattn.from_bf16(a) for a in (q, k, v)), scheme="alibi",
+                                causal=True)
+    fast = relattn.attention(q, k, v, precision="fast", **args)
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=4e-3)
+    exact = relattn.attention(q, k, v, **args)
+    np.testing.assert_allclose(exact, expected, rtol=0, atol=ATOL)
+    with pytest.raises(ValueError, match="precision"):
+        relattn.attention(q, k, v, precision="quick", **args)

@@ -355,3 +355,16 @@ def test_run_dtype_bf16_rounds_the_inputs(tmp_path, file_dtype):
     bad = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
               tmp_path / "v.npy", "--out", tmp_path / "o3.npy", "--dtype", "bf17")
     assert bad.returncode == 2 and "must be file or bf16" in bad.stderr
+
+
+def test_run_precision_fast(tmp_path):
+    rng = np.random.default_rng(12)
+    q, k, v = random_problem(rng, 40, 40, np.float32)
+    got = run_attention(tmp_path, q, k, v, "alibi", {}, {"causal": True},
+                        ["--dtype", "bf16", "--precision", "fast"])
+    rounded = [round_bf16(x) for x in (q, k, v)]
+    np.testing.assert_allclose(got, oracle.attention(*rounded, scheme="alibi", causal=True),
+                               rtol=0, atol=4e-3)
+    bad = run("run", "--q", tmp_path / "q.npy", "--k", tmp_path / "k.npy", "--v",
+              tmp_path / "v.npy", "--out", tmp_path / "o4.npy", "--precision", "quick")
+    assert bad.returncode == 2 and "must be exact or fast" in bad.stderr

@@ -28,21 +28,12 @@ uint32_t MaxAbsBitsF32(const float* row, int64_t n) {
   return m;
 }
 
-uint16_t MaxAbsBitsF16(const uint16_t* row, int64_t n) {
+// The same for 16-bit floats (f16, bf16) whose infinity has the bits `inf`.
+uint16_t MaxAbsBits16(const uint16_t* row, int64_t n, uint16_t inf) {
   uint16_t m = 0;
   for (int64_t e = 0; e < n; ++e) {
     const uint16_t bits = row[e] & 0x7fffu;
-    m = std::max(m, bits < 0x7c00u ? bits : uint16_t{0});
-  }
-  return m;
-}
-
-// As MaxAbsBitsF16 for bf16 (exponent all ones: 0x7f80).
-uint16_t MaxAbsBitsBF16(const uint16_t* row, int64_t n) {
-  uint16_t m = 0;
-  for (int64_t e = 0; e < n; ++e) {
-    const uint16_t bits = row[e] & 0x7fffu;
-    m = std::max(m, bits < 0x7f80u ? bits : uint16_t{0});
+    m = std::max(m, bits < inf ? bits : uint16_t{0});
   }
   return m;
 }
@@ -110,9 +101,9 @@ float MaxAbsFinite(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads, i
     for (int32_t h = 0; h < n_heads; ++h) {
       const int64_t at = i * t.token_stride + h * t.head_stride;
       if (t.dtype == RELATTN_F16) {
-        m16 = std::max(m16, MaxAbsBitsF16(static_cast<const uint16_t*>(t.data) + at, dim));
+        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7c00u));
       } else if (t.dtype == RELATTN_BF16) {
-        m16 = std::max(m16, MaxAbsBitsBF16(static_cast<const uint16_t*>(t.data) + at, dim));
+        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7f80u));
       } else {
         m32 = std::max(m32, MaxAbsBitsF32(static_cast<const float*>(t.data) + at, dim));
       }

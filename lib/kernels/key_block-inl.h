@@ -46,9 +46,9 @@ struct KeysBf16 {
 // Keys [j0, j0 + n_keys) of one KV head. A row of k or v with rows == null
 // is read elsewhere: K as integers (k_int), finite bf16 K in prefill where it
 // lies (k_bf16) with its V packed in key pairs (v_pairs), or, in decode, in
-// place: over a KV cache
-// K from its key groups (Q4: its rows) and V from its rows, over finite f16 /
-// bf16 / f32 tensors (DecodeInPlace) K and V rows where they lie.
+// place: over a KV cache K from its key groups (Q4: its rows) and V from its
+// rows, over finite f16 / bf16 / f32 tensors (DecodeInPlace) K and V rows
+// where they lie.
 struct KeyBlock {
   int64_t j0, n_keys;
   PositionSpan span;        // the keys' positions

@@ -52,7 +52,9 @@ atexit.register(shutil.rmtree, SCRATCH, True)
 def given_library(path):
     """$RELATTN_LIBRARY, checked: it loads and its version is this tree's."""
     if not os.path.isfile(path):
-        fail("RELATTN_LIBRARY=%s is not a file" % path)
+        fail("RELATTN_LIBRARY=%s is not a file%s" % (path, "" if os.path.isabs(path) else
+             " (a relative path is read from pip's build folder, %s: give an absolute one)"
+             % os.getcwd()))
     try:
         lib = ctypes.CDLL(os.path.abspath(path))
     except OSError as e:

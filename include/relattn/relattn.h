@@ -413,16 +413,18 @@ typedef struct relattn_kv_cache_desc {
   int32_t head_dim;      /* 1..256, of K */
   int32_t v_head_dim;    /* 1..256, of V; 0 means head_dim */
   int64_t capacity;      /* 1..2^40 tokens */
-  relattn_dtype k_dtype; /* storage: F32, F16, I8 (each row quantised at append,
-                            after RoPE, as relattn_quantize_i8 does) or Q4 (in
-                            q4_0 blocks, after RoPE; head_dim a multiple of 32) */
-  relattn_dtype v_dtype; /* storage: F32, F16, I8 (each row quantised at append
-                            as relattn_quantize_i8 does) or Q4 (v_head_dim a
-                            multiple of 32). Bytes per token per KV head: K
-                            head_dim x (4, 2, 1, 18 / 32) + 4 for an I8 row scale,
-                            V v_head_dim x (4, 2, 1, 18 / 32) + 4 for I8, + 1
-                            flag byte (+ 8 per token for its position); at 128:
-                            f16 K+V 513, int8 K+V 265, Q4 K+V 145 */
+  relattn_dtype k_dtype; /* storage: F32, F16, BF16 (rounded to nearest even),
+                            I8 (each row quantised at append, after RoPE, as
+                            relattn_quantize_i8 does) or Q4 (in q4_0 blocks,
+                            after RoPE; head_dim a multiple of 32) */
+  relattn_dtype v_dtype; /* storage: F32, F16, BF16, I8 (each row quantised at
+                            append as relattn_quantize_i8 does) or Q4
+                            (v_head_dim a multiple of 32). Bytes per token per
+                            KV head: K head_dim x (4, 2, 2, 1, 18 / 32) + 4 for
+                            an I8 row scale, V v_head_dim x (4, 2, 2, 1, 18 / 32)
+                            + 4 for I8, + 1 flag byte (+ 8 per token for its
+                            position); at 128: f16 K+V 513, int8 K+V 265, Q4
+                            K+V 145 */
   int ring;              /* 0: append past capacity fails; 1: ring buffer */
   relattn_rope rope;     /* K is rotated by it when appended (pairing NONE: off) */
   /* Ring only: the first n_sink_tokens tokens appended (0..capacity - 1) are

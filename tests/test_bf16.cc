@@ -176,10 +176,10 @@ TEST_CASE("a KV cache storing bf16, or fed bf16: the fp64 reference on the value
   }
 }
 
-TEST_CASE("bf16 K and V tensors in decode read in place, [tokens][heads][d] and heads-major") {
+TEST_CASE("bf16 K and V tensors: decode reads them in place, prefill converts them") {
   WorstErrors worst("test_bf16");
   for (bool heads_major : {false, true}) {
-    for (int64_t n_q : {1, 2, 7}) {
+    for (int64_t n_q : {1, 2, 7, 40}) {
       const std::vector<float> q = Uniform(20 + n_q, size_t(n_q) * kHeads * kD);
       const std::vector<float> k =
           Rounded(Uniform(21, size_t(kKeys) * kKvHeads * kD), RELATTN_BF16);

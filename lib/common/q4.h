@@ -54,17 +54,6 @@ inline float QuantizeRowQ4(const float* x, int64_t dim, uint8_t* dst) {
   return max_abs;
 }
 
-// The Q4 row at src (dim values) as f32 times mul into row[0, dim).
-inline void DequantizeRowQ4(const uint8_t* src, int64_t dim, float mul, float* row) {
-  for (int64_t b = 0; b < dim / kQ4BlockValues; ++b, src += kQ4BlockBytes, row += kQ4BlockValues) {
-    const float d = Q4BlockScale(src) * mul;
-    for (int64_t i = 0; i < kQ4BlockValues / 2; ++i) {
-      row[i] = static_cast<float>((src[2 + i] & 15) - 8) * d;
-      row[i + kQ4BlockValues / 2] = static_cast<float>((src[2 + i] >> 4) - 8) * d;
-    }
-  }
-}
-
 }  // namespace relattn
 
 #endif  // RELATTN_LIB_COMMON_Q4_H_

@@ -122,6 +122,7 @@ std::vector<Case> CasesOf(const Shape& shape, bool quick) {
     if (!quick || causal) {
       cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16});
       cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_BF16, KvSource::kCache, true});
+      cases.push_back({shape, Scheme::kAlibi, causal, RELATTN_F16, KvSource::kCache, true});
     }
   }
   return cases;

@@ -55,10 +55,10 @@ struct Case {
   // prefill; K int8 and Q, V f16 in decode (int8 K cache, f16 V).
   relattn_dtype dtype;
   KvSource kv = KvSource::kCache;  // decode only
-  bool fast = false;               // precision FAST ("bf16fast")
+  bool fast = false;               // precision FAST ("bf16fast", "f16fast")
 };
 
-// The dtype part of a case's name: "f16", "bf16", "bf16fast" (precision FAST), ...
+// The dtype part of a case's name: "f16", "bf16", "bf16fast", "f16fast" (precision FAST), ...
 std::string CaseDtypeName(const Case& c);
 
 // "prefill/d128/n2048/causal/alibi/f16": shape / mask / scheme / dtype; a

@@ -4,6 +4,7 @@
 // case.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "lib/common/bf16.h"
+#include "lib/common/f16.h"
 #include "lib/common/float_element.h"
 #include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
@@ -49,8 +51,11 @@ TEST_CASE("F32ToBF16 rounds to nearest even; BF16ToF32 is exact") {
   }
 }
 
-constexpr int32_t kHeads = 4, kKvHeads = 2, kD = 48;
-constexpr int64_t kKeys = 130;
+// d 40 and 135 keys reach every tail of the bf16 kernels' register blocks
+// and packers on AVX3 (16 lanes): 40 = 2 x 16 + 8 channels, 135 = 2 x 64 + 7
+// keys (an odd key pair).
+constexpr int32_t kHeads = 4, kKvHeads = 2, kD = 40;
+constexpr int64_t kKeys = 135;
 
 std::vector<float> Uniform(uint64_t seed, size_t n) {
   std::mt19937_64 rng(seed);
@@ -220,6 +225,82 @@ TEST_CASE("bf16 K and V tensors: decode reads them in place, prefill converts th
 }
 
 #if defined(RELATTN_HAVE_X86_INT_DOT)
+// Random bf16 bits of values in [-1, 1].
+std::vector<uint16_t> Bf16Bits(uint64_t seed, size_t n) { return AsBF16(Uniform(seed, n)); }
+
+// vdpbf16ps adds exact products with f32 rounding: within n_terms rounding
+// errors of 2^-24 of the sum of |terms| (plus what was accumulated before).
+bool WithinF32Sum(float got, double exact, double abs_sum, int64_t n_terms) {
+  return std::fabs(double(got) - exact) <= double(n_terms + 1) * 0x1p-24 * abs_sum;
+}
+
+TEST_CASE("bf16 kernels: every register-block tail against a double sum") {
+  if (!relattn::x86::Bf16DotUsable()) {
+    MESSAGE("no AVX512-BF16 on this CPU: the kernels are not tested here");
+    return;
+  }
+  constexpr int64_t kLanes = relattn::x86::kBf16Lanes, kD2 = 19, kStride = 41;
+  const std::vector<uint16_t> q16 = Bf16Bits(70, size_t(kD2) * 2 * kLanes);
+  std::vector<uint32_t> q_pairs(size_t(kD2) * kLanes);  // [c][lane]: channels 2c, 2c + 1
+  for (int64_t c = 0; c < kD2; ++c) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const uint16_t* row = &q16[size_t(l * 2 * kD2)];
+      q_pairs[size_t(c * kLanes + l)] = row[2 * c] | uint32_t{row[2 * c + 1]} << 16;
+    }
+  }
+  const std::vector<uint16_t> k16 = Bf16Bits(71, size_t(64) * kStride);
+  for (int64_t n_keys : {1, 3, 4, 5, 8, 11, 64}) {
+    std::vector<float> s(size_t(n_keys * kLanes));
+    relattn::x86::ScoresQLanesBf16Dot(q_pairs.data(), kD2, k16.data(), kStride, n_keys, s.data());
+    for (int64_t j = 0; j < n_keys; ++j) {
+      for (int64_t l = 0; l < kLanes; ++l) {
+        double exact = 0.0, abs_sum = 0.0;
+        for (int64_t e = 0; e < 2 * kD2; ++e) {
+          const double t = double(relattn::BF16ToF32(q16[size_t(l * 2 * kD2 + e)])) *
+                           relattn::BF16ToF32(k16[size_t(j * kStride + e)]);
+          exact += t;
+          abs_sum += std::fabs(t);
+        }
+        CAPTURE(n_keys);
+        CHECK(WithinF32Sum(s[size_t(j * kLanes + l)], exact, abs_sum, 2 * kD2));
+      }
+    }
+  }
+  const std::vector<float> p = Rounded(Uniform(72, size_t(64) * kLanes), RELATTN_F32);
+  for (int64_t dv : {1, 5, 12, 38}) {
+    for (int64_t n_keys : {1, 2, 7, 64}) {
+      const int64_t n_pairs = (n_keys + 1) / 2;
+      const std::vector<uint16_t> v16 = Bf16Bits(73 + dv, size_t(n_keys * dv));
+      std::vector<uint32_t> v_pairs(size_t(n_pairs * dv));  // [i][e]: keys 2i, 2i + 1
+      for (int64_t i = 0; i < n_pairs; ++i) {
+        for (int64_t e = 0; e < dv; ++e) {
+          const uint32_t hi = 2 * i + 1 < n_keys ? v16[size_t((2 * i + 1) * dv + e)] : 0u;
+          v_pairs[size_t(i * dv + e)] = v16[size_t(2 * i * dv + e)] | hi << 16;
+        }
+      }
+      const std::vector<float> o0 = Uniform(74, size_t(dv * kLanes));
+      std::vector<float> o = o0;
+      relattn::x86::PVQLanesBf16Dot(p.data(), n_keys, v_pairs.data(), dv, o.data());
+      for (int64_t e = 0; e < dv; ++e) {
+        for (int64_t l = 0; l < kLanes; ++l) {
+          double sum = 0.0, abs_sum = 0.0;
+          for (int64_t j = 0; j < n_keys; ++j) {
+            const float pj = relattn::BF16ToF32(relattn::F32ToBF16(p[size_t(j * kLanes + l)]));
+            const double t = double(pj) * relattn::BF16ToF32(v16[size_t(j * dv + e)]);
+            sum += t;
+            abs_sum += std::fabs(t);
+          }
+          const float start = o0[size_t(e * kLanes + l)];
+          CAPTURE(dv);
+          CAPTURE(n_keys);
+          CHECK(WithinF32Sum(o[size_t(e * kLanes + l)], double(start) + sum,
+                             std::fabs(start) + 2.0 * abs_sum, n_keys + 1));
+        }
+      }
+    }
+  }
+}
+
 // Prefill with bf16 Q and K on AVX3 takes vdpbf16ps (ports/x86) where the CPU
 // has AVX512-BF16: its scores are f32 arithmetic on the same products in
 // another order, so kernel and portable path agree within the f32 bound.
@@ -265,6 +346,75 @@ TEST_CASE("bf16 prefill: the vdpbf16ps kernel against the portable path and the 
     CHECK(fast_error > relattn::bounds::kF32Output);  // the bf16 P.V ran
     MESSAGE("n_q " << n_q << ": precision FAST max |error| " << fast_error);
     d.precision = RELATTN_PRECISION_EXACT;
+  }
+  UseTarget(0);
+}
+
+// The largest |scale| * sum_e |q_e k_e| over query-key pairs of a head and its
+// KV head (F16FastOutput's max_qk).
+double MaxAbsProducts(const std::vector<float>& q, int64_t n_q, const std::vector<float>& k) {
+  double m = 0.0;
+  for (int64_t i = 0; i < n_q; ++i) {
+    for (int32_t h = 0; h < kHeads; ++h) {
+      const float* qi = &q[size_t((i * kHeads + h) * kD)];
+      for (int64_t j = 0; j < kKeys; ++j) {
+        const float* kj = &k[size_t((j * kKvHeads + h / (kHeads / kKvHeads)) * kD)];
+        double sum = 0.0;
+        for (int32_t e = 0; e < kD; ++e) sum += std::fabs(double(qi[e]) * kj[e]);
+        m = std::max(m, sum);
+      }
+    }
+  }
+  return m / std::sqrt(double(kD));
+}
+
+// f16 Q, K, V with precision FAST take the bf16 kernel (rounded to bf16 as
+// they are packed) where the CPU has AVX512-BF16; without it (or the kernel
+// switched off) FAST computes as EXACT.
+TEST_CASE("f16 with precision FAST: the bf16 kernel within F16FastOutput, outliers too") {
+  if (!relattn::x86::Bf16DotUsable()) {
+    MESSAGE("no AVX512-BF16 on this CPU: f16 FAST is not tested here");
+    return;
+  }
+  struct Restore {
+    ~Restore() { relattn::x86::SetBf16DotEnabled(true); }
+  } restore;
+  UseTarget(HWY_AVX3);
+  for (bool outliers : {false, true}) {
+    const int64_t n_q = 130;
+    std::vector<float> q = Uniform(80, size_t(n_q) * kHeads * kD);
+    std::vector<float> k = Uniform(81, size_t(kKeys) * kKvHeads * kD);
+    if (outliers) {  // every 8th channel of K 20x larger
+      for (size_t i = 0; i < k.size(); i += 8) k[i] *= 20.0f;
+    }
+    q = Rounded(q, RELATTN_F16);
+    k = Rounded(k, RELATTN_F16);
+    const std::vector<float> v = Rounded(Uniform(82, k.size()), RELATTN_F16);
+    std::vector<uint16_t> q16(q.size()), k16(k.size()), v16(v.size());
+    for (size_t i = 0; i < q.size(); ++i) q16[i] = relattn::F32ToF16(q[i]);
+    for (size_t i = 0; i < k.size(); ++i) k16[i] = relattn::F32ToF16(k[i]);
+    for (size_t i = 0; i < v.size(); ++i) v16[i] = relattn::F32ToF16(v[i]);
+    relattn_attention_desc d = DescOf(n_q, q);
+    d.q = relattn::TokensHeadsDim(q16.data(), RELATTN_F16, kHeads, kD);
+    d.n_kv = kKeys;
+    d.n_kv_heads = kKvHeads;
+    d.k = relattn::TokensHeadsDim(k16.data(), RELATTN_F16, kKvHeads, kD);
+    d.v = relattn::TokensHeadsDim(v16.data(), RELATTN_F16, kKvHeads, kD);
+    d.precision = RELATTN_PRECISION_FAST;
+    const std::vector<double> expected = Reference(n_q, q, k, v);
+    relattn::x86::SetBf16DotEnabled(true);
+    const double error = MaxAbsDiff(Run(d, RELATTN_F32), expected);
+    relattn::x86::SetBf16DotEnabled(false);
+    const std::vector<double> portable = Run(d, RELATTN_F32);
+    d.precision = RELATTN_PRECISION_EXACT;
+    CHECK(portable == Run(d, RELATTN_F32));
+    const double bound = relattn::bounds::F16FastOutput(MaxAbsProducts(q, n_q, k), 1.0);
+    CAPTURE(outliers);
+    CHECK(MaxAbsDiff(portable, expected) <= relattn::bounds::kF32Output);
+    CHECK(error <= bound);
+    CHECK(error > relattn::bounds::kF32Output);  // the bf16 kernel ran
+    MESSAGE(std::string(outliers ? "outlier K channels" : "uniform")
+            << ": f16 FAST max |error| " << error << " (bound " << bound << ")");
   }
   UseTarget(0);
 }

@@ -17,25 +17,27 @@ inline constexpr float kF16Max = 65504.0f;
 
 // Largest finite |x| of row[0, n) as bits: |x| orders as its bit pattern
 // with the sign cleared; infinities and NaN (exponent all ones) count as 0.
+// Signed integers so that the loops vectorise with SSE2's compares and
+// pmaxsw (the scan reads every K and V value of a bf16 or f32 call).
 uint32_t MaxAbsBitsF32(const float* row, int64_t n) {
-  uint32_t m = 0;
+  int32_t m = 0;
   for (int64_t e = 0; e < n; ++e) {
-    uint32_t bits;
+    int32_t bits;
     std::memcpy(&bits, row + e, sizeof(bits));
-    bits &= 0x7fffffffu;
-    m = std::max(m, bits < 0x7f800000u ? bits : 0u);
+    bits &= 0x7fffffff;
+    m = std::max(m, bits < 0x7f800000 ? bits : 0);
   }
-  return m;
+  return static_cast<uint32_t>(m);
 }
 
 // The same for 16-bit floats (f16, bf16) whose infinity has the bits `inf`.
-uint16_t MaxAbsBits16(const uint16_t* row, int64_t n, uint16_t inf) {
-  uint16_t m = 0;
+uint16_t MaxAbsBits16(const uint16_t* row, int64_t n, int16_t inf) {
+  int16_t m = 0;
   for (int64_t e = 0; e < n; ++e) {
-    const uint16_t bits = row[e] & 0x7fffu;
-    m = std::max(m, bits < inf ? bits : uint16_t{0});
+    const int16_t bits = static_cast<int16_t>(row[e] & 0x7fff);
+    m = std::max(m, bits < inf ? bits : int16_t{0});
   }
-  return m;
+  return static_cast<uint16_t>(m);
 }
 
 float MaxAbsScales(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads) {
@@ -101,9 +103,9 @@ float MaxAbsFinite(const relattn_tensor& t, int64_t n_tokens, int32_t n_heads, i
     for (int32_t h = 0; h < n_heads; ++h) {
       const int64_t at = i * t.token_stride + h * t.head_stride;
       if (t.dtype == RELATTN_F16) {
-        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7c00u));
+        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7c00));
       } else if (t.dtype == RELATTN_BF16) {
-        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7f80u));
+        m16 = std::max(m16, MaxAbsBits16(static_cast<const uint16_t*>(t.data) + at, dim, 0x7f80));
       } else {
         m32 = std::max(m32, MaxAbsBitsF32(static_cast<const float*>(t.data) + at, dim));
       }

@@ -232,8 +232,11 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->dv_pad = RoundUp(p->dv, kMaxLanes);
   p->int8_dot = d.q.dtype == RELATTN_I8 && d.k.dtype == RELATTN_I8 && !rope.on;
   p->d4 = RoundUp(p->d, 4);
-  p->bf16_dot = d.q.dtype == RELATTN_BF16 && d.k.dtype == RELATTN_BF16 && !rope.on && p->d % 2 == 0;
-  p->bf16_pv = p->bf16_dot && d.v.dtype == RELATTN_BF16 && d.precision == RELATTN_PRECISION_FAST;
+  const bool fast = d.precision == RELATTN_PRECISION_FAST;
+  const bool qk_bf16 = d.q.dtype == RELATTN_BF16 && d.k.dtype == RELATTN_BF16;
+  p->bf16_from_f16 = fast && d.q.dtype == RELATTN_F16 && d.k.dtype == RELATTN_F16;
+  p->bf16_dot = (qk_bf16 || p->bf16_from_f16) && !rope.on && p->d % 2 == 0;
+  p->bf16_pv = p->bf16_dot && fast && (d.v.dtype == RELATTN_BF16 || d.v.dtype == RELATTN_F16);
   ResolveTensors(d, p);
   p->k_min = k_min;
   p->k_max = k_max;
@@ -246,9 +249,13 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->sinks = d.sinks;
   p->lse = d.lse;
   p->mask = {d.mask.causal != 0, d.mask.window};
-  p->index_mask = {d.mask.q_segments,        d.mask.k_segments,         d.mask.allowed,
-                   d.mask.allowed_row_words, d.mask.allowed_key_offset, true};
-  p->index_mask.k_runs_consecutive = true;
+  p->index_mask = {d.mask.q_segments,
+                   d.mask.k_segments,
+                   d.mask.allowed,
+                   d.mask.allowed_row_words,
+                   d.mask.allowed_key_offset,
+                   true,
+                   true};
   for (int64_t j = 1; d.mask.k_segments && j < d.n_kv; ++j) {
     const int32_t id = d.mask.k_segments[j], before = d.mask.k_segments[j - 1];
     if (id < before) p->index_mask.k_sorted = false;

@@ -150,9 +150,16 @@ HWY_INLINE const IntDotKernels* IntDotDecode(const Plan& plan) {
 using ScoresQLanesBf16Fn = void (*)(const uint32_t* q, int64_t d2, const uint16_t* k,
                                     int64_t k_stride, int64_t n_keys, float* s);
 // Prefill P.V, probabilities rounded to bf16: o_t[e][lane] += sum_j p[j][lane]
-// * v_j[e] (v: [dv][(n_keys + 1) / 2] pairs of keys, PackValuePairs).
+// * v_j[e] (v: [(n_keys + 1) / 2][dv] pairs of keys, PackValuePairs).
 using PVQLanesBf16Fn = void (*)(const float* p, int64_t n_keys, const uint32_t* v_pairs, int64_t dv,
                                 float* o_t);
+
+// f16 row -> bf16 row, nearest even (Plan::bf16_from_f16).
+using RowF16ToBF16Fn = void (*)(const uint16_t* src, int64_t n, uint16_t* dst);
+// The values of n_keys keys (bf16 rows, or f16 rows rounded to bf16) as
+// pv_qlanes reads them: v_pairs[i][e] = keys 2i, 2i + 1 of channel e.
+using PackValuePairsFn = void (*)(const uint16_t* v, int64_t v_stride, int64_t n_keys, int64_t dv,
+                                  bool from_f16, uint32_t* v_pairs);
 
 // This target's bf16 dot-product kernel (the ISA table's bf16 row).
 struct Bf16DotKernels {
@@ -161,14 +168,17 @@ struct Bf16DotKernels {
   int64_t lanes;  // prefill sub-tile lanes (2 vectors of DF)
   ScoresQLanesBf16Fn scores_qlanes;
   PVQLanesBf16Fn pv_qlanes;  // precision FAST only (Plan::bf16_pv)
+  RowF16ToBF16Fn row_from_f16;
+  PackValuePairsFn pack_value_pairs;
 };
 
 #if defined(RELATTN_HAVE_X86_INT_DOT) && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
 #define RELATTN_BF16_DOT_QLANES 1
-constexpr Bf16DotKernels kBf16Dot = {"vdpbf16ps", x86::Bf16DotUsable, x86::kBf16Lanes,
-                                     x86::ScoresQLanesBf16Dot, x86::PVQLanesBf16Dot};
+constexpr Bf16DotKernels kBf16Dot = {
+    "vdpbf16ps",          x86::Bf16DotUsable, x86::kBf16Lanes,        x86::ScoresQLanesBf16Dot,
+    x86::PVQLanesBf16Dot, x86::F16RowToBF16,  x86::PackValuePairsBf16};
 #else
-constexpr Bf16DotKernels kBf16Dot = {nullptr, nullptr, 0, nullptr, nullptr};
+constexpr Bf16DotKernels kBf16Dot = {nullptr, nullptr, 0, nullptr, nullptr, nullptr, nullptr};
 #endif
 
 // The prefill kernel for bf16 Q and K read from tensors, or null.
@@ -183,35 +193,34 @@ HWY_INLINE const Bf16DotKernels* Bf16DotPrefill(const Plan& plan) {
 
 // The bf16 queries i0 .. i0 + rows of head h packed for Bf16DotPrefill:
 // q_pairs[c][lane] = channels 2c, 2c + 1 of query i0 + lane (low, high
-// half), lanes rows .. w zero.
-HWY_INLINE void PackQueriesBf16(const Plan& plan, int32_t h, int64_t i0, int64_t rows, int64_t w,
+// half), lanes rows .. w zero. f16 queries (Plan::bf16_from_f16) are rounded
+// to bf16 through row (d values of scratch).
+HWY_INLINE void PackQueriesBf16(const Plan& plan, const Bf16DotKernels& kernels, int32_t h,
+                                int64_t i0, int64_t rows, int64_t w, uint16_t* HWY_RESTRICT row,
                                 uint32_t* HWY_RESTRICT q_pairs) {
   const uint16_t* q = static_cast<const uint16_t*>(plan.q.data);
   const int64_t d2 = plan.d / 2;
   std::fill(q_pairs, q_pairs + d2 * w, 0u);
   for (int64_t lane = 0; lane < rows; ++lane) {
-    const uint16_t* row = q + (i0 + lane) * plan.q.token_stride + h * plan.q.head_stride;
+    const uint16_t* src = q + (i0 + lane) * plan.q.token_stride + h * plan.q.head_stride;
+    if (plan.bf16_from_f16) {
+      kernels.row_from_f16(src, plan.d, row);
+      src = row;
+    }
     for (int64_t c = 0; c < d2; ++c) {
-      q_pairs[c * w + lane] = uint32_t{row[2 * c]} | (uint32_t{row[2 * c + 1]} << 16);
+      q_pairs[c * w + lane] = uint32_t{src[2 * c]} | (uint32_t{src[2 * c + 1]} << 16);
     }
   }
 }
 
-// Bf16 values of keys [j0, j0 + n_keys) of kv_head (a tensor, finite rows)
-// as PVQLanesBf16Fn reads them: v_pairs[e][i] = keys j0 + 2i, j0 + 2i + 1 of
-// channel e (low, high half), the half past n_keys zero.
-HWY_INLINE void PackValuePairs(const Plan& plan, int32_t kv_head, int64_t j0, int64_t n_keys,
-                               uint32_t* HWY_RESTRICT v_pairs) {
+// Keys [j0, j0 + n_keys) of kv_head's values (a tensor, finite rows) as
+// PVQLanesBf16Fn reads them.
+HWY_INLINE void PackValuePairs(const Plan& plan, const Bf16DotKernels& kernels, int32_t kv_head,
+                               int64_t j0, int64_t n_keys, uint32_t* HWY_RESTRICT v_pairs) {
   const uint16_t* v = static_cast<const uint16_t*>(plan.v.data) + j0 * plan.v.token_stride +
                       kv_head * plan.v.head_stride;
-  const int64_t n_pairs = (n_keys + 1) / 2;
-  for (int64_t i = 0; i < n_pairs; ++i) {
-    const uint16_t* r0 = v + 2 * i * plan.v.token_stride;
-    const uint16_t* r1 = 2 * i + 1 < n_keys ? r0 + plan.v.token_stride : nullptr;
-    for (int32_t e = 0; e < plan.dv; ++e) {
-      v_pairs[e * n_pairs + i] = uint32_t{r0[e]} | (r1 ? uint32_t{r1[e]} << 16 : 0u);
-    }
-  }
+  kernels.pack_value_pairs(v, plan.v.token_stride, n_keys, plan.dv, plan.v.dtype == RELATTN_F16,
+                           v_pairs);
 }
 
 // The encoding of this target's kernels (also when none is usable: the

@@ -60,7 +60,7 @@ struct KeyBlock {
                             // for bad keys; the P.V stage folds them into the probabilities
   uint64_t bad;             // bit j: key j0 + j has a non-finite K or V row (or row scale)
   KeysBf16 k_bf16;          // prefill with Bf16DotPrefill, a block of finite keys
-  const uint32_t* v_pairs;  // Plan::bf16_pv: finite bf16 values as PackValuePairs packs them
+  const uint32_t* v_pairs;  // Plan::bf16_pv: finite values as PackValuePairs packs them
 };
 
 // Where the producer puts what it converts, and how. Rows are `k_stride` /
@@ -253,6 +253,20 @@ HWY_INLINE bool TensorRowsFinite(const TensorRef& t, int32_t head, int64_t t0, i
                         uint32_t{0x7F800000});
 }
 
+// Finite keys [j0, j0 + n_keys) of kv_head for the bf16 kernel: bf16 rows
+// where they lie, f16 rows (Plan::bf16_from_f16) rounded into scratch
+// (n_keys x d values).
+HWY_INLINE KeysBf16 KeysAsBf16(const Plan& plan, const Bf16DotKernels& kernels, int32_t kv_head,
+                               int64_t j0, int64_t n_keys, uint16_t* HWY_RESTRICT scratch) {
+  const uint16_t* k = static_cast<const uint16_t*>(plan.k.data) + j0 * plan.k.token_stride +
+                      kv_head * plan.k.head_stride;
+  if (!plan.bf16_from_f16) return {&kernels, k, plan.k.token_stride};
+  for (int64_t j = 0; j < n_keys; ++j) {
+    kernels.row_from_f16(k + j * plan.k.token_stride, plan.d, scratch + j * plan.d);
+  }
+  return {&kernels, scratch, plan.d};
+}
+
 // Loads keys [j0, j0 + n_keys) of kv_head. Non-finite K or V rows poison the
 // queries that see them and are zeroed, so that they cannot reach the
 // queries that do not (a KV cache stored them as zeros and flagged them).
@@ -291,9 +305,8 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
   }
   const IntDotKernels* int_dot = kDecode ? nullptr : buf.int_dot;
   if (!kDecode && buf.bf16_dot && TensorRowsFinite(plan.k, kv_head, j0, n_keys, plan.d)) {
-    const uint16_t* k = static_cast<const uint16_t*>(plan.k.data);
-    b.k_bf16 = {buf.bf16_dot, k + j0 * plan.k.token_stride + kv_head * plan.k.head_stride,
-                plan.k.token_stride};
+    b.k_bf16 =
+        KeysAsBf16(plan, *buf.bf16_dot, kv_head, j0, n_keys, reinterpret_cast<uint16_t*>(buf.k));
   } else if (!int_dot) {
     b.k = KeyRowsAsF32(plan, worker, kv_head, j0, n_keys, buf, !kDecode);
     b.bad |= NonFiniteRows(b.k, n_keys, plan.d);
@@ -301,7 +314,7 @@ HWY_INLINE KeyBlock LoadKeyBlock(const Plan& plan, Worker& worker, int32_t kv_he
   if (!kDecode && b.k_bf16.rows && plan.bf16_pv &&
       TensorRowsFinite(plan.v, kv_head, j0, n_keys, plan.dv)) {
     // The value scratch (kBlockKeys x dv floats) holds the pairs.
-    PackValuePairs(plan, kv_head, j0, n_keys, reinterpret_cast<uint32_t*>(buf.v));
+    PackValuePairs(plan, *buf.bf16_dot, kv_head, j0, n_keys, reinterpret_cast<uint32_t*>(buf.v));
     b.v_pairs = reinterpret_cast<const uint32_t*>(buf.v);
     return b;  // no bad key: K and V are finite
   }

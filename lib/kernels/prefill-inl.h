@@ -180,7 +180,8 @@ HWY_INLINE void PrepareSubTiles(const Plan& plan, const WorkItem& it, HeadBias* 
                             });
       if (int_dot) PackQueriesInt(plan, t.q_t, it.w, t.q_int);
       if (bf16_dot) {
-        PackQueriesBf16(plan, t.head, t.queries.i0, t.queries.rows, it.w,
+        PackQueriesBf16(plan, *bf16_dot, t.head, t.queries.i0, t.queries.rows, it.w,
+                        reinterpret_cast<uint16_t*>(ws + plan.ws.row),
                         static_cast<uint32_t*>(t.q_int));
       }
       if (plan.bias.shaw_vector) {

@@ -5,6 +5,8 @@
 #ifndef RELATTN_LIB_REFERENCE_BOUNDS_H_
 #define RELATTN_LIB_REFERENCE_BOUNDS_H_
 
+#include <cmath>
+
 #include "relattn/relattn.h"
 
 namespace relattn {
@@ -21,6 +23,15 @@ inline constexpr double kBF16Output = 2.5e-3;
 // precision FAST with bf16 inputs: probabilities rounded to bf16 for P.V
 // (2^-9 relative each, so 2^-9 of max|v| on the output) on top of the f32 error.
 inline constexpr double kBF16FastOutput = 4e-3;
+// precision FAST with f16 Q and K on the bf16 kernel: each of q, k rounded to
+// bf16 (2^-9 relative) moves a score by at most 2^-8 * |scale| * sum_e |q_e
+// k_e| =: delta (natural units); perturbing every score by <= delta moves the
+// softmax weights by at most e^(2 delta) - 1 in total, so the output by that
+// times max|v|; f16 V rounded to bf16 adds 2^-9 max|v| to kBF16FastOutput.
+// max_qk: the largest |scale| * sum_e |q_e k_e| over the pairs.
+inline double F16FastOutput(double max_qk, double max_v) {
+  return (std::exp(2.0 * 0x1p-8 * max_qk) - 1.0) * max_v + 0x1p-9 * max_v + kBF16FastOutput;
+}
 inline constexpr double Output(relattn_dtype out) {
   return out == RELATTN_F16 ? kF16Output : out == RELATTN_BF16 ? kBF16Output : kF32Output;
 }

@@ -29,64 +29,55 @@ inline int32_t Pair(const uint16_t* p) {
 }  // namespace
 
 bool Bf16DotUsable() {
-  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512bf16");
   return cpu && g_enabled.load(std::memory_order_relaxed);
 }
 
 void SetBf16DotEnabled(bool enabled) { g_enabled.store(enabled, std::memory_order_relaxed); }
 
-// 4 keys x 2 query vectors = 8 accumulators; per channel pair, 2 loads of q,
-// 4 broadcasts of k and 8 vdpbf16ps (256 multiply-adds).
+namespace {
+
+// kKeys keys x 2 query vectors of accumulators (16 at kKeys = 8: enough
+// independent chains to cover vdpbf16ps' latency at 2 per cycle); per channel
+// pair, 2 loads of q, kKeys broadcasts of k.
+template <int kKeys>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void ScoresKeys(
+    const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride, float* s) {
+  __m512 acc[kKeys][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < kKeys; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < d2; ++c) {
+    const __m512bh q0 = (__m512bh)_mm512_loadu_si512(q_pairs + c * 32);
+    const __m512bh q1 = (__m512bh)_mm512_loadu_si512(q_pairs + c * 32 + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < kKeys; ++r) {
+      const __m512bh b = (__m512bh)_mm512_set1_epi32(Pair(k + r * k_stride + 2 * c));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], q0, b);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], q1, b);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kKeys; ++r) {
+    _mm512_storeu_ps(s + r * 32, acc[r][0]);
+    _mm512_storeu_ps(s + r * 32 + 16, acc[r][1]);
+  }
+}
+
+}  // namespace
+
 __attribute__((target("avx512f,avx512bf16"))) void ScoresQLanesBf16Dot(const uint32_t* q_pairs,
                                                                        int64_t d2,
                                                                        const uint16_t* k,
                                                                        int64_t k_stride,
                                                                        int64_t n_keys, float* s) {
   int64_t j = 0;
-  for (; j + 4 <= n_keys; j += 4) {
-    const uint16_t* k0 = k + j * k_stride;
-    const uint16_t *k1 = k0 + k_stride, *k2 = k1 + k_stride, *k3 = k2 + k_stride;
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
-    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
-    for (int64_t c = 0; c < d2; ++c) {
-      const __m512bh q0 = (__m512bh)_mm512_loadu_si512(q_pairs + c * 32);
-      const __m512bh q1 = (__m512bh)_mm512_loadu_si512(q_pairs + c * 32 + 16);
-      const __m512bh b0 = (__m512bh)_mm512_set1_epi32(Pair(k0 + 2 * c));
-      a00 = _mm512_dpbf16_ps(a00, q0, b0);
-      a01 = _mm512_dpbf16_ps(a01, q1, b0);
-      const __m512bh b1 = (__m512bh)_mm512_set1_epi32(Pair(k1 + 2 * c));
-      a10 = _mm512_dpbf16_ps(a10, q0, b1);
-      a11 = _mm512_dpbf16_ps(a11, q1, b1);
-      const __m512bh b2 = (__m512bh)_mm512_set1_epi32(Pair(k2 + 2 * c));
-      a20 = _mm512_dpbf16_ps(a20, q0, b2);
-      a21 = _mm512_dpbf16_ps(a21, q1, b2);
-      const __m512bh b3 = (__m512bh)_mm512_set1_epi32(Pair(k3 + 2 * c));
-      a30 = _mm512_dpbf16_ps(a30, q0, b3);
-      a31 = _mm512_dpbf16_ps(a31, q1, b3);
-    }
-    float* out = s + j * 32;
-    _mm512_storeu_ps(out, a00);
-    _mm512_storeu_ps(out + 16, a01);
-    _mm512_storeu_ps(out + 32, a10);
-    _mm512_storeu_ps(out + 48, a11);
-    _mm512_storeu_ps(out + 64, a20);
-    _mm512_storeu_ps(out + 80, a21);
-    _mm512_storeu_ps(out + 96, a30);
-    _mm512_storeu_ps(out + 112, a31);
-  }
-  for (; j < n_keys; ++j) {
-    const uint16_t* kj = k + j * k_stride;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t c = 0; c < d2; ++c) {
-      const __m512bh b = (__m512bh)_mm512_set1_epi32(Pair(kj + 2 * c));
-      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(q_pairs + c * 32), b);
-      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(q_pairs + c * 32 + 16), b);
-    }
-    _mm512_storeu_ps(s + j * 32, a0);
-    _mm512_storeu_ps(s + j * 32 + 16, a1);
-  }
+  for (; j + 8 <= n_keys; j += 8)
+    ScoresKeys<8>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
+  for (; j + 4 <= n_keys; j += 4)
+    ScoresKeys<4>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
+  for (; j < n_keys; ++j) ScoresKeys<1>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
 }
 
 namespace {
@@ -99,10 +90,35 @@ __attribute__((target("avx512f,avx512bf16"))) inline __m512i PairOfRows(const fl
   return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
+// kChannels channels x 2 lane vectors of accumulators; per key pair, 2 loads
+// of p pairs, kChannels broadcasts of v. pairs: [n_pairs][32]; v_pairs:
+// [n_pairs][dv], this call's channels from v_pairs[i * dv].
+template <int kChannels>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void PVChannels(
+    const uint32_t (*pairs)[32], int64_t n_pairs, const uint32_t* v_pairs, int64_t dv, float* o_t) {
+  __m512 acc[kChannels][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < kChannels; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n_pairs; ++i) {
+    const __m512bh p0 = (__m512bh)_mm512_load_si512(pairs[i]);
+    const __m512bh p1 = (__m512bh)_mm512_load_si512(pairs[i] + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < kChannels; ++r) {
+      const __m512bh b = (__m512bh)_mm512_set1_epi32(int32_t(v_pairs[i * dv + r]));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], p0, b);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], p1, b);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kChannels; ++r) {
+    float* o = o_t + r * 32;
+    _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][0]));
+    _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), acc[r][1]));
+  }
+}
+
 }  // namespace
 
-// 4 channels x 2 lane vectors = 8 accumulators; per key pair, 4 broadcasts of
-// v and 8 vdpbf16ps.
 __attribute__((target("avx512f,avx512bf16"))) void PVQLanesBf16Dot(const float* p, int64_t n_keys,
                                                                    const uint32_t* v_pairs,
                                                                    int64_t dv, float* o_t) {
@@ -117,45 +133,70 @@ __attribute__((target("avx512f,avx512bf16"))) void PVQLanesBf16Dot(const float* 
     _mm512_store_si512(pairs[i] + 16, PairOfRows(r0 + 16, r1 ? r1 + 16 : kZeros));
   }
   int64_t e = 0;
-  for (; e + 4 <= dv; e += 4) {
-    const uint32_t* v0 = v_pairs + e * n_pairs;
-    const uint32_t *v1 = v0 + n_pairs, *v2 = v1 + n_pairs, *v3 = v2 + n_pairs;
-    __m512 a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps();
-    __m512 a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps();
-    __m512 a20 = _mm512_setzero_ps(), a21 = _mm512_setzero_ps();
-    __m512 a30 = _mm512_setzero_ps(), a31 = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      const __m512bh p0 = (__m512bh)_mm512_load_si512(pairs[i]);
-      const __m512bh p1 = (__m512bh)_mm512_load_si512(pairs[i] + 16);
-      const __m512bh b0 = (__m512bh)_mm512_set1_epi32(int32_t(v0[i]));
-      a00 = _mm512_dpbf16_ps(a00, p0, b0);
-      a01 = _mm512_dpbf16_ps(a01, p1, b0);
-      const __m512bh b1 = (__m512bh)_mm512_set1_epi32(int32_t(v1[i]));
-      a10 = _mm512_dpbf16_ps(a10, p0, b1);
-      a11 = _mm512_dpbf16_ps(a11, p1, b1);
-      const __m512bh b2 = (__m512bh)_mm512_set1_epi32(int32_t(v2[i]));
-      a20 = _mm512_dpbf16_ps(a20, p0, b2);
-      a21 = _mm512_dpbf16_ps(a21, p1, b2);
-      const __m512bh b3 = (__m512bh)_mm512_set1_epi32(int32_t(v3[i]));
-      a30 = _mm512_dpbf16_ps(a30, p0, b3);
-      a31 = _mm512_dpbf16_ps(a31, p1, b3);
-    }
-    float* o = o_t + e * 32;
-    const __m512 acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
-    for (int k = 0; k < 8; ++k) {
-      _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(_mm512_loadu_ps(o + 16 * k), acc[k]));
-    }
+  for (; e + 8 <= dv; e += 8) PVChannels<8>(pairs, n_pairs, v_pairs + e, dv, o_t + e * 32);
+  for (; e + 4 <= dv; e += 4) PVChannels<4>(pairs, n_pairs, v_pairs + e, dv, o_t + e * 32);
+  for (; e < dv; ++e) PVChannels<1>(pairs, n_pairs, v_pairs + e, dv, o_t + e * 32);
+}
+
+namespace {
+
+// 16 channels of a row as bf16 bits in the low halves of 32-bit lanes.
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512i Bf16Lanes(
+    const uint16_t* row, bool from_f16) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+  if (!from_f16) return _mm512_cvtepu16_epi32(bits);
+  return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_cvtph_ps(bits)));
+}
+
+uint32_t Bf16Scalar(uint16_t x, bool from_f16) {
+  if (!from_f16) return x;
+  alignas(16) uint16_t in[8] = {x};
+  alignas(16) uint16_t out[8];
+  F16RowToBF16(in, 1, out);
+  return out[0];
+}
+
+}  // namespace
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void F16RowToBF16(
+    const uint16_t* src, int64_t n, uint16_t* dst) {
+  int64_t e = 0;
+  for (; e + 32 <= n; e += 32) {
+    const __m512 lo =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + e)));
+    const __m512 hi =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + e + 16)));
+    _mm512_storeu_si512(dst + e, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
   }
-  for (; e < dv; ++e) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n_pairs; ++i) {
-      const __m512bh b = (__m512bh)_mm512_set1_epi32(int32_t(v_pairs[e * n_pairs + i]));
-      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_load_si512(pairs[i]), b);
-      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_load_si512(pairs[i] + 16), b);
+  if (e < n) {  // the tail through a masked load and store
+    const __mmask16 lo_mask = static_cast<__mmask16>((n - e >= 16) ? 0xffff : (1u << (n - e)) - 1);
+    const __mmask16 hi_mask = static_cast<__mmask16>(n - e > 16 ? (1u << (n - e - 16)) - 1 : 0);
+    const __m512 lo = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo_mask, src + e));
+    const __m512 hi = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi_mask, src + e + 16));
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+    _mm512_mask_storeu_epi16(dst + e, (__mmask32(hi_mask) << 16) | lo_mask, both);
+  }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) void PackValuePairsBf16(const uint16_t* v,
+                                                                      int64_t v_stride,
+                                                                      int64_t n_keys, int64_t dv,
+                                                                      bool from_f16,
+                                                                      uint32_t* v_pairs) {
+  for (int64_t j = 0; j < n_keys; j += 2) {
+    const uint16_t* r0 = v + j * v_stride;
+    const uint16_t* r1 = j + 1 < n_keys ? r0 + v_stride : nullptr;
+    uint32_t* out = v_pairs + (j / 2) * dv;
+    int64_t e = 0;
+    for (; e + 16 <= dv; e += 16) {
+      const __m512i lo = Bf16Lanes(r0 + e, from_f16);
+      const __m512i hi =
+          r1 ? _mm512_slli_epi32(Bf16Lanes(r1 + e, from_f16), 16) : _mm512_setzero_si512();
+      _mm512_storeu_si512(out + e, _mm512_or_si512(lo, hi));
     }
-    float* o = o_t + e * 32;
-    _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), a0));
-    _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), a1));
+    for (; e < dv; ++e) {
+      out[e] = Bf16Scalar(r0[e], from_f16) | (r1 ? Bf16Scalar(r1[e], from_f16) << 16 : 0u);
+    }
   }
 }
 

@@ -15,6 +15,12 @@ bool LooksLikeNumber(const std::string& s) {
 
 }  // namespace
 
+std::vector<OptionSpec> Concat(std::initializer_list<std::vector<OptionSpec>> lists) {
+  std::vector<OptionSpec> all;
+  for (const std::vector<OptionSpec>& list : lists) all.insert(all.end(), list.begin(), list.end());
+  return all;
+}
+
 void Die(const std::string& command, const std::string& message, int status) {
   std::fprintf(stderr, "relattn %s: %s\n", command.c_str(), message.c_str());
   std::exit(status);
@@ -65,6 +71,12 @@ const Args::Item* Args::Last(const std::string& name) const {
 }
 
 bool Args::Has(const std::string& name) const { return Last(name) != nullptr; }
+
+void Args::NoPositionals() const {
+  for (const Item& item : items_) {
+    if (item.name.empty()) Usage("unexpected argument '" + item.values[0] + "'");
+  }
+}
 
 void Args::Require(const std::string& name) const {
   if (!Has(name)) Usage(name + " is required (see relattn " + command_ + " --help)");

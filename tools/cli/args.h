@@ -6,6 +6,7 @@
 #define RELATTN_TOOLS_CLI_ARGS_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct OptionSpec {
   const char* name;  // "--heads"
   int arity;         // values after the name: 0 (a switch), 1 or 2
 };
+
+// The lists, one after the other (a command's options made of shared groups).
+std::vector<OptionSpec> Concat(std::initializer_list<std::vector<OptionSpec>> lists);
 
 class Args {
  public:
@@ -47,7 +51,12 @@ class Args {
                      int64_t hi = INT64_MAX) const;
   double ParseDouble(const std::string& what, const std::string& text) const;
 
+  const std::string& Command() const { return command_; }
+  // Dies with status 2 (bad arguments) or 1 (files and library errors).
   [[noreturn]] void Usage(const std::string& message) const { Die(command_, message, 2); }
+  [[noreturn]] void Fail(const std::string& message) const { Die(command_, message, 1); }
+  // Dies (status 2) on a positional argument: for commands that take options only.
+  void NoPositionals() const;
 
  private:
   const Item* Last(const std::string& name) const;

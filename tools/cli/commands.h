@@ -5,9 +5,12 @@
 
 namespace relattn_cli {
 
-int SlopesCommand(int argc, char** argv, int first);   // tables.cc
-int BucketsCommand(int argc, char** argv, int first);  // tables.cc
-int RunCommand(int argc, char** argv, int first);      // run.cc
+int SlopesCommand(int argc, char** argv, int first);          // tables.cc
+int BucketsCommand(int argc, char** argv, int first);         // tables.cc
+int RunCommand(int argc, char** argv, int first);             // run.cc
+int MergeCommand(int argc, char** argv, int first);           // merge.cc
+int CacheCommand(int argc, char** argv, int first);           // cache.cc: cache <subcommand>
+int CacheAttentionCommand(int argc, char** argv, int first);  // cache_attention.cc
 
 }  // namespace relattn_cli
 

@@ -20,6 +20,8 @@ constexpr char kUsage[] =
   slopes    ALiBi slopes of N heads, one per line
   buckets   T5 buckets of key - query offsets, one per line
   run       one attention call on .npy arrays, written to an .npy file
+  merge     two partial attentions (over disjoint keys) and their lse combined into one
+  cache     a KV cache in a file: create, append, truncate, info, attention
   bench     the benchmark (relattn-bench: relattn against XNNPACK and the machine's limits)
   demo      the demo (relattn-demo: every scheme and mask against the fp64 reference)
   --version the library's version and the SIMD target its kernels run on
@@ -96,6 +98,8 @@ int main(int argc, char** argv) {
   if (command == "slopes") return SlopesCommand(argc, argv, 2);
   if (command == "buckets") return BucketsCommand(argc, argv, 2);
   if (command == "run") return RunCommand(argc, argv, 2);
+  if (command == "merge") return MergeCommand(argc, argv, 2);
+  if (command == "cache") return CacheCommand(argc, argv, 2);
   for (const Tool& tool : kTools) {
     if (command == tool.command) return ExecTool(tool, argc, argv, 2);
   }

@@ -1,12 +1,9 @@
 #include "tools/cli/npy.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <string_view>
+
+#include "tools/cli/files.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               ".npy data is read as stored: a big-endian host needs byte swaps");
@@ -113,30 +110,36 @@ class HeaderParser {
   size_t i_ = 0;
 };
 
-struct Descr {
-  const char* text;
+struct DtypeInfo {
+  const char* descr;  // NumPy's, as np.save writes it
   NpyDtype dtype;
+  const char* name;
+  size_t bytes;
 };
-constexpr Descr kDescrs[] = {{"<f4", NpyDtype::kF32},
-                             {"<f2", NpyDtype::kF16},
-                             {"<i8", NpyDtype::kI64},
-                             {"<f8", NpyDtype::kF64}};
+constexpr DtypeInfo kDtypes[] = {
+    {"<f4", NpyDtype::kF32, "float32", 4}, {"<f2", NpyDtype::kF16, "float16", 2},
+    {"<i8", NpyDtype::kI64, "int64", 8},   {"<f8", NpyDtype::kF64, "float64", 8},
+    {"<u8", NpyDtype::kU64, "uint64", 8},  {"|i1", NpyDtype::kI8, "int8", 1},
+    {"|b1", NpyDtype::kBool, "bool", 1}};
+
+const DtypeInfo& Info(NpyDtype dtype) {
+  for (const DtypeInfo& d : kDtypes) {
+    if (d.dtype == dtype) return d;
+  }
+  return kDtypes[0];
+}
 
 bool ParseDescr(const std::string& descr, NpyDtype* dtype, std::string* error) {
-  for (const Descr& d : kDescrs) {
-    if (descr == d.text) return *dtype = d.dtype, true;
+  for (const DtypeInfo& d : kDtypes) {
+    if (descr == d.descr) return *dtype = d.dtype, true;
   }
   *error = "dtype '" + descr +
-           "' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8' or int64 "
-           "'<i8' only)";
+           "' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8', int64 "
+           "'<i8', uint64 '<u8', int8 '|i1' or bool '|b1' only)";
   return false;
 }
 
-size_t ItemBytes(NpyDtype dtype) {
-  return dtype == NpyDtype::kF32 ? 4 : dtype == NpyDtype::kF16 ? 2 : 8;
-}
-
-uint32_t LittleEndian(const std::string& s, size_t at, size_t bytes) {
+uint32_t LittleEndian(std::string_view s, size_t at, size_t bytes) {
   uint32_t v = 0;
   for (size_t b = 0; b < bytes; ++b) v |= uint32_t(uint8_t(s[at + b])) << (8 * b);
   return v;
@@ -144,14 +147,7 @@ uint32_t LittleEndian(const std::string& s, size_t at, size_t bytes) {
 
 }  // namespace
 
-const char* NpyDtypeName(NpyDtype dtype) {
-  switch (dtype) {
-    case NpyDtype::kF32: return "float32";
-    case NpyDtype::kF16: return "float16";
-    case NpyDtype::kF64: return "float64";
-    default: return "int64";
-  }
-}
+const char* NpyDtypeName(NpyDtype dtype) { return Info(dtype).name; }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   std::string s = "(";
@@ -162,16 +158,9 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }
 
 bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    *error = std::string("cannot open: ") + std::strerror(errno);
-    return false;
-  }
-  const std::string s((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  if (file.bad()) {
-    *error = std::string("cannot read: ") + std::strerror(errno);
-    return false;
-  }
+  AlignedBytes file;
+  if (!ReadFile(path, &file, error)) return false;
+  const std::string_view s(reinterpret_cast<const char*>(file.data()), file.size());
   if (s.size() < kMagicBytes + 2 || s.compare(0, kMagicBytes, kMagic, kMagicBytes) != 0) {
     *error = "not a .npy file (no \\x93NUMPY magic)";
     return false;
@@ -188,7 +177,8 @@ bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {
   }
   const size_t data_at = text_at + LittleEndian(s, kMagicBytes + 2, len_bytes);
   Header h;
-  if (!HeaderParser(s.substr(text_at, data_at - text_at)).Parse(&h, error)) return false;
+  if (!HeaderParser(std::string(s.substr(text_at, data_at - text_at))).Parse(&h, error))
+    return false;
   if (!ParseDescr(h.descr, &out->dtype, error)) return false;
   if (h.fortran_order) {
     *error =
@@ -196,7 +186,7 @@ bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {
         "(numpy.ascontiguousarray)";
     return false;
   }
-  int64_t bytes = int64_t(ItemBytes(out->dtype));
+  int64_t bytes = int64_t(Info(out->dtype).bytes);
   for (int64_t dim : h.shape) {
     if (__builtin_mul_overflow(bytes, dim, &bytes)) {
       *error = "shape " + ShapeString(h.shape) + " is too large";
@@ -226,22 +216,13 @@ bool WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape, con
   int64_t elements = 1;
   for (int64_t dim : shape) elements *= dim;
 
-  const std::string partial = path + ".partial";
-  FILE* f = std::fopen(partial.c_str(), "wb");
-  if (!f) {
-    *error = "cannot create " + partial + ": " + std::strerror(errno);
-    return false;
-  }
   std::string prefix(kMagic, kMagicBytes);
   prefix += {1, 0, char(header.size() & 0xff), char(header.size() >> 8)};  // v1.0, length
-  bool ok = std::fwrite(prefix.data(), 1, prefix.size(), f) == prefix.size() &&
-            std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-            std::fwrite(data, sizeof(float), size_t(elements), f) == size_t(elements);
-  ok = (std::fclose(f) == 0) && ok;
-  if (ok && std::rename(partial.c_str(), path.c_str()) == 0) return true;
-  *error = "cannot write " + path + ": " + std::strerror(errno);
-  unlink(partial.c_str());
-  return false;
+  return WriteFileAtomically(path,
+                             {{prefix.data(), prefix.size()},
+                              {header.data(), header.size()},
+                              {data, size_t(elements) * sizeof(float)}},
+                             error);
 }
 
 }  // namespace relattn_cli

@@ -1,6 +1,6 @@
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0), the subset relattn exchanges:
-// little-endian float32 ('<f4'), float16 ('<f2'), float64 ('<f8') and int64 ('<i8') arrays in
-// C order.
+// little-endian float32 ('<f4'), float16 ('<f2'), float64 ('<f8'), int64 ('<i8'), uint64 ('<u8'),
+// int8 ('|i1') and bool ('|b1') arrays in C order.
 // Fortran order, big-endian data and every other dtype are rejected with a message.
 #ifndef RELATTN_TOOLS_CLI_NPY_H_
 #define RELATTN_TOOLS_CLI_NPY_H_
@@ -11,7 +11,7 @@
 
 namespace relattn_cli {
 
-enum class NpyDtype { kF32, kF16, kI64, kF64 };
+enum class NpyDtype { kF32, kF16, kI64, kF64, kU64, kI8, kBool };
 
 struct NpyArray {
   NpyDtype dtype = NpyDtype::kF32;
@@ -20,7 +20,7 @@ struct NpyArray {
   std::vector<unsigned char> bytes;
 };
 
-// "float32", "float16", "float64" or "int64".
+// "float32", "float16", "float64", "int64", "uint64", "int8" or "bool".
 const char* NpyDtypeName(NpyDtype dtype);
 
 // "(2, 3, 4)", "(3,)" or "()", as NumPy prints shapes.

@@ -1,4 +1,4 @@
-// relattn run's RoPE scaling options (--rope-scaling and its parameters, --rope-inv-freq).
+// The RoPE options: --rope and its pairs, --rope-scaling and its parameters, --rope-inv-freq.
 #include "tools/cli/rope_scaling.h"
 
 #include <cmath>
@@ -6,6 +6,48 @@
 #include <vector>
 
 namespace relattn_cli {
+
+const std::vector<OptionSpec> kRopeOptions = {{"--rope", 1},
+                                              {"--rotary-dims", 1},
+                                              {"--rope-base", 1},
+                                              {"--rope-scale", 1},
+                                              {"--rope-scaling", 1},
+                                              {"--rope-factor", 1},
+                                              {"--rope-low-freq", 1},
+                                              {"--rope-high-freq", 1},
+                                              {"--rope-original-max", 1},
+                                              {"--rope-beta-fast", 1},
+                                              {"--rope-beta-slow", 1},
+                                              {"--rope-attention-factor", 1},
+                                              {"--rope-inv-freq", 1},
+                                              {"--rope-short-factor", 1},
+                                              {"--rope-long-factor", 1},
+                                              {"--rope-max-position", 1},
+                                              {"--rope-sequence-length", 1}};
+
+const char kRopeUsage[] =
+    R"(  --rope none|interleaved|halves  rotary position embedding of q and k (default none),
+                        fused with any --scheme: pair i, (2i, 2i+1) interleaved (GPT-J) or
+                        (i, i + rotary_dims/2) halves (GPT-NeoX, Llama), is turned by
+                        p * rope-base^(-2i / rotary_dims) / rope-scale at position p;
+                        positions must be within +-2^53
+  --rotary-dims N       rope: the first N dimensions are rotated, N even (default head_dim)
+  --rope-base B         rope: theta base, > 1 (default 10000)
+  --rope-scale S        rope: linear scaling, positions divided by S >= 1e-6 (default 1)
+  --rope-scaling linear|ntk|llama3|yarn|longrope  rope: HF's rope_type frequency families
+                        (relattn.h); their parameters:
+    --rope-factor F             linear, ntk, llama3, yarn
+    --rope-low-freq F, --rope-high-freq F   llama3 (low_freq_factor, high_freq_factor)
+    --rope-original-max N       llama3, yarn, longrope: original_max_position
+    --rope-beta-fast B, --rope-beta-slow B  yarn (default 32, 1)
+    --rope-short-factor FILE.npy, --rope-long-factor FILE.npy  longrope: float64
+                                [rotary_dims / 2]
+    --rope-max-position N, --rope-sequence-length N  longrope: the long factors apply when
+                                the sequence length exceeds --rope-original-max
+  --rope-inv-freq FILE.npy  rope: the caller's theta table, float64 [rotary_dims / 2]
+  --rope-attention-factor A  rope: multiplies cos and sin (default: the family's)
+)";
+
 namespace {
 
 struct ScalingSpec {
@@ -44,20 +86,17 @@ const ScalingSpec& ScalingOf(const Args& args) {
 // the library against rotary_dims).
 const double* LoadTable(const Args& args, const std::string& flag, NpyArray* a) {
   std::string error;
-  if (!ReadNpy(args.String(flag), a, &error)) {
-    Die("run", flag + " " + args.String(flag) + ": " + error, 1);
-  }
+  if (!ReadNpy(args.String(flag), a, &error))
+    args.Fail(flag + " " + args.String(flag) + ": " + error);
   if (a->dtype != NpyDtype::kF64 || a->shape.size() != 1 || a->shape[0] < 1) {
-    Die("run",
-        flag + " " + args.String(flag) + " (" + NpyDtypeName(a->dtype) + " " +
-            ShapeString(a->shape) + "): must be float64 [rotary_dims / 2]",
-        1);
+    args.Fail(flag + " " + args.String(flag) + " (" + NpyDtypeName(a->dtype) + " " +
+              ShapeString(a->shape) + "): must be float64 [rotary_dims / 2]");
   }
   return reinterpret_cast<const double*>(a->bytes.data());
 }
 
-}  // namespace
-
+// Fails (usage, status 2) when an option does not fit the family named, or a scaling option is
+// given with --rope none. Reads no file.
 void CheckRopeScalingOptions(const Args& args, bool rope_on) {
   const bool any = args.Has("--rope-scaling") || args.Has("--rope-inv-freq") ||
                    args.Has("--rope-attention-factor");
@@ -73,6 +112,43 @@ void CheckRopeScalingOptions(const Args& args, bool rope_on) {
       args.Usage(std::string(option) + " is not used by --rope-scaling " + spec.name);
     }
   }
+}
+
+relattn_rope_pairing PairingOf(const Args& args) {
+  const std::string pairing = args.String("--rope", "none");
+  if (pairing == "interleaved") return RELATTN_ROPE_INTERLEAVED;
+  if (pairing == "halves") return RELATTN_ROPE_HALVES;
+  if (pairing != "none")
+    args.Usage("--rope '" + pairing + "': must be none, interleaved or halves");
+  return RELATTN_ROPE_NONE;
+}
+
+}  // namespace
+
+relattn_rope RopeOf(const Args& args) {
+  relattn_rope rope{};
+  rope.pairing = PairingOf(args);
+  for (const char* option : {"--rotary-dims", "--rope-base", "--rope-scale"}) {
+    if (args.Has(option) && rope.pairing == RELATTN_ROPE_NONE) {
+      args.Usage(std::string(option) + " is not used by --rope none");
+    }
+  }
+  const int64_t dims = args.Int64("--rotary-dims", 0, 2, RELATTN_MAX_HEAD_DIM);
+  if (dims % 2 != 0) args.Usage("--rotary-dims = " + std::to_string(dims) + ": must be even");
+  rope.rotary_dims = int32_t(dims);  // 0: head_dim
+  // 0 would mean the default to the library: an explicit value must be in range itself.
+  rope.base = float(args.Double("--rope-base", 0.0));
+  if (args.Has("--rope-base") && !(rope.base > 1.0f && std::isfinite(rope.base))) {
+    args.Usage("--rope-base = " + args.String("--rope-base") + ": must be > 1 (and fit float32)");
+  }
+  rope.linear_scale = float(args.Double("--rope-scale", 0.0));
+  if (args.Has("--rope-scale") &&
+      !(rope.linear_scale >= 1e-6f && std::isfinite(rope.linear_scale))) {
+    args.Usage("--rope-scale = " + args.String("--rope-scale") +
+               ": must be >= 1e-6 (and fit float32)");
+  }
+  CheckRopeScalingOptions(args, rope.pairing != RELATTN_ROPE_NONE);
+  return rope;
 }
 
 void SetRopeScaling(const Args& args, RopeScalingTables* tables, relattn_rope* rope) {

@@ -1,11 +1,12 @@
-// relattn run's per-token inputs and extra output: --q-positions / --k-positions FILE.npy
-// (int64 [tokens]), --q-segments / --k-segments FILE.npy (packed sequences: int64 ids in the
-// int32 range, [tokens]), --first-valid-kv N, and --lse-out FILE.npy (float32
-// [tokens][heads], ln of each row's softmax denominator).
+// The per-token inputs and extra output of an attention call (relattn run, cache attention):
+// --q-positions / --k-positions FILE.npy (int64 [tokens]), --q-segments / --k-segments FILE.npy
+// (packed sequences: int64 ids in the int32 range, [tokens]), --first-valid-kv N, and --lse-out
+// FILE.npy (float32 [tokens][heads], ln of each row's softmax denominator).
 #ifndef RELATTN_TOOLS_CLI_SEQUENCE_INPUTS_H_
 #define RELATTN_TOOLS_CLI_SEQUENCE_INPUTS_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "relattn/relattn.h"
@@ -21,13 +22,17 @@ struct SequenceInputs {
   std::vector<float> lse;  // --lse-out: [n_q][n_heads]
 };
 
-// Sets desc's positions, segment ids, first_valid_kv and lse from the options, for the
-// n_q, n_kv and n_heads desc already holds; fails (status 1) naming the file whose array
-// does not fit. With --q-positions, --q-start is an error (likewise for k).
-void SetSequenceInputs(const Args& args, SequenceInputs* in, relattn_attention_desc* desc);
+// Sets *pos from --<which>-positions FILE.npy (int64 [n]) if given, loaded into *array; with
+// --<which>-start too, a usage error.
+void SetPositions(const Args& args, const std::string& which, int64_t n, NpyArray* array,
+                  relattn_positions* pos);
 
-// Writes in.lse to --lse-out if given; fails (status 1) if it cannot.
-void WriteLse(const Args& args, const SequenceInputs& in, const relattn_attention_desc& desc);
+// Sets desc's positions, segment ids, first_valid_kv and lse from the options, for the
+// n_q and n_heads desc already holds and n_kv keys (a KV cache's length: desc->n_kv is 0
+// then); fails (status 1) naming the file whose array does not fit. With --q-positions,
+// --q-start is an error (likewise for k).
+void SetSequenceInputs(const Args& args, int64_t n_kv, SequenceInputs* in,
+                       relattn_attention_desc* desc);
 
 }  // namespace relattn_cli
 

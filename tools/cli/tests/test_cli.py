@@ -1,8 +1,6 @@
 """The relattn tool ($RELATTN_CLI) against the library (the Python binding: bit-identical) and
 the plain numpy oracle, on .npy files written here; and its error paths: exit status, one
 line on stderr, no output file."""
-import os
-import subprocess
 import zlib
 
 import numpy as np
@@ -10,13 +8,8 @@ import pytest
 
 import numpy_attention as oracle
 import relattn
+from cli_helpers import run
 from problems import MASKS, SCHEMES, SIZES, TOLERANCE, random_problem
-
-CLI = os.environ.get("RELATTN_CLI", "relattn")
-
-
-def run(*args):
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def lines(result):
@@ -27,15 +20,23 @@ def lines(result):
 def test_version_and_help():
     assert run("--version").stdout == "relattn %s\ntarget %s\n" % (relattn.__version__,
                                                                   relattn.active_target())
-    for command in ["", "slopes", "buckets", "run", "bench", "demo"]:
+    for command in ["", "slopes", "buckets", "run", "merge", "cache", "bench", "demo"]:
         result = run(*([command] if command else []), "--help")
         assert result.returncode == 0 and result.stdout.startswith("usage: relattn"), command
     run_help = run("run", "--help").stdout
     for option in ["--rope none|interleaved|halves", "--rotary-dims N", "--rope-base B",
                    "--rope-scale S", "--scheme none|alibi|t5|shaw|shaw_vector",
-                   "--quantize none|k|qk"]:
+                   "--quantize none|k|qk", "--q-scales FILE.npy", "--allowed FILE.npy",
+                   "--allowed-key-offset N"]:
         assert option in run_help, option
-    assert run().returncode == 2
+    for sub in ["create", "append", "truncate", "info", "attention"]:
+        result = run("cache", sub, "--help")
+        assert result.returncode == 0 and result.stdout.startswith("usage: relattn cache " + sub)
+    cache_help = run("cache", "attention", "--help").stdout
+    for option in ["--scheme none|alibi|t5|shaw|shaw_vector", "--rope none|interleaved|halves",
+                   "--allowed FILE.npy", "--q-scales FILE.npy"]:
+        assert option in cache_help, option
+    assert run().returncode == 2 and run("cache").returncode == 2
 
 
 @pytest.mark.parametrize("heads, max_bias", [(1, None), (5, None), (12, None), (8, 6.0)])

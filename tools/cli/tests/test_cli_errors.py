@@ -1,13 +1,12 @@
 """Bad arguments and malformed or mismatched .npy files: one line on stderr naming the
 problem, a non-zero exit status (2: arguments, 1: files and the library), no output file, and
 an existing output file left as it was."""
-import os
 import subprocess
 
 import numpy as np
 import pytest
 
-CLI = os.environ.get("RELATTN_CLI", "relattn")
+from cli_helpers import CLI
 
 
 def write(path, data):
@@ -64,6 +63,17 @@ def files(tmp_path):
         "sv_nan": write(tmp_path / "sv_nan.npy", npy_bytes(np.full((4, 3, 8), np.nan, np.float32))),
         "k_nan": write(tmp_path / "k_nan.npy", npy_bytes(
             np.where(np.arange(80).reshape(5, 2, 8) == 11, np.nan, 0).astype(np.float32))),
+        "q_i8": write(tmp_path / "q_i8.npy", npy_bytes(np.zeros((4, 4, 8), np.int8))),
+        "k_i8": write(tmp_path / "k_i8.npy", npy_bytes(np.zeros((5, 2, 8), np.int8))),
+        "q_scales": write(tmp_path / "q_scales.npy", npy_bytes(np.ones((4, 4), np.float32))),
+        "k_scales": write(tmp_path / "k_scales.npy", npy_bytes(np.ones((5, 2), np.float32))),
+        "scales_f16": write(tmp_path / "scales_f16.npy", npy_bytes(np.ones((4, 4), np.float16))),
+        "allowed": write(tmp_path / "allowed.npy", npy_bytes(np.ones((4, 5), bool))),
+        "allowed_u64_0": write(tmp_path / "allowed_u64_0.npy",
+                               npy_bytes(np.ones((4, 0), np.uint64))),
+        "allowed_u64_1": write(tmp_path / "allowed_u64_1.npy",
+                               npy_bytes(np.ones((4, 1), np.uint64))),
+        "allowed_i64": write(tmp_path / "allowed_i64.npy", npy_bytes(np.ones((4, 5), np.int64))),
         "bad_shape": write(tmp_path / "bad_shape.npy", raw_npy(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (2, x), }")),
         "unknown_key": write(tmp_path / "unknown_key.npy", raw_npy(
@@ -105,6 +115,8 @@ CASES = [
      "missing.npy: cannot open: No such file or directory"),
     ("truncated", lambda p, b, o: base(p, o, q=b["truncated"]), 1,
      "truncated: the header's shape (4, 4, 8) needs 512 data bytes, the file has 502"),
+    ("directory", lambda p, b, o: base(p, o, q=p["q"].parent), 1,
+     ": cannot read: Is a directory"),
     ("header cut", lambda p, b, o: base(p, o, k=b["short_header"]), 1,
      "truncated: the file ends inside its header"),
     ("trailing data", lambda p, b, o: base(p, o, q=b["trailing"]), 1, "trailing data"),
@@ -112,7 +124,8 @@ CASES = [
     ("fortran order", lambda p, b, o: base(p, o, q=b["fortran"]), 1,
      "fortran_order arrays are not supported"),
     ("big endian", lambda p, b, o: base(p, o, q=b["big_endian"]), 1,
-     "dtype '>f4' is not supported"),
+     "dtype '>f4' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8', "
+     "int64 '<i8', uint64 '<u8', int8 '|i1' or bool '|b1' only)"),
     ("float64", lambda p, b, o: base(p, o, q=b["float64"]), 1,
      "(float64 (4, 4, 8)): must be float32 or float16"),
     ("scaling without rope", lambda p, b, o: base(p, o) + ["--rope-scaling", "linear"], 2,
@@ -134,7 +147,7 @@ CASES = [
     ("sinks heads", lambda p, b, o: base(p, o) + ["--sinks", b["slopes3"]], 1,
      "(float32 (3,)): must be [4] (one row per query head)"),
     ("int64 q", lambda p, b, o: base(p, o, q=b["int64"]), 1,
-     "(int64 (4, 4, 8)): must be float32 or float16"),
+     "(int64 (4, 4, 8)): must be float32 or float16, or int8 with --q-scales"),
     ("malformed shape", lambda p, b, o: base(p, o, q=b["bad_shape"]), 1,
      "header value of 'shape' is malformed"),
     ("unknown key", lambda p, b, o: base(p, o, q=b["unknown_key"]), 1,
@@ -184,6 +197,40 @@ CASES = [
     ("library: quantize nan", lambda p, b, o: base(p, o, k=b["k_nan"]) + ["--quantize", "qk"],
      1, "relattn run: --quantize, --k: non-finite value to quantise: src element (token 0, "
      "head 1, 3) = nan: must be finite"),
+    ("int8 without scales", lambda p, b, o: base(p, o, q=b["q_i8"], k=b["k_i8"]), 2,
+     "(int8 (4, 4, 8)): an int8 --q needs its row scales, --q-scales FILE.npy"),
+    ("scales without int8", lambda p, b, o: base(p, o) + ["--k-scales", b["k_scales"]], 2,
+     "--k-scales: --k "),
+    ("scales shape", lambda p, b, o: base(p, o, k=b["k_i8"]) + ["--k-scales", b["q_scales"]], 1,
+     "(float32 (4, 4)): must be float32 [5][2], one scale per (token, head) row"),
+    ("scales dtype", lambda p, b, o: base(p, o, q=b["q_i8"], k=b["k_i8"]) + [
+        "--q-scales", b["scales_f16"], "--k-scales", b["k_scales"]], 1,
+     "(float16 (4, 4)): must be float32 [4][4]"),
+    ("library: int8 q, float k", lambda p, b, o: base(p, o, q=b["q_i8"]) + [
+        "--q-scales", b["q_scales"]], 1,
+     "relattn run: unsupported: q.dtype = I8 with k.dtype = F32"),
+    ("quantize and scales", lambda p, b, o: base(p, o, k=b["missing"]) + [
+        "--quantize", "k", "--k-scales", b["missing"]], 2,
+     "--quantize k quantises --k itself: not with --k-scales"),  # arguments before files
+    ("bf16 and scales", lambda p, b, o: base(p, o, v=b["missing"]) + [
+        "--dtype", "bf16", "--v-scales", b["missing"]], 2,
+     "--dtype bf16 rounds float inputs: not with --v-scales"),
+    ("allowed shape", lambda p, b, o: base(p, o) + ["--allowed", b["allowed"],
+                                                    "--allowed-key-offset", "1"], 1,
+     "(bool (4, 5)): must be bool [4][4] (queries, keys from --allowed-key-offset 1 on) or "
+     "packed uint64 [4][words >= 1]"),
+    ("allowed dtype", lambda p, b, o: base(p, o) + ["--allowed", b["allowed_i64"]], 1,
+     "(int64 (4, 5)): must be bool [4][5]"),
+    ("allowed no words", lambda p, b, o: base(p, o) + ["--allowed", b["allowed_u64_0"]], 1,
+     "(uint64 (4, 0)): must be bool [4][5]"),
+    ("offset without allowed", lambda p, b, o: base(p, o) + ["--allowed-key-offset", "2"], 2,
+     "--allowed-key-offset needs --allowed"),
+    ("negative offset", lambda p, b, o: base(p, o) + ["--allowed", b["allowed"],
+                                                      "--allowed-key-offset", "-1"], 2,
+     "--allowed-key-offset = -1: must be in 0.."),
+    ("library: offset beyond keys", lambda p, b, o: base(p, o) + [
+        "--allowed", b["allowed_u64_1"], "--allowed-key-offset", "6"], 1,
+     "bad mask: mask.allowed_key_offset = 6: must be in 0..n_kv = 5"),
     ("buckets mismatch", lambda p, b, o: base(p, o) + [
         "--scheme", "t5", "--table", b["table_even"], "--num-buckets", "16"], 1,
      "width must equal --num-buckets 16"),

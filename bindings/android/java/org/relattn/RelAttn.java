@@ -12,15 +12,20 @@ import java.nio.ShortBuffer;
  * the JNI glue in librelattn_jni.so. {@link KVCache} holds a KV cache for streaming decode.
  *
  * <p>Q is [nQ][heads][headDim], K [nKv][kvHeads][headDim], V [nKv][kvHeads][vHeadDim] and the
- * output [nQ][heads][vHeadDim], each row-major. Inputs come as float[] arrays, or as direct
- * buffers in native byte order (ByteBuffer, FloatBuffer, or ShortBuffer for F16), read from
- * their position(), without copies. Every method is thread-safe. A failed call throws and
- * leaves the output untouched: IllegalArgumentException for arrays and buffers that do not fit
- * the shapes, RelAttnException for what the library rejects (its message names the field).
+ * output [nQ][heads][vHeadDim], each row-major. Inputs come as float[] arrays (F32), short[]
+ * arrays of F16 or BF16 bits ({@link #toBf16}), or as direct buffers in native byte order
+ * (ByteBuffer, FloatBuffer for F32, or ShortBuffer for F16 / BF16), read from their position(),
+ * without copies. Every method is thread-safe. A failed call throws and leaves the outputs
+ * untouched: IllegalArgumentException for arrays and buffers that do not fit the shapes,
+ * RelAttnException for what the library rejects (its message names the field).
  *
  * <p>int8: {@link #quantizeI8} makes symmetric int8 rows (relattn_quantize_i8: one float scale
  * per (token, head) row, element = scale * value) as an {@link Int8}; the attention overloads
  * that take Int8 tensors read them in place (I8 Q needs I8 K, as in the C API).
+ *
+ * <p>Sequences: {@link Params} carries per-token positions, segment ids (packed prompts), an
+ * allowed-pairs bit mask (tree attention) and the first valid key; {@link Params#lse} receives
+ * each row's log-sum-exp, and {@link #merge} combines two parts over disjoint keys.
  */
 public final class RelAttn {
   static {
@@ -28,8 +33,14 @@ public final class RelAttn {
   }
 
   /** Element types (relattn_dtype): F16 is IEEE binary16, stored as 16-bit words; I8 symmetric
-   *  int8 with a float scale per row ({@link Int8}); Q4 ggml's q4_0 blocks (KVCache storage). */
-  public static final int F32 = 0, F16 = 1, I8 = 2, Q4 = 3;
+   *  int8 with a float scale per row ({@link Int8}); Q4 ggml's q4_0 blocks (KVCache storage);
+   *  BF16 bfloat16 (the top 16 bits of a float) in 16-bit words ({@link #toBf16}). */
+  public static final int F32 = 0, F16 = 1, I8 = 2, Q4 = 3, BF16 = 4;
+
+  /** How float inputs are multiplied (relattn_precision): EXACT f32 arithmetic on the inputs'
+   *  values; FAST allows reduced-precision products (BF16 Q, K, V in prefill on AVX512-BF16
+   *  CPUs: probabilities rounded to bf16 for P.V, within 4e-3; elsewhere as EXACT). */
+  public static final int PRECISION_EXACT = 0, PRECISION_FAST = 1;
 
   /** Position schemes (relattn_bias_kind). */
   public static final int NONE = 0, ALIBI = 1, T5 = 2, SHAW = 3, SHAW_VECTOR = 4;
@@ -133,9 +144,11 @@ public final class RelAttn {
     public int nQ, nKv, heads, kvHeads, headDim;
     /** Of V and the output; 0 means headDim. */
     public int vHeadDim;
-    /** Of q, k, v in buffers, and of the output buffer: F32 or F16 (arrays are F32, or I8 as
-     *  RelAttn.Int8). */
+    /** Of q, k, v and of the output: F32 (float[], or a buffer), F16 or BF16 (short[] of bits,
+     *  or a buffer); an Int8 tensor is I8 whatever dtype says. */
     public int dtype = F32, outDtype = F32;
+    /** PRECISION_EXACT (the default) or PRECISION_FAST. */
+    public int precision = PRECISION_EXACT;
     /** NONE, ALIBI, T5, SHAW or SHAW_VECTOR. */
     public int scheme = NONE;
     /** ALiBi: slopes from maxBias (8: the ALiBi paper's), or caller slopes [heads]. */
@@ -150,11 +163,27 @@ public final class RelAttn {
     public boolean shawPerHead;
     /** The bias form is bidirectional unless causal; true forces it with causal. */
     public boolean bidirectional;
-    /** Masks: causal; window 0 = none; keys from validKv on are hidden (-1: all valid). */
+    /** Masks: causal; window 0 = none; keys from validKv on are hidden (-1: all valid), and
+     *  keys before firstValidKv (left padding; 0: none). */
     public boolean causal;
-    public long window, validKv = -1;
+    public long window, validKv = -1, firstValidKv;
     /** Positions of the first query and the first key (int64, any value). */
     public long qStart, kStart;
+    /** Per-token positions (int64, any value): qPositions [nQ], kPositions [nKv], or null:
+     *  qStart + i, kStart + j (a given array makes its start unused). Over a KVCache the keys'
+     *  positions are the cache's: kPositions stays null. */
+    public long[] qPositions, kPositions;
+    /** Packed sequences: segment ids qSegments [nQ] and kSegments [nKv], both or neither (null);
+     *  query i sees key j only where qSegments[i] == kSegments[j], on top of the other masks.
+     *  Over a KVCache, kSegments is indexed by slot: [length()]. */
+    public int[] qSegments, kSegments;
+    /** Allowed pairs (tree attention, speculative decoding): null, or bit rows
+     *  [nQ][allowedRowWords]: query i may see key j >= allowedKeyOffset only if bit b % 64 of
+     *  word b / 64 of row i is set, b = j - allowedKeyOffset (keys before the offset are not
+     *  restricted); allowedRowWords >= ceil((nKv - allowedKeyOffset) / 64). {@link #setAllowed}
+     *  fills the three from a boolean matrix. */
+    public long[] allowed;
+    public long allowedRowWords, allowedKeyOffset;
     /** Multiplies q.k; 0 means 1 / sqrt(headDim). */
     public float scale;
     /** Logit soft-cap (Gemma 2: 50): content scores x become softcap * tanh(x / softcap)
@@ -168,6 +197,10 @@ public final class RelAttn {
     /** Rotary embedding of q and k (pairing ROPE_NONE: off). Over a KVCache, ROPE_NONE means
      *  the cache's rope; any other must equal it. */
     public Rope rope = new Rope();
+    /** Optional output, null or [nQ][heads]: each row's log-sum-exp, ln(sum_j e^(s_ij) +
+     *  e^(sinks[h])) over the keys it sees (-inf for a row that saw none and has no sink),
+     *  written with the output (untouched when the call fails); see {@link #merge}. */
+    public float[] lse;
 
     public Params(int nQ, int nKv, int heads, int kvHeads, int headDim) {
       this.nQ = nQ;
@@ -180,12 +213,31 @@ public final class RelAttn {
     int vDim() {
       return vHeadDim == 0 ? headDim : vHeadDim;
     }
+
+    /** Sets allowed (as {@link RelAttn#packAllowed}), allowedRowWords and allowedKeyOffset:
+     *  pairs[i][b] true where query i may see key keyOffset + b. */
+    public void setAllowed(boolean[][] pairs, long keyOffset) {
+      allowed = packAllowed(pairs);
+      allowedRowWords = rowWords(pairs);
+      allowedKeyOffset = keyOffset;
+    }
   }
 
   private RelAttn() {}
 
   /** Attention over float[] arrays (F32); dtype and outDtype must be F32. */
   public static void attention(Params p, float[] q, float[] k, float[] v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** Q, K, V holding F16 or BF16 bits (p.dtype), F32 output (p.outDtype F32). */
+  public static void attention(Params p, short[] q, short[] k, short[] v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** Q, K, V holding F16 or BF16 bits (p.dtype), output of p.outDtype F16 or BF16 (rounded to
+   *  nearest even). */
+  public static void attention(Params p, short[] q, short[] k, short[] v, short[] out) {
     attentionArrays(p, q, k, v, out);
   }
 
@@ -240,19 +292,98 @@ public final class RelAttn {
     return result;
   }
 
-  /** Attention over direct buffers in native byte order, from their positions (F32 or F16;
-   *  int8 goes through {@link Int8} arrays). */
+  /** Attention over direct buffers in native byte order, from their positions (F32, F16 or
+   *  BF16; int8 goes through {@link Int8} arrays). */
   public static void attention(Params p, Buffer q, Buffer k, Buffer v, Buffer out) {
-    if ((p.dtype != F32 && p.dtype != F16) || (p.outDtype != F32 && p.outDtype != F16)) {
+    if (!isFloat(p.dtype) || !isFloat(p.outDtype)) {
       throw new IllegalArgumentException("dtype, outDtype = " + p.dtype + ", " + p.outDtype
-          + ": buffers hold F32 or F16 (int8: the attention overloads taking RelAttn.Int8)");
+          + ": buffers hold F32, F16 or BF16 (int8: the attention overloads taking RelAttn.Int8)");
     }
     checkTables(p);
+    checkMasks(p, p.nKv);
     nativeAttentionBuffers(p, p.rope,
         q, byteOffset("q", q, p.dtype, (long) p.nQ * p.heads * p.headDim),
         k, byteOffset("k", k, p.dtype, (long) p.nKv * p.kvHeads * p.headDim),
         v, byteOffset("v", v, p.dtype, (long) p.nKv * p.kvHeads * p.vDim()),
         out, byteOffset("out", out, p.outDtype, (long) p.nQ * p.heads * p.vDim()));
+  }
+
+  /**
+   * relattn_merge: two partial attentions of the same queries over disjoint sets of keys A and
+   * B, oA and oB [nQ][heads][vHeadDim] with their log-sum-exps lseA, lseB [nQ][heads] (as
+   * {@link Params#lse} gives them), combined into out, the attention over A and B, and lse
+   * (null: not wanted): lse = ln(e^lseA + e^lseB + e^sinks[h]), out = e^(lseA - lse) oA +
+   * e^(lseB - lse) oB, in double per row. Sinks (null: none) are counted once, here: compute
+   * the parts without them. out may be oA or oB and lse lseA or lseB (merging in place). An
+   * lse of +inf throws RelAttnException (status 20); nothing is written on failure.
+   */
+  public static void merge(int nQ, int heads, int vHeadDim, float[] oA, float[] lseA,
+                           float[] oB, float[] lseB, float[] sinks, float[] out, float[] lse) {
+    if (nQ < 1 || heads < 1 || vHeadDim < 1) {
+      throw new IllegalArgumentException("nQ, heads, vHeadDim = " + nQ + ", " + heads + ", "
+                                         + vHeadDim + ": must be >= 1");
+    }
+    final long rows = (long) nQ * heads;
+    checkLength("lseA", length(lseA), rows);
+    checkLength("lseB", length(lseB), rows);
+    if (lse != null) checkLength("lse", lse.length, rows);
+    if (sinks != null) checkLength("sinks", sinks.length, heads);
+    checkLength("oA", length(oA), rows * vHeadDim);
+    checkLength("oB", length(oB), rows * vHeadDim);
+    checkLength("out", length(out), rows * vHeadDim);
+    nativeMerge(nQ, heads, vHeadDim, oA, lseA, oB, lseB, sinks, out, lse);
+  }
+
+  /** x rounded to bfloat16 bits, to nearest even (a NaN stays a NaN, quiet). */
+  public static short toBf16(float x) {
+    final int bits = Float.floatToRawIntBits(x);
+    if ((bits & 0x7fffffff) > 0x7f800000) return (short) ((bits >>> 16) | 0x40);
+    return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
+  }
+
+  /** The float bfloat16 bits b hold (exact). */
+  public static float fromBf16(short b) {
+    return Float.intBitsToFloat((b & 0xffff) << 16);
+  }
+
+  /** Each element of x rounded to bfloat16 bits, as toBf16(float). */
+  public static short[] toBf16(float[] x) {
+    short[] b = new short[x.length];
+    for (int i = 0; i < x.length; ++i) b[i] = toBf16(x[i]);
+    return b;
+  }
+
+  /** The floats the bfloat16 bits in b hold. */
+  public static float[] fromBf16(short[] b) {
+    float[] x = new float[b.length];
+    for (int i = 0; i < b.length; ++i) x[i] = fromBf16(b[i]);
+    return x;
+  }
+
+  /** pairs [nQ][keys] (rows of one length) as Params.allowed bit rows [nQ][words], words =
+   *  max(1, ceil(keys / 64)): bit b % 64 of word b / 64 of row i is pairs[i][b]. */
+  public static long[] packAllowed(boolean[][] pairs) {
+    final int words = rowWords(pairs);
+    long[] bits = new long[pairs.length * words];
+    for (int i = 0; i < pairs.length; ++i) {
+      for (int b = 0; b < pairs[i].length; ++b) {
+        if (pairs[i][b]) bits[i * words + b / 64] |= 1L << (b % 64);
+      }
+    }
+    return bits;
+  }
+
+  /** The words of pairs' packed rows; checks its rows have one length. */
+  static int rowWords(boolean[][] pairs) {
+    if (pairs == null) throw new NullPointerException("pairs");
+    final int keys = pairs.length == 0 || pairs[0] == null ? 0 : pairs[0].length;
+    for (int i = 0; i < pairs.length; ++i) {
+      if (pairs[i] == null || pairs[i].length != keys) {
+        throw new IllegalArgumentException("pairs[" + i + "]: " + length(pairs[i])
+                                           + " keys, row 0 has " + keys);
+      }
+    }
+    return Math.max(1, (keys + 63) / 64);
   }
 
   /** The ALiBi slopes of heads heads from maxBias (8: the ALiBi paper's). */
@@ -265,28 +396,67 @@ public final class RelAttn {
   /** The library's version, "MAJOR.MINOR.PATCH". */
   public static native String version();
 
-  /** Checks the arrays against p's shapes; q, k, v each a float[] (F32) or an Int8 (I8). */
-  private static void attentionArrays(Params p, Object q, Object k, Object v, float[] out) {
-    if (p.dtype != F32 || p.outDtype != F32) {
-      throw new IllegalArgumentException("dtype, outDtype: arrays are F32 (or RelAttn.Int8)");
-    }
-    checkTensor("q", q, p.nQ, p.heads, p.headDim);
-    checkTensor("k", k, p.nKv, p.kvHeads, p.headDim);
-    checkTensor("v", v, p.nKv, p.kvHeads, p.vDim());
-    checkLength("out", out == null ? -1 : out.length, (long) p.nQ * p.heads * p.vDim());
+  /** Checks the arrays against p's shapes; q, k, v each a float[] (F32), a short[] (F16 or
+   *  BF16 bits) or an Int8 (I8); out a float[] or short[]. */
+  private static void attentionArrays(Params p, Object q, Object k, Object v, Object out) {
+    checkTensor("q", q, p.dtype, p.nQ, p.heads, p.headDim);
+    checkTensor("k", k, p.dtype, p.nKv, p.kvHeads, p.headDim);
+    checkTensor("v", v, p.dtype, p.nKv, p.kvHeads, p.vDim());
+    checkTensor("out", out, p.outDtype, p.nQ, p.heads, p.vDim());
     checkTables(p);
+    checkMasks(p, p.nKv);
     nativeAttentionArrays(p, p.rope, values(q), scales(q), values(k), scales(k), values(v),
                           scales(v), out);
   }
 
-  /** A [tokens][heads][dim] float[] or Int8 holds what the shapes need. */
-  static void checkTensor(String name, Object t, long tokens, long heads, long dim) {
+  /** A [tokens][heads][dim] array of dtype (float[] F32, short[] F16 / BF16) or Int8 holds
+   *  what the shapes need. */
+  static void checkTensor(String name, Object t, int dtype, long tokens, long heads, long dim) {
     if (t instanceof Int8) {
       checkLength(name + ".values", ((Int8) t).values.length, tokens * heads * dim);
       checkLength(name + ".scales", ((Int8) t).scales.length, tokens * heads);
-    } else {
-      checkLength(name, t == null ? -1 : ((float[]) t).length, tokens * heads * dim);
+      return;
     }
+    if (t != null && (t instanceof float[]) != (dtype == F32)) {
+      throw new IllegalArgumentException(name + ": a " + t.getClass().getSimpleName()
+          + " does not hold dtype " + dtype + " (float[]: F32, short[]: F16 or BF16 bits)");
+    }
+    if (t instanceof short[] && !isFloat(dtype)) {
+      throw new IllegalArgumentException(name + ": dtype " + dtype
+                                         + ": a short[] holds F16 or BF16 bits");
+    }
+    checkLength(name, length(t), tokens * heads * dim);
+  }
+
+  static boolean isFloat(int dtype) {
+    return dtype == F32 || dtype == F16 || dtype == BF16;
+  }
+
+  /** An array's length, -1 for null. */
+  static long length(Object array) {
+    return array == null ? -1 : java.lang.reflect.Array.getLength(array);
+  }
+
+  /** Lengths of p's positions, segments, allowed bits and lse, nKv keys (a KVCache's length). */
+  static void checkMasks(Params p, long nKv) {
+    if (p.qPositions != null) checkLength("qPositions", p.qPositions.length, p.nQ);
+    if (p.kPositions != null) checkLength("kPositions", p.kPositions.length, nKv);
+    if ((p.qSegments == null) != (p.kSegments == null)) {
+      throw new IllegalArgumentException((p.qSegments == null ? "qSegments" : "kSegments")
+          + " is null: qSegments and kSegments are given together or not at all");
+    }
+    if (p.qSegments != null) {
+      checkLength("qSegments", p.qSegments.length, p.nQ);
+      checkLength("kSegments", p.kSegments.length, nKv);
+    }
+    if (p.allowed != null) {
+      if (p.allowedRowWords < 0 || p.allowedRowWords > Integer.MAX_VALUE) {
+        throw new IllegalArgumentException("allowedRowWords = " + p.allowedRowWords
+                                           + ": must be in 0..2^31 - 1 (64 keys a word)");
+      }
+      checkLength("allowed", p.allowed.length, p.nQ * p.allowedRowWords);
+    }
+    if (p.lse != null) checkLength("lse", p.lse.length, (long) p.nQ * p.heads);
   }
 
   /** The array the glue reads: a float[], or an Int8's byte[] values. */
@@ -329,7 +499,8 @@ public final class RelAttn {
     }
   }
 
-  /** Checks a direct buffer holds `elements` of dtype from its position; its byte offset. */
+  /** Checks a direct buffer holds `elements` of dtype (F32, F16 or BF16) from its position;
+   *  its byte offset. */
   static long byteOffset(String name, Buffer b, int dtype, long elements) {
     if (b == null) throw new NullPointerException(name);
     final int unit;
@@ -340,22 +511,22 @@ public final class RelAttn {
     } else if (b instanceof FloatBuffer && dtype == F32) {
       unit = 4;
       order = ((FloatBuffer) b).order();
-    } else if (b instanceof ShortBuffer && dtype == F16) {
+    } else if (b instanceof ShortBuffer && dtype != F32) {
       unit = 2;
       order = ((ShortBuffer) b).order();
     } else {
       final String kind = b instanceof FloatBuffer ? "FloatBuffer"
           : b instanceof ShortBuffer ? "ShortBuffer" : b.getClass().getSimpleName();
       throw new IllegalArgumentException(name + ": a " + kind + " does not hold "
-          + (dtype == F16 ? "F16: use a ByteBuffer or ShortBuffer"
-                          : "F32: use a ByteBuffer or FloatBuffer"));
+          + (dtype == F32 ? "F32: use a ByteBuffer or FloatBuffer"
+                          : (dtype == F16 ? "F16" : "BF16") + ": use a ByteBuffer or ShortBuffer"));
     }
     if (!b.isDirect()) throw new IllegalArgumentException(name + ": not a direct buffer");
     if (order != ByteOrder.nativeOrder()) {
       throw new IllegalArgumentException(name + ": byte order " + order + ", need "
           + ByteOrder.nativeOrder() + " (order(ByteOrder.nativeOrder()))");
     }
-    final long elementBytes = dtype == F16 ? 2 : 4, offset = (long) b.position() * unit;
+    final long elementBytes = dtype == F32 ? 4 : 2, offset = (long) b.position() * unit;
     if (offset % elementBytes != 0) {
       throw new IllegalArgumentException(name + ": position " + b.position()
           + " is not a multiple of the element size " + elementBytes);
@@ -365,10 +536,15 @@ public final class RelAttn {
     return offset;
   }
 
-  /** q, k, v: float[] with null scales (F32), or byte[] with their row scales (I8). */
+  /** q, k, v: float[] (F32) or short[] (F16 / BF16) with null scales, or byte[] with their row
+   *  scales (I8); out float[] or short[] (p.outDtype). */
   private static native void nativeAttentionArrays(Params p, Rope rope, Object q,
                                                    float[] qScales, Object k, float[] kScales,
-                                                   Object v, float[] vScales, float[] out);
+                                                   Object v, float[] vScales, Object out);
+
+  private static native void nativeMerge(int nQ, int heads, int vHeadDim, float[] oA,
+                                         float[] lseA, float[] oB, float[] lseB, float[] sinks,
+                                         float[] out, float[] lse);
 
   private static native void nativeQuantizeI8(float[] x, int tokens, int heads, int dim,
                                               byte[] values, float[] scales);

@@ -10,10 +10,12 @@ import java.util.Random;
 /**
  * The JNI glue under the host JDK (run by ctest): RelAttn against a plain Java reference in
  * double for every scheme (Shaw's vector form included), both masks, arrays and direct buffers
- * (F32 and F16), threads, RoPE (against inputs rotated here by the formula, for each scaling
- * family), int8 (against the float call on the dequantised values), KVCache (against the plain
- * call over the same, or the same rounded, K and V), and the error paths. Exits non-zero on
- * the first failure.
+ * (F32, F16 and BF16), threads, RoPE (against inputs rotated here by the formula, for each
+ * scaling family), int8 (against the float call on the dequantised values), position arrays,
+ * segment ids, allowed pairs, first valid key and lse (against the reference), merge (against
+ * the whole call), KVCache (against the plain call over the same, or the same rounded, K and
+ * V; saved and restored bit for bit; corrupted bytes rejected), and the error paths. Exits
+ * non-zero on the first failure.
  */
 public final class RelAttnTest {
   private static int checks;
@@ -56,7 +58,35 @@ public final class RelAttnTest {
     }
   }
 
+  private static long qPosition(RelAttn.Params p, int i) {
+    return p.qPositions != null ? p.qPositions[i] : p.qStart + i;
+  }
+
+  private static long kPosition(RelAttn.Params p, int j) {
+    return p.kPositions != null ? p.kPositions[j] : p.kStart + j;
+  }
+
+  /** p's masks: may query i see key j, rel = key position - query position? */
+  private static boolean visible(RelAttn.Params p, int i, int j, long rel) {
+    boolean visible = !(p.causal && rel > 0) && !(p.validKv > 0 && j >= p.validKv)
+        && j >= p.firstValidKv;
+    if (p.window > 0) visible &= p.causal ? -rel < p.window : Math.abs(rel) < p.window;
+    if (p.qSegments != null) visible &= p.qSegments[i] == p.kSegments[j];
+    if (p.allowed != null && j >= p.allowedKeyOffset) {
+      final long b = j - p.allowedKeyOffset;
+      visible &= (p.allowed[(int) (i * p.allowedRowWords + b / 64)] >>> (b % 64) & 1) != 0;
+    }
+    return visible;
+  }
+
   private static double[] reference(RelAttn.Params p, float[] q, float[] k, float[] v) {
+    return reference(p, q, k, v, null);
+  }
+
+  /** The attention p describes in double; lse (null: not wanted) [nQ][heads] receives each
+   *  row's ln(sum of e^score + e^sink). */
+  private static double[] reference(RelAttn.Params p, float[] q, float[] k, float[] v,
+                                    double[] lse) {
     final int d = p.headDim, vd = p.vDim(), group = p.heads / p.kvHeads;
     final double scale = p.scale != 0 ? p.scale : 1 / Math.sqrt(d);
     double[] out = new double[p.nQ * p.heads * vd];
@@ -66,9 +96,7 @@ public final class RelAttnTest {
         double[] s = new double[p.nKv];
         double max = Double.NEGATIVE_INFINITY;
         for (int j = 0; j < p.nKv; ++j) {
-          final long rel = (p.kStart + j) - (p.qStart + i);
-          boolean visible = !(p.causal && rel > 0) && !(p.validKv >= 0 && j >= p.validKv);
-          if (p.window > 0) visible &= p.causal ? -rel < p.window : Math.abs(rel) < p.window;
+          final long rel = kPosition(p, j) - qPosition(p, i);
           double dot = 0;
           for (int e = 0; e < d; ++e) {
             dot += q[(i * p.heads + h) * d + e] * k[(j * p.kvHeads + kh) * d + e];
@@ -80,14 +108,18 @@ public final class RelAttnTest {
           }
           double content = scale * dot;
           if (p.softcap > 0) content = p.softcap * Math.tanh(content / p.softcap);
-          s[j] = visible ? content + bias(p, h, rel) : Double.NEGATIVE_INFINITY;
+          s[j] = visible(p, i, j, rel) ? content + bias(p, h, rel) : Double.NEGATIVE_INFINITY;
           max = Math.max(max, s[j]);
         }
-        if (max == Double.NEGATIVE_INFINITY) continue;  // sees no key: zeros
         final double sink = p.sinks != null ? p.sinks[h] : Double.NEGATIVE_INFINITY;
+        if (max == Double.NEGATIVE_INFINITY) {  // sees no key: zeros
+          if (lse != null) lse[i * p.heads + h] = sink;
+          continue;
+        }
         max = Math.max(max, sink);
         double sum = Math.exp(sink - max);
         for (int j = 0; j < p.nKv; ++j) sum += (s[j] = Math.exp(s[j] - max));
+        if (lse != null) lse[i * p.heads + h] = max + Math.log(sum);
         for (int j = 0; j < p.nKv; ++j) {
           for (int e = 0; e < vd; ++e) {
             out[(i * p.heads + h) * vd + e] += s[j] / sum * v[(j * p.kvHeads + kh) * vd + e];
@@ -112,6 +144,12 @@ public final class RelAttnTest {
     }
     final int exponent = ((bits >>> 23) & 0xff) - 127 + 15;
     return (short) (((bits >>> 16) & 0x8000) | (exponent << 10) | ((bits >>> 13) & 0x3ff));
+  }
+
+  private static short[] halves(float[] x) {
+    short[] h = new short[x.length];
+    for (int i = 0; i < x.length; ++i) h[i] = toHalf(x[i]);
+    return h;
   }
 
   private static float fromHalf(short h) {
@@ -539,7 +577,7 @@ public final class RelAttnTest {
     expect(IllegalArgumentException.class, () -> fromBuffers.append(RelAttn.F16, 1,
         direct(64).asShortBuffer(), vb), "k (bytes from its position): 64 elements");
     expect(IllegalArgumentException.class, () -> fromBuffers.append(RelAttn.I8, 1, kb, vb),
-           "dtype = 2: buffers hold F32 or F16");
+           "dtype = 2: buffers hold F32, F16 or BF16");
     check(fromBuffers.length() == n, "a failed buffer append changed the cache");
     // Ring with a sink token: token 0 and the last 3 (no bias: positions do not matter).
     KVCache sunk = new KVCache(2, d, d, 4, RelAttn.F32, RelAttn.F32, true, null, 1,
@@ -641,6 +679,508 @@ public final class RelAttnTest {
     expect(RelAttnException.class, () -> small.attention(new RelAttn.Params(2, 0, 4, 0, 0), q, o),
            "holds no token");
     for (float x : o) check(x == 42f, "a failed cache call wrote the output");
+  }
+
+  /** float[] a against double[] b, -inf equal to -inf. */
+  private static double lseError(float[] got, double[] expected) {
+    double err = 0;
+    for (int i = 0; i < got.length; ++i) {
+      if (got[i] == expected[i]) continue;  // both -inf
+      err = Math.max(err, Math.abs(got[i] - expected[i]));
+    }
+    return err;
+  }
+
+  /** The nearest bfloat16 of x by the definition (the two candidates compared in double, ties
+   *  to the even one), for finite x. */
+  private static short nearestBf16(float x) {
+    final int t = Float.floatToRawIntBits(x) >>> 16;
+    final double below = RelAttn.fromBf16((short) t);
+    final double above = (t & 0x7fff) == 0x7f7f ? Math.copySign(0x1p128, x)
+                                                : RelAttn.fromBf16((short) (t + 1));
+    final double dBelow = Math.abs(x - below), dAbove = Math.abs(above - x);
+    final int pick = dBelow < dAbove || (dBelow == dAbove && (t & 1) == 0) ? t : t + 1;
+    return (short) pick;
+  }
+
+  private static void testBf16(Random rng) {
+    // toBf16: round to nearest even by definition, ties, overflow, NaN; fromBf16 exact.
+    check(RelAttn.toBf16(1f + 0x1p-8f) == 0x3f80, "bf16 tie to even (down)");
+    check(RelAttn.toBf16(1f + 0x3p-8f) == 0x3f82, "bf16 tie to even (up)");
+    check(RelAttn.toBf16(Float.MAX_VALUE) == 0x7f80, "bf16 overflow to inf");
+    check(Float.isNaN(RelAttn.fromBf16(RelAttn.toBf16(Float.intBitsToFloat(0x7f800001)))),
+          "bf16 of a NaN is a NaN");
+    check(RelAttn.fromBf16((short) 0xc049) == -3.140625f, "fromBf16");
+    boolean nearest = true;
+    for (int n = 0; n < 200000; ++n) {
+      final float x = Float.intBitsToFloat(rng.nextInt());
+      if (Float.isNaN(x) || Float.isInfinite(x)) continue;
+      nearest &= RelAttn.toBf16(x) == nearestBf16(x);
+    }
+    check(nearest, "toBf16 is the nearest bfloat16 (ties to even)");
+
+    // BF16 Q, K, V: the reference on the values held; F32 and BF16 outputs.
+    final short[] q = RelAttn.toBf16(uniform(rng, 7 * 4 * 8));
+    final short[] k = RelAttn.toBf16(uniform(rng, 7 * 2 * 8));
+    final short[] v = RelAttn.toBf16(uniform(rng, 7 * 2 * 6));
+    final float[] qf = RelAttn.fromBf16(q), kf = RelAttn.fromBf16(k), vf = RelAttn.fromBf16(v);
+    for (boolean causal : new boolean[] {false, true}) {
+      RelAttn.Params p = params(RelAttn.ALIBI, causal);
+      p.dtype = RelAttn.BF16;
+      final double[] expected = reference(p, qf, kf, vf);
+      float[] out = new float[7 * 4 * 6];
+      RelAttn.attention(p, q, k, v, out);
+      check(maxError(out, expected) <= 5e-6, "BF16 inputs, causal " + causal + ": "
+            + maxError(out, expected));
+      p.outDtype = RelAttn.BF16;
+      short[] bits = new short[7 * 4 * 6];
+      RelAttn.attention(p, q, k, v, bits);
+      boolean rounded = true;  // the f32 result rounded to nearest even
+      for (int i = 0; i < bits.length; ++i) rounded &= bits[i] == RelAttn.toBf16(out[i]);
+      check(rounded, "BF16 output is the F32 one rounded, causal " + causal);
+      p.precision = RelAttn.PRECISION_FAST;  // AVX512-BF16: P rounded to bf16 for P.V
+      p.outDtype = RelAttn.F32;
+      RelAttn.attention(p, q, k, v, out);
+      check(maxError(out, expected) <= 4e-3, "PRECISION_FAST: " + maxError(out, expected));
+    }
+    // F16 bits in short[] arrays give the F32 call's bits on the same values.
+    final float[] qh = random(rng, 7 * 4 * 8), kh = random(rng, 7 * 2 * 8);
+    final float[] vh = random(rng, 7 * 2 * 6);
+    final short[] q16 = halves(qh), k16 = halves(kh), v16 = halves(vh);
+    RelAttn.Params ph = params(RelAttn.T5, true);
+    ph.table = random(rng, 4 * 32);
+    float[] fromHalves = new float[7 * 4 * 6], fromFloats = new float[7 * 4 * 6];
+    RelAttn.attention(ph, qh, kh, vh, fromFloats);
+    ph.dtype = RelAttn.F16;
+    RelAttn.attention(ph, q16, k16, v16, fromHalves);
+    check(Arrays.equals(fromHalves, fromFloats), "F16 short[] arrays differ from F32");
+    // BF16 direct buffers (ShortBuffer in, ByteBuffer BF16 out) equal the arrays.
+    RelAttn.Params pb = params(RelAttn.ALIBI, true);
+    pb.dtype = pb.outDtype = RelAttn.BF16;
+    ShortBuffer qb = direct(q.length * 2).asShortBuffer().put(q);
+    ShortBuffer kb = direct(k.length * 2).asShortBuffer().put(k);
+    ShortBuffer vb = direct(v.length * 2).asShortBuffer().put(v);
+    qb.flip();
+    kb.flip();
+    vb.flip();
+    ByteBuffer ob = direct(7 * 4 * 6 * 2);
+    RelAttn.attention(pb, qb, kb, vb, ob);
+    short[] fromBuffers = new short[7 * 4 * 6], fromArrays = new short[7 * 4 * 6];
+    ob.asShortBuffer().get(fromBuffers);
+    RelAttn.attention(pb, q, k, v, fromArrays);
+    check(Arrays.equals(fromBuffers, fromArrays), "BF16 buffers differ from BF16 arrays");
+
+    // Errors: arrays of the wrong type, bad precision; the output untouched.
+    final float[] out = new float[7 * 4 * 6];
+    Arrays.fill(out, 42f);
+    final RelAttn.Params p = params(RelAttn.NONE, false);
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, q, k, v, out),
+           "q: a short[] does not hold dtype 0");
+    p.dtype = RelAttn.BF16;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, qf, kf, vf, out),
+           "q: a float[] does not hold dtype 4");
+    p.outDtype = RelAttn.BF16;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, q, k, v, out),
+           "out: a float[] does not hold dtype 4");
+    p.outDtype = RelAttn.F32;
+    p.dtype = RelAttn.I8;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, q, k, v, out),
+           "q: dtype 2: a short[] holds F16 or BF16 bits");
+    p.dtype = RelAttn.BF16;
+    p.outDtype = RelAttn.BF16;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, qb, kb, vb,
+        direct(1024).asFloatBuffer()), "out: a FloatBuffer does not hold BF16");
+    p.outDtype = RelAttn.F32;
+    p.precision = 5;
+    RelAttnException e = expect(RelAttnException.class, () -> RelAttn.attention(p, q, k, v, out),
+                                "precision = 5");
+    check(e.status == 13, "status of a bad precision");
+    for (float x : out) check(x == 42f, "a failed bf16 call wrote the output");
+  }
+
+  private static void testSequences(Random rng) {
+    final float[] q = random(rng, 7 * 4 * 8), k = random(rng, 7 * 2 * 8);
+    final float[] v = random(rng, 7 * 2 * 6);
+    // Position arrays: starts written out are bit for bit the starts; any order otherwise.
+    RelAttn.Params p = params(RelAttn.ALIBI, true);
+    p.qStart = 40;
+    p.kStart = 37;
+    float[] fromStarts = new float[7 * 4 * 6], out = new float[7 * 4 * 6];
+    RelAttn.attention(p, q, k, v, fromStarts);
+    p.qPositions = new long[7];
+    p.kPositions = new long[7];
+    for (int i = 0; i < 7; ++i) {
+      p.qPositions[i] = 40 + i;
+      p.kPositions[i] = 37 + i;
+    }
+    p.qStart = p.kStart = 5;  // unused with the arrays
+    RelAttn.attention(p, q, k, v, out);
+    check(Arrays.equals(out, fromStarts), "position arrays equal to their starts");
+    for (int scheme : new int[] {RelAttn.ALIBI, RelAttn.T5, RelAttn.SHAW}) {
+      p = params(scheme, scheme != RelAttn.SHAW);
+      p.table = random(rng, 4 * 32);
+      p.shawK = 3;
+      p.qPositions = new long[] {5, 3, 4, 7, 6, 1, 2};  // |key - query| < 8: T5's exact buckets
+      p.kPositions = new long[] {2, 8, 3, 6, 5, 5, 1};
+      RelAttn.attention(p, q, k, v, out);
+      check(maxError(out, reference(p, q, k, v)) <= 5e-6, "position arrays, scheme " + scheme);
+      for (int i = 0; i < 7; ++i) {
+        p.qPositions[i] += 1_000_000_000_000L;
+        p.kPositions[i] += 1_000_000_000_000L;
+      }
+      float[] shifted = new float[7 * 4 * 6];
+      RelAttn.attention(p, q, k, v, shifted);
+      check(Arrays.equals(out, shifted), "position arrays shifted by 10^12, scheme " + scheme);
+    }
+    // Packed sequences: ids 0, 0, 0, 1, 1, 2, 2, positions restarting: each sequence alone.
+    p = params(RelAttn.ALIBI, true);
+    p.qSegments = p.kSegments = new int[] {0, 0, 0, 1, 1, 2, 2};
+    p.qPositions = p.kPositions = new long[] {0, 1, 2, 0, 1, 0, 1};
+    RelAttn.attention(p, q, k, v, out);
+    check(maxError(out, reference(p, q, k, v)) <= 5e-6, "segments against the reference");
+    final int[] starts = {0, 3, 5, 7};
+    for (int s = 0; s < 3; ++s) {
+      final int a = starts[s], b = starts[s + 1];
+      RelAttn.Params one = new RelAttn.Params(b - a, b - a, 4, 2, 8);
+      one.vHeadDim = 6;
+      one.scheme = RelAttn.ALIBI;
+      one.causal = true;
+      float[] alone = new float[(b - a) * 4 * 6];
+      RelAttn.attention(one, rows(q, a, b, 4 * 8), rows(k, a, b, 2 * 8), rows(v, a, b, 2 * 6),
+                        alone);
+      check(maxError(rows(out, a, b, 4 * 6), alone) <= 1e-6, "segment " + s + " alone");
+    }
+    // Allowed pairs from key 2 on, and the first valid key (left padding).
+    boolean[][] pairs = new boolean[7][5];
+    for (boolean[] row : pairs) for (int b = 0; b < 5; ++b) row[b] = rng.nextBoolean();
+    final long[] packed = RelAttn.packAllowed(pairs);
+    boolean same = packed.length == 7;
+    for (int i = 0; i < 7; ++i) {
+      for (int b = 0; b < 5; ++b) same &= ((packed[i] >>> b & 1) != 0) == pairs[i][b];
+    }
+    check(same, "packAllowed: bit b of row i");
+    for (boolean causal : new boolean[] {false, true}) {
+      p = params(RelAttn.ALIBI, causal);
+      p.setAllowed(pairs, 2);
+      p.firstValidKv = 1;
+      RelAttn.attention(p, q, k, v, out);
+      check(p.allowedRowWords == 1 && maxError(out, reference(p, q, k, v)) <= 5e-6,
+            "allowed pairs and firstValidKv, causal " + causal);
+    }
+    // Rows of two words: 70 keys.
+    final float[] q70 = random(rng, 3 * 8), k70 = random(rng, 70 * 8), v70 = random(rng, 70 * 8);
+    pairs = new boolean[3][70];
+    for (boolean[] row : pairs) for (int b = 0; b < 70; ++b) row[b] = rng.nextInt(3) == 0;
+    p = new RelAttn.Params(3, 70, 1, 1, 8);
+    p.setAllowed(pairs, 0);
+    float[] o70 = new float[3 * 8];
+    RelAttn.attention(p, q70, k70, v70, o70);
+    check(p.allowedRowWords == 2 && maxError(o70, reference(p, q70, k70, v70)) <= 5e-6,
+          "allowed rows of two words");
+
+    // Errors: lengths checked in Java, ranges by the library; the output untouched.
+    Arrays.fill(out, 42f);
+    final RelAttn.Params bad = params(RelAttn.NONE, false);
+    bad.qPositions = new long[6];
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "qPositions: 6 elements, the shapes need 7");
+    bad.qPositions = null;
+    bad.kPositions = new long[] {0, 1, 2, 3, 4, 5, Long.MIN_VALUE};
+    bad.qStart = 10;
+    RelAttnException e = expect(RelAttnException.class, () -> RelAttn.attention(bad, q, k, v,
+                                out), "overflow");
+    check(e.status == 10, "status of positions whose difference overflows");
+    bad.kPositions = null;
+    bad.qSegments = new int[7];
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "kSegments is null: qSegments and kSegments are given together or not at all");
+    bad.kSegments = new int[3];
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "kSegments: 3 elements, the shapes need 7");
+    bad.qSegments = bad.kSegments = null;
+    bad.allowed = new long[7];
+    bad.allowedRowWords = 1;
+    bad.allowedKeyOffset = 8;
+    e = expect(RelAttnException.class, () -> RelAttn.attention(bad, q, k, v, out),
+               "mask.allowed_key_offset = 8: must be in 0..n_kv = 7");
+    check(e.status == 9, "status of a bad allowed_key_offset");
+    bad.allowedKeyOffset = 0;
+    bad.allowedRowWords = 0;
+    expect(RelAttnException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "mask.allowed_row_words = 0: must be >= 1");
+    bad.allowedRowWords = 2;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "allowed: 7 elements, the shapes need 14");
+    bad.allowedRowWords = -1;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "allowedRowWords = -1: must be in 0..2^31 - 1");
+    bad.allowed = null;
+    bad.firstValidKv = 8;
+    expect(RelAttnException.class, () -> RelAttn.attention(bad, q, k, v, out),
+           "mask.first_valid_kv = 8: must be in 0..n_kv = 7");
+    expect(IllegalArgumentException.class, () -> RelAttn.packAllowed(new boolean[][] {
+        new boolean[3], new boolean[2]}), "pairs[1]: 2 keys, row 0 has 3");
+    for (float x : out) check(x == 42f, "a failed masked call wrote the output");
+  }
+
+  private static void testLseMerge(Random rng) {
+    final float[] q = random(rng, 7 * 4 * 8), k = random(rng, 7 * 2 * 8);
+    final float[] v = random(rng, 7 * 2 * 6);
+    // lse against the reference's, sinks included; a row that sees no key: -inf or its sink.
+    RelAttn.Params p = params(RelAttn.ALIBI, true);
+    p.sinks = new float[] {0.5f, -1f, 2f, 0f};
+    p.lse = new float[7 * 4];
+    float[] out = new float[7 * 4 * 6];
+    double[] lse = new double[7 * 4];
+    RelAttn.attention(p, q, k, v, out);
+    double[] expected = reference(p, q, k, v, lse);
+    check(maxError(out, expected) <= 5e-6 && lseError(p.lse, lse) <= 1e-5, "lse with sinks: "
+          + lseError(p.lse, lse));
+    p.sinks = null;
+    p.firstValidKv = 3;  // query 0..2 see no key
+    RelAttn.attention(p, q, k, v, out);
+    reference(p, q, k, v, lse);
+    check(p.lse[0] == Float.NEGATIVE_INFINITY && lseError(p.lse, lse) <= 1e-5,
+          "lse of rows that see no key");
+    // Direct buffers fill lse too.
+    p.firstValidKv = 0;
+    FloatBuffer qb = direct(q.length * 4).asFloatBuffer().put(q);
+    FloatBuffer kb = direct(k.length * 4).asFloatBuffer().put(k);
+    FloatBuffer vb = direct(v.length * 4).asFloatBuffer().put(v);
+    qb.flip();
+    kb.flip();
+    vb.flip();
+    Arrays.fill(p.lse, 42f);
+    RelAttn.attention(p, qb, kb, vb, direct(7 * 4 * 6 * 4).asFloatBuffer());
+    reference(p, q, k, v, lse);
+    check(lseError(p.lse, lse) <= 1e-5, "lse from buffers");
+
+    // merge: keys [0, 4) and [4, 7) without sinks, merged with them, equal the whole call.
+    for (boolean causal : new boolean[] {false, true}) {
+      final float[] sinks = {0.5f, -1f, 2f, 0f};
+      RelAttn.Params whole = params(RelAttn.ALIBI, causal);
+      whole.sinks = sinks;
+      whole.lse = new float[7 * 4];
+      float[] o = new float[7 * 4 * 6];
+      RelAttn.attention(whole, q, k, v, o);
+      RelAttn.Params a = params(RelAttn.ALIBI, causal), b = params(RelAttn.ALIBI, causal);
+      a.nKv = 4;
+      b.nKv = 3;
+      b.kStart = 4;
+      a.lse = new float[7 * 4];
+      b.lse = new float[7 * 4];
+      float[] oa = new float[7 * 4 * 6], ob = new float[7 * 4 * 6];
+      RelAttn.attention(a, q, rows(k, 0, 4, 16), rows(v, 0, 4, 12), oa);
+      RelAttn.attention(b, q, rows(k, 4, 7, 16), rows(v, 4, 7, 12), ob);
+      float[] merged = new float[7 * 4 * 6], mergedLse = new float[7 * 4];
+      RelAttn.merge(7, 4, 6, oa, a.lse, ob, b.lse, sinks, merged, mergedLse);
+      check(maxError(merged, o) <= 1e-6 && maxError(mergedLse, whole.lse) <= 1e-5,
+            "merge equals the whole call, causal " + causal + ": " + maxError(merged, o));
+      RelAttn.merge(7, 4, 6, oa, a.lse, ob, b.lse, sinks, oa, a.lse);  // in place
+      check(Arrays.equals(oa, merged) && Arrays.equals(a.lse, mergedLse), "merge in place");
+      RelAttn.merge(7, 4, 6, ob, b.lse, ob, b.lse, null, merged, null);  // lse not wanted
+    }
+
+    // Errors: nothing written.
+    final float[] o = new float[7 * 4 * 6], l = new float[7 * 4];
+    Arrays.fill(o, 42f);
+    Arrays.fill(l, 42f);
+    final float[] part = new float[7 * 4 * 6], inf = new float[7 * 4];
+    inf[5] = Float.POSITIVE_INFINITY;
+    RelAttnException e = expect(RelAttnException.class,
+        () -> RelAttn.merge(7, 4, 6, part, inf, part, new float[28], null, o, l), "lse_a");
+    check(e.status == 20, "status of an lse of +inf");
+    expect(IllegalArgumentException.class,
+           () -> RelAttn.merge(7, 4, 6, part, l, part, new float[27], null, o, l),
+           "lseB: 27 elements, the shapes need 28");
+    expect(IllegalArgumentException.class,
+           () -> RelAttn.merge(7, 4, 6, part, l, new float[5], l, null, o, l),
+           "oB: 5 elements, the shapes need 168");
+    expect(IllegalArgumentException.class,
+           () -> RelAttn.merge(7, 4, 6, part, l, part, l, new float[3], o, l),
+           "sinks: 3 elements, the shapes need 4");
+    expect(IllegalArgumentException.class,
+           () -> RelAttn.merge(0, 4, 6, part, l, part, l, null, o, l), "nQ, heads, vHeadDim");
+    expect(RelAttnException.class,
+           () -> RelAttn.merge(7, 4, 300, new float[7 * 4 * 300], l, new float[7 * 4 * 300], l,
+                               null, new float[7 * 4 * 300], null), "v_head_dim = 300");
+    expect(NullPointerException.class,
+           () -> RelAttn.merge(7, 4, 6, part, null, part, l, null, o, l), "lseA");
+    final RelAttn.Params p2 = params(RelAttn.NONE, false);
+    p2.lse = new float[27];
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p2, q, k, v, o),
+           "lse: 27 elements, the shapes need 28");
+    p2.lse = l;
+    p2.headDim = 300;
+    expect(RelAttnException.class, () -> RelAttn.attention(p2, new float[7 * 4 * 300],
+        new float[7 * 2 * 300], new float[7 * 2 * 6], o), "head_dim = 300");
+    for (float x : o) check(x == 42f, "a failed merge wrote the output");
+    for (float x : l) check(x == 42f, "a failed call wrote lse");
+  }
+
+  private static short[] rows(short[] x, int from, int to, int row) {
+    return Arrays.copyOfRange(x, from * row, to * row);
+  }
+
+  private static void testKVCacheBf16AndBytes(Random rng) {
+    final int n = 9, d = 32;
+    final float[] k = uniform(rng, n * 2 * d), v = uniform(rng, n * 2 * d);
+    final float[] q = uniform(rng, 2 * 4 * d);
+    // BF16 storage: the plain call over K, V rounded to bfloat16.
+    final short[] kb = RelAttn.toBf16(k), vb = RelAttn.toBf16(v);
+    final float[] kr = RelAttn.fromBf16(kb), vr = RelAttn.fromBf16(vb);
+    KVCache bf16 = new KVCache(2, d, d, 16, RelAttn.BF16, RelAttn.BF16, false, null);
+    bf16.append(k, v);
+    float err = maxError(decode(bf16, 2, q), plain(2, n, n, d, q, kr, vr, null));
+    check(err <= 1e-6, "BF16 cache: error " + err);
+    // BF16 bits appended from short[] and from ShortBuffers (with positions) equal the floats.
+    KVCache bits = new KVCache(2, d, d, 16, RelAttn.F32, RelAttn.F16, false, null);
+    KVCache floats = new KVCache(2, d, d, 16, RelAttn.F32, RelAttn.F16, false, null);
+    bits.append(RelAttn.BF16, rows(kb, 0, 5, 2 * d), rows(vb, 0, 5, 2 * d), null);
+    ShortBuffer kBuffer = direct(4 * 2 * d * 2).asShortBuffer().put(rows(kb, 5, n, 2 * d));
+    ShortBuffer vBuffer = direct(4 * 2 * d * 2).asShortBuffer().put(rows(vb, 5, n, 2 * d));
+    kBuffer.flip();
+    vBuffer.flip();
+    bits.append(RelAttn.BF16, 4, kBuffer, vBuffer, new long[] {5, 6, 7, 8});
+    floats.append(kr, vr);
+    check(Arrays.equals(decode(bits, 2, q), decode(floats, 2, q)), "BF16 appends");
+    expect(IllegalArgumentException.class, () -> bits.append(RelAttn.F32, kb, vb, null),
+           "dtype = 0: a short[] holds F16 or BF16");
+    expect(IllegalArgumentException.class, () -> bits.append(RelAttn.BF16, 4, kBuffer, vBuffer,
+        new long[3]), "positions: 3 elements");
+    expect(IllegalArgumentException.class, () -> bits.append(RelAttn.BF16, 4,
+        direct(4096).asFloatBuffer(), vBuffer), "k: a FloatBuffer does not hold BF16");
+
+    // Save and restore: the fields, the answers bit for bit, and independence.
+    final RelAttn.Rope rope = new RelAttn.Rope(RelAttn.ROPE_HALVES);
+    rope.scaling = RelAttn.SCALING_YARN;
+    rope.factor = 4f;
+    rope.originalMaxPosition = 64;
+    KVCache saved = new KVCache(2, d, 16, 12, RelAttn.I8, RelAttn.BF16, true, rope, 2,
+                                KVCache.SINK_POSITIONS_CACHE);
+    final float[] v16 = uniform(rng, n * 2 * 16);
+    saved.append(k, v16);
+    final byte[] bytes = saved.toBytes();
+    KVCache restored = KVCache.fromBytes(bytes);
+    check(restored.kvHeads == 2 && restored.headDim == d && restored.vHeadDim == 16
+          && restored.capacity == 12 && restored.kDtype == RelAttn.I8
+          && restored.vDtype == RelAttn.BF16 && restored.ring && restored.sinkTokens == 2
+          && restored.sinkPositions == KVCache.SINK_POSITIONS_CACHE, "fromBytes: fields");
+    final RelAttn.Rope back = restored.rope();
+    check(back.pairing == RelAttn.ROPE_HALVES && back.scaling == RelAttn.SCALING_YARN
+          && back.factor == 4f && back.originalMaxPosition == 64, "fromBytes: rope");
+    check(restored.length() == saved.length() && restored.nextPosition() == saved.nextPosition(),
+          "fromBytes: length, nextPosition");
+    check(Arrays.equals(decode(restored, 2, q), decode(saved, 2, q)), "fromBytes: attention");
+    KVCache copied = saved.copy();
+    check(Arrays.equals(decode(copied, 2, q), decode(saved, 2, q)), "copy: attention");
+    final float[] before = decode(saved, 2, q);
+    copied.append(rows(k, 0, 3, 2 * d), rows(v16, 0, 3, 2 * 16));
+    restored.truncate(4);
+    check(Arrays.equals(decode(saved, 2, q), before) && copied.nextPosition() == n + 3
+          && restored.length() == 4 && Arrays.equals(saved.toBytes(), bytes),
+          "copies are independent");
+    // A family with tables: not stored, given again.
+    final RelAttn.Rope table = new RelAttn.Rope(RelAttn.ROPE_INTERLEAVED);
+    table.scaling = RelAttn.SCALING_INV_FREQ;
+    table.invFreq = new double[d / 2];
+    for (int i = 0; i < d / 2; ++i) table.invFreq[i] = Math.pow(0.7, i);
+    KVCache tabled = new KVCache(2, d, d, 16, RelAttn.F32, RelAttn.F32, false, table);
+    tabled.append(k, v);
+    final byte[] tabledBytes = tabled.toBytes();
+    expect(RelAttnException.class, () -> decode(KVCache.fromBytes(tabledBytes), 2, q),
+           "inv_freq");
+    check(Arrays.equals(decode(KVCache.fromBytes(tabledBytes, table), 2, q), decode(tabled, 2, q)),
+          "fromBytes with the rope's tables");
+
+    // Bytes that are no cache: RelAttnException naming the problem, never a crash.
+    RelAttnException e = expect(RelAttnException.class,
+        () -> KVCache.fromBytes(Arrays.copyOf(bytes, bytes.length - 1)),
+        "cache_bytes = " + (bytes.length - 1) + ": the cache's desc needs " + bytes.length);
+    check(e.status == 11, "status of truncated bytes");
+    e = expect(RelAttnException.class, () -> KVCache.fromBytes(Arrays.copyOf(bytes, 40)),
+               "less than a cache's header");
+    expect(RelAttnException.class, () -> KVCache.fromBytes(new byte[0]),
+           "less than a cache's header");
+    final byte[] magic = bytes.clone();
+    magic[3] ^= 0x10;
+    e = expect(RelAttnException.class, () -> KVCache.fromBytes(magic), "magic");
+    check(e.status == 18, "status of a flipped magic byte");
+    final byte[] heads = bytes.clone();  // n_kv_heads (after the magic) 2 -> 3: a larger cache
+    heads[ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN ? 8 : 11] ^= 0x01;
+    e = expect(RelAttnException.class, () -> KVCache.fromBytes(heads),
+               "cache_bytes = " + bytes.length + ": the cache's desc needs");
+    check(e.status == 11, "status of a flipped n_kv_heads byte");
+    final byte[] noise = new byte[bytes.length];
+    new Random(7).nextBytes(noise);
+    expect(RelAttnException.class, () -> KVCache.fromBytes(noise), "not a relattn KV cache");
+    expect(NullPointerException.class, () -> KVCache.fromBytes(null), "bytes");
+    int rejected = 0;  // each of the first 256 bytes flipped: rejected, or a cache that works
+    for (int i = 0; i < 256; ++i) {
+      final byte[] flipped = bytes.clone();
+      flipped[i] ^= (byte) 0x80;
+      final KVCache c;
+      try {
+        c = KVCache.fromBytes(flipped);
+      } catch (RelAttnException x) {
+        rejected++;
+        continue;
+      }
+      try {
+        decode(c, 2, q);
+      } catch (RelAttnException | IllegalArgumentException x) {
+        // a cache of other fields: the call's checks name them
+      }
+    }
+    check(rejected > 0, "flipped header bytes rejected: " + rejected);
+  }
+
+  private static void testKVCacheMasks(Random rng) {
+    final int n = 9, d = 32;
+    final float[] k = uniform(rng, n * 2 * d), v = uniform(rng, n * 2 * d);
+    final float[] q = uniform(rng, 3 * 4 * d);
+    KVCache cache = new KVCache(2, d, d, 16, RelAttn.F32, RelAttn.F32, false, null);
+    cache.append(k, v);
+    // Each mask and position array over the cache equals the plain call with them.
+    RelAttn.Params plain = new RelAttn.Params(3, n, 4, 2, d);
+    RelAttn.Params cached = new RelAttn.Params(3, 0, 4, 0, 0);
+    for (RelAttn.Params p : new RelAttn.Params[] {plain, cached}) {
+      p.scheme = RelAttn.ALIBI;
+      p.causal = true;
+      p.qPositions = new long[] {12, 7, 9};
+      p.qSegments = new int[] {1, 0, 1};
+      p.kSegments = new int[] {0, 0, 0, 0, 1, 1, 1, 1, 1};
+      p.setAllowed(new boolean[][] {{true, false, true}, {true, true, true}, {false, true, true}},
+                   n - 3);
+      p.firstValidKv = 1;
+      p.lse = new float[3 * 4];
+    }
+    float[] expected = new float[3 * 4 * d], got = new float[3 * 4 * d];
+    RelAttn.attention(plain, q, k, v, expected);
+    cache.attention(cached, q, got);
+    check(maxError(got, expected) <= 1e-6 && maxError(cached.lse, plain.lse) <= 1e-5,
+          "cache with positions, segments, allowed, firstValidKv, lse: " + maxError(got, expected));
+    // Errors: the keys' positions are the cache's; kSegments counts its slots.
+    Arrays.fill(got, 42f);
+    final float[] out = got;
+    expect(IllegalArgumentException.class, () -> cache.attention(cached, 5, q, out),
+           "qStart and qPositions: give one");
+    cached.kPositions = new long[n];
+    expect(IllegalArgumentException.class, () -> cache.attention(cached, q, out),
+           "kPositions: must be null");
+    cached.kPositions = null;
+    cached.kSegments = new int[n - 1];
+    expect(IllegalArgumentException.class, () -> cache.attention(cached, q, out),
+           "kSegments: 8 elements, the shapes need 9");
+    cached.kSegments = new int[n];
+    cached.allowedKeyOffset = n + 1;
+    expect(RelAttnException.class, () -> cache.attention(cached, q, out),
+           "mask.allowed_key_offset = 10: must be in 0..n_kv = 9");
+    cached.allowedKeyOffset = 0;
+    cached.allowedRowWords = 0;
+    expect(RelAttnException.class, () -> cache.attention(cached, q, out),
+           "mask.allowed_row_words = 0: must be >= 1");
+    for (float x : out) check(x == 42f, "a failed masked cache call wrote the output");
   }
 
   public static void main(String[] args) throws Exception {
@@ -749,6 +1289,11 @@ public final class RelAttnTest {
     testShawVector(rng);
     testInt8(rng);
     testKVCache(rng);
+    testBf16(rng);
+    testSequences(rng);
+    testLseMerge(rng);
+    testKVCacheBf16AndBytes(rng);
+    testKVCacheMasks(rng);
 
     // Helpers.
     final float[] slopes = {0.25f, 0.0625f, 0.015625f, 0.00390625f};

@@ -410,7 +410,28 @@ TEST_CASE("a byte copy attaches as an equal cache of its own") {
     // And a truncate of the copy too.
     REQUIRE(relattn_kv_cache_truncate(attached, 2) == RELATTN_OK);
     CHECK(original.memory().Bytes() == original_bytes);
+    // Its desc, read back, is the one the original was made with.
+    relattn_kv_cache_desc read;
+    std::memset(&read, 0xab, sizeof(read));
+    REQUIRE(relattn_kv_cache_get_desc(attached, &read) == RELATTN_OK);
+    relattn_kv_cache_desc made = DescOf(c);
+    made.v_head_dim = made.head_dim;  // 0 means head_dim, and reads back as it
+    CHECK(std::memcmp(&read, &made, sizeof(read)) == 0);
   }
+}
+
+TEST_CASE("get_desc: NULL arguments and a corrupted cache give a status, writing nothing") {
+  const Config c = Saved(RELATTN_F16);
+  Cache cache(DescOf(c));
+  relattn_kv_cache_desc desc;
+  CHECK(relattn_kv_cache_get_desc(cache.get(), nullptr) == RELATTN_ERR_NULL_ARGUMENT);
+  CHECK(std::string(relattn_last_error()).find("desc") != std::string::npos);
+  CHECK(relattn_kv_cache_get_desc(nullptr, &desc) == RELATTN_ERR_NULL_ARGUMENT);
+  std::memset(&desc, 0xab, sizeof(desc));
+  const relattn_kv_cache_desc before = desc;
+  std::memset(cache.get(), 0, 8);  // the magic
+  CHECK(relattn_kv_cache_get_desc(cache.get(), &desc) == RELATTN_ERR_BAD_CACHE);
+  CHECK(std::memcmp(&desc, &before, sizeof(desc)) == 0);
 }
 
 // One corruption of a saved cache: what it does, the status and message.

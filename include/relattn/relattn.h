@@ -477,6 +477,16 @@ RELATTN_API int64_t relattn_kv_cache_length(const relattn_kv_cache* cache);
 /* Position the next append continues from when given no positions. */
 RELATTN_API int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache);
 
+/* Copies into *desc the desc the cache was made with (init's, or the one
+ * attach found), so that a program holding only a cache's bytes learns its
+ * heads, dims, dtypes, capacity, ring, sinks and rope. v_head_dim 0 reads
+ * back as head_dim; a RoPE scaling family's table pointers are NULL there:
+ * the cache keeps the tables resolved, not the caller's arrays. Checks the cache as append does
+ * (RELATTN_ERR_BAD_CACHE); desc NULL: RELATTN_ERR_NULL_ARGUMENT; *desc is
+ * written only on success. */
+RELATTN_API relattn_status relattn_kv_cache_get_desc(const relattn_kv_cache* cache,
+                                                     relattn_kv_cache_desc* desc);
+
 /* Empties the cache (positions restart at 0). */
 RELATTN_API void relattn_kv_cache_clear(relattn_kv_cache* cache);
 

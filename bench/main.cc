@@ -60,7 +60,8 @@ machine's measured FP32 FMA peak and DRAM read bandwidth, in one run.
   --help            this text
 JSON objects: case, impl (relattn, xnnpack, fma_peak, bf16_dot_peak, int8_dot_peak,
 dram_read), threads, ms,
-and where they apply gflops (useful), peak_fraction, gbps, bw_fraction,
+and where they apply gflops (useful), peak_fraction, limit and limit_fraction (prefill:
+the peak of the instructions it runs on, as the table's limit column), gbps, bw_fraction,
 vs_xnnpack (XNNPACK ms / relattn ms), create_ms, max_abs_diff (XNNPACK's check),
 repeats, target, others_load (CPU share other processes took meanwhile), error,
 and the case's kind, head_dim, n_q, n_kv, heads, kv_heads, mask, scheme, dtype, and
@@ -215,8 +216,9 @@ std::vector<Record> MeasureLimits(const Options& o, const MeasureConfig& config,
     const char* impl;
     const char* target;
     double (*measure)(pthreadpool_t, int, double, int);
-  } dots[] = {{"bf16_dot_peak", "AVX512_BF16", MeasureBf16DotPeakGflops},
-              {"int8_dot_peak", "AVX512_VNNI", MeasureInt8DotPeakGops}};
+    std::map<int, double> Limits::*limit;
+  } dots[] = {{"bf16_dot_peak", "AVX512_BF16", MeasureBf16DotPeakGflops, &Limits::bf16_dot_gflops},
+              {"int8_dot_peak", "AVX512_VNNI", MeasureInt8DotPeakGops, &Limits::int8_dot_gops}};
   for (const auto& dot : dots) {
     for (int t : config.thread_counts) {
       Record r;
@@ -225,7 +227,9 @@ std::vector<Record> MeasureLimits(const Options& o, const MeasureConfig& config,
       r.threads = t;
       r.target = dot.target;
       r.gflops = dot.measure(t == 1 ? nullptr : config.pool, t, seconds, 3);
-      if (r.gflops > 0) records.push_back(r);
+      if (r.gflops <= 0) continue;
+      records.push_back(r);
+      (limits.*dot.limit)[t] = r.gflops;
     }
   }
   const BigBuffer buffer(size_t{1} << 30);
@@ -363,6 +367,9 @@ int Main(int argc, char** argv) {
                "GFLOP/s counts useful work: 4*d*heads FLOPs per visible query-key pair (a causal "
                "prefill has n(n+1)/2, about half of n*m).\n"
                "peak: fraction of the measured FP32 FMA peak (best target, same thread count). "
+               "limit: of the peak of the instructions the case runs on (bf16 dot for bf16 and "
+               "*fast Q.K and fast P.V, int8 dot for i8 Q.K, FMA for the rest; mixed: harmonic "
+               "mean). "
                "vs XNN: XNNPACK ms / relattn ms, same threads (> 1: relattn faster).\n"
                "XNNPACK: f32 inputs (its 2022 snapshot has no usable f16 path), no bias (favours "
                "it), no mask: its causal row times the full unmasked n*m attention,\n"

@@ -13,12 +13,40 @@
 namespace relattn_bench {
 namespace {
 
+double At(const std::map<int, double>& m, int threads) {
+  const auto it = m.find(threads);
+  return it == m.end() ? 0.0 : it->second;
+}
+
+// The limit of the instructions a relattn prefill case runs on (AVX3 with
+// the CPU's dot products: Q.K in bf16 for bf16 Q/K and f16 FAST, int8 for
+// i8; P.V in bf16 with FAST), its name and GFLOP/s; 0 where unmeasured.
+std::pair<std::string, double> LimitOf(const Case& c, const Record& r, const Limits& limits) {
+  const double fma = At(limits.peak_gflops, r.threads);
+  const bool avx3 = r.target.rfind("AVX3", 0) == 0;
+  const double bf16 = avx3 ? At(limits.bf16_dot_gflops, r.threads) : 0.0;
+  const double int8 = avx3 ? At(limits.int8_dot_gops, r.threads) : 0.0;
+  const auto mix = [&](double a) { return 2.0 / (1.0 / a + 1.0 / fma); };
+  const bool bf16_qk = c.dtype == RELATTN_BF16 || (c.dtype == RELATTN_F16 && c.fast);
+  if (bf16_qk && bf16 > 0 && c.fast) return {"bf16_dot_peak", bf16};
+  if (bf16_qk && bf16 > 0) return {"bf16_dot_peak+fma_peak", mix(bf16)};
+  if (c.dtype == RELATTN_I8 && int8 > 0) return {"int8_dot_peak+fma_peak", mix(int8)};
+  return {"fma_peak", fma};
+}
+
 // Fills the fields derived from a median time.
 void Derive(Record& r, double seconds, const Case& c, const Limits& limits, bool xnnpack) {
   r.ms = seconds * 1e3;
   r.gflops = UsefulFlops(c) / seconds * 1e-9;
   if (limits.peak_gflops.count(r.threads)) {
     r.peak_fraction = r.gflops / limits.peak_gflops.at(r.threads);
+  }
+  if (!c.shape.decode && !xnnpack) {
+    const auto [name, gflops] = LimitOf(c, r, limits);
+    if (gflops > 0) {
+      r.limit = name;
+      r.limit_fraction = r.gflops / gflops;
+    }
   }
   if (c.shape.decode) {
     r.gbps = KvBytes(c.shape, xnnpack ? RELATTN_F32 : c.dtype) / seconds * 1e-9;

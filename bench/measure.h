@@ -21,6 +21,7 @@ namespace relattn_bench {
 struct Limits {
   std::map<int, double> peak_gflops;  // best compiled target
   std::map<int, double> read_gbps;
+  std::map<int, double> bf16_dot_gflops, int8_dot_gops;  // where the CPU has them
 };
 
 struct MeasureConfig {

@@ -63,6 +63,8 @@ std::string ToJson(const Record& r) {
   AddNumber(json, "ms", r.ms);
   AddNumber(json, "gflops", r.gflops);
   AddNumber(json, "peak_fraction", r.peak_fraction);
+  AddString(json, "limit", r.limit);
+  AddNumber(json, "limit_fraction", r.limit_fraction);
   AddNumber(json, "gbps", r.gbps);
   AddNumber(json, "bw_fraction", r.bw_fraction);
   AddNumber(json, "vs_xnnpack", r.vs_xnnpack);
@@ -148,6 +150,7 @@ void PrintShapeTable(FILE* out, const Shape& shape, const std::vector<Record>& r
   std::fprintf(out, "%-30s", "mask  scheme  dtype  impl");
   for (int t : thread_counts) {
     std::fprintf(out, " | %d thr:%7s %7s %5s", t, "ms", "GFLOP/s", "peak");
+    if (!decode) std::fprintf(out, " %5s", "limit");
     if (decode) std::fprintf(out, " %6s %5s", "GB/s", "bw");
     std::fprintf(out, " %7s", "vs XNN");
   }
@@ -167,6 +170,7 @@ void PrintShapeTable(FILE* out, const Shape& shape, const std::vector<Record>& r
       std::fprintf(out, " | %s %s %s%%", Cell("%12.3f", x.ms, 12).c_str(),
                    Cell("%7.1f", x.gflops, 7).c_str(),
                    Cell("%4.0f", x.peak_fraction * 100, 4).c_str());
+      if (!decode) std::fprintf(out, " %s%%", Cell("%4.0f", x.limit_fraction * 100, 4).c_str());
       if (decode) {
         std::fprintf(out, " %s %s%%", Cell("%6.1f", x.gbps, 6).c_str(),
                      Cell("%4.0f", x.bw_fraction * 100, 4).c_str());

@@ -17,9 +17,14 @@ struct Record {
   std::string case_name;  // CaseName(), or "limits"
   std::string impl;       // "relattn", "xnnpack", "fma_peak", "dram_read"
   int threads = 1;
-  double ms = kUnset;               // median time of one call
-  double gflops = kUnset;           // useful GFLOP/s (UsefulFlops), or the FMA peak
-  double peak_fraction = kUnset;    // gflops / measured FMA peak, same thread count
+  double ms = kUnset;             // median time of one call
+  double gflops = kUnset;         // useful GFLOP/s (UsefulFlops), or the FMA peak
+  double peak_fraction = kUnset;  // gflops / measured FMA peak, same thread count
+  // Prefill: gflops / the limit of the instructions the case's kernels use
+  // (LimitOf in measure.cc): "fma_peak", "bf16_dot_peak", or a mix whose
+  // limit is the harmonic mean, as Q.K and P.V take half the FLOPs each.
+  std::string limit;
+  double limit_fraction = kUnset;
   double gbps = kUnset;             // decode: K + V bytes / time; or DRAM read GB/s
   double bw_fraction = kUnset;      // gbps / measured DRAM read GB/s, same thread count
   double vs_xnnpack = kUnset;       // XNNPACK ms / relattn ms, same thread count (> 1: faster)

@@ -22,6 +22,7 @@
 
 #include "hwy/targets.h"
 #include "lib/api/kv_cache.h"
+#include "lib/common/bf16.h"
 #include "lib/common/f16.h"
 #include "lib/reference/bounds.h"
 #include "lib/reference/reference.h"
@@ -144,11 +145,36 @@ void PrintDesc(const relattn_attention_desc& d) {
   }
 }
 
-// Element (token, head, e) of an f32 or f16 tensor.
+// Element (token, head, e) of an f32, f16 or bf16 tensor.
 float ElementOf(const relattn_tensor& t, int64_t token, int32_t head, int32_t e) {
   const int64_t i = token * t.token_stride + head * t.head_stride + e;
-  return t.dtype == RELATTN_F16 ? relattn::F16ToF32(static_cast<const uint16_t*>(t.data)[i])
-                                : static_cast<const float*>(t.data)[i];
+  const uint16_t* bits = static_cast<const uint16_t*>(t.data);
+  return t.dtype == RELATTN_F16    ? relattn::F16ToF32(bits[i])
+         : t.dtype == RELATTN_BF16 ? relattn::BF16ToF32(bits[i])
+                                   : static_cast<const float*>(t.data)[i];
+}
+
+// An f16 tensor's values rounded to bf16 in place (elements of 2 bytes
+// both), so that *t and *ref_t read them as RELATTN_BF16.
+void F16ToBF16InPlace(std::vector<uint8_t>& storage, relattn_tensor* t, relattn_tensor* ref_t) {
+  for (size_t i = 0; i + 1 < storage.size(); i += 2) {
+    uint16_t h;
+    std::memcpy(&h, &storage[i], 2);
+    const uint16_t bf = relattn::F32ToBF16(relattn::F16ToF32(h));
+    std::memcpy(&storage[i], &bf, 2);
+  }
+  t->dtype = ref_t->dtype = RELATTN_BF16;
+}
+
+// precision: FAST a quarter of the time, sometimes a value outside the enum.
+// The bound FAST adds (lib/reference/bounds.h): bf16 P.V, and for f16 Q and K
+// their bf16 rounding, with |q|, |k|, |v| <= 1.
+double FastBound(const relattn_attention_desc& d) {
+  if (d.precision != RELATTN_PRECISION_FAST) return 0.0;
+  const double scale = d.scale != 0.0f ? std::fabs(d.scale) : 1.0 / std::sqrt(d.head_dim);
+  const bool f16_qk = d.q.dtype == RELATTN_F16 && d.k.dtype == RELATTN_F16;
+  return f16_qk ? relattn::bounds::F16FastOutput(scale * d.head_dim, 1.0)
+                : relattn::bounds::kBF16FastOutput;
 }
 
 // A failed call must leave a message.
@@ -577,7 +603,7 @@ void PrintKeys(const relattn_attention_desc& ref) {
 void CheckAgainstReference(const relattn_attention_desc& d, const relattn_attention_desc& ref,
                            const std::vector<uint8_t>& out, const std::vector<double>& expected,
                            float slope0) {
-  const double bound = relattn::bounds::Output(d.o.dtype);
+  const double bound = relattn::bounds::Output(d.o.dtype) + FastBound(d);
   if (std::getenv("RELATTN_FUZZ_PRINT")) {
     PrintDesc(d);
     std::fprintf(stderr, "reference o[0] = %.9g; slope0 %.9g\n", expected[0], slope0);
@@ -863,6 +889,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ref.mask.allowed_key_offset = d.mask.allowed_key_offset;
   std::vector<float> lse(size_t(d.n_q) * d.n_heads, 12345.0f);
   if (b.Below(4) == 0) d.lse = lse.data();
+  // bf16 tensors (f16 ones rounded) and precision, read last too.
+  if (!d.kv_cache) {
+    if (d.q.dtype == RELATTN_F16 && b.Below(4) == 0) F16ToBF16InPlace(q, &d.q, &ref.q);
+    if (d.k.dtype == RELATTN_F16 && b.Below(4) == 0) F16ToBF16InPlace(k, &d.k, &ref.k);
+    if (d.v.dtype == RELATTN_F16 && b.Below(4) == 0) F16ToBF16InPlace(v, &d.v, &ref.v);
+  }
+  if (b.Below(4) == 0) d.precision = RELATTN_PRECISION_FAST;
+  if (b.Below(64) == 0) d.precision = relattn_precision(int(b.Below(5)) - 2);
 
   size_t ws_bytes = 0;
   if (relattn_attention_workspace_size(&d, run.n_threads, &ws_bytes) == RELATTN_OK &&

@@ -144,11 +144,11 @@ HWY_INLINE const IntDotKernels* IntDotDecode(const Plan& plan) {
   return nullptr;
 }
 
-// Prefill, queries in lanes, bf16 Q and K: s[j][lane] = q[lane] . k_j over
-// d2 channel pairs (q: [d2][lanes] 32-bit pairs; key j's bf16 row at k + j *
-// k_stride).
+// Prefill, queries in lanes, bf16 Q and K: s[j][lane] = scale * q[lane] .
+// k_j over d2 channel pairs (q: [d2][lanes] 32-bit pairs; key j's bf16 row
+// at k + j * k_stride).
 using ScoresQLanesBf16Fn = void (*)(const uint32_t* q, int64_t d2, const uint16_t* k,
-                                    int64_t k_stride, int64_t n_keys, float* s);
+                                    int64_t k_stride, int64_t n_keys, float scale, float* s);
 // Prefill P.V, probabilities rounded to bf16: o_t[e][lane] += sum_j p[j][lane]
 // * v_j[e] (v: [(n_keys + 1) / 2][dv] pairs of keys, PackValuePairs).
 using PVQLanesBf16Fn = void (*)(const float* p, int64_t n_keys, const uint32_t* v_pairs, int64_t dv,

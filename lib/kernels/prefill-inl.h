@@ -59,10 +59,9 @@ HWY_INLINE void AttendKeyBlock(const Plan& plan, const SubTile& tile, const KeyB
     b.k_int.kernels->scores_qlanes(tile.q_int, plan.d4, b.k_int.rows, b.k_int.sums, n_keys,
                                    reinterpret_cast<int32_t*>(s));
     ScaleQLanesI32(tile.q_mul, b.k_scale, n_keys, s);
-  } else if (b.k_bf16.rows) {  // the raw bf16 products, then the scale
+  } else if (b.k_bf16.rows) {  // the bf16 products' sums, times the scale
     b.k_bf16.kernels->scores_qlanes(static_cast<const uint32_t*>(tile.q_int), plan.d / 2,
-                                    b.k_bf16.rows, b.k_bf16.stride, n_keys, s);
-    ScaleScores(plan.scale_log2, n_keys * w, s);
+                                    b.k_bf16.rows, b.k_bf16.stride, n_keys, plan.scale_log2, s);
   } else {
     ScoresQLanesF32(tile.q_t, plan.d, b.k, n_keys, s);
     if (plan.k.dtype == RELATTN_I8) ScaleQLanesI8(tile.q_mul, b.k_scale, n_keys, s);

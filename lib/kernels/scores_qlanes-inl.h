@@ -75,15 +75,6 @@ HWY_INLINE void ScoresQLanesF32(const float* HWY_RESTRICT q_t, int64_t d, RowsF3
   }
 }
 
-// s[i] *= mul for i < n (n a multiple of Lanes(DF); s aligned): the bf16
-// kernel's raw products into log2 units.
-HWY_INLINE void ScaleScores(float mul, int64_t n, float* HWY_RESTRICT s) {
-  const DF df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  const auto m = hn::Set(df, mul);
-  for (int64_t i = 0; i < n; i += lanes) hn::Store(hn::Mul(hn::Load(df, s + i), m), df, s + i);
-}
-
 // s[j][lane] = float(s_int[j][lane]) * q_mul[lane] * k_scale[j]: the same
 // operations ScaleQLanesI8 applies to the same integers held in f32.
 HWY_INLINE void ScaleQLanesI32(const float* HWY_RESTRICT q_mul, const float* HWY_RESTRICT k_scale,

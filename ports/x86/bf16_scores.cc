@@ -44,7 +44,8 @@ namespace {
 // pair, 2 loads of q, kKeys broadcasts of k.
 template <int kKeys>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void ScoresKeys(
-    const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride, float* s) {
+    const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride, __m512 scale,
+    float* s) {
   __m512 acc[kKeys][2];
 #pragma GCC unroll 8
   for (int r = 0; r < kKeys; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -60,24 +61,25 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void ScoresK
   }
 #pragma GCC unroll 8
   for (int r = 0; r < kKeys; ++r) {
-    _mm512_storeu_ps(s + r * 32, acc[r][0]);
-    _mm512_storeu_ps(s + r * 32 + 16, acc[r][1]);
+    _mm512_storeu_ps(s + r * 32, _mm512_mul_ps(acc[r][0], scale));
+    _mm512_storeu_ps(s + r * 32 + 16, _mm512_mul_ps(acc[r][1], scale));
   }
 }
 
 }  // namespace
 
-__attribute__((target("avx512f,avx512bf16"))) void ScoresQLanesBf16Dot(const uint32_t* q_pairs,
-                                                                       int64_t d2,
-                                                                       const uint16_t* k,
-                                                                       int64_t k_stride,
-                                                                       int64_t n_keys, float* s) {
+__attribute__((target("avx512f,avx512bf16"))) void ScoresQLanesBf16Dot(
+    const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride, int64_t n_keys,
+    float scale, float* s) {
+  const __m512 m = _mm512_set1_ps(scale);
   int64_t j = 0;
-  for (; j + 8 <= n_keys; j += 8)
-    ScoresKeys<8>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
-  for (; j + 4 <= n_keys; j += 4)
-    ScoresKeys<4>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
-  for (; j < n_keys; ++j) ScoresKeys<1>(q_pairs, d2, k + j * k_stride, k_stride, s + j * 32);
+  for (; j + 8 <= n_keys; j += 8) {
+    ScoresKeys<8>(q_pairs, d2, k + j * k_stride, k_stride, m, s + j * 32);
+  }
+  for (; j + 4 <= n_keys; j += 4) {
+    ScoresKeys<4>(q_pairs, d2, k + j * k_stride, k_stride, m, s + j * 32);
+  }
+  for (; j < n_keys; ++j) ScoresKeys<1>(q_pairs, d2, k + j * k_stride, k_stride, m, s + j * 32);
 }
 
 namespace {

@@ -21,12 +21,12 @@ bool Bf16DotUsable();
 // Tests switch the bf16 path off to compare it with the portable one.
 void SetBf16DotEnabled(bool enabled);
 
-// s[j][lane] = sum_{e < 2 * d2} q[lane][e] * k_j[e] for j < n_keys, lane < 32:
+// s[j][lane] = scale * sum_{e < 2 * d2} q[lane][e] * k_j[e] for j < n_keys, lane < 32:
 // q_pairs holds [d2][32 lanes] 32-bit words, each two bf16 channels (2c in
 // the low half, 2c + 1 in the high); key j's bf16 row at k + j * k_stride
 // (elements). s: [n_keys][32] f32.
 void ScoresQLanesBf16Dot(const uint32_t* q_pairs, int64_t d2, const uint16_t* k, int64_t k_stride,
-                         int64_t n_keys, float* s);
+                         int64_t n_keys, float scale, float* s);
 
 // P.V with the probabilities rounded to bf16 (precision FAST): o_t[e][lane] +=
 // sum_{j < n_keys} bf16(p[j][lane]) * v_j[e] for lane < 32, e < dv. p:

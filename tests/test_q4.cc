@@ -317,6 +317,28 @@ TEST_CASE("Q4 cache: truncate then append equals never having appended; copies a
   }
 }
 
+// A value whose block scale would overflow f16 makes the row non-finite, as
+// f16 storage does beyond its range: the queries that see that key are
+// poisoned (NaN), the others unchanged, and attention still runs.
+TEST_CASE("Q4 cache: a value beyond kQ4MaxAbs flags its row as non-finite") {
+  Inputs in = InputsOf(1, 400);
+  Cache c(RELATTN_Q4, RELATTN_Q4, kKeys, false);
+  in.k[size_t((7 * kKvHeads + 0) * kD + 3)] = 6e5f;  // token 7, KV head 0
+  c.Append(in, 0, kKeys);
+  const std::vector<double> out = c.Attend(Problem{1}, in, c.cache);
+  const int32_t group = kHeads / kKvHeads;
+  for (int32_t h = 0; h < kHeads; ++h) {
+    CAPTURE(h);
+    for (int32_t e = 0; e < kDv; ++e) {
+      CHECK(std::isnan(out[size_t(h * kDv + e)]) == (h < group));
+    }
+  }
+  in.k[size_t((7 * kKvHeads + 0) * kD + 3)] = 5e5f;  // below: stored, finite
+  Cache ok(RELATTN_Q4, RELATTN_Q4, kKeys, false);
+  ok.Append(in, 0, kKeys);
+  for (double x : ok.Attend(Problem{1}, in, ok.cache)) CHECK(std::isfinite(x));
+}
+
 TEST_CASE("attach refuses a Q4 block scale that is not finite or beyond the recorded maximum") {
   const Inputs in = InputsOf(1, 400);
   Cache saved(RELATTN_Q4, RELATTN_Q4, kKeys, false);

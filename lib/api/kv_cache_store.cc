@@ -63,7 +63,8 @@ void StoreValueRow(relattn_kv_cache* c, const KvCacheView& view, int32_t h, int6
 
 // Row (t, h) of src as f32 into row[0, dim), rotated by rope with the
 // token's angles (if rope is on), then rounded as `storage` holds it; false
-// if it holds a NaN or inf (f32 beyond f16's range included).
+// if it holds a NaN or inf (f32 beyond f16's range included; Q4: a value at
+// or beyond kQ4MaxAbs, whose block scale would be infinite).
 bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
                   relattn_dtype storage, const RopeParams* rope, const RopeAngles& angles,
                   float* row) {
@@ -74,6 +75,7 @@ bool LoadTokenRow(const relattn_tensor& src, int64_t t, int32_t h, int64_t dim,
   for (int64_t e = 0; e < dim; ++e) {
     row[e] = RoundedAs(row[e], storage);  // I8, Q4: quantised at store
     finite = finite && std::isfinite(row[e]);
+    if (storage == RELATTN_Q4) finite = finite && std::fabs(row[e]) < kQ4MaxAbs;
   }
   return finite;
 }

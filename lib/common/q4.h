@@ -21,6 +21,10 @@ inline constexpr int64_t kQ4BlockValues = 32;
 inline constexpr int64_t kQ4BlockBytes = 2 + kQ4BlockValues / 2;
 
 // Bytes of a Q4 row of dim values (dim a multiple of kQ4BlockValues).
+// |x| from which a block's f16 scale d = max / -8 rounds to infinity (f16's
+// largest finite value is 65504; 65520 and above round to inf): a KV cache
+// treats such a row as non-finite.
+inline constexpr float kQ4MaxAbs = 8.0f * 65520.0f;
 inline constexpr int64_t Q4RowBytes(int64_t dim) { return dim / kQ4BlockValues * kQ4BlockBytes; }
 
 // The scale of the block at `block` (kQ4BlockBytes, any alignment) as f32.

@@ -142,7 +142,7 @@ int Append(int argc, char** argv, int first) {
   relattn_positions pos{nullptr, args.Int64("--k-start", 0, INT64_MIN, INT64_MAX)};
   CacheFile file;
   LoadCache(args, &file);
-  const relattn_kv_cache_desc& d = CacheDesc(file.cache);
+  const relattn_kv_cache_desc d = CacheDesc(file.cache);
   NpyArray k, v, positions, unused;
   const relattn_tensor kt = LoadTensor(args, "--k", false, &k, &unused);
   const relattn_tensor vt = LoadTensor(args, "--v", false, &v, &unused);
@@ -190,7 +190,7 @@ int Info(int argc, char** argv, int first) {
   args.Require("--cache");
   CacheFile file;
   LoadCache(args, &file);
-  const relattn_kv_cache_desc& d = CacheDesc(file.cache);
+  const relattn_kv_cache_desc d = CacheDesc(file.cache);
   std::printf("kv_heads %" PRId32 "\nhead_dim %" PRId32 "\nv_head_dim %" PRId32 "\n", d.n_kv_heads,
               d.head_dim, d.v_head_dim);
   std::printf("k_dtype %s\nv_dtype %s\n", StorageDtypeName(d.k_dtype), StorageDtypeName(d.v_dtype));

@@ -41,7 +41,7 @@ struct Arrays {
 // Points desc at q and the cache: the cache's head counts and dimensions (q's head_dim must
 // be the cache's).
 void SetQueriesAndCache(const Args& args, Arrays* in, relattn_attention_desc* desc) {
-  const relattn_kv_cache_desc& c = CacheDesc(in->cache.cache);
+  const relattn_kv_cache_desc c = CacheDesc(in->cache.cache);
   desc->q = LoadTensor(args, "--q", true, &in->q, &in->q_scales);
   if (in->q.shape[2] != c.head_dim) {
     args.Fail(Describe(args, "--q", in->q) + ": head_dim must be the cache's " +

@@ -1,8 +1,5 @@
 #include "tools/cli/cache_file.h"
 
-// The cache header's layout, for its desc: the C API has no getter (the Python package reads
-// the desc at the same offset, _DESC_OFFSET).
-#include "lib/api/kv_cache.h"
 #include "relattn/relattn.hpp"
 
 namespace relattn_cli {
@@ -36,7 +33,12 @@ void SaveCache(const Args& args, const std::string& flag, const CacheFile& file)
   }
 }
 
-const relattn_kv_cache_desc& CacheDesc(const relattn_kv_cache* cache) { return cache->desc; }
+relattn_kv_cache_desc CacheDesc(const relattn_kv_cache* cache) {
+  relattn_kv_cache_desc desc;
+  const relattn::Status status = relattn::MakeStatus(relattn_kv_cache_get_desc(cache, &desc));
+  if (!status) Die("cache", "reading the cache's desc: " + status.ToString());
+  return desc;
+}
 
 relattn_dtype ParseStorageDtype(const Args& args, const std::string& flag, relattn_dtype fallback) {
   if (!args.Has(flag)) return fallback;

@@ -27,7 +27,7 @@ void LoadCache(const Args& args, CacheFile* file);
 void SaveCache(const Args& args, const std::string& flag, const CacheFile& file);
 
 // The desc an attached cache was laid out with (v_head_dim resolved, rope's tables NULL).
-const relattn_kv_cache_desc& CacheDesc(const relattn_kv_cache* cache);
+relattn_kv_cache_desc CacheDesc(const relattn_kv_cache* cache);
 
 // Storage dtype names: f32, f16, bf16, i8, q4. ParseStorageDtype is a usage error otherwise.
 relattn_dtype ParseStorageDtype(const Args& args, const std::string& flag, relattn_dtype fallback);

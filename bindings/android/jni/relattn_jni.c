@@ -562,25 +562,21 @@ JNIEXPORT void JNICALL Java_org_relattn_KVCache_nativeInit(JNIEnv* env, jclass c
   Unpin(env, &pins, kMaxPinned);
 }
 
-/* The relattn_kv_cache_desc a cache's header holds, as init stored it (v_head_dim resolved,
- * the rope's table pointers NULL): at byte 8, after the uint64 magic (lib/api/kv_cache.h;
- * relattn.h has no getter, and the Python binding reads it there too). */
-enum { kStoredDescOffset = 8 };
-
 /* relattn_kv_cache_attach of the bytes in memory (a copy the Java side made, aligned); on
- * success the stored desc goes into the KVCache.Header h (its rope's scalars included). */
+ * success the desc the cache was made with (relattn_kv_cache_get_desc: v_head_dim resolved,
+ * the rope's table pointers NULL) goes into the KVCache.Header h (its rope's scalars
+ * included). */
 JNIEXPORT void JNICALL Java_org_relattn_KVCache_nativeAttach(JNIEnv* env, jclass cls,
                                                              jobject memory, jobject h) {
   (void)cls;
   relattn_kv_cache* cache = NULL;
-  const relattn_status s =
-      relattn_kv_cache_attach(CacheOf(env, memory), BytesOf(env, memory), &cache);
+  relattn_status s = relattn_kv_cache_attach(CacheOf(env, memory), BytesOf(env, memory), &cache);
+  relattn_kv_cache_desc d;
+  if (s == RELATTN_OK) s = relattn_kv_cache_get_desc(cache, &d);
   if (s != RELATTN_OK) {
     ThrowStatus(env, s);
     return;
   }
-  relattn_kv_cache_desc d;
-  memcpy(&d, (const char*)cache + kStoredDescOffset, sizeof d);
   WriteFields(env, h, kCacheFields, kCacheFieldCount, &d);
   jobject rope = ObjectField(env, h, "rope", kRopeType);
   if (rope) WriteFields(env, rope, kRopeFields, kRopeFieldCount, &d.rope);

@@ -1,5 +1,5 @@
-"""attention(), alibi_slopes(), t5_bucket(), quantize_table_i8(), quantize_i8() and
-active_target() over the C API."""
+"""attention(), alibi_slopes(), t5_bucket(), quantize_table_i8(), quantize_i8(),
+quantize_q4() and active_target() over the C API."""
 import atexit
 import ctypes
 import threading
@@ -165,19 +165,22 @@ def bf16_inputs(dtype):
 
 
 def _set_keys(desc, keep, q, k, v, k_start, k_positions, cast, bf16=False):
-    """Points desc at explicit k, v (float, bf16 bits, or the int8 pair); returns
+    """Points desc at explicit k, v (float, bf16 bits, the int8 pair or Q4 blocks); returns
     (kv_heads, v_head_dim)."""
-    k, desc.k = arrays.tensor("k", k, keep, cast, bf16)
-    v, desc.v = arrays.tensor("v", v, keep, cast, bf16)
+    k, desc.k = arrays.tensor("k", k, keep, cast, bf16, q4=True)
+    v, desc.v = arrays.tensor("v", v, keep, cast, bf16, q4=True)
     keep += [k, v]
-    if k.shape[2] != q.shape[2]:
-        raise ValueError("k: head_dim %d differs from q's %d" % (k.shape[2], q.shape[2]))
-    if k.shape[:2] != v.shape[:2]:
-        raise ValueError("v: shape %s: tokens and heads must match k's %s" % (v.shape, k.shape))
-    desc.n_kv, desc.n_kv_heads, desc.head_dim, desc.v_head_dim = k.shape + v.shape[2:]
+    k_shape, v_shape = arrays.tensor_shape(k, desc.k), arrays.tensor_shape(v, desc.v)
+    if k_shape[2] != q.shape[2]:
+        raise ValueError("k: head_dim %d%s differs from q's %d" % (
+            k_shape[2], " (Q4 rows of %d bytes)" % k.shape[2] if desc.k.dtype == _capi.Q4
+            else "", q.shape[2]))
+    if k_shape[:2] != v_shape[:2]:
+        raise ValueError("v: shape %s: tokens and heads must match k's %s" % (v_shape, k_shape))
+    desc.n_kv, desc.n_kv_heads, desc.head_dim, desc.v_head_dim = k_shape + v_shape[2:]
     p, desc.k_pos = arrays.positions("k_positions", k_positions, "k_start", k_start, k.shape[0])
     keep.append(p)
-    return k.shape[1], v.shape[2]
+    return k_shape[1], v_shape[2]
 
 
 # A workspace up to this size is kept for the thread that allocated it and reused by its later
@@ -269,6 +272,11 @@ def _tokens_major(name, x):
     """A [heads][tokens][dim] array (or int8 pair, scales [heads][tokens]; or an object
     arrays.as_array reads) as the [tokens][heads][dim] view of the same memory; anything else
     as it is (checked later)."""
+    if isinstance(x, arrays.Q4):
+        blocks = arrays.as_array(name, x.blocks) if arrays.array_like(x.blocks) else x.blocks
+        if isinstance(blocks, np.ndarray) and blocks.ndim == 3:
+            return arrays.Q4(blocks.transpose(1, 0, 2))
+        return x
     if isinstance(x, tuple) and len(x) == 2:
         data, scales = (arrays.as_array("%s[%d]" % (name, i), a) if arrays.array_like(a) else a
                         for i, a in enumerate(x))
@@ -348,6 +356,13 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     product, and scales each int8 value row by its scale, so the result is that of the
     dequantised rows up to float32 rounding.
 
+    4-bit: k and v may each be given as relattn.Q4(blocks), blocks a uint8 array
+    [tokens][heads][head_dim / 32 * 18] of ggml's q4_0 blocks (quantize_q4 makes them; head
+    dims a multiple of 32): attention(q, Q4(quantize_q4(k)), Q4(quantize_q4(v))), or k or v
+    alone. The library converts each block to float32, so the result is that of the
+    dequantised values ((nibble - 8) * d) up to float32 rounding. q cannot be Q4, and an int8
+    q needs an int8 k.
+
     scheme: "none"; "alibi" (slopes from max_bias, 8 = the ALiBi paper's, or `slopes`
     float32 [heads]); "t5" (`table` [heads][num_buckets] float32, float16 or int8 with
     `table_scales` float32 [heads]; `max_distance`; Hugging Face's
@@ -414,6 +429,9 @@ def attention(q, k, v, *, scheme="none", causal=False, window=0, valid_kv=None,
     """
     if layout not in LAYOUTS:
         raise ValueError("layout: %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
+    if isinstance(q, arrays.Q4):
+        raise TypeError("q: relattn.Q4 blocks are for k and v only (q: float32, float16, "
+                        "bfloat16 bits or the int8 pair of quantize_i8)")
     if layout == "heads_tokens_dim":
         q, v = _tokens_major("q", q), _tokens_major("v", v)
         k = k if isinstance(k, KVCache) else _tokens_major("k", k)
@@ -567,6 +585,62 @@ def quantize_i8(x):
                                   arrays.to_int("x: dim", dim, 0, arrays.INT32_MAX),
                                   out.ctypes.data, scales.ctypes.data, ctypes.byref(quantized)))
     return out, scales
+
+
+def quantize_q4(x):
+    """ggml's q4_0 quantisation of the rows of x, a float32 or float16 [tokens][heads][dim]
+    array with dim a multiple of 32, exactly as a KVCache with k_dtype / v_dtype "q4" stores
+    them (ggml's quantize_row_q4_0_ref): per block of 32 values, m = the value of largest |x|
+    (the first such, its sign kept; +0 for an all-zero block), d = m / -8 and inv = 1 / d (0
+    when d is 0) in float32, nibble = min(15, int(x * inv + 8.5)), d stored as float16.
+    Returns uint8 [tokens][heads][dim / 32 * 18]: per block the float16 d (2 bytes, in the
+    machine's byte order, as the library writes it), then 16 bytes, byte i holding value i in
+    its low nibble and value i + 16 in its high one; value = (nibble - 8) * d. Pass it to
+    attention as relattn.Q4(blocks). A NaN or infinity raises relattn.Error with status 17
+    (non-finite value to quantise), a value so large that d overflows float16 (|x| >= 524160)
+    status 20 (value range), each naming the element."""
+    x = arrays.checked_array("x", x, 3, arrays.TENSOR_DTYPES, "[tokens][heads][dim]")
+    n, heads, dim = x.shape
+    if dim % arrays.Q4_BLOCK_VALUES:
+        raise ValueError("x: dim %d (shape %s): must be a multiple of 32 (q4_0 blocks of 32 "
+                         "values)" % (dim, x.shape))
+    f = np.ascontiguousarray(x, np.float32)
+    bad = np.flatnonzero(~np.isfinite(f))
+    if bad.size:
+        _quantize_error(17, f, bad[0], "must be finite")
+    b = f.reshape(-1, arrays.Q4_BLOCK_VALUES)
+    first_max = np.argmax(np.abs(b), axis=1)  # the first value of largest |x|, as ggml's loop
+    m = b[np.arange(len(b)), first_max]
+    m = np.where(m == 0, np.float32(0), m)  # ggml's max starts at +0: an all-zero block's d is -0
+    d = m / np.float32(-8)
+    with np.errstate(over="ignore"):
+        d16 = d.astype(np.float16)
+    overflow = np.flatnonzero(~np.isfinite(d16))
+    if overflow.size:
+        block = overflow[0]
+        _quantize_error(20, f, block * arrays.Q4_BLOCK_VALUES + first_max[block],
+                        "|x| / 8 overflows the block's float16 scale (|x| must be below 524160)")
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, np.float32(1)),
+                       np.float32(0)).astype(np.float32)
+        y = b * inv[:, None] + np.float32(8.5)  # float32: x * inv rounded, then + 8.5 rounded
+    # Finite but for a subnormal d (|x| below 2^-125), whose 1 / d overflows: the float16 d is
+    # then 0 and every value 0; those nibbles are 0, as the library's conversion leaves them
+    # on x86.
+    y = np.where(np.isfinite(y), y, np.float32(0))
+    nibbles = np.minimum(15, y.astype(np.int32)).astype(np.uint8)
+    half = arrays.Q4_BLOCK_VALUES // 2
+    out = np.empty((len(b), arrays.Q4_BLOCK_BYTES), np.uint8)
+    out[:, :2] = d16.view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = nibbles[:, :half] | (nibbles[:, half:] << np.uint8(4))
+    return out.reshape(n, heads, dim // arrays.Q4_BLOCK_VALUES * arrays.Q4_BLOCK_BYTES)
+
+
+def _quantize_error(status, f, flat_index, what):
+    """Raises relattn.Error(status) naming element flat_index of the [tokens][heads][dim] f."""
+    t, h, e = np.unravel_index(flat_index, f.shape)
+    raise _capi.Error(status, "%s: x element (token %d, head %d, %d) = %g: %s" % (
+        lib.relattn_status_string(status).decode(), t, h, e, f[t, h, e], what))
 
 
 def active_target():

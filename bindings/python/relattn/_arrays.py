@@ -16,6 +16,26 @@ BF16_DTYPES = {np.dtype(np.uint16): _capi.BF16}
 # A KV cache stores K and V as float32, float16, int8, "bfloat16" or "q4" (ggml's q4_0
 # blocks: 4.5 bits a value, head dims a multiple of 32).
 CACHE_DTYPES = {**TABLE_DTYPES, BF16: _capi.BF16, "q4": _capi.Q4}
+# ggml's q4_0 block: 32 values in 18 bytes (a float16 scale d, then 16 bytes of nibbles).
+Q4_BLOCK_VALUES, Q4_BLOCK_BYTES = 32, 18
+Q4_FORM = "relattn.Q4(uint8 [tokens][heads][dim / 32 * 18]), as relattn.quantize_q4 returns"
+
+
+class Q4:
+    """K or V given to relattn.attention as ggml's q4_0 blocks: Q4(blocks), blocks a uint8
+    array [tokens][heads][dim / 32 * 18] (relattn.quantize_q4's; or an object exposing
+    __array_interface__ or __dlpack__), read in place when its rows are contiguous. Each row
+    of dim values is dim / 32 blocks of 18 bytes: a float16 scale d, then 16 bytes, byte i
+    holding value i in its low nibble and value i + 16 in its high one; value = (nibble - 8)
+    * d. Only k and v may be Q4 (q is float, bfloat16 bits or the int8 pair)."""
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+
+    def __repr__(self):
+        return "relattn.Q4(%s)" % (getattr(self.blocks, "shape", type(self.blocks).__name__),)
 
 
 def cache_dtype(name, d):
@@ -277,13 +297,19 @@ def cast_float(a):
     return a
 
 
-def tensor(name, a, keep=None, cast=False, bf16=False):
+def tensor(name, a, keep=None, cast=False, bf16=False, q4=False):
     """(array, relattn_tensor) of a float32 / float16 [tokens][heads][dim] array (or an object
     as_array reads), read in place when its strides allow; cast=True first converts another
     float dtype to float32 (a copy). With keep (a list of arrays the call keeps alive), a may
     also be the int8 form of q, k or v: a pair (int8 array, float32 row scales) as quantize_i8
     returns, element (t, h, e) standing for scales[t, h] * int8[t, h, e]; the scales are
-    appended to keep. bf16=True: a uint16 array holds bfloat16 bits."""
+    appended to keep. bf16=True: a uint16 array holds bfloat16 bits. q4=True: a may be a Q4
+    (its uint8 blocks array is returned: tensor_shape gives the values' shape)."""
+    if isinstance(a, Q4):
+        if not q4:
+            raise TypeError("%s: relattn.Q4 blocks are not supported here: only relattn."
+                            "attention's k and v may be Q4" % name)
+        return q4_tensor(name, a)
     if keep is not None and isinstance(a, tuple):
         return int8_tensor(name, a, keep)
     a = as_array(name, a)
@@ -322,6 +348,34 @@ def int8_tensor(name, pair, keep):
     (t_stride, h_stride), (st_stride, sh_stride) = element_strides(data), element_strides(scales)
     return data, _capi.Tensor(data.ctypes.data, _capi.I8, t_stride, h_stride, scales.ctypes.data,
                               st_stride, sh_stride)
+
+
+def q4_tensor(name, q4):
+    """(uint8 array, relattn_tensor) of a Q4: its blocks [tokens][heads][dim / 32 * 18], read
+    in place when each row's bytes are contiguous (strides in bytes, as RELATTN_Q4 counts)."""
+    blocks = as_array(name, q4.blocks)
+    if blocks.dtype != np.uint8:
+        raise TypeError("%s: Q4 blocks of dtype %s: expected uint8 (%s)"
+                        % (name, blocks.dtype, Q4_FORM))
+    if blocks.ndim != 3 or 0 in blocks.shape:
+        raise ValueError("%s: Q4 blocks of shape %s: expected [tokens][heads][dim / 32 * 18] "
+                         "with every dimension >= 1 (%s)" % (name, blocks.shape, Q4_FORM))
+    if blocks.shape[2] % Q4_BLOCK_BYTES:
+        raise ValueError("%s: Q4 rows of %d bytes (shape %s): expected a multiple of %d, dim / "
+                         "32 blocks of %d bytes (%s)" % (name, blocks.shape[2], blocks.shape,
+                                                         Q4_BLOCK_BYTES, Q4_BLOCK_BYTES, Q4_FORM))
+    if not rows_readable(blocks):
+        blocks = np.ascontiguousarray(blocks)
+    t_stride, h_stride = element_strides(blocks)
+    return blocks, _capi.Tensor(blocks.ctypes.data, _capi.Q4, t_stride, h_stride, None, 0, 0)
+
+
+def tensor_shape(a, t):
+    """The [tokens][heads][dim] shape of the values relattn_tensor t over array a stands for
+    (a Q4 row of dim / 32 * 18 bytes holds dim values)."""
+    if t.dtype == _capi.Q4:
+        return a.shape[:2] + (a.shape[2] // Q4_BLOCK_BYTES * Q4_BLOCK_VALUES,)
+    return a.shape
 
 
 def table(name, a, shape, dtypes):

@@ -165,6 +165,7 @@ _prototypes = {
     "relattn_kv_cache_clear": (None, [c_void_p]),
     "relattn_kv_cache_truncate": (c_int, [c_void_p, c_int64]),
     "relattn_kv_cache_attach": (c_int, [c_void_p, ctypes.c_size_t, P(c_void_p)]),
+    "relattn_kv_cache_get_desc": (c_int, [c_void_p, P(KvCacheDesc)]),
     # pthreadpool, which librelattn.so links: found through the same handle.
     "pthreadpool_create": (c_void_p, [ctypes.c_size_t]),
     "pthreadpool_destroy": (None, [c_void_p]),

@@ -97,11 +97,6 @@ class KVCache:
         self.rope_desc = _capi.Rope.from_buffer_copy(desc.rope)  # the relattn_rope, for attention
         self.rope = arrays.rope_dict(desc.rope, self.head_dim, rope)
 
-    # The header (lib/api/kv_cache.h) starts with the uint64 magic, then the
-    # relattn_kv_cache_desc (8-byte aligned, so at offset 8) as init stored it: v_head_dim
-    # resolved, rope's table pointers NULL. tests/test_kv_cache_rollback.py checks it.
-    _DESC_OFFSET = 8
-
     @classmethod
     def frombytes(cls, data, *, rope=None):
         """A cache made of bytes tobytes() gave (a bytes-like object, e.g. a file's contents):
@@ -115,7 +110,7 @@ class KVCache:
         self = cls.__new__(cls)
         self._rope_tables = []
         self._attach(src)
-        desc = _capi.KvCacheDesc.from_buffer_copy(self._memory, self._offset + cls._DESC_OFFSET)
+        desc = self._desc()
         self.kv_heads, self.head_dim, self.v_head_dim = desc.n_kv_heads, desc.head_dim, \
             desc.v_head_dim
         self.capacity, self.ring, self.sink_tokens = desc.capacity, bool(desc.ring), \
@@ -138,6 +133,13 @@ class KVCache:
         self.lock = threading.Lock()
         check(lib.relattn_kv_cache_attach(self._memory.ctypes.data + self._offset, src.size,
                                           ctypes.byref(self.handle)))
+
+    def _desc(self):
+        """The relattn_kv_cache_desc the cache was made with (relattn_kv_cache_get_desc:
+        v_head_dim resolved, the rope's table pointers NULL)."""
+        desc = _capi.KvCacheDesc()
+        check(lib.relattn_kv_cache_get_desc(self.handle, ctypes.byref(desc)))
+        return desc
 
     def tobytes(self):
         """The cache's relattn_kv_cache_size bytes (header and every region) as bytes."""

@@ -97,8 +97,10 @@ def test_tobytes_frombytes_and_copy():
     copy.append(k[:3], v[:3])
     assert cache.tobytes() == data and len(copy) == 24 and copy.next_position == 33
     np.testing.assert_array_equal(restored.attention(q, **ARGS), cache.attention(q, **ARGS))
-    # The desc read at offset 8 is the one the cache was made with (v_head_dim resolved).
-    desc = _capi.KvCacheDesc.from_buffer_copy(data, relattn.KVCache._DESC_OFFSET)
+    # relattn_kv_cache_get_desc of the restored cache gives the desc the cache was made with
+    # (v_head_dim resolved, the rope's table pointers NULL).
+    desc = _capi.KvCacheDesc()
+    _capi.check(_capi.lib.relattn_kv_cache_get_desc(restored.handle, ctypes.byref(desc)))
     assert (desc.n_kv_heads, desc.head_dim, desc.v_head_dim, desc.capacity, desc.ring,
             desc.n_sink_tokens, desc.sink_positions) == (2, 16, 16, 24, 1, 2, 1)
     assert desc.k_dtype == _capi.I8 and desc.v_dtype == _capi.F16

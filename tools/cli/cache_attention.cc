@@ -17,7 +17,7 @@ constexpr char kUsageHead[] =
     R"(usage: relattn cache attention --cache C.bin --q Q.npy --out O.npy [options]
 Attention of Q, [tokens][heads][head_dim] float32 or float16, over the tokens the cache holds,
 at their positions; heads must be a multiple of the cache's kv_heads. Writes O,
-[tokens][heads][v_head_dim] float32. The queries follow the cache's last token (--q-start
+[tokens][heads][v_head_dim] float32 (or --out-dtype). The queries follow the cache's last token (--q-start
 defaults to its next position). --rope defaults to the cache's (give the rope options again
 for --rope-inv-freq and longrope, whose tables the cache does not keep); a different one is
 the library's to reject. --valid-kv, --first-valid-kv and --k-segments count the cache's
@@ -65,7 +65,8 @@ int CacheAttentionCommand(int argc, char** argv, int first) {
                           kCallOptions}),
                   argc, argv, first);
   if (args.Help()) {
-    std::printf("%s%s%s%s%s", kUsageHead, kSchemeUsage, kRopeUsage, kCallUsage, kUsageTail);
+    std::printf("%s%s%s%s%s%s", kUsageHead, kSchemeUsage, kRopeUsage, kCallUsage, kOutDtypeUsage,
+                kUsageTail);
     return 0;
   }
   args.NoPositionals();

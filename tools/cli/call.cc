@@ -17,7 +17,13 @@ const std::vector<OptionSpec> kCallOptions = {{"--causal", 0},     {"--window", 
                                               {"--allowed", 1},    {"--allowed-key-offset", 1},
                                               {"--softcap", 1},    {"--sinks", 1},
                                               {"--lse-out", 1},    {"--scale", 1},
-                                              {"--threads", 1},    {"--precision", 1}};
+                                              {"--threads", 1},    {"--precision", 1},
+                                              {"--out-dtype", 1}};
+
+const char kOutDtypeUsage[] =
+    R"(  --out-dtype f32|f16|bf16  the output's dtype: float32 (default), float16, or bfloat16
+                        (rounded to nearest even) written as uint16 bits
+)";
 
 const char kCallUsage[] =
     R"(  --softcap C           logit soft-capping (Gemma 2: 50): content scores x = scale * q . k
@@ -45,13 +51,25 @@ const char kCallUsage[] =
                         where the CPU has them (bf16 inputs on AVX512-BF16: P.V in bf16)
 )";
 
+relattn_dtype OutDtypeOf(const Args& args) {
+  const std::string name = args.String("--out-dtype", "f32");
+  if (name == "f32") return RELATTN_F32;
+  if (name == "f16") return RELATTN_F16;
+  if (name == "bf16") return RELATTN_BF16;
+  args.Usage("--out-dtype '" + name + "': must be f32, f16 or bf16");
+}
+
+OutputBuffer::OutputBuffer(relattn_dtype dtype, int64_t n_q, int32_t heads, int32_t dim)
+    : bytes(size_t(n_q) * size_t(heads) * size_t(dim) * (dtype == RELATTN_F32 ? 4 : 2)),
+      o(relattn::OutputTokensHeadsDim(bytes.data(), dtype, heads, dim)) {}
+
 CallPlan ParseCallOptions(const Args& args, relattn_attention_desc* desc) {
   desc->mask.causal = args.Has("--causal");
   desc->mask.window = args.Int64("--window", 0, 0, INT64_MAX);
   desc->mask.n_valid_kv = args.Int64("--valid-kv", 0, 1, INT64_MAX);
   desc->q_pos.start = args.Int64("--q-start", 0, INT64_MIN, INT64_MAX);
   desc->scale = float(args.Double("--scale", 0.0));
-  const CallPlan plan{&SchemeOf(args), args.Int64("--threads", 1, 0, 1024)};
+  const CallPlan plan{&SchemeOf(args), args.Int64("--threads", 1, 0, 1024), OutDtypeOf(args)};
   desc->rope = RopeOf(args);
   desc->softcap = float(args.Double("--softcap", 0.0));  // its range is the library's to judge
   const std::string precision = args.String("--precision", "exact");
@@ -72,8 +90,8 @@ void LoadCallInputs(const Args& args, const CallPlan& plan, int64_t n_kv, CallIn
 }
 
 void RunCall(const Args& args, const CallPlan& plan, relattn_attention_desc* desc) {
-  std::vector<float> out(size_t(desc->n_q) * desc->n_heads * desc->v_head_dim);
-  desc->o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, desc->n_heads, desc->v_head_dim);
+  const OutputBuffer out(plan.out_dtype, desc->n_q, desc->n_heads, desc->v_head_dim);
+  desc->o = out.o;
   pthreadpool_t pool = plan.threads == 1 ? nullptr : pthreadpool_create(size_t(plan.threads));
   relattn_threads threads{};
   if (pool && relattn_threads_from_pthreadpool(pool, &threads) != RELATTN_OK) {
@@ -84,16 +102,20 @@ void RunCall(const Args& args, const CallPlan& plan, relattn_attention_desc* des
   const relattn::Status status = relattn::Attention(*desc, workspace, pool ? &threads : nullptr);
   if (pool) pthreadpool_destroy(pool);
   if (!status) args.Fail(status.ToString());
-  WriteOutputs(args, {desc->n_q, desc->n_heads, desc->v_head_dim}, out.data(), desc->lse);
+  WriteOutputs(args, {desc->n_q, desc->n_heads, desc->v_head_dim}, out, desc->lse);
 }
 
-void WriteOutputs(const Args& args, const std::vector<int64_t>& shape, const float* out,
+void WriteOutputs(const Args& args, const std::vector<int64_t>& shape, const OutputBuffer& out,
                   const float* lse) {
   std::string error;
-  if (lse && !WriteNpyF32(args.String("--lse-out"), {shape[0], shape[1]}, lse, &error)) {
+  if (lse &&
+      !WriteNpy(args.String("--lse-out"), {shape[0], shape[1]}, NpyDtype::kF32, lse, &error)) {
     args.Fail("--lse-out: " + error);
   }
-  if (!WriteNpyF32(args.String("--out"), shape, out, &error)) {
+  const NpyDtype dtype = out.o.dtype == RELATTN_F32   ? NpyDtype::kF32
+                         : out.o.dtype == RELATTN_F16 ? NpyDtype::kF16
+                                                      : NpyDtype::kU16;  // bf16 bits
+  if (!WriteNpy(args.String("--out"), shape, dtype, out.bytes.data(), &error)) {
     if (lse) std::remove(args.String("--lse-out").c_str());  // nothing written
     args.Fail("--out: " + error);
   }

@@ -1,7 +1,7 @@
 // One attention call's options that relattn run and relattn cache attention share (with
 // kSchemeOptions and kRopeOptions): the mask, the queries' positions and segments, the allowed
-// pairs, soft-capping, sinks, --lse-out, --scale, --threads and --precision; and the call
-// itself, its output written to --out (and --lse-out).
+// pairs, soft-capping, sinks, --lse-out, --scale, --threads, --precision and --out-dtype; and
+// the call itself, its output written to --out (and --lse-out).
 #ifndef RELATTN_TOOLS_CLI_CALL_H_
 #define RELATTN_TOOLS_CLI_CALL_H_
 
@@ -19,7 +19,7 @@
 namespace relattn_cli {
 
 extern const std::vector<OptionSpec> kCallOptions;
-extern const char kCallUsage[];
+extern const char kCallUsage[];  // the help lines of kCallOptions but --out-dtype
 
 // The arrays the descriptor points into; they outlive it.
 struct CallInputs {
@@ -34,6 +34,19 @@ struct CallInputs {
 struct CallPlan {
   const SchemeSpec* scheme;
   int64_t threads;
+  relattn_dtype out_dtype;  // --out-dtype
+};
+
+// --out-dtype f32|f16|bf16 (default f32): RELATTN_F32, RELATTN_F16 or RELATTN_BF16, written
+// as a float32, float16 or uint16 (bf16 bits) .npy; a usage error otherwise.
+relattn_dtype OutDtypeOf(const Args& args);
+extern const char kOutDtypeUsage[];
+
+// An output of dtype for shape [n_q][heads][dim]: its bytes, and the relattn_output over them.
+struct OutputBuffer {
+  OutputBuffer(relattn_dtype dtype, int64_t n_q, int32_t heads, int32_t dim);
+  std::vector<unsigned char> bytes;
+  relattn_output o;
 };
 
 // Checks the options that need no file (usage errors, status 2) and sets desc's mask, query
@@ -45,13 +58,13 @@ CallPlan ParseCallOptions(const Args& args, relattn_attention_desc* desc);
 void LoadCallInputs(const Args& args, const CallPlan& plan, int64_t n_kv, CallInputs* in,
                     relattn_attention_desc* desc);
 
-// Runs the call into a new float32 [n_q][n_heads][v_head_dim] output and writes it to --out
-// (and the lse to --lse-out); fails (status 1) with the library's message.
+// Runs the call into a new [n_q][n_heads][v_head_dim] output of plan.out_dtype and writes it
+// to --out (and the lse to --lse-out); fails (status 1) with the library's message.
 void RunCall(const Args& args, const CallPlan& plan, relattn_attention_desc* desc);
 
 // Writes out (shape [n_q][heads][dim]) to --out and, when lse is not null, lse ([n_q][heads])
 // to --lse-out: lse first, removed again if out fails, so a failed command leaves neither.
-void WriteOutputs(const Args& args, const std::vector<int64_t>& shape, const float* out,
+void WriteOutputs(const Args& args, const std::vector<int64_t>& shape, const OutputBuffer& out,
                   const float* lse);
 
 }  // namespace relattn_cli

@@ -1,5 +1,5 @@
 // relattn merge: relattn_merge over two partial attentions of the same queries (.npy files),
-// the result written as float32 .npy files.
+// the result written as .npy files (O float32, float16 or bf16 bits by --out-dtype).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,21 +15,25 @@ namespace {
 
 constexpr char kUsage[] =
     R"(usage: relattn merge --o1 A.npy --lse1 A_lse.npy --o2 B.npy --lse2 B_lse.npy --out O.npy
-                     [--lse-out L.npy] [--sinks FILE.npy]
+                     [--lse-out L.npy] [--sinks FILE.npy] [--out-dtype f32|f16|bf16]
 Combines two attentions of the same queries over disjoint sets of keys (relattn run ...
 --lse-out over each part) into attention over both (relattn_merge, in double per row):
   lse = ln(e^lse1 + e^lse2 + e^sinks[h]),  O = e^(lse1 - lse) O1 + e^(lse2 - lse) O2.
 O1 and O2 are [tokens][heads][v_head_dim] float32 or float16, their lse float32
-[tokens][heads]. Writes O float32 [tokens][heads][v_head_dim] and, with --lse-out, its lse
-float32 [tokens][heads]. --sinks FILE.npy: learned sinks, float32 [heads], counted once here
-(compute the parts without them). Merge more parts by merging the result again.
-Exit status: 0 on success, 2 for bad arguments, 1 for unreadable or mismatched files and
+[tokens][heads]. Writes O float32 [tokens][heads][v_head_dim] (or --out-dtype) and, with
+--lse-out, its lse float32 [tokens][heads]. --sinks FILE.npy: learned sinks, float32 [heads],
+counted once here (compute the parts without them). Merge more parts by merging the result
+again.
+)";
+
+constexpr char kUsageTail[] =
+    R"(Exit status: 0 on success, 2 for bad arguments, 1 for unreadable or mismatched files and
 errors from the library. On any error nothing is written.
 )";
 
-const std::vector<OptionSpec> kOptions = {{"--o1", 1},   {"--lse1", 1}, {"--o2", 1},
-                                          {"--lse2", 1}, {"--out", 1},  {"--lse-out", 1},
-                                          {"--sinks", 1}};
+const std::vector<OptionSpec> kOptions = {{"--o1", 1},    {"--lse1", 1},     {"--o2", 1},
+                                          {"--lse2", 1},  {"--out", 1},      {"--lse-out", 1},
+                                          {"--sinks", 1}, {"--out-dtype", 1}};
 
 // The lse of part `flag`, float32 [tokens][heads] as o's.
 const float* LoadLse(const Args& args, const std::string& flag, const NpyArray& o, NpyArray* lse) {
@@ -46,9 +50,10 @@ const float* LoadLse(const Args& args, const std::string& flag, const NpyArray& 
 
 int MergeCommand(int argc, char** argv, int first) {
   const Args args("merge", kOptions, argc, argv, first);
-  if (args.Help()) return std::fputs(kUsage, stdout), 0;
+  if (args.Help()) return std::printf("%s%s%s", kUsage, kOutDtypeUsage, kUsageTail), 0;
   args.NoPositionals();
   for (const char* flag : {"--o1", "--lse1", "--o2", "--lse2", "--out"}) args.Require(flag);
+  const relattn_dtype out_dtype = OutDtypeOf(args);
   NpyArray o1, o2, lse1, lse2, sinks, unused;
   relattn_merge_desc desc{};
   desc.a = LoadTensor(args, "--o1", false, &o1, &unused);
@@ -63,13 +68,13 @@ int MergeCommand(int argc, char** argv, int first) {
   desc.n_heads = int32_t(o1.shape[1]);
   desc.v_head_dim = int32_t(o1.shape[2]);
   desc.sinks = LoadSinks(args, desc.n_heads, &sinks);
-  std::vector<float> out(size_t(desc.n_q) * desc.n_heads * desc.v_head_dim);
+  const OutputBuffer out(out_dtype, desc.n_q, desc.n_heads, desc.v_head_dim);
   std::vector<float> lse(size_t(desc.n_q) * desc.n_heads);
-  desc.o = relattn::OutputTokensHeadsDim(out.data(), RELATTN_F32, desc.n_heads, desc.v_head_dim);
+  desc.o = out.o;
   desc.lse = lse.data();
   const relattn::Status status = relattn::MakeStatus(relattn_merge(&desc));
   if (!status) args.Fail(status.ToString());
-  WriteOutputs(args, o1.shape, out.data(), args.Has("--lse-out") ? lse.data() : nullptr);
+  WriteOutputs(args, o1.shape, out, args.Has("--lse-out") ? lse.data() : nullptr);
   return 0;
 }
 

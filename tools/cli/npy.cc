@@ -120,7 +120,8 @@ constexpr DtypeInfo kDtypes[] = {
     {"<f4", NpyDtype::kF32, "float32", 4}, {"<f2", NpyDtype::kF16, "float16", 2},
     {"<i8", NpyDtype::kI64, "int64", 8},   {"<f8", NpyDtype::kF64, "float64", 8},
     {"<u8", NpyDtype::kU64, "uint64", 8},  {"|i1", NpyDtype::kI8, "int8", 1},
-    {"|b1", NpyDtype::kBool, "bool", 1}};
+    {"|b1", NpyDtype::kBool, "bool", 1},   {"|u1", NpyDtype::kU8, "uint8", 1},
+    {"<u2", NpyDtype::kU16, "uint16", 2}};
 
 const DtypeInfo& Info(NpyDtype dtype) {
   for (const DtypeInfo& d : kDtypes) {
@@ -135,7 +136,8 @@ bool ParseDescr(const std::string& descr, NpyDtype* dtype, std::string* error) {
   }
   *error = "dtype '" + descr +
            "' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8', int64 "
-           "'<i8', uint64 '<u8', int8 '|i1' or bool '|b1' only)";
+           "'<i8', uint64 '<u8', int8 '|i1', uint8 '|u1', uint16 '<u2' or bool '|b1' "
+           "only)";
   return false;
 }
 
@@ -205,10 +207,10 @@ bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {
   return true;
 }
 
-bool WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape, const float* data,
-                 std::string* error) {
-  std::string header =
-      "{'descr': '<f4', 'fortran_order': False, 'shape': " + ShapeString(shape) + ", }";
+bool WriteNpy(const std::string& path, const std::vector<int64_t>& shape, NpyDtype dtype,
+              const void* data, std::string* error) {
+  std::string header = std::string("{'descr': '") + Info(dtype).descr +
+                       "', 'fortran_order': False, 'shape': " + ShapeString(shape) + ", }";
   // magic, version, 2-byte length, dict, spaces, '\n': a multiple of 64 bytes.
   const size_t unpadded = kMagicBytes + 2 + 2 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
@@ -221,7 +223,7 @@ bool WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape, con
   return WriteFileAtomically(path,
                              {{prefix.data(), prefix.size()},
                               {header.data(), header.size()},
-                              {data, size_t(elements) * sizeof(float)}},
+                              {data, size_t(elements) * Info(dtype).bytes}},
                              error);
 }
 

@@ -1,4 +1,4 @@
-// relattn run: one attention call on .npy arrays, output written as a float32 .npy.
+// relattn run: one attention call on .npy arrays, output written as a float32 (float16, bf16) .npy.
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -20,8 +20,11 @@ constexpr char kUsageHead[] =
     R"(usage: relattn run --q Q.npy --k K.npy --v V.npy --out O.npy [options]
 Runs one attention call. Q is [tokens][heads][head_dim], K [kv_tokens][kv_heads][head_dim], V
 [kv_tokens][kv_heads][v_head_dim], each float32 or float16 in C order, or int8 with its row
-scales; heads must be a multiple of kv_heads. Writes O, [tokens][heads][v_head_dim] float32.
-On any error nothing is written.
+scales; K and V may also be uint8 q4_0 blocks, [kv_tokens][kv_heads][dim / 32 * 18] (per 32
+values an f16 scale d and 16 bytes of nibbles, value (nibble - 8) d; the Python package's
+quantize_q4 writes them; K's rows hold q's head_dim). heads must be a multiple of kv_heads.
+Writes O, [tokens][heads][v_head_dim] float32 (or --out-dtype). On any error nothing is
+written.
 )";
 
 constexpr char kUsageTail[] = R"(  --k-start P           int64 position of the first key (default 0)
@@ -31,7 +34,7 @@ constexpr char kUsageTail[] = R"(  --k-start P           int64 position of the f
                         row (t, h): its float32 [tokens][heads] row scales. int8 Q needs
                         int8 K (the library says what it takes)
   --dtype file|bf16     file: Q, K, V as the files hold them (default); bf16: rounded to
-                        bfloat16 (nearest even) and passed as RELATTN_BF16
+                        bfloat16 (nearest even) and passed as RELATTN_BF16 (Q4 K, V as held)
   --quantize none|k|qk  int8 Q.K: K, or Q and K, quantised per (token, head) row before the
                         call (scale = max|row| / 127, round half away from zero); the
                         library multiplies the int8 values exactly (default none)
@@ -104,11 +107,20 @@ void QuantizeRows(const Args& args, const std::string& flag, int64_t n, int32_t 
   if (!status) args.Fail("--quantize, " + flag + ": " + status.ToString());
 }
 
+// Q4 K or V stays as it is under --dtype bf16; --quantize of a Q4 K is a usage error.
 void Convert(const Args& args, const Conversion& c, Arrays* in, relattn_attention_desc* desc) {
   if (c.bf16) {
     RoundToBf16(desc->n_q, desc->n_heads, desc->head_dim, &in->q_bf16, &desc->q);
-    RoundToBf16(desc->n_kv, desc->n_kv_heads, desc->head_dim, &in->k_bf16, &desc->k);
-    RoundToBf16(desc->n_kv, desc->n_kv_heads, desc->v_head_dim, &in->v_bf16, &desc->v);
+    if (desc->k.dtype != RELATTN_Q4) {
+      RoundToBf16(desc->n_kv, desc->n_kv_heads, desc->head_dim, &in->k_bf16, &desc->k);
+    }
+    if (desc->v.dtype != RELATTN_Q4) {
+      RoundToBf16(desc->n_kv, desc->n_kv_heads, desc->v_head_dim, &in->v_bf16, &desc->v);
+    }
+  }
+  if (c.quantize_k && desc->k.dtype == RELATTN_Q4) {
+    args.Usage("--quantize " + args.String("--quantize") + " quantises --k to int8: not with " +
+               Describe(args, "--k", in->k) + ", Q4 blocks");
   }
   if (c.quantize_q) {
     QuantizeRows(args, "--q", desc->n_q, desc->n_heads, desc->head_dim, &in->q_i8, &in->q_i8_scales,
@@ -120,12 +132,12 @@ void Convert(const Args& args, const Conversion& c, Arrays* in, relattn_attentio
   }
 }
 
-void CheckShapes(const Args& args, const Arrays& in) {
+void CheckShapes(const Args& args, const Arrays& in, const relattn_tensor& k) {
   const auto mismatch = [&](const char* what, const char* f1, const NpyArray& a1, const char* f2,
                             const NpyArray& a2) {
     args.Fail(Describe(args, f1, a1) + " and " + Describe(args, f2, a2) + ": " + what + " differ");
   };
-  if (in.q.shape[2] != in.k.shape[2]) mismatch("head_dim", "--q", in.q, "--k", in.k);
+  if (in.q.shape[2] != ValueDim(in.k, k)) mismatch("head_dim", "--q", in.q, "--k", in.k);
   if (in.k.shape[0] != in.v.shape[0]) mismatch("token counts", "--k", in.k, "--v", in.v);
   if (in.k.shape[1] != in.v.shape[1]) mismatch("head counts", "--k", in.k, "--v", in.v);
   if (in.q.shape[1] % in.k.shape[1] != 0) {
@@ -136,15 +148,15 @@ void CheckShapes(const Args& args, const Arrays& in) {
 
 void LoadQkv(const Args& args, Arrays* in, relattn_attention_desc* desc) {
   desc->q = LoadTensor(args, "--q", true, &in->q, &in->q_scales);
-  desc->k = LoadTensor(args, "--k", true, &in->k, &in->k_scales);
-  desc->v = LoadTensor(args, "--v", true, &in->v, &in->v_scales);
-  CheckShapes(args, *in);
+  desc->k = LoadTensor(args, "--k", true, &in->k, &in->k_scales, in->q.shape[2]);
+  desc->v = LoadTensor(args, "--v", true, &in->v, &in->v_scales, kAnyQ4Dim);
+  CheckShapes(args, *in, desc->k);
   desc->n_q = in->q.shape[0];
   desc->n_kv = in->k.shape[0];
   desc->n_heads = int32_t(in->q.shape[1]);
   desc->n_kv_heads = int32_t(in->k.shape[1]);
   desc->head_dim = int32_t(in->q.shape[2]);
-  desc->v_head_dim = int32_t(in->v.shape[2]);
+  desc->v_head_dim = int32_t(ValueDim(in->v, desc->v));
 }
 
 }  // namespace
@@ -153,7 +165,8 @@ int RunCommand(int argc, char** argv, int first) {
   const Args args("run", Concat({kRunOptions, kSchemeOptions, kRopeOptions, kCallOptions}), argc,
                   argv, first);
   if (args.Help()) {
-    std::printf("%s%s%s%s%s", kUsageHead, kSchemeUsage, kRopeUsage, kCallUsage, kUsageTail);
+    std::printf("%s%s%s%s%s%s", kUsageHead, kSchemeUsage, kRopeUsage, kCallUsage, kOutDtypeUsage,
+                kUsageTail);
     return 0;
   }
   args.NoPositionals();

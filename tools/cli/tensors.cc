@@ -32,7 +32,34 @@ relattn_tensor Int8Tensor(const Args& args, const std::string& flag, const NpyAr
   return t;
 }
 
+constexpr int64_t kQ4BlockValues = 32, kQ4BlockBytes = 18;
+
+// A uint8 file as RELATTN_Q4 blocks, rows of dim values (any whole number of blocks if dim is
+// kAnyQ4Dim).
+relattn_tensor Q4Tensor(const Args& args, const std::string& flag, const NpyArray& a, int64_t dim) {
+  const std::string form = "q4_0 blocks [tokens][heads][dim / 32 * 18]";
+  if (dim != kAnyQ4Dim && dim % kQ4BlockValues != 0) {
+    args.Fail(Describe(args, flag, a) + ": Q4 (uint8) " + flag + " needs head_dim " +
+              std::to_string(dim) + " (q's) to be a multiple of 32 (" + form + ")");
+  }
+  if (dim != kAnyQ4Dim && a.shape[2] != dim / kQ4BlockValues * kQ4BlockBytes) {
+    args.Fail(Describe(args, flag, a) + ": Q4 (uint8) rows must be " +
+              std::to_string(dim / kQ4BlockValues * kQ4BlockBytes) + " bytes, head_dim " +
+              std::to_string(dim) + " (q's) / 32 * 18 (" + form + ")");
+  }
+  if (a.shape[2] % kQ4BlockBytes != 0) {
+    args.Fail(Describe(args, flag, a) + ": Q4 (uint8) rows must be a multiple of 18 bytes, " +
+              "dim / 32 blocks (" + form + ")");
+  }
+  return relattn::TokensHeadsDim(a.bytes.data(), RELATTN_Q4, int32_t(a.shape[1]),
+                                 int32_t(a.shape[2]));
+}
+
 }  // namespace
+
+int64_t ValueDim(const NpyArray& a, const relattn_tensor& t) {
+  return t.dtype == RELATTN_Q4 ? a.shape[2] / kQ4BlockBytes * kQ4BlockValues : a.shape[2];
+}
 
 NpyArray Load(const Args& args, const std::string& flag) {
   NpyArray a;
@@ -48,7 +75,7 @@ std::string Describe(const Args& args, const std::string& flag, const NpyArray& 
 }
 
 relattn_tensor LoadTensor(const Args& args, const std::string& flag, bool int8_ok, NpyArray* data,
-                          NpyArray* scales) {
+                          NpyArray* scales, int64_t q4_dim) {
   const NpyArray& a = *data = Load(args, flag);
   if (a.shape.size() != 3 || a.shape[0] < 1 || a.shape[1] < 1 || a.shape[2] < 1) {
     args.Fail(Describe(args, flag, a) + ": must be [tokens][heads][head_dim], each >= 1");
@@ -61,9 +88,11 @@ relattn_tensor LoadTensor(const Args& args, const std::string& flag, bool int8_o
     args.Usage(flag + "-scales: " + Describe(args, flag, a) +
                " is not int8 (row scales go with an int8 " + flag + ")");
   }
+  if (q4_dim != kNoQ4 && a.dtype == NpyDtype::kU8) return Q4Tensor(args, flag, a, q4_dim);
   if (a.dtype != NpyDtype::kF32 && a.dtype != NpyDtype::kF16) {
     args.Fail(Describe(args, flag, a) + ": must be float32 or float16" +
-              (int8_ok ? ", or int8 with " + flag + "-scales" : ""));
+              (int8_ok ? ", or int8 with " + flag + "-scales" : "") +
+              (q4_dim != kNoQ4 ? ", or uint8 q4_0 blocks" : ""));
   }
   const relattn_dtype dtype = a.dtype == NpyDtype::kF32 ? RELATTN_F32 : RELATTN_F16;
   return relattn::TokensHeadsDim(a.bytes.data(), dtype, int32_t(a.shape[1]), int32_t(a.shape[2]));

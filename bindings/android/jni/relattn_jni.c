@@ -180,7 +180,7 @@ static void Unpin(JNIEnv* env, Pins* pins, int outputs_from) {
 
 /* The Java array type holding a tensor of dtype: float[] F32, byte[] I8, short[] F16 / BF16. */
 static char ArrayType(relattn_dtype dtype) {
-  return dtype == RELATTN_F32 ? 'F' : dtype == RELATTN_I8 ? 'B' : 'S';
+  return dtype == RELATTN_F32 ? 'F' : dtype == RELATTN_I8 || dtype == RELATTN_Q4 ? 'B' : 'S';
 }
 
 /* relattn_rope's scalar fields by RelAttn.Rope's names. */
@@ -316,12 +316,27 @@ static relattn_tensor Tensor(const void* data, relattn_dtype dtype, int32_t head
   return t;
 }
 
-/* A [tokens][heads][dim] array tensor: values of dtype (F32 float[], F16 / BF16 short[]), or,
- * with scales, a byte[] with its row scales float[] [tokens][heads] (I8). Returns 0 with an
- * exception pending if a pin failed. */
+/* Whether array is a byte[]. */
+static int IsByteArray(JNIEnv* env, jobject array) {
+  jclass bytes = (*env)->FindClass(env, "[B");
+  if (!bytes) return 0; /* exception pending */
+  const int is = (*env)->IsInstanceOf(env, array, bytes);
+  (*env)->DeleteLocalRef(env, bytes);
+  return is;
+}
+
+/* A [tokens][heads][dim] array tensor: values of dtype (F32 float[], F16 / BF16 short[]); with
+ * scales, a byte[] with its row scales float[] [tokens][heads] (I8); a byte[] without scales:
+ * q4_0 blocks, rows of dim / 32 * 18 bytes (Q4, byte strides). Returns 0 with an exception
+ * pending if a pin failed. */
 static int ArrayTensor(JNIEnv* env, Pins* pins, jobject values, jfloatArray scales,
                        relattn_dtype dtype, int32_t heads, int32_t dim, relattn_tensor* t) {
-  if (scales) dtype = RELATTN_I8;
+  if (scales) {
+    dtype = RELATTN_I8;
+  } else if (values && IsByteArray(env, values)) {
+    dtype = RELATTN_Q4;
+    dim = dim / 32 * 18; /* bytes per row; Java checked dim % 32 == 0 */
+  }
   const void* data = Pin(env, pins, (jarray)values, ArrayType(dtype));
   *t = Tensor(data, dtype, heads, dim);
   if (scales) {

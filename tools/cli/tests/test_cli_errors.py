@@ -125,7 +125,7 @@ CASES = [
      "fortran_order arrays are not supported"),
     ("big endian", lambda p, b, o: base(p, o, q=b["big_endian"]), 1,
      "dtype '>f4' is not supported (little-endian float32 '<f4', float16 '<f2', float64 '<f8', "
-     "int64 '<i8', uint64 '<u8', int8 '|i1' or bool '|b1' only)"),
+     "int64 '<i8', uint64 '<u8', int8 '|i1', uint8 '|u1', uint16 '<u2' or bool '|b1' only)"),
     ("float64", lambda p, b, o: base(p, o, q=b["float64"]), 1,
      "(float64 (4, 4, 8)): must be float32 or float16"),
     ("scaling without rope", lambda p, b, o: base(p, o) + ["--rope-scaling", "linear"], 2,

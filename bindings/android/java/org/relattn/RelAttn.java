@@ -23,6 +23,10 @@ import java.nio.ShortBuffer;
  * per (token, head) row, element = scale * value) as an {@link Int8}; the attention overloads
  * that take Int8 tensors read them in place (I8 Q needs I8 K, as in the C API).
  *
+ * <p>4-bit: {@link #quantizeQ4} makes ggml's q4_0 blocks of K or V rows, passed as a
+ * {@link Q4Blocks} to the attention overloads that take them (K and V only, dims a multiple
+ * of 32).
+ *
  * <p>Sequences: {@link Params} carries per-token positions, segment ids (packed prompts), an
  * allowed-pairs bit mask (tree attention) and the first valid key; {@link Params#lse} receives
  * each row's log-sum-exp, and {@link #merge} combines two parts over disjoint keys.
@@ -136,6 +140,22 @@ public final class RelAttn {
       if (scales == null) throw new NullPointerException("scales");
       this.values = values;
       this.scales = scales;
+    }
+  }
+
+  /** Values per q4_0 block, and its bytes: an f16 scale d, then 16 bytes of nibbles. */
+  public static final int Q4_BLOCK_VALUES = 32, Q4_BLOCK_BYTES = 18;
+
+  /** K or V as ggml's q4_0 blocks (RELATTN_Q4), as {@link #quantizeQ4} returns them: blocks
+   *  [tokens][heads][dim / 32 * 18] bytes; per 32 values an f16 scale d (2 bytes,
+   *  little-endian), then 16 bytes, byte i holding value i in its low nibble and value i + 16
+   *  in its high one; value = (nibble - 8) * d. dim must be a multiple of 32. */
+  public static final class Q4Blocks {
+    public final byte[] blocks;
+
+    public Q4Blocks(byte[] blocks) {
+      if (blocks == null) throw new NullPointerException("blocks");
+      this.blocks = blocks;
     }
   }
 
@@ -259,6 +279,129 @@ public final class RelAttn {
   /** F32 Q over int8 K and V. */
   public static void attention(Params p, float[] q, Int8 k, Int8 v, float[] out) {
     attentionArrays(p, q, k, v, out);
+  }
+
+  /** F32 Q over q4_0 K, F32 V. */
+  public static void attention(Params p, float[] q, Q4Blocks k, float[] v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** F32 Q and K over q4_0 V. */
+  public static void attention(Params p, float[] q, float[] k, Q4Blocks v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** F32 Q over q4_0 K and V. */
+  public static void attention(Params p, float[] q, Q4Blocks k, Q4Blocks v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /** int8 Q and K over q4_0 V. */
+  public static void attention(Params p, Int8 q, Int8 k, Q4Blocks v, float[] out) {
+    attentionArrays(p, q, k, v, out);
+  }
+
+  /**
+   * ggml's q4_0 quantisation (quantize_row_q4_0_ref) of x [tokens][heads][dim], dim a
+   * multiple of 32, into blocks [tokens][heads][dim / 32 * 18], exactly as a {@link KVCache}
+   * with Q4 storage stores them: per block of 32 values, m = the value of largest |x| (the
+   * first such), d = m / -8, id = 1 / d (0 if d == 0), nibble = min(15, (int) (x * id + 8.5f))
+   * (0 where that is not finite: a subnormal d), d stored as f16 (nearest even). A NaN or
+   * infinity throws RelAttnException status 17 (non-finite value to quantise), |x| >= 524160
+   * (d beyond f16) status 20 (value range), each naming the element.
+   */
+  public static byte[] quantizeQ4(float[] x, int tokens, int heads, int dim) {
+    final long elements = (long) tokens * heads * dim;
+    if (tokens < 1 || heads < 1 || dim < 1 || elements > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("tokens, heads, dim = " + tokens + ", " + heads + ", "
+                                         + dim + ": must be >= 1, their product < 2^31");
+    }
+    if (dim % Q4_BLOCK_VALUES != 0) {
+      throw new IllegalArgumentException("dim = " + dim
+          + ": must be a multiple of 32 (q4_0 blocks of 32 values)");
+    }
+    checkLength("x", x == null ? -1 : x.length, elements);
+    final int blocks = (int) (elements / Q4_BLOCK_VALUES), half = Q4_BLOCK_VALUES / 2;
+    for (int i = 0; i < elements; ++i) {
+      if (!Float.isFinite(x[i])) quantizeError(17, x[i], i, dim, heads, "must be finite");
+    }
+    final byte[] out = new byte[blocks * Q4_BLOCK_BYTES];
+    for (int b = 0; b < blocks; ++b) {
+      final int at = b * Q4_BLOCK_VALUES, to = b * Q4_BLOCK_BYTES;
+      float amax = 0, m = 0;
+      int first = at;
+      for (int i = at; i < at + Q4_BLOCK_VALUES; ++i) {
+        if (amax < Math.abs(x[i])) {
+          amax = Math.abs(x[i]);
+          m = x[i];
+          first = i;
+        }
+      }
+      final float d = m / -8, id = d != 0 ? 1 / d : 0;
+      final short d16 = toF16(d);
+      if ((d16 & 0x7c00) == 0x7c00) {
+        quantizeError(20, x[first], first, dim, heads,
+                      "|x| / 8 overflows the block's float16 scale (|x| must be below 524160)");
+      }
+      out[to] = (byte) d16;
+      out[to + 1] = (byte) (d16 >> 8);
+      for (int j = 0; j < half; ++j) {
+        out[to + 2 + j] = (byte) (nibble(x[at + j], id) | nibble(x[at + half + j], id) << 4);
+      }
+    }
+    return out;
+  }
+
+  /** min(15, (int) (x * id + 8.5f)), 0 where that is not finite (id = 1 / a subnormal d). */
+  private static int nibble(float x, float id) {
+    final float y = x * id + 8.5f;
+    return Float.isFinite(y) ? Math.min(15, (int) y) : 0;
+  }
+
+  private static void quantizeError(int status, float value, int index, int dim, int heads,
+                                    String what) {
+    final int row = index / dim;
+    throw new RelAttnException(status, "x (token " + row / heads + ", head " + row % heads + ", "
+                               + index % dim + ") = " + value + ": " + what);
+  }
+
+  /** Float.floatToFloat16 (Java 20) where the runtime has it, else null. */
+  private static final java.lang.reflect.Method FLOAT_TO_FLOAT16 = floatToFloat16();
+
+  private static java.lang.reflect.Method floatToFloat16() {
+    try {
+      return Float.class.getMethod("floatToFloat16", float.class);
+    } catch (NoSuchMethodException e) {
+      return null;
+    }
+  }
+
+  /** x rounded to f16 bits, nearest even: Float.floatToFloat16 where the JDK has it, else
+   *  {@link #f32ToF16}. */
+  static short toF16(float x) {
+    if (FLOAT_TO_FLOAT16 != null) {
+      try {
+        return (Short) FLOAT_TO_FLOAT16.invoke(null, x);
+      } catch (ReflectiveOperationException e) {
+        throw new IllegalStateException("Float.floatToFloat16", e);
+      }
+    }
+    return f32ToF16(x);
+  }
+
+  /** x rounded to f16 bits, nearest even (overflow to infinity; NaN stays NaN). */
+  static short f32ToF16(float x) {
+    final int bits = Float.floatToRawIntBits(x), sign = (bits >>> 16) & 0x8000;
+    final int abs = bits & 0x7fffffff;
+    if (abs > 0x7f800000) return (short) (sign | 0x7e00 | ((abs >>> 13) & 0x3ff));  // NaN
+    if (abs >= 0x477ff000) return (short) (sign | 0x7c00);  // >= 65520: infinity
+    if (abs < 0x38800000) {  // below 2^-14: a multiple of 2^-24 (1024 of them: 2^-14)
+      return (short) (sign | (int) Math.rint(Float.intBitsToFloat(abs) * 0x1p24f));
+    }
+    int h = ((abs >>> 23) - 127 + 15) << 10 | ((abs >>> 13) & 0x3ff);
+    final int rest = abs & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) h++;  // may carry into the exponent
+    return (short) (sign | h);
   }
 
   /**
@@ -397,7 +540,7 @@ public final class RelAttn {
   public static native String version();
 
   /** Checks the arrays against p's shapes; q, k, v each a float[] (F32), a short[] (F16 or
-   *  BF16 bits) or an Int8 (I8); out a float[] or short[]. */
+   *  BF16 bits), an Int8 (I8) or, k and v, Q4Blocks (Q4); out a float[] or short[]. */
   private static void attentionArrays(Params p, Object q, Object k, Object v, Object out) {
     checkTensor("q", q, p.dtype, p.nQ, p.heads, p.headDim);
     checkTensor("k", k, p.dtype, p.nKv, p.kvHeads, p.headDim);
@@ -412,6 +555,15 @@ public final class RelAttn {
   /** A [tokens][heads][dim] array of dtype (float[] F32, short[] F16 / BF16) or Int8 holds
    *  what the shapes need. */
   static void checkTensor(String name, Object t, int dtype, long tokens, long heads, long dim) {
+    if (t instanceof Q4Blocks) {
+      if (dim % Q4_BLOCK_VALUES != 0) {
+        throw new IllegalArgumentException(name + ": Q4 blocks need a dim that is a multiple of"
+                                           + " 32, not " + dim);
+      }
+      checkLength(name + ".blocks", ((Q4Blocks) t).blocks.length,
+                  tokens * heads * (dim / Q4_BLOCK_VALUES * Q4_BLOCK_BYTES));
+      return;
+    }
     if (t instanceof Int8) {
       checkLength(name + ".values", ((Int8) t).values.length, tokens * heads * dim);
       checkLength(name + ".scales", ((Int8) t).scales.length, tokens * heads);
@@ -459,8 +611,9 @@ public final class RelAttn {
     if (p.lse != null) checkLength("lse", p.lse.length, (long) p.nQ * p.heads);
   }
 
-  /** The array the glue reads: a float[], or an Int8's byte[] values. */
+  /** The array the glue reads: a float[], an Int8's byte[] values, or a Q4Blocks' blocks. */
   static Object values(Object t) {
+    if (t instanceof Q4Blocks) return ((Q4Blocks) t).blocks;
     return t instanceof Int8 ? ((Int8) t).values : t;
   }
 
@@ -536,8 +689,9 @@ public final class RelAttn {
     return offset;
   }
 
-  /** q, k, v: float[] (F32) or short[] (F16 / BF16) with null scales, or byte[] with their row
-   *  scales (I8); out float[] or short[] (p.outDtype). */
+  /** q, k, v: float[] (F32) or short[] (F16 / BF16) with null scales, byte[] with their row
+   *  scales (I8), or byte[] q4_0 blocks with null scales (Q4); out float[] or short[]
+   *  (p.outDtype). */
   private static native void nativeAttentionArrays(Params p, Rope rope, Object q,
                                                    float[] qScales, Object k, float[] kScales,
                                                    Object v, float[] vScales, Object out);

@@ -284,6 +284,150 @@ public final class RelAttnTest {
     return y;
   }
 
+  /** q4_0 blocks [rows][dim / 32 * 18] decoded by relattn.h's description: value i of a block
+   *  is (nibble - 8) * d, its low nibble in byte i, value i + 16 in the high one. */
+  private static float[] dequantizeQ4(byte[] blocks) {
+    float[] x = new float[blocks.length / 18 * 32];
+    for (int b = 0; b < blocks.length / 18; ++b) {
+      final float d = fromHalf((short) ((blocks[b * 18] & 0xff) | (blocks[b * 18 + 1] & 0xff) << 8));
+      for (int i = 0; i < 16; ++i) {
+        final int byt = blocks[b * 18 + 2 + i] & 0xff;
+        x[b * 32 + i] = ((byt & 15) - 8) * d;
+        x[b * 32 + 16 + i] = ((byt >> 4) - 8) * d;
+      }
+    }
+    return x;
+  }
+
+  /** Where needle occurs in haystack, -1 if nowhere. */
+  private static int indexOf(byte[] haystack, byte[] needle) {
+    outer:
+    for (int i = 0; i + needle.length <= haystack.length; ++i) {
+      for (int j = 0; j < needle.length; ++j) {
+        if (haystack[i + j] != needle[j]) continue outer;
+      }
+      return i;
+    }
+    return -1;
+  }
+
+  private static void testQ4(Random rng) throws Exception {
+    // f16 rounding of the block scales: nearest even, subnormals, overflow; and the JDK's
+    // Float.floatToFloat16 where it has one (Java 20).
+    final float[] ties = {1 + 0x1p-11f, 1 + 3 * 0x1p-11f, 0x1p-25f, 3 * 0x1p-25f, 65519.99f,
+                          65520f, -65504f, 0x1p-14f, 0x1.ff8p-15f, 0x1.ffcp-15f, 0f, -0f, 1e-30f, 3e5f};
+    final short[] expectedTies = {0x3c00, 0x3c02, 0, 2, 0x7bff, 0x7c00, (short) 0xfbff, 0x400,
+                                  0x3ff, 0x400, 0, (short) 0x8000, 0, 0x7c00};
+    for (int i = 0; i < ties.length; ++i) {
+      check(RelAttn.f32ToF16(ties[i]) == expectedTies[i], "f32ToF16(" + ties[i] + ")");
+    }
+    java.lang.reflect.Method jdk = null;
+    try {
+      jdk = Float.class.getMethod("floatToFloat16", float.class);
+    } catch (NoSuchMethodException e) {
+      // Java < 20: f32ToF16 alone
+    }
+    for (int i = 0; i < 200000; ++i) {
+      final float x = Float.intBitsToFloat(rng.nextInt()) % 70000f;
+      if (!Float.isFinite(x)) continue;
+      final short h = RelAttn.f32ToF16(x);
+      final float r = roundHalf(x);
+      final short expected = Math.abs(x) >= 65520f ? (short) (x < 0 ? 0xfc00 : 0x7c00)
+          : r == 0 ? (short) (Float.floatToRawIntBits(x) < 0 ? 0x8000 : 0) : toHalf(r);
+      check(h == expected, "f32ToF16(" + x + ") = " + h + ", expected " + expected);
+      if (jdk != null) check((Short) jdk.invoke(null, x) == h, "Float.floatToFloat16(" + x + ")");
+    }
+    // quantizeQ4 against a Q4 cache's stored rows (the library's quantisation), byte for byte:
+    // a zero block, a tie of |max| (the first wins), f16-rounded scales.
+    final int n = 5, d = 64, row = d / 32 * 18;
+    final float[] k = uniform(rng, n * 2 * d), v = uniform(rng, n * 2 * d);
+    Arrays.fill(k, 32, 64, 0f);
+    for (int i = 64; i < 96; ++i) k[i] *= 0.5f;
+    k[70] = 0.75f;
+    k[75] = -0.75f;
+    final byte[] kb = RelAttn.quantizeQ4(k, n, 2, d), vb = RelAttn.quantizeQ4(v, n, 2, d);
+    check(kb.length == n * 2 * row && vb.length == n * 2 * row, "quantizeQ4 length");
+    KVCache cache = new KVCache(2, d, d, 8, RelAttn.Q4, RelAttn.Q4, false, null);
+    cache.append(k, v);
+    final byte[] stored = cache.toBytes();
+    for (int r = 0; r < n * 2; ++r) {
+      check(indexOf(stored, Arrays.copyOfRange(kb, r * row, (r + 1) * row)) >= 0,
+            "quantizeQ4 K row " + r + " is not among the cache's bytes");
+      check(indexOf(stored, Arrays.copyOfRange(vb, r * row, (r + 1) * row)) >= 0,
+            "quantizeQ4 V row " + r + " is not among the cache's bytes");
+    }
+    // ... and against relattn.h's rule applied in this test (q4()), decoded independently.
+    check(Arrays.equals(dequantizeQ4(kb), q4(k)), "quantizeQ4 K values");
+    check(Arrays.equals(dequantizeQ4(vb), q4(v)), "quantizeQ4 V values");
+    check(kb[18] == 0 && kb[19] == (byte) 0x80, "zero block: d = -0");
+    check(dequantizeQ4(kb)[70] == 0.75f && dequantizeQ4(kb)[75] == -0.65625f,
+          "tie of |max|: m is the first (d = -0.75 / 8: nibbles 0 and 15)");
+    // Attention with Q4 K and / or V against the reference on the values they hold.
+    final int vd = 32;
+    final float[] q = uniform(rng, 3 * 4 * d), v32 = uniform(rng, n * 2 * vd);
+    final byte[] v32b = RelAttn.quantizeQ4(v32, n, 2, vd);
+    final float[] kq = dequantizeQ4(kb), vq = dequantizeQ4(v32b);
+    RelAttn.Params p = new RelAttn.Params(3, n, 4, 2, d);
+    p.vHeadDim = vd;
+    p.scheme = RelAttn.ALIBI;
+    p.causal = true;
+    p.qStart = 2;
+    float[] out = new float[3 * 4 * vd];
+    final RelAttn.Q4Blocks k4 = new RelAttn.Q4Blocks(kb), v4 = new RelAttn.Q4Blocks(v32b);
+    RelAttn.attention(p, q, k4, v4, out);
+    check(maxError(out, reference(p, q, kq, vq)) <= 1e-5, "Q4 k, v: error "
+          + maxError(out, reference(p, q, kq, vq)));
+    RelAttn.attention(p, q, k4, v32, out);
+    check(maxError(out, reference(p, q, kq, v32)) <= 1e-5, "Q4 k: error "
+          + maxError(out, reference(p, q, kq, v32)));
+    RelAttn.attention(p, q, k, v4, out);
+    check(maxError(out, reference(p, q, k, vq)) <= 1e-5, "Q4 v: error "
+          + maxError(out, reference(p, q, k, vq)));
+    final RelAttn.Int8 qi = RelAttn.quantizeI8(q, 3, 4, d), ki = RelAttn.quantizeI8(k, n, 2, d);
+    RelAttn.attention(p, qi, ki, v4, out);
+    check(maxError(out, reference(p, dequantize(qi, d), dequantize(ki, d), vq)) <= 1e-5,
+          "I8 q, k, Q4 v: error " + maxError(out, reference(p, dequantize(qi, d),
+                                                             dequantize(ki, d), vq)));
+    // The Q4 cache against the Q4 tensors of the same blocks.
+    RelAttn.Params pc = new RelAttn.Params(3, 0, 4, 0, 0);
+    pc.scheme = RelAttn.ALIBI;
+    pc.causal = true;
+    float[] fromCache = new float[3 * 4 * d], fromTensors = new float[3 * 4 * d];
+    cache.attention(pc, 2, q, fromCache);
+    RelAttn.Params pt = new RelAttn.Params(3, n, 4, 2, d);
+    pt.scheme = RelAttn.ALIBI;
+    pt.causal = true;
+    pt.qStart = 2;
+    RelAttn.attention(pt, q, k4, new RelAttn.Q4Blocks(vb), fromTensors);
+    check(maxError(fromCache, fromTensors) <= 1e-5, "Q4 cache against Q4 tensors: error "
+          + maxError(fromCache, fromTensors));
+    // Errors: thrown, naming the argument; nothing written.
+    expect(IllegalArgumentException.class, () -> RelAttn.quantizeQ4(new float[40], 1, 1, 40),
+           "dim = 40: must be a multiple of 32");
+    expect(IllegalArgumentException.class, () -> RelAttn.quantizeQ4(new float[60], 1, 2, 32),
+           "x: 60 elements, the shapes need 64");
+    expect(NullPointerException.class, () -> RelAttn.quantizeQ4(null, 1, 2, 32), "x");
+    final float[] bad = k.clone();
+    bad[d + 3] = Float.NaN;
+    RelAttnException e = expect(RelAttnException.class, () -> RelAttn.quantizeQ4(bad, n, 2, d),
+                                "x (token 0, head 1, 3) = NaN: must be finite");
+    check(e.status == 17, "status of a non-finite value to quantise");
+    bad[d + 3] = 6e5f;
+    e = expect(RelAttnException.class, () -> RelAttn.quantizeQ4(bad, n, 2, d),
+               "x (token 0, head 1, 3) = 600000.0: |x| / 8 overflows");
+    check(e.status == 20, "status of a value beyond the f16 scale");
+    Arrays.fill(out, 42f);
+    final float[] o = out;
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p, q,
+        new RelAttn.Q4Blocks(Arrays.copyOf(kb, 100)), v32, o), "k.blocks: 100 elements");
+    final RelAttn.Params p8 = params(RelAttn.NONE, false);
+    expect(IllegalArgumentException.class, () -> RelAttn.attention(p8, new float[7 * 4 * 8],
+        new RelAttn.Q4Blocks(new byte[1000]), new float[7 * 2 * 6], new float[7 * 4 * 6]),
+        "k: Q4 blocks need a dim that is a multiple of 32, not 8");
+    expect(NullPointerException.class, () -> new RelAttn.Q4Blocks(null), "blocks");
+    for (float x : out) check(x == 42f, "a failed Q4 call wrote the output");
+  }
+
   private static void testRope(Random rng) {
     final float[] q = uniform(rng, 7 * 4 * 8), k = uniform(rng, 7 * 2 * 8);
     final float[] v = uniform(rng, 7 * 2 * 6);
@@ -1288,6 +1432,7 @@ public final class RelAttnTest {
     testRope(rng);
     testShawVector(rng);
     testInt8(rng);
+    testQ4(rng);
     testKVCache(rng);
     testBf16(rng);
     testSequences(rng);

@@ -319,16 +319,6 @@ int64_t relattn_kv_cache_next_position(const relattn_kv_cache* cache) {
   return relattn::IsKvCache(cache) ? cache->next_position : 0;
 }
 
-relattn_status relattn_kv_cache_get_desc(const relattn_kv_cache* cache,
-                                         relattn_kv_cache_desc* desc) {
-  relattn_status s;
-  if (desc == nullptr) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc: must not be NULL");
-  if ((s = relattn::CheckKvCacheMemory(cache, "cache"))) return s;
-  if ((s = relattn::CheckKvCacheHeader(cache, "cache"))) return s;
-  *desc = cache->desc;
-  return relattn::Succeed();
-}
-
 void relattn_kv_cache_clear(relattn_kv_cache* cache) {
   if (!relattn::IsKvCache(cache)) return;
   cache->length = 0;

@@ -2,7 +2,8 @@
 // file, a copy) and checks everything a later call relies on, header first
 // (never reading past cache_bytes), then every held token's stored values
 // against the maxima the header records. Reads only: writes and allocates
-// nothing; every failure is a status naming the field.
+// nothing; every failure is a status naming the field. And
+// relattn_kv_cache_get_desc, which reads an attached cache's desc back.
 #include <cinttypes>
 #include <cmath>
 #include <cstddef>
@@ -317,5 +318,15 @@ extern "C" relattn_status relattn_kv_cache_attach(void* memory, size_t cache_byt
     return s;
   }
   *cache = static_cast<relattn_kv_cache*>(memory);
+  return relattn::Succeed();
+}
+
+extern "C" relattn_status relattn_kv_cache_get_desc(const relattn_kv_cache* cache,
+                                                    relattn_kv_cache_desc* desc) {
+  relattn_status s;
+  if (desc == nullptr) return Fail(RELATTN_ERR_NULL_ARGUMENT, "desc: must not be NULL");
+  if ((s = relattn::CheckKvCacheMemory(cache, "cache"))) return s;
+  if ((s = relattn::CheckKvCacheHeader(cache, "cache"))) return s;
+  *desc = cache->desc;
   return relattn::Succeed();
 }

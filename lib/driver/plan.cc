@@ -234,8 +234,8 @@ void ResolvePlan(const relattn_attention_desc& d, const RopeParams& rope, int64_
   p->d4 = RoundUp(p->d, 4);
   const bool fast = d.precision == RELATTN_PRECISION_FAST;
   const bool qk_bf16 = d.q.dtype == RELATTN_BF16 && d.k.dtype == RELATTN_BF16;
-  p->bf16_from_f16 = fast && d.q.dtype == RELATTN_F16 && d.k.dtype == RELATTN_F16;
-  p->bf16_dot = (qk_bf16 || p->bf16_from_f16) && !rope.on && p->d % 2 == 0;
+  const bool qk_f16 = d.q.dtype == RELATTN_F16 && d.k.dtype == RELATTN_F16;
+  p->bf16_dot = (qk_bf16 || (fast && qk_f16)) && !rope.on && p->d % 2 == 0;
   p->bf16_pv = p->bf16_dot && fast && (d.v.dtype == RELATTN_BF16 || d.v.dtype == RELATTN_F16);
   ResolveTensors(d, p);
   p->k_min = k_min;

@@ -249,13 +249,11 @@ struct Plan {
   // path (lib/kernels/int_dot-inl.h) on rows of d4 = d rounded up to 4 channels.
   bool int8_dot;
   int64_t d4;
-  // Q and K both bf16, or both f16 with precision FAST (bf16_from_f16), without
-  // RoPE, d even: prefill may take the bf16 dot-product path (Bf16DotPrefill)
-  // on pairs of channels.
+  // Q and K both bf16, or both f16 with precision FAST, without RoPE, d even:
+  // prefill may take the bf16 dot-product path (Bf16DotPrefill) on pairs of
+  // channels; f16 queries, key blocks and values are rounded to bf16 (nearest
+  // even) as they are packed.
   bool bf16_dot;
-  // bf16_dot from f16 Q and K: queries and key blocks are rounded to bf16
-  // (nearest even) as they are packed.
-  bool bf16_from_f16;
   // bf16_dot with bf16 or f16 V and precision FAST: P.V may round the
   // probabilities (and f16 values) to bf16 (Bf16DotPrefill's pv_qlanes).
   bool bf16_pv;

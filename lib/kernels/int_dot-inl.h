@@ -154,7 +154,7 @@ using ScoresQLanesBf16Fn = void (*)(const uint32_t* q, int64_t d2, const uint16_
 using PVQLanesBf16Fn = void (*)(const float* p, int64_t n_keys, const uint32_t* v_pairs, int64_t dv,
                                 float* o_t);
 
-// f16 row -> bf16 row, nearest even (Plan::bf16_from_f16).
+// f16 row -> bf16 row, nearest even (f16 inputs on the bf16 path).
 using RowF16ToBF16Fn = void (*)(const uint16_t* src, int64_t n, uint16_t* dst);
 // The values of n_keys keys (bf16 rows, or f16 rows rounded to bf16) as
 // pv_qlanes reads them: v_pairs[i][e] = keys 2i, 2i + 1 of channel e.
@@ -193,7 +193,7 @@ HWY_INLINE const Bf16DotKernels* Bf16DotPrefill(const Plan& plan) {
 
 // The bf16 queries i0 .. i0 + rows of head h packed for Bf16DotPrefill:
 // q_pairs[c][lane] = channels 2c, 2c + 1 of query i0 + lane (low, high
-// half), lanes rows .. w zero. f16 queries (Plan::bf16_from_f16) are rounded
+// half), lanes rows .. w zero. f16 queries are rounded
 // to bf16 through row (d values of scratch).
 HWY_INLINE void PackQueriesBf16(const Plan& plan, const Bf16DotKernels& kernels, int32_t h,
                                 int64_t i0, int64_t rows, int64_t w, uint16_t* HWY_RESTRICT row,
@@ -203,7 +203,7 @@ HWY_INLINE void PackQueriesBf16(const Plan& plan, const Bf16DotKernels& kernels,
   std::fill(q_pairs, q_pairs + d2 * w, 0u);
   for (int64_t lane = 0; lane < rows; ++lane) {
     const uint16_t* src = q + (i0 + lane) * plan.q.token_stride + h * plan.q.head_stride;
-    if (plan.bf16_from_f16) {
+    if (plan.q.dtype == RELATTN_F16) {
       kernels.row_from_f16(src, plan.d, row);
       src = row;
     }
@@ -221,6 +221,28 @@ HWY_INLINE void PackValuePairs(const Plan& plan, const Bf16DotKernels& kernels, 
                       kv_head * plan.v.head_stride;
   kernels.pack_value_pairs(v, plan.v.token_stride, n_keys, plan.dv, plan.v.dtype == RELATTN_F16,
                            v_pairs);
+}
+
+// Bf16 keys the bf16 prefill kernel reads (Bf16DotPrefill), in place or
+// converted.
+struct KeysBf16 {
+  const Bf16DotKernels* kernels;
+  const uint16_t* rows;  // key j0's row; key j0 + j at rows + j * stride
+  int64_t stride;
+};
+
+// Finite keys [j0, j0 + n_keys) of kv_head for the bf16 kernel: bf16 rows
+// where they lie, f16 rows rounded into scratch
+// (n_keys x d values).
+HWY_INLINE KeysBf16 KeysAsBf16(const Plan& plan, const Bf16DotKernels& kernels, int32_t kv_head,
+                               int64_t j0, int64_t n_keys, uint16_t* HWY_RESTRICT scratch) {
+  const uint16_t* k = static_cast<const uint16_t*>(plan.k.data) + j0 * plan.k.token_stride +
+                      kv_head * plan.k.head_stride;
+  if (plan.k.dtype != RELATTN_F16) return {&kernels, k, plan.k.token_stride};
+  for (int64_t j = 0; j < n_keys; ++j) {
+    kernels.row_from_f16(k + j * plan.k.token_stride, plan.d, scratch + j * plan.d);
+  }
+  return {&kernels, scratch, plan.d};
 }
 
 // The encoding of this target's kernels (also when none is usable: the

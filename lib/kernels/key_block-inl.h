@@ -36,13 +36,6 @@ struct KeysInt {
   const int32_t* sums;
 };
 
-// Bf16 keys read in place by the bf16 prefill kernel (Bf16DotPrefill).
-struct KeysBf16 {
-  const Bf16DotKernels* kernels;
-  const uint16_t* rows;  // key j0's row; key j0 + j at rows + j * stride
-  int64_t stride;
-};
-
 // Keys [j0, j0 + n_keys) of one KV head. A row of k or v with rows == null
 // is read elsewhere: K as integers (k_int), finite bf16 K in prefill where it
 // lies (k_bf16) with its V packed in key pairs (v_pairs), or, in decode, in
@@ -251,20 +244,6 @@ HWY_INLINE bool TensorRowsFinite(const TensorRef& t, int32_t head, int64_t t0, i
   }
   return RowsFiniteBits(static_cast<const uint32_t*>(t.data) + first, t.token_stride, n, dim,
                         uint32_t{0x7F800000});
-}
-
-// Finite keys [j0, j0 + n_keys) of kv_head for the bf16 kernel: bf16 rows
-// where they lie, f16 rows (Plan::bf16_from_f16) rounded into scratch
-// (n_keys x d values).
-HWY_INLINE KeysBf16 KeysAsBf16(const Plan& plan, const Bf16DotKernels& kernels, int32_t kv_head,
-                               int64_t j0, int64_t n_keys, uint16_t* HWY_RESTRICT scratch) {
-  const uint16_t* k = static_cast<const uint16_t*>(plan.k.data) + j0 * plan.k.token_stride +
-                      kv_head * plan.k.head_stride;
-  if (!plan.bf16_from_f16) return {&kernels, k, plan.k.token_stride};
-  for (int64_t j = 0; j < n_keys; ++j) {
-    kernels.row_from_f16(k + j * plan.k.token_stride, plan.d, scratch + j * plan.d);
-  }
-  return {&kernels, scratch, plan.d};
 }
 
 // Loads keys [j0, j0 + n_keys) of kv_head. Non-finite K or V rows poison the

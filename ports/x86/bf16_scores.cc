@@ -142,20 +142,13 @@ __attribute__((target("avx512f,avx512bf16"))) void PVQLanesBf16Dot(const float* 
 
 namespace {
 
-// 16 channels of a row as bf16 bits in the low halves of 32-bit lanes.
-__attribute__((target("avx512f,avx512bf16"), always_inline)) inline __m512i Bf16Lanes(
-    const uint16_t* row, bool from_f16) {
-  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+// The channels of a row that `mask` selects (of 16) as bf16 bits in the low
+// halves of 32-bit lanes (zero elsewhere: a zero f16 is a zero bf16).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline)) inline __m512i
+Bf16Lanes(const uint16_t* row, __mmask16 mask, bool from_f16) {
+  const __m256i bits = _mm256_maskz_loadu_epi16(mask, row);
   if (!from_f16) return _mm512_cvtepu16_epi32(bits);
   return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_cvtph_ps(bits)));
-}
-
-uint32_t Bf16Scalar(uint16_t x, bool from_f16) {
-  if (!from_f16) return x;
-  alignas(16) uint16_t in[8] = {x};
-  alignas(16) uint16_t out[8];
-  F16RowToBF16(in, 1, out);
-  return out[0];
 }
 
 }  // namespace
@@ -180,24 +173,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void F16RowToBF1
   }
 }
 
-__attribute__((target("avx512f,avx512bf16"))) void PackValuePairsBf16(const uint16_t* v,
-                                                                      int64_t v_stride,
-                                                                      int64_t n_keys, int64_t dv,
-                                                                      bool from_f16,
-                                                                      uint32_t* v_pairs) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void PackValuePairsBf16(
+    const uint16_t* v, int64_t v_stride, int64_t n_keys, int64_t dv, bool from_f16,
+    uint32_t* v_pairs) {
   for (int64_t j = 0; j < n_keys; j += 2) {
     const uint16_t* r0 = v + j * v_stride;
     const uint16_t* r1 = j + 1 < n_keys ? r0 + v_stride : nullptr;
     uint32_t* out = v_pairs + (j / 2) * dv;
-    int64_t e = 0;
-    for (; e + 16 <= dv; e += 16) {
-      const __m512i lo = Bf16Lanes(r0 + e, from_f16);
+    for (int64_t e = 0; e < dv; e += 16) {  // the last 16 channels or fewer masked
+      const __mmask16 m = dv - e >= 16 ? __mmask16(0xffff) : __mmask16((1u << (dv - e)) - 1);
+      const __m512i lo = Bf16Lanes(r0 + e, m, from_f16);
       const __m512i hi =
-          r1 ? _mm512_slli_epi32(Bf16Lanes(r1 + e, from_f16), 16) : _mm512_setzero_si512();
-      _mm512_storeu_si512(out + e, _mm512_or_si512(lo, hi));
-    }
-    for (; e < dv; ++e) {
-      out[e] = Bf16Scalar(r0[e], from_f16) | (r1 ? Bf16Scalar(r1[e], from_f16) << 16 : 0u);
+          r1 ? _mm512_slli_epi32(Bf16Lanes(r1 + e, m, from_f16), 16) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(out + e, m, _mm512_or_si512(lo, hi));
     }
   }
 }
